@@ -1,0 +1,1 @@
+"""umedsam.losses."""
