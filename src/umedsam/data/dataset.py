@@ -1,0 +1,359 @@
+"""Training samples from challenge npz folders (``imgs/`` + ``gts/`` with identical file names).
+
+A dataset item is one 2D image or one slice of a 3D volume that contains at least one object.
+Drawing a sample picks random flips, one random object of that slice, and a jittered box, and
+returns the LiteMedSAM-preprocessed image, the object's mask and its box, all in the model frame
+(``S x S``, S = 256 for LiteMedSAM). Randomness comes from the ``numpy.random.Generator`` passed
+in; :func:`sample_rng` derives one per (seed, epoch, position) so an epoch can be replayed
+exactly (resume) and split across processes (DDP) without shared state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from umedsam.data.augment import apply_flips, flip_variant_name, jitter_box, random_flips
+from umedsam.data.boxes import mask_to_box
+from umedsam.data.npz import load_case
+from umedsam.data.transforms import boxes_to_model_frame, preprocess_image, resized_hw
+from umedsam.errors import InputError
+
+__all__ = [
+    "PREPROCESS_VERSION",
+    "NpzSegmentationDataset",
+    "SliceRef",
+    "TrainingSample",
+    "epoch_order",
+    "modality_from_name",
+    "sample_rng",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Bumped whenever image preprocessing changes (embedding caches record it).
+PREPROCESS_VERSION = "litemedsam-1"
+
+
+def modality_from_name(name: str) -> str:
+    """Modality from a challenge file name: ``2DBox_US_HC18_001.npz`` -> ``"US"``.
+
+    Returns ``"unknown"`` for names without the ``2DBox_``/``3DBox_`` prefix.
+    """
+    parts = Path(name).name.split("_")
+    if len(parts) >= 3 and parts[0] in ("2DBox", "3DBox", "2D", "3D"):
+        return parts[1]
+    return "unknown"
+
+
+def sample_rng(seed: int, epoch: int, position: int) -> np.random.Generator:
+    """The generator for one sample position of one epoch (independent of everything else)."""
+    return np.random.default_rng([int(seed), int(epoch), int(position), 7])
+
+
+def epoch_order(
+    modalities: Sequence[str],
+    *,
+    seed: int,
+    epoch: int,
+    num_samples: int | None = None,
+    balanced: bool = False,
+) -> NDArray[np.int64]:
+    """Item indices to visit in one epoch.
+
+    Args:
+        modalities: modality of each dataset item.
+        seed: run seed.
+        epoch: epoch number (each epoch gets its own order).
+        num_samples: samples per epoch (default: the dataset size).
+        balanced: draw a modality uniformly first, then an item of it (with replacement);
+            otherwise a permutation (repeated when ``num_samples`` exceeds the size).
+
+    Returns:
+        ``(num_samples,)`` int64 indices.
+
+    Raises:
+        ValueError: for an empty dataset or a non-positive ``num_samples``.
+    """
+    n = len(modalities)
+    if n == 0:
+        raise ValueError("cannot plan an epoch over an empty dataset")
+    total = n if num_samples is None else int(num_samples)
+    if total <= 0:
+        raise ValueError(f"num_samples must be > 0; got {num_samples}")
+    rng = np.random.default_rng([int(seed), int(epoch), 3])
+    if balanced:
+        groups: dict[str, list[int]] = {}
+        for i, mod in enumerate(modalities):
+            groups.setdefault(mod, []).append(i)
+        names = sorted(groups)
+        picks = rng.integers(0, len(names), size=total)
+        return np.array(
+            [groups[names[g]][rng.integers(0, len(groups[names[g]]))] for g in picks],
+            dtype=np.int64,
+        )
+    reps = -(-total // n)
+    return np.concatenate([rng.permutation(n) for _ in range(reps)])[:total].astype(np.int64)
+
+
+@dataclass(frozen=True)
+class SliceRef:
+    """One dataset item: a 2D case or one slice of a volume.
+
+    Attributes:
+        case: npz file name.
+        z: slice index for a volume, None for a 2D image.
+        labels: labels present on it with at least ``min_area`` model-frame pixels.
+        modality: from the file name.
+    """
+
+    case: str
+    z: int | None
+    labels: tuple[int, ...]
+    modality: str
+
+
+class TrainingSample(NamedTuple):
+    """One training example in the model frame.
+
+    Attributes:
+        image: ``(3, S, S)`` float32 in [0, 1], or None when the dataset skips images.
+        mask: ``(1, S, S)`` float32 0/1 mask of the chosen object (zero in the padding).
+        box: ``(4,)`` float32 xyxy box prompt in the model frame (jittered when training).
+        image_key: identifies the preprocessed image (case, slice, flips), e.g. for caching.
+        modality: modality of the case.
+        label: the chosen object's label value.
+        new_hw: ``(h, w)`` of the image content inside the ``S x S`` frame.
+    """
+
+    image: torch.Tensor | None
+    mask: torch.Tensor
+    box: torch.Tensor
+    image_key: str
+    modality: str
+    label: int
+    new_hw: tuple[int, int]
+
+
+class NpzSegmentationDataset:
+    """Box-prompted training samples over a challenge folder (``root/imgs`` + ``root/gts``).
+
+    Args:
+        root: folder holding ``imgs/*.npz`` and ``gts/*.npz`` with identical names.
+        image_size: model frame side S.
+        max_box_shift: box jitter, 0..max_box_shift model-frame pixels per side.
+        flips: allowed random flips (``"horizontal"``, ``"vertical"``), each applied with
+            probability ``flip_prob``.
+        flip_prob: probability of each allowed flip.
+        min_area: smallest object (in model-frame pixels) used as a training target.
+        slices_per_volume: keep at most this many object-bearing slices per volume, evenly
+            spaced (None: all).
+        modalities: keep only cases of these modalities (None: all).
+        load_images: return preprocessed images (False when embeddings come from a cache).
+        progress: called with the number of cases indexed so far.
+
+    Raises:
+        FileNotFoundError: if ``root/imgs`` or ``root/gts`` is missing.
+        ValueError: on bad options or a folder without usable objects.
+        InputError: on an unreadable case or a ground truth that does not match its image.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        image_size: int = 256,
+        max_box_shift: int = 5,
+        flips: Sequence[str] = ("horizontal", "vertical"),
+        flip_prob: float = 0.5,
+        min_area: int = 4,
+        slices_per_volume: int | None = None,
+        modalities: Sequence[str] | None = None,
+        load_images: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        for sub in ("imgs", "gts"):
+            if not (self.root / sub).is_dir():
+                raise FileNotFoundError(
+                    f"{self.root / sub}: folder not found (need imgs/ and gts/)"
+                )
+        if image_size <= 0 or max_box_shift < 0 or min_area < 1:
+            raise ValueError(
+                "need image_size > 0, max_box_shift >= 0, min_area >= 1; got "
+                f"{image_size}, {max_box_shift}, {min_area}"
+            )
+        if slices_per_volume is not None and slices_per_volume < 1:
+            raise ValueError(f"slices_per_volume must be >= 1 or None; got {slices_per_volume}")
+        self.image_size = image_size
+        self.max_box_shift = max_box_shift
+        self.flips = tuple(flips)
+        apply_flips(np.zeros((1, 1)), self.flips)  # validates the names
+        if not 0.0 <= flip_prob <= 1.0:
+            raise ValueError(f"flip_prob must be in [0, 1]; got {flip_prob}")
+        self.flip_prob = flip_prob
+        self.min_area = min_area
+        self.load_images = load_images
+        self._cases: dict[str, tuple[NDArray, NDArray]] = {}
+        wanted = None if modalities is None else set(modalities)
+        self.refs: list[SliceRef] = []
+        names = sorted(p.name for p in (self.root / "imgs").glob("*.npz"))
+        for count, name in enumerate(names, start=1):
+            modality = modality_from_name(name)
+            if wanted is not None and modality not in wanted:
+                continue
+            if not (self.root / "gts" / name).is_file():
+                logger.warning("skipping %s: no ground truth in %s", name, self.root / "gts")
+                continue
+            self.refs.extend(self._index_case(name, modality, slices_per_volume))
+            if progress is not None:
+                progress(count)
+        if not self.refs:
+            raise ValueError(
+                f"{self.root}: no usable object (cases {len(names)}, modalities {modalities}, "
+                f"min_area {min_area})"
+            )
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    @property
+    def modalities(self) -> list[str]:
+        """Modality of each item, in index order."""
+        return [ref.modality for ref in self.refs]
+
+    def _load(self, name: str) -> tuple[NDArray, NDArray]:
+        if name not in self._cases:
+            case = load_case(self.root / "imgs" / name)
+            gts_path = self.root / "gts" / name
+            with np.load(gts_path, allow_pickle=False) as data:
+                if "gts" not in data.files:
+                    raise InputError(gts_path, f"missing key 'gts' (keys: {sorted(data.files)})")
+                gts = data["gts"]
+            spatial = case.imgs.shape if case.is_3d else case.imgs.shape[:2]
+            if gts.shape != spatial:
+                raise InputError(
+                    gts_path, f"'gts' shape {gts.shape} does not match the image's {spatial}"
+                )
+            if gts.dtype.kind not in "ui":
+                raise InputError(gts_path, f"'gts' must be integer labels; got {gts.dtype}")
+            self._cases[name] = (case.imgs, gts)
+        return self._cases[name]
+
+    def _labels(self, label_map: NDArray) -> tuple[int, ...]:
+        counts = np.bincount(label_map.ravel().astype(np.int64))
+        ratio = self.image_size / max(label_map.shape)
+        min_orig = self.min_area / (ratio * ratio)
+        return tuple(int(v) for v in np.nonzero(counts)[0] if v > 0 and counts[v] >= min_orig)
+
+    def _index_case(
+        self, name: str, modality: str, slices_per_volume: int | None
+    ) -> list[SliceRef]:
+        imgs, gts = self._load(name)
+        if gts.ndim == 2:
+            labels = self._labels(gts)
+            return [SliceRef(name, None, labels, modality)] if labels else []
+        refs = []
+        for z in range(gts.shape[0]):
+            labels = self._labels(gts[z])
+            if labels:
+                refs.append(SliceRef(name, z, labels, modality))
+        if slices_per_volume is not None and len(refs) > slices_per_volume:
+            keep = np.linspace(0, len(refs) - 1, slices_per_volume).round().astype(int)
+            refs = [refs[i] for i in sorted(set(keep.tolist()))]
+        return refs
+
+    def _slice(self, ref: SliceRef) -> tuple[NDArray, NDArray]:
+        imgs, gts = self._load(ref.case)
+        if ref.z is None:
+            return imgs, gts
+        return imgs[ref.z], gts[ref.z]
+
+    def image_key(self, index: int, flips: Sequence[str] = ()) -> str:
+        """Key of the preprocessed image of item ``index`` under ``flips``."""
+        ref = self.refs[index]
+        z = "2d" if ref.z is None else f"z{ref.z}"
+        return f"{ref.case}|{z}|{flip_variant_name(tuple(flips))}"
+
+    def image_tensor(
+        self, index: int, flips: Sequence[str] = ()
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Preprocessed ``(3, S, S)`` image of item ``index`` under ``flips``, and its new_hw."""
+        image, _ = self._slice(self.refs[index])
+        tensor, new_hw = preprocess_image(apply_flips(image, tuple(flips)), self.image_size)
+        return tensor[0], new_hw
+
+    def make_sample(
+        self,
+        index: int,
+        label: int,
+        flips: Sequence[str] = (),
+        rng: np.random.Generator | None = None,
+    ) -> TrainingSample:
+        """The sample for a given item, object label and flips.
+
+        Args:
+            index: item index.
+            label: object label (must be present on the item).
+            flips: flips to apply.
+            rng: generator for the box jitter; None means no jitter (validation).
+
+        Returns:
+            The :class:`TrainingSample`.
+
+        Raises:
+            ValueError: if ``label`` is not an object of the item.
+        """
+        ref = self.refs[index]
+        if label not in ref.labels:
+            raise ValueError(f"label {label} is not on {ref.case} (z={ref.z}); has {ref.labels}")
+        flips = tuple(flips)
+        image, label_map = self._slice(ref)
+        mask = apply_flips(label_map == label, flips)
+        orig_hw = (int(mask.shape[0]), int(mask.shape[1]))
+        new_hw = resized_hw(orig_hw, self.image_size)
+        box = boxes_to_model_frame(mask_to_box(mask)[None], orig_hw, self.image_size)[0]
+        if rng is not None and self.max_box_shift > 0:
+            box = jitter_box(box, rng, self.max_box_shift, new_hw)
+        small = cv2.resize(
+            mask.astype(np.uint8), (new_hw[1], new_hw[0]), interpolation=cv2.INTER_NEAREST
+        )
+        mask_s = np.zeros((self.image_size, self.image_size), dtype=np.float32)
+        mask_s[: new_hw[0], : new_hw[1]] = small
+        image_t = None
+        if self.load_images:
+            image_t, _ = self.image_tensor(index, flips)
+        return TrainingSample(
+            image=image_t,
+            mask=torch.from_numpy(mask_s)[None],
+            box=torch.from_numpy(np.asarray(box, dtype=np.float32)),
+            image_key=self.image_key(index, flips),
+            modality=ref.modality,
+            label=int(label),
+            new_hw=new_hw,
+        )
+
+    def sample(self, index: int, rng: np.random.Generator) -> TrainingSample:
+        """A random training sample of item ``index``: random flips, object and box jitter."""
+        ref = self.refs[index]
+        flips = random_flips(rng, self.flips, self.flip_prob)
+        label = ref.labels[int(rng.integers(0, len(ref.labels)))]
+        return self.make_sample(index, label, flips, rng)
+
+    def flip_variants(self) -> list[tuple[str, ...]]:
+        """Every flip combination a sample can have (for precomputing embeddings)."""
+        if self.flip_prob == 0.0:
+            return [()]
+        ordered = [f for f in ("vertical", "horizontal") if f in self.flips]
+        out: list[tuple[str, ...]] = [()]
+        for name in ordered:
+            out += [v + (name,) for v in out]
+        return sorted(out, key=lambda v: (len(v), v))
