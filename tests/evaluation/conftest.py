@@ -1,0 +1,18 @@
+"""Fixtures for the evaluation tests (``shared_dir`` until tests/conftest.py provides it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The shared data folder: env ``UMEDSAM_SHARED_DIR``, else ``<repo>/../shared``; else skip."""
+    env = os.environ.get("UMEDSAM_SHARED_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared"
+    if not path.is_dir():
+        pytest.skip(f"shared data folder not found: {path} (set UMEDSAM_SHARED_DIR)")
+    return path
