@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("umedsam.cli.predict", "segment every case in a folder from its box prompts"),
     "evaluate": ("umedsam.cli.evaluate", "DSC/NSD of predicted segs against ground truth"),
     "demo": ("umedsam.cli.demo", "predict + evaluate on the bundled example cases"),
+    "convert": ("umedsam.cli.convert", "NIfTI/DICOM/image (+ labels or boxes) -> npz case"),
     "info": ("umedsam.cli.info", "models, checkpoint location and installed engines"),
 }
 
