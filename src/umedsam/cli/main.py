@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("umedsam.cli.evaluate", "DSC/NSD of predicted segs against ground truth"),
     "demo": ("umedsam.cli.demo", "predict + evaluate on the bundled example cases"),
     "convert": ("umedsam.cli.convert", "NIfTI/DICOM/image (+ labels or boxes) -> npz case"),
+    "train": ("umedsam.cli.train", "fine-tune with the uncertainty-weighted loss (+ SAM)"),
     "info": ("umedsam.cli.info", "models, checkpoint location and installed engines"),
 }
 

@@ -203,6 +203,8 @@ class NpzSegmentationDataset:
         self.min_area = min_area
         self.load_images = load_images
         self._cases: dict[str, tuple[NDArray, NDArray]] = {}
+        self._root_id = str(self.root.resolve())
+        self._key_index: dict[str, tuple[int, tuple[str, ...]]] | None = None
         wanted = None if modalities is None else set(modalities)
         self.refs: list[SliceRef] = []
         names = sorted(p.name for p in (self.root / "imgs").glob("*.npz"))
@@ -278,10 +280,31 @@ class NpzSegmentationDataset:
         return imgs[ref.z], gts[ref.z]
 
     def image_key(self, index: int, flips: Sequence[str] = ()) -> str:
-        """Key of the preprocessed image of item ``index`` under ``flips``."""
+        """Key of the preprocessed image of item ``index`` under ``flips``.
+
+        The key names the folder, the case, the slice and the flips, e.g.
+        ``/data/train|3DBox_MR_x.npz|z12|h``.
+        """
         ref = self.refs[index]
         z = "2d" if ref.z is None else f"z{ref.z}"
-        return f"{ref.case}|{z}|{flip_variant_name(tuple(flips))}"
+        return f"{self._root_id}|{ref.case}|{z}|{flip_variant_name(tuple(flips))}"
+
+    def image_for_key(self, key: str) -> torch.Tensor:
+        """Preprocessed ``(3, S, S)`` image for a key made by :meth:`image_key`.
+
+        Raises:
+            KeyError: if the key does not belong to this dataset.
+        """
+        if self._key_index is None:
+            self._key_index = {
+                self.image_key(i, flips): (i, flips)
+                for i in range(len(self.refs))
+                for flips in self.flip_variants()
+            }
+        if key not in self._key_index:
+            raise KeyError(f"image key {key!r} does not belong to the dataset at {self.root}")
+        index, flips = self._key_index[key]
+        return self.image_tensor(index, flips)[0]
 
     def image_tensor(
         self, index: int, flips: Sequence[str] = ()

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+# name -> (base weights: "litemedsam" / a path / None, weights file shipped with the package)
+_WEIGHTS: dict[str, tuple[str | None, Path]] = {}
 
 # Modules whose import registers models; imported on first lookup so `import umedsam` stays light.
 _MODEL_MODULES = ("umedsam.models.medsam_lite", "umedsam.models.zoo")
@@ -51,3 +54,30 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     if name not in _BUILDERS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(_BUILDERS))}")
     return _BUILDERS[name](**kwargs)
+
+
+def register_weights(name: str, weights: Path, base: str | None = None) -> None:
+    """Declare the packaged weights of model ``name``.
+
+    Args:
+        name: a registered model name.
+        weights: weights file shipped inside the package.
+        base: if the file is partial (e.g. only a fine-tuned decoder), what to load first:
+            "litemedsam" for the bundled LiteMedSAM weights.
+    """
+    _WEIGHTS[name] = (base, weights)
+
+
+def default_weights(name: str) -> tuple[str | None, Path]:
+    """(base, weights file) declared for ``name``.
+
+    Raises:
+        ValueError: the model has no packaged weights (pass a checkpoint instead).
+    """
+    _load_builtin()
+    if name not in _WEIGHTS:
+        raise ValueError(
+            f"model {name!r} ships no weights; pass --checkpoint PATH "
+            f"(models with weights: litemedsam{''.join(', ' + k for k in sorted(_WEIGHTS))})"
+        )
+    return _WEIGHTS[name]

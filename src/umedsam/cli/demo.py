@@ -1,0 +1,45 @@
+"""``umedsam demo``: predict and evaluate the bundled example cases, no flags needed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def examples_dir() -> Path:
+    """Folder of the bundled examples (``imgs/`` and ``gts/``), installed or in a source checkout."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[1] / "_examples", here.parents[3] / "examples"):
+        if (candidate / "imgs").is_dir() and (candidate / "gts").is_dir():
+            return candidate
+    raise FileNotFoundError("the bundled example cases are missing from this installation")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``umedsam demo`` (all optional)."""
+    parser.add_argument(
+        "-o", "--output", type=Path, default=Path("umedsam-demo"), help="output folder"
+    )
+    parser.add_argument("--model", default="litemedsam", help="registered model name")
+    parser.add_argument("--checkpoint", type=Path, help="weights file (default: bundled weights)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``predict`` then ``evaluate`` on the examples and print metrics and times."""
+    from umedsam.cli.main import main
+
+    ex = examples_dir()
+    out = args.output
+    flags = ["-q"] if args.quiet else []
+    predict = ["predict", *flags, "-i", str(ex / "imgs"), "-o", str(out / "segs"), "--model", args.model]
+    if args.checkpoint:
+        predict += ["--checkpoint", str(args.checkpoint)]
+    code = main(predict)
+    if code != 0:
+        return code
+    evaluate = ["evaluate", *flags, "--segs", str(out / "segs"), "--gts", str(ex / "gts"),
+                "--out", str(out / "metrics.csv")]
+    code = main(evaluate)
+    print(f"outputs in {out}/ (segs/, metrics.csv)", file=sys.stderr)
+    return code

@@ -1,0 +1,30 @@
+"""``umedsam info``: version, models, weights location and installed engines."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``umedsam info`` has no flags of its own."""
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print what is installed."""
+    from umedsam import __version__
+    from umedsam.errors import CheckpointError
+    from umedsam.models.checkpoint import default_checkpoint_path
+    from umedsam.models.registry import list_models
+
+    print(f"umedsam {__version__}")
+    print("models: " + ", ".join(list_models()))
+    try:
+        print(f"LiteMedSAM weights: {default_checkpoint_path()} (sha256 verified)")
+    except CheckpointError as err:
+        print(f"LiteMedSAM weights: not available ({err})")
+    for module, extra in [("onnxruntime", "onnx"), ("openvino", "openvino"), ("nibabel", "nifti"),
+                          ("pydicom", "dicom"), ("gradio", "ui"), ("dask", "dist")]:
+        found = importlib.util.find_spec(module) is not None
+        print(f"{module:12s} {'installed' if found else f'missing (pip install umedsam[{extra}])'}")
+    return 0

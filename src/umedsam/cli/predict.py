@@ -1,0 +1,75 @@
+"""``umedsam predict``: segment every challenge case in a folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``umedsam predict``."""
+    parser.add_argument("-i", "--input", required=True, type=Path, help="folder of *.npz cases")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="folder for segs *.npz")
+    parser.add_argument("--model", default="litemedsam", help="registered model name")
+    parser.add_argument("--checkpoint", type=Path, help="weights file (default: bundled weights)")
+    parser.add_argument("--overlay", type=Path, metavar="DIR", help="also write PNG overlays here")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    parser.add_argument(
+        "--cache-mb", type=float, default=1024.0, help="bound of the 3D slice-embedding cache"
+    )
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    """Apply the thread count (only the CLI sets threads)."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the model once, predict the folder, print a summary; exit 1 if any case failed."""
+    from umedsam.cli.progress import progress_bar
+    from umedsam.errors import UmedsamError
+    from umedsam.inference.backends.torch import TorchBackend
+    from umedsam.inference.runner import ensure_writable, find_cases, predict_folder
+    from umedsam.models.pretrained import load_pretrained
+
+    _set_threads(args)
+    try:
+        cases = find_cases(args.input)
+        ensure_writable(args.output)
+        t0 = time.perf_counter()
+        model, report = load_pretrained(args.model, args.checkpoint)
+        load_s = time.perf_counter() - t0
+    except (UmedsamError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(f"model {args.model} from {report.path.name} loaded in {load_s:.2f} s; {len(cases)} cases")
+    backend = TorchBackend(model)
+    with progress_bar(total=len(cases), desc="predict", quiet=args.quiet) as bar:
+
+        def on_case(outcome):  # type: ignore[no-untyped-def]
+            bar.update(1)
+            if not outcome.ok:
+                bar.write(f"FAILED {outcome.error}")
+
+        outcomes = predict_folder(
+            backend, args.input, args.output, args.overlay, args.cache_mb, on_case=on_case
+        )
+    failed = [o for o in outcomes if not o.ok]
+    ok = len(outcomes) - len(failed)
+    if not args.quiet:
+        for o in outcomes:
+            if o.ok:
+                print(f"  {o.name:60s} {o.seconds:8.2f} s")
+    print(f"{ok}/{len(outcomes)} cases written to {args.output}; times in efficiency.csv")
+    if failed:
+        print(f"{len(failed)} failed:", file=sys.stderr)
+        for o in failed:
+            print(f"  {o.error}", file=sys.stderr)
+        return 1
+    return 0

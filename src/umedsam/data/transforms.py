@@ -1,0 +1,139 @@
+"""LiteMedSAM pre- and post-processing as pure functions.
+
+These reproduce the official CVPR24 LiteMedSAM inference exactly: the longest side is resized to
+the model size with OpenCV INTER_AREA (rounded half up), intensities are min-max normalised to
+[0, 1] in float64 and cast to float32, and the image is zero-padded at the bottom/right. Boxes are
+scaled by size / max(H, W) and truncated to integers. Logits are cropped to the resized extent and
+bilinearly upsampled back to the original size.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+
+MODEL_SIZE = 256
+NEXT_SLICE_BOX_MARGIN = 3  # px at model scale, as the official 3D propagation widens boxes
+
+
+def resized_hw(orig_hw: tuple[int, int], size: int = MODEL_SIZE) -> tuple[int, int]:
+    """(h, w) after scaling the longest side of ``orig_hw`` to ``size`` (rounded half up)."""
+    h, w = orig_hw
+    scale = size * 1.0 / max(h, w)
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
+def resize_longest_side(image: NDArray, size: int = MODEL_SIZE) -> NDArray:
+    """Resize (H, W) or (H, W, C) so that the longest side is ``size`` (cv2 INTER_AREA)."""
+    new_h, new_w = resized_hw(image.shape[:2], size)
+    return cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+
+
+def normalize_minmax(image: NDArray) -> NDArray[np.float32]:
+    """Min-max normalise to [0, 1] (float64 arithmetic, float32 result; constant image -> 0)."""
+    lo = image.min()
+    span = max(float(image.max()) - float(lo), 1e-8)
+    return ((image - lo) / span).astype(np.float32)
+
+
+def pad_bottom_right(image: NDArray, size: int = MODEL_SIZE) -> NDArray:
+    """Zero-pad (h, w, ...) at the bottom and right to (size, size, ...)."""
+    pad_h, pad_w = size - image.shape[0], size - image.shape[1]
+    pad = [(0, pad_h), (0, pad_w)] + [(0, 0)] * (image.ndim - 2)
+    return np.pad(image, pad)
+
+
+def to_rgb(image: NDArray) -> NDArray:
+    """(H, W) or (H, W, 1) -> (H, W, 3) by repetition; (H, W, 3) unchanged."""
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=-1)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return np.repeat(image, 3, axis=-1)
+    return image
+
+
+def preprocess_image(image: NDArray, size: int = MODEL_SIZE) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Official LiteMedSAM preprocessing of one 2D image.
+
+    Args:
+        image: (H, W) grey or (H, W, 3) RGB, any real dtype (uint8 in the challenge data).
+        size: model input side.
+
+    Returns:
+        float32 tensor (1, 3, size, size) in [0, 1], and the (h, w) of the resized content.
+    """
+    resized = resize_longest_side(to_rgb(image), size)
+    padded = pad_bottom_right(normalize_minmax(resized), size)
+    tensor = torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1)))[None]
+    return tensor, (resized.shape[0], resized.shape[1])
+
+
+def preprocess_slices(slices: NDArray, size: int = MODEL_SIZE) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Preprocess a stack of grey slices (N, H, W) at once, identical to preprocess_image per slice.
+
+    A grey slice is resized once and broadcast to three channels (INTER_AREA works per channel, so
+    this equals resizing the replicated RGB image).
+
+    Returns:
+        float32 tensor (N, 3, size, size) and the resized (h, w) shared by all slices.
+    """
+    n = slices.shape[0]
+    new_h, new_w = resized_hw(slices.shape[1:3], size)
+    out = np.zeros((n, size, size), dtype=np.float32)
+    for i in range(n):
+        resized = cv2.resize(slices[i], (new_w, new_h), interpolation=cv2.INTER_AREA)
+        out[i, :new_h, :new_w] = normalize_minmax(resized)
+    tensor = torch.from_numpy(out)[:, None].expand(n, 3, size, size).contiguous()
+    return tensor, (new_h, new_w)
+
+
+def boxes_to_model_frame(
+    boxes_xyxy: NDArray, orig_hw: tuple[int, int], size: int = MODEL_SIZE
+) -> NDArray[np.float32]:
+    """Scale (N, 4) xyxy boxes from original pixels to the model frame, truncating to integers."""
+    ratio = size / max(orig_hw)
+    scaled = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4) * ratio
+    return np.trunc(scaled).astype(np.float32)
+
+
+def mask_to_model_box(
+    mask: NDArray, label: int = 1, size: int = MODEL_SIZE, margin: int = NEXT_SLICE_BOX_MARGIN
+) -> NDArray[np.float32] | None:
+    """Box prompt for the next slice from a mask in original pixels (official 3D propagation).
+
+    The mask is painted with ``label`` (the official code resizes the uint8 label map, so the label
+    value changes which partially covered pixels survive INTER_AREA), resized like the image, and
+    its tight box is widened by ``margin`` px and clipped to the resized extent.
+
+    Returns:
+        (4,) float32 xyxy in the model frame, or None if the resized mask is empty.
+    """
+    painted = mask.astype(np.uint8) * np.uint8(min(max(label, 1), 255))
+    small = resize_longest_side(painted, size)
+    ys, xs = np.nonzero(small)
+    if ys.size == 0:
+        return None
+    h, w = small.shape
+    box = [
+        max(0, int(xs.min()) - margin),
+        max(0, int(ys.min()) - margin),
+        min(w, int(xs.max()) + margin),
+        min(h, int(ys.max()) + margin),
+    ]
+    return np.asarray(box, dtype=np.float32)
+
+
+def postprocess_logits(
+    low_res_logits: torch.Tensor, new_hw: tuple[int, int], orig_hw: tuple[int, int]
+) -> torch.Tensor:
+    """Crop (N, 1, S, S) logits to the resized extent and upsample bilinearly to (N, 1, H, W)."""
+    cropped = low_res_logits[..., : new_hw[0], : new_hw[1]]
+    return F.interpolate(cropped, size=orig_hw, mode="bilinear", align_corners=False)
+
+
+def logits_to_mask(logits: torch.Tensor) -> torch.Tensor:
+    """Binary mask as the official code computes it: sigmoid(logits) > 0.5."""
+    return torch.sigmoid(logits) > 0.5

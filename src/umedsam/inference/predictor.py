@@ -1,0 +1,152 @@
+"""Predictor: embed an image once, then segment any number of boxes on it (arrays in, arrays out)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from umedsam.data.npz import validate_boxes
+from umedsam.data.transforms import (
+    boxes_to_model_frame,
+    logits_to_mask,
+    postprocess_logits,
+    preprocess_image,
+    resized_hw,
+)
+from umedsam.errors import InputError
+from umedsam.inference.backends.base import Backend
+from umedsam.inference.backends.torch import TorchBackend
+
+logger = logging.getLogger(__name__)
+
+UPSAMPLE_CHUNK = 16  # objects upsampled to full resolution at a time
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Result of Predictor.predict for N boxes on an (H, W) image.
+
+    Attributes:
+        masks: (N, H, W) bool.
+        iou: (N,) float32, the IoU head's estimate of each mask's quality.
+        logits: (N, H, W) float32 logits at original resolution, or None if not requested.
+        low_res_logits: (N, 1, S, S) float32 logits in the model frame (for refinement/uncertainty).
+    """
+
+    masks: NDArray[np.bool_]
+    iou: NDArray[np.float32]
+    logits: NDArray[np.float32] | None
+    low_res_logits: torch.Tensor
+
+
+def as_backend(model_or_backend: nn.Module | Backend) -> Backend:
+    """Wrap an nn.Module in a TorchBackend; pass a Backend through."""
+    if isinstance(model_or_backend, nn.Module):
+        return TorchBackend(model_or_backend)
+    return model_or_backend
+
+
+def check_image_2d(image: NDArray, source: str | None = None) -> NDArray:
+    """Validate a 2D image (H, W) or (H, W, 1|3) with real, finite values.
+
+    Raises:
+        InputError: wrong rank/channels, dtype, NaN/inf, empty or constant image.
+    """
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
+        raise InputError(source, f"image must be (H, W) or (H, W, 3); got shape {image.shape}")
+    if image.dtype.kind not in "uif":
+        raise InputError(source, f"image must be a real numeric array; got dtype {image.dtype}")
+    if image.size == 0:
+        raise InputError(source, f"image is empty (shape {image.shape})")
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        raise InputError(source, "image contains NaN or infinite values")
+    return image
+
+
+class Predictor:
+    """Segment-anything-style predictor for LiteMedSAM-family models.
+
+    ``set_image`` computes the image embedding once; ``predict`` decodes one or many boxes against
+    it in a batch. Works on (H, W) grey or (H, W, 3) RGB arrays in original pixels.
+
+    Args:
+        model: a built model with weights loaded, or any Backend (ONNX Runtime, OpenVINO ...).
+    """
+
+    def __init__(self, model: nn.Module | Backend) -> None:
+        self.backend = as_backend(model)
+        self.image_size = self.backend.image_size
+        self._embedding: torch.Tensor | None = None
+        self._orig_hw: tuple[int, int] | None = None
+        self._new_hw: tuple[int, int] | None = None
+
+    @property
+    def is_image_set(self) -> bool:
+        """Whether set_image has been called."""
+        return self._embedding is not None
+
+    @property
+    def embedding(self) -> torch.Tensor:
+        """The current image embedding (1, C, S/4, S/4)."""
+        if self._embedding is None:
+            raise RuntimeError("call set_image(image) before using the embedding")
+        return self._embedding
+
+    def set_image(self, image: NDArray) -> None:
+        """Preprocess and encode ``image`` ((H, W) or (H, W, 3), any real dtype)."""
+        image = check_image_2d(image)
+        tensor, new_hw = preprocess_image(image, self.image_size)
+        self._embedding = self.backend.encode(tensor)
+        self._orig_hw = (int(image.shape[0]), int(image.shape[1]))
+        self._new_hw = new_hw
+
+    def set_embedding(self, embedding: torch.Tensor, orig_hw: tuple[int, int]) -> None:
+        """Use a precomputed embedding (1, C, h, w) of an image of size ``orig_hw``."""
+        self._embedding = embedding
+        self._orig_hw = (int(orig_hw[0]), int(orig_hw[1]))
+        self._new_hw = resized_hw(self._orig_hw, self.image_size)
+
+    def reset_image(self) -> None:
+        """Forget the current image and embedding."""
+        self._embedding = self._orig_hw = self._new_hw = None
+
+    def predict_torch(self, boxes_model: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode boxes already in the model frame: (N, 4) -> logits (N, 1, S, S), IoU (N, 1)."""
+        return self.backend.decode(self.embedding, boxes_model)
+
+    def predict(self, boxes_xyxy: NDArray, return_logits: bool = True) -> Prediction:
+        """Segment each box on the current image.
+
+        Args:
+            boxes_xyxy: (N, 4) or (4,) boxes in original pixels, x_min < x_max <= W, y_min < y_max <= H.
+            return_logits: also return full-resolution logits (N x H x W float32).
+
+        Returns:
+            A Prediction with masks (N, H, W) bool and IoU estimates (N,).
+
+        Raises:
+            RuntimeError: set_image was not called.
+            InputError: malformed or out-of-image boxes.
+        """
+        if self._embedding is None or self._orig_hw is None or self._new_hw is None:
+            raise RuntimeError("call set_image(image) before predict(boxes)")
+        h, w = self._orig_hw
+        boxes = validate_boxes(np.asarray(boxes_xyxy), (h, w), is_3d=False)
+        boxes_model = torch.from_numpy(boxes_to_model_frame(boxes, self._orig_hw, self.image_size))
+        low_res, iou = self.predict_torch(boxes_model)
+        masks = np.zeros((boxes.shape[0], h, w), dtype=bool)
+        logits = np.zeros((boxes.shape[0], h, w), dtype=np.float32) if return_logits else None
+        for start in range(0, boxes.shape[0], UPSAMPLE_CHUNK):
+            chunk = postprocess_logits(low_res[start : start + UPSAMPLE_CHUNK], self._new_hw, (h, w))
+            masks[start : start + chunk.shape[0]] = logits_to_mask(chunk)[:, 0].numpy()
+            if logits is not None:
+                logits[start : start + chunk.shape[0]] = chunk[:, 0].numpy()
+        return Prediction(
+            masks=masks, iou=iou[:, 0].numpy().astype(np.float32), logits=logits, low_res_logits=low_res
+        )

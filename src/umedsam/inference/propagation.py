@@ -1,0 +1,236 @@
+"""3D segmentation by slice-wise propagation, as the official LiteMedSAM code does it, but with
+every slice encoded at most once and all objects on a slice decoded in one batch.
+
+For each 3D box, the middle slice ``int((z_max - z_min) / 2 + z_min)`` is segmented with the box's
+2D extent; then the mask propagates upward to z_max and downward to z_min (both inclusive). Each
+next slice is prompted by the box of this object's previous-slice mask (model frame, widened by
+3 px); an empty previous mask falls back to the original box. All objects advance in lock-step:
+one upward sweep over slices, then one downward sweep. Embeddings computed in the upward sweep
+that the downward sweep will need are kept in a bounded cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from umedsam.data.transforms import (
+    boxes_to_model_frame,
+    logits_to_mask,
+    mask_to_model_box,
+    postprocess_logits,
+    preprocess_slices,
+    resized_hw,
+)
+from umedsam.inference.backends.base import Backend
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SliceResult:
+    """Masks of the objects active on one slice.
+
+    Attributes:
+        z: slice index.
+        direction: "up" (key slice and above) or "down".
+        object_ids: (K,) 0-based indices of the boxes segmented on this slice.
+        masks: (K, H, W) bool.
+        iou: (K,) IoU-head estimates.
+        low_res_logits: (K, 1, S, S) model-frame logits.
+    """
+
+    z: int
+    direction: str
+    object_ids: NDArray[np.int64]
+    masks: NDArray[np.bool_]
+    iou: NDArray[np.float32]
+    low_res_logits: torch.Tensor
+
+
+@dataclass
+class PropagationStats:
+    """Counters of one propagation run (for tests and benchmarks)."""
+
+    encoder_calls: int = 0
+    decoder_boxes: int = 0
+    cache_hits: int = 0
+    cache_peak_mb: float = 0.0
+
+
+@dataclass
+class EmbeddingCache:
+    """Bounded store of slice embeddings; refuses new entries once ``max_mb`` is reached."""
+
+    max_mb: float = 1024.0
+    dtype: torch.dtype = torch.float32
+    _store: dict[int, torch.Tensor] = field(default_factory=dict)
+    _bytes: int = 0
+
+    def get(self, z: int) -> torch.Tensor | None:
+        """The embedding of slice z as float32, or None."""
+        emb = self._store.get(z)
+        return None if emb is None else emb.float()
+
+    def put(self, z: int, embedding: torch.Tensor) -> bool:
+        """Store if there is room; returns whether it was stored."""
+        stored = embedding.to(self.dtype)
+        size = stored.element_size() * stored.nelement()
+        if self._bytes + size > self.max_mb * 2**20:
+            return False
+        self._store[z] = stored
+        self._bytes += size
+        return True
+
+    def discard(self, z: int) -> None:
+        """Drop slice z if present."""
+        emb = self._store.pop(z, None)
+        if emb is not None:
+            self._bytes -= emb.element_size() * emb.nelement()
+
+    @property
+    def megabytes(self) -> float:
+        """Current size in MiB."""
+        return self._bytes / 2**20
+
+
+def key_slices(boxes_3d: NDArray) -> NDArray[np.int64]:
+    """Middle slice of each (N, 6) box, as the official code computes it."""
+    z_min, z_max = boxes_3d[:, 2], boxes_3d[:, 5]
+    return np.array([int((hi - lo) / 2 + lo) for lo, hi in zip(z_min, z_max)], dtype=np.int64)
+
+
+def propagate(
+    backend: Backend,
+    volume: NDArray,
+    boxes_3d: NDArray,
+    cache: EmbeddingCache | None = None,
+    stats: PropagationStats | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[SliceResult]:
+    """Yield per-slice results of propagating every box through ``volume``.
+
+    Args:
+        backend: the engine (encode/decode).
+        volume: (D, H, W) array.
+        boxes_3d: (N, 6) validated boxes x_min, y_min, z_min, x_max, y_max, z_max.
+        cache: embedding cache (default 1 GiB float32).
+        stats: optional counters, updated in place.
+        progress: called with the number of slices finished after each slice.
+
+    Yields:
+        SliceResult for each slice of the upward sweep (ascending z), then of the downward sweep
+        (descending z).
+    """
+    cache = cache or EmbeddingCache()
+    stats = stats or PropagationStats()
+    d, h, w = volume.shape
+    size = backend.image_size
+    n = boxes_3d.shape[0]
+    z_lo, z_hi = boxes_3d[:, 2], boxes_3d[:, 5]
+    z_key = key_slices(boxes_3d)
+    key_boxes = boxes_to_model_frame(boxes_3d[:, [0, 1, 3, 4]], (h, w), size)
+    labels = np.arange(1, n + 1)
+    down_needed = {z for i in range(n) for z in range(int(z_lo[i]), int(z_key[i]))}
+
+    def embed(z: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        cached = cache.get(z)
+        new_hw = resized_hw((h, w), size)
+        if cached is not None:
+            stats.cache_hits += 1
+            return cached, new_hw
+        tensor, new_hw = preprocess_slices(volume[z : z + 1], size)
+        emb = backend.encode(tensor)
+        stats.encoder_calls += 1
+        return emb, new_hw
+
+    def run_slice(z: int, active: list[int], prev: dict[int, NDArray], direction: str) -> SliceResult:
+        emb, new_hw = embed(z)
+        if direction == "up" and z in down_needed and cache.put(z, emb):
+            stats.cache_peak_mb = max(stats.cache_peak_mb, cache.megabytes)
+        prompts = []
+        for i in active:
+            box = None
+            if i in prev:
+                box = mask_to_model_box(prev[i], label=int(labels[i]), size=size)
+            prompts.append(key_boxes[i] if box is None else box)
+        low_res, iou = backend.decode(emb, torch.from_numpy(np.stack(prompts)))
+        stats.decoder_boxes += len(active)
+        masks = logits_to_mask(postprocess_logits(low_res, new_hw, (h, w)))[:, 0].numpy()
+        return SliceResult(
+            z=z,
+            direction=direction,
+            object_ids=np.asarray(active, dtype=np.int64),
+            masks=masks,
+            iou=iou[:, 0].numpy().astype(np.float32),
+            low_res_logits=low_res,
+        )
+
+    done = 0
+    prev: dict[int, NDArray] = {}
+    key_masks: dict[int, NDArray] = {}
+    for z in range(int(z_key.min()), int(z_hi.max()) + 1):
+        active = [i for i in range(n) if z_key[i] <= z <= z_hi[i]]
+        if not active:
+            continue
+        for i in active:
+            if z == z_key[i]:
+                prev.pop(i, None)
+        result = run_slice(z, active, prev, "up")
+        for k, i in enumerate(active):
+            prev[i] = result.masks[k]
+            if z == z_key[i]:
+                key_masks[i] = result.masks[k]
+        done += 1
+        if progress:
+            progress(done)
+        yield result
+
+    prev = dict(key_masks)
+    for z in range(int(z_key.max()) - 1, int(z_lo.min()) - 1, -1):
+        active = [i for i in range(n) if z_lo[i] <= z < z_key[i]]
+        if not active:
+            continue
+        result = run_slice(z, active, prev, "down")
+        cache.discard(z)
+        for k, i in enumerate(active):
+            prev[i] = result.masks[k]
+        done += 1
+        if progress:
+            progress(done)
+        yield result
+
+
+def segment_volume(
+    backend: Backend,
+    volume: NDArray,
+    boxes_3d: NDArray,
+    cache: EmbeddingCache | None = None,
+    stats: PropagationStats | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> NDArray:
+    """Label map (D, H, W) for N boxes: label i+1 for box i; where masks overlap the later box wins.
+
+    The dtype is uint8 for up to 255 objects, else uint16.
+    """
+    n = boxes_3d.shape[0]
+    dtype = np.uint8 if n <= 255 else np.uint16
+    segs = np.zeros(volume.shape, dtype=dtype)
+    for result in propagate(backend, volume, boxes_3d, cache, stats, progress):
+        paint_labels(segs[result.z], result.masks, result.object_ids + 1)
+    return segs
+
+
+def paint_labels(target: NDArray, masks: NDArray[np.bool_], labels: NDArray) -> None:
+    """Write ``labels`` into ``target`` where ``masks`` are set; the highest label wins overlaps.
+
+    This equals painting objects in ascending label order, whatever order the masks arrive in.
+    """
+    for mask, label in zip(masks, labels):
+        region = mask & (target < label)
+        target[region] = label

@@ -1,0 +1,180 @@
+"""Folder-level prediction: challenge npz cases in, ``segs`` npz + efficiency.csv out.
+
+This is the only inference module that touches the disk. One bad case is reported and skipped;
+the others finish. Outputs are written atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from umedsam.data.npz import Case, load_case, save_npz_atomic
+from umedsam.errors import InputError, UmedsamError
+from umedsam.inference.backends.base import Backend
+from umedsam.inference.overlay import render_overlay
+from umedsam.inference.segment import CaseSegmentation, segment_case
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CaseOutcome:
+    """What happened to one case.
+
+    Attributes:
+        name: input file name.
+        ok: whether a valid output was written.
+        seconds: wall time for reading, segmenting and writing.
+        error: one-line reason when not ok.
+        num_objects: boxes in the case (0 if unreadable).
+    """
+
+    name: str
+    ok: bool
+    seconds: float
+    error: str = ""
+    num_objects: int = 0
+
+
+def find_cases(input_dir: str | Path) -> list[Path]:
+    """Sorted ``*.npz`` files of a folder.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        InputError: it holds no .npz files.
+    """
+    folder = Path(input_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"input folder not found: {folder}")
+    cases = sorted(p for p in folder.glob("*.npz") if not p.name.startswith("."))
+    if not cases:
+        raise InputError(folder, "no .npz cases in this folder")
+    return cases
+
+
+def ensure_writable(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and check a file can be written there, before any work.
+
+    Raises:
+        InputError: the folder cannot be created or written.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".umedsam-write-test"):
+            pass
+    except OSError as err:
+        raise InputError(folder, f"output folder is not writable ({err.strerror or err})") from err
+    return folder
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a small text file atomically."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_efficiency_csv(path: Path, outcomes: list[CaseOutcome]) -> None:
+    """``case,seconds`` for every successfully predicted case."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["case", "seconds"])
+    for o in outcomes:
+        if o.ok:
+            writer.writerow([o.name, f"{o.seconds:.4f}"])
+    write_text_atomic(path, buf.getvalue())
+
+
+def _overlay_image(case: Case, result: CaseSegmentation) -> np.ndarray:
+    if not case.is_3d:
+        return render_overlay(case.imgs, result.segs, case.boxes)
+    areas = (result.segs > 0).reshape(result.segs.shape[0], -1).sum(1)
+    z = int(np.argmax(areas))
+    boxes = [b[[0, 1, 3, 4]] for b in case.boxes if b[2] <= z <= b[5]]
+    return render_overlay(case.imgs[z], result.segs[z], np.array(boxes) if boxes else None)
+
+
+def predict_case_file(
+    backend: Backend,
+    path: Path,
+    output_dir: Path,
+    overlay_dir: Path | None = None,
+    cache_mb: float = 1024.0,
+) -> CaseOutcome:
+    """Predict one case file and write ``output_dir/<name>``; errors become a failed outcome."""
+    start = time.perf_counter()
+    n = 0
+    try:
+        case = load_case(path)
+        n = case.num_objects
+        result = segment_case(backend, case, cache_mb=cache_mb)
+        save_npz_atomic(output_dir / case.name, segs=result.segs)
+        if overlay_dir is not None:
+            rgb = _overlay_image(case, result)
+            png = overlay_dir / (Path(case.name).stem + ".png")
+            ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            if ok:
+                tmp = png.with_name(f".{png.name}.tmp")
+                tmp.write_bytes(buf.tobytes())
+                os.replace(tmp, png)
+    except UmedsamError as err:
+        return CaseOutcome(path.name, False, time.perf_counter() - start, str(err), n)
+    except (MemoryError, RuntimeError, ValueError, OSError) as err:
+        logger.debug("case %s failed", path, exc_info=True)
+        return CaseOutcome(
+            path.name, False, time.perf_counter() - start, f"{path}: {type(err).__name__}: {err}", n
+        )
+    return CaseOutcome(path.name, True, time.perf_counter() - start, "", n)
+
+
+def predict_folder(
+    backend: Backend,
+    input_dir: str | Path,
+    output_dir: str | Path,
+    overlay_dir: str | Path | None = None,
+    cache_mb: float = 1024.0,
+    on_case: Callable[[CaseOutcome], None] | None = None,
+) -> list[CaseOutcome]:
+    """Predict every case of ``input_dir`` into ``output_dir`` and write ``efficiency.csv`` there.
+
+    Args:
+        backend: the inference engine (model loaded once for the whole folder).
+        input_dir: folder of challenge ``*.npz`` cases.
+        output_dir: receives ``<case>.npz`` with ``segs`` and ``efficiency.csv``.
+        overlay_dir: optional folder for PNG overlays.
+        cache_mb: bound of the per-volume embedding cache.
+        on_case: called after each case (progress reporting).
+
+    Returns:
+        One CaseOutcome per input file, in name order.
+    """
+    cases = find_cases(input_dir)
+    out = ensure_writable(output_dir)
+    ov = ensure_writable(overlay_dir) if overlay_dir is not None else None
+    outcomes = []
+    for path in cases:
+        outcome = predict_case_file(backend, path, out, ov, cache_mb)
+        if not outcome.ok:
+            logger.error("%s", outcome.error)
+        outcomes.append(outcome)
+        if on_case:
+            on_case(outcome)
+    write_efficiency_csv(out / "efficiency.csv", outcomes)
+    return outcomes

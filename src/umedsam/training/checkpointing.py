@@ -1,0 +1,118 @@
+"""Training checkpoints and the CSV logs.
+
+A training checkpoint is a dict of tensors and plain values only, so ``torch.load(...,
+weights_only=True)`` reads it and ``umedsam.models.checkpoint.load_checkpoint`` (which unwraps the
+``model`` key) loads it for prediction. Keys: ``format_version``, ``model_name``, ``config``
+(``asdict`` of the TrainConfig), ``model`` (full model state dict), ``loss``, ``optimizer``,
+``scheduler``, ``scaler``, ``epoch`` and ``batch_in_epoch`` (where to continue), ``step``,
+``best_metric``, ``loss_weights`` (readable copy) and ``rng`` (torch RNG states).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from umedsam.errors import CheckpointError
+
+__all__ = ["FORMAT_VERSION", "CsvLog", "load_training_checkpoint", "save_atomic"]
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "model_name", "config", "model", "epoch", "step")
+
+
+def save_atomic(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(buffer.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a training checkpoint safely (``weights_only=True``) and check its format.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: unreadable, not a training checkpoint, or a newer format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types; all mean "unusable"
+        raise CheckpointError(f"{path}: not a readable training checkpoint ({err})") from err
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: expected a dict; got {type(ckpt).__name__}")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(
+            f"{path}: not a umedsam training checkpoint (missing {missing}); "
+            "weights-only files can be used as model.checkpoint, not for resuming"
+        )
+    if ckpt["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: format_version {ckpt['format_version']} is newer than this umedsam "
+            f"supports ({FORMAT_VERSION}); upgrade umedsam"
+        )
+    return ckpt
+
+
+class CsvLog:
+    """Append-only CSV with a fixed header; on resume, rows past the checkpoint are dropped.
+
+    Args:
+        path: the CSV file.
+        columns: column names (the first must be ``step`` for :meth:`truncate_after`).
+    """
+
+    def __init__(self, path: str | Path, columns: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.columns = list(columns)
+
+    def start(self, resume_step: int | None) -> None:
+        """Create the file with its header, or keep rows with ``step <= resume_step``.
+
+        Raises:
+            ValueError: if an existing file has another header.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is None or not self.path.is_file():
+            with self.path.open("w", newline="", encoding="utf-8") as fh:
+                csv.writer(fh).writerow(self.columns)
+            return
+        with self.path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+        if not rows or rows[0] != self.columns:
+            raise ValueError(f"{self.path}: header {rows[:1]} differs from {self.columns}")
+        keep = [r for r in rows[1:] if r and int(r[0]) <= resume_step]
+        with self.path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(self.columns)
+            writer.writerows(keep)
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        """Write one row (missing columns stay empty; floats with 6 significant digits)."""
+        values = []
+        for col in self.columns:
+            value = row.get(col, "")
+            values.append(f"{value:.6g}" if isinstance(value, float) else value)
+        with self.path.open("a", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerow(values)

@@ -1,0 +1,103 @@
+"""Shared fixtures: the tiny random model, synthetic challenge cases, the shared data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _few_threads() -> None:
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The project's shared data folder (env UMEDSAM_SHARED_DIR, else <repo>/../shared); skip if absent."""
+    path = Path(os.environ.get("UMEDSAM_SHARED_DIR", REPO.parent / "shared"))
+    if not (path / "data").is_dir():
+        pytest.skip(f"shared data folder not available ({path})")
+    return path
+
+
+@pytest.fixture
+def tiny_model() -> torch.nn.Module:
+    """A tiny random-weight MedSAMLite (64-px input) in eval mode, seeded."""
+    from umedsam.models.registry import build_model
+
+    torch.manual_seed(0)
+    return build_model("test_tiny").eval()
+
+
+@pytest.fixture(scope="session")
+def real_model() -> torch.nn.Module:
+    """LiteMedSAM with the bundled pretrained weights (skips if they are not installed)."""
+    from umedsam.errors import CheckpointError
+    from umedsam.models.pretrained import load_pretrained
+
+    try:
+        model, _ = load_pretrained("litemedsam")
+    except CheckpointError as err:
+        pytest.skip(f"LiteMedSAM weights not installed: {err}")
+    return model
+
+
+def disk_image(h: int = 96, w: int = 128, center=(48, 60), radius: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """A bright disk on a noisy background: (H, W, 3) uint8 image and its (H, W) bool mask."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:h, :w]
+    mask = (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius**2
+    img = rng.integers(0, 60, size=(h, w)).astype(np.uint8)
+    img[mask] = 200
+    return np.repeat(img[:, :, None], 3, axis=-1), mask
+
+
+def sphere_volume(d: int = 12, h: int = 64, w: int = 64, radius: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """A bright sphere in a (D, H, W) uint8 volume and its mask."""
+    zz, yy, xx = np.mgrid[:d, :h, :w]
+    mask = ((zz - d // 2) * 3) ** 2 + (yy - h // 2) ** 2 + (xx - w // 2) ** 2 <= (3 * radius) ** 2
+    vol = np.full((d, h, w), 20, dtype=np.uint8)
+    vol[mask] = 220
+    return vol, mask
+
+
+@pytest.fixture
+def make_disk():
+    """Factory fixture: disk_image(h, w, center, radius)."""
+    return disk_image
+
+
+@pytest.fixture
+def make_sphere():
+    """Factory fixture: sphere_volume(d, h, w, radius)."""
+    return sphere_volume
+
+
+@pytest.fixture
+def case_dir(tmp_path: Path) -> Path:
+    """A folder with one synthetic 2D and one synthetic 3D challenge case (imgs/ and gts/)."""
+    from umedsam.data.boxes import mask_to_box
+
+    imgs, gts = tmp_path / "imgs", tmp_path / "gts"
+    imgs.mkdir()
+    gts.mkdir()
+    img, mask = disk_image()
+    box = mask_to_box(mask)[None]
+    np.savez_compressed(imgs / "2DBox_Synthetic_disk.npz", imgs=img, boxes=box)
+    np.savez_compressed(gts / "2DBox_Synthetic_disk.npz", gts=mask.astype(np.uint8), boxes=box)
+    vol, sph = sphere_volume()
+    box3 = mask_to_box(sph)[None]
+    spacing = np.array([1.0, 1.0, 3.0])
+    np.savez_compressed(imgs / "3DBox_Synthetic_sphere.npz", imgs=vol, boxes=box3, spacing=spacing)
+    np.savez_compressed(
+        gts / "3DBox_Synthetic_sphere.npz", gts=sph.astype(np.uint8), boxes=box3, spacing=spacing
+    )
+    return tmp_path

@@ -1,0 +1,60 @@
+"""The real LiteMedSAM weights against the official model outputs (reference fixtures)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from umedsam.data.transforms import preprocess_image
+from umedsam.models.checkpoint import LITEMEDSAM_SHA256, default_checkpoint_path, file_sha256
+
+pytestmark = pytest.mark.realweights
+
+
+def test_bundled_checkpoint_found_and_verified(real_model) -> None:
+    path = default_checkpoint_path()
+    assert file_sha256(path) == LITEMEDSAM_SHA256
+    assert sum(p.numel() for p in real_model.parameters()) == 9_791_300
+
+
+@pytest.fixture(scope="module")
+def unit_fixture(shared_dir):
+    path = shared_dir / "reference" / "unit" / "litemedsam_io.npz"
+    if not path.is_file():
+        pytest.skip("reference unit fixture not available")
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def test_preprocessing_matches_official(unit_fixture) -> None:
+    for i in range(len(unit_fixture["names"])):
+        h, w = unit_fixture["orig_hw"][i]
+        tensor, new_hw = preprocess_image(unit_fixture["image"][i, :h, :w])
+        assert tuple(new_hw) == tuple(unit_fixture["new_hw"][i])
+        assert np.abs(tensor[0].numpy() - unit_fixture["input"][i]).max() <= 1e-6
+
+
+def test_embeddings_and_logits_match_official(real_model, unit_fixture) -> None:
+    with torch.inference_mode():
+        emb = real_model.encode(torch.from_numpy(unit_fixture["input"]))
+        ref = torch.from_numpy(unit_fixture["embedding"])
+        assert (emb - ref).abs().max() <= 1e-3
+        cos = torch.nn.functional.cosine_similarity(emb.flatten(1), ref.flatten(1))
+        assert cos.min() >= 0.99999
+        logits, iou = real_model.decode(emb, torch.from_numpy(unit_fixture["box_256"]).float())
+    assert (logits[:, 0] - torch.from_numpy(unit_fixture["low_res_logits"])).abs().max() <= 1e-2
+    np.testing.assert_allclose(iou.numpy(), unit_fixture["iou"], atol=1e-3)
+
+
+def test_final_masks_match_official(real_model, unit_fixture) -> None:
+    from umedsam.inference.predictor import Predictor
+
+    predictor = Predictor(real_model)
+    for i in range(len(unit_fixture["names"])):
+        h, w = unit_fixture["orig_hw"][i]
+        predictor.set_image(unit_fixture["image"][i, :h, :w])
+        pred = predictor.predict(unit_fixture["box_orig"][i][None])
+        ref = unit_fixture["mask"][i, :h, :w].astype(bool)
+        diff = (pred.masks[0] != ref).sum()
+        assert diff <= max(1, 0.001 * ref.sum()), unit_fixture["names"][i]
