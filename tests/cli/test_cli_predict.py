@@ -1,0 +1,55 @@
+"""`umedsam predict` / `info` in-process, on the tiny model saved as a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from umedsam.cli.main import main
+
+
+def test_predict_cli_tiny(tiny_model, case_dir: Path, tmp_path: Path, capsys) -> None:
+    ckpt = tmp_path / "tiny.pt"
+    torch.save({"model": tiny_model.state_dict()}, ckpt)
+    (case_dir / "imgs" / "2DBox_Broken.npz").write_bytes(b"")
+    out = tmp_path / "out"
+    code = main(["predict", "-i", str(case_dir / "imgs"), "-o", str(out),
+                 "--model", "test_tiny", "--checkpoint", str(ckpt), "--threads", "1"])
+    captured = capsys.readouterr()
+    assert code == 1  # one case failed, the others were written
+    assert "2DBox_Broken.npz" in captured.err and "empty" in captured.err
+    assert (out / "2DBox_Synthetic_disk.npz").is_file() and (out / "efficiency.csv").is_file()
+
+
+def test_predict_cli_errors_before_work(tmp_path: Path, case_dir: Path, capsys) -> None:
+    assert main(["predict", "-i", str(tmp_path / "missing"), "-o", str(tmp_path / "o")]) == 2
+    assert "input folder not found" in capsys.readouterr().err
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    assert main(["predict", "-i", str(case_dir / "imgs"), "-o", str(blocker / "x")]) == 2
+    assert "not writable" in capsys.readouterr().err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00" * 10)
+    assert main(["predict", "-i", str(case_dir / "imgs"), "-o", str(tmp_path / "o2"),
+                 "--checkpoint", str(bad)]) == 2
+    assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
+    assert main(["predict", "-i", str(case_dir / "imgs"), "-o", str(tmp_path / "o3"),
+                 "--model", "nope"]) == 2
+    assert "known models" in capsys.readouterr().err
+
+
+def test_info_runs(capsys) -> None:
+    assert main(["info"]) == 0
+    assert "litemedsam" in capsys.readouterr().out
+
+
+def test_labels_uint16_beyond_255(tiny_model, tmp_path: Path) -> None:
+    from umedsam.inference.backends.torch import TorchBackend
+    from umedsam.inference.segment import segment_image
+
+    img = np.random.default_rng(0).integers(0, 255, (64, 64, 3)).astype(np.uint8)
+    boxes = np.array([[i % 60, i % 50, i % 60 + 4, i % 50 + 4] for i in range(300)])
+    res = segment_image(TorchBackend(tiny_model), img, boxes)
+    assert res.segs.dtype == np.uint16
