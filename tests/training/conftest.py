@@ -63,3 +63,14 @@ def challenge_folder(tmp_path: Path) -> Path:
 def val_folder(tmp_path: Path) -> Path:
     """A small held-out folder with a different seed."""
     return write_challenge_folder(tmp_path / "val", seed=1, n2d=2)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest single-threaded on a shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -38,7 +38,7 @@ def _key_value(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected NAME=NUMBER; got {text!r}") from err
 
 
-def _add_flag(parser: argparse.ArgumentParser, dotted: str, hint: Any, help_text: str) -> None:
+def _add_flag(parser: argparse._ActionsContainer, dotted: str, hint: Any, help_text: str) -> None:
     flag = "--" + dotted.replace("_", "-")
     optional = False
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
@@ -56,7 +56,10 @@ def _add_flag(parser: argparse.ArgumentParser, dotted: str, hint: Any, help_text
         nargs: Any = "+" if len(args) == 2 and args[1] is Ellipsis else len(args)
         common["help"] += extra
         parser.add_argument(
-            flag, nargs=nargs, type=_maybe_none(item, optional), metavar=item.__name__.upper(),
+            flag,
+            nargs=nargs,
+            type=_maybe_none(item, optional),
+            metavar=item.__name__.upper(),
             **common,
         )
     elif origin is dict:
@@ -75,7 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``umedsam train``: ``--config`` plus one flag per config field."""
     from umedsam.training.config import config_flags
 
-    parser.add_argument("--config", type=Path, help="YAML config (sections data/model/loss/optim/run)")
+    parser.add_argument(
+        "--config", type=Path, help="YAML config (sections data/model/loss/optim/run)"
+    )
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved config as YAML and exit"
     )

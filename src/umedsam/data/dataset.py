@@ -343,7 +343,10 @@ class NpzSegmentationDataset:
         mask = apply_flips(label_map == label, flips)
         orig_hw = (int(mask.shape[0]), int(mask.shape[1]))
         new_hw = resized_hw(orig_hw, self.image_size)
-        box = boxes_to_model_frame(mask_to_box(mask)[None], orig_hw, self.image_size)[0]
+        tight = mask_to_box(mask)
+        if tight is None:  # indexing keeps only labels present on the item
+            raise ValueError(f"label {label} has an empty mask on {ref.case} (z={ref.z})")
+        box = boxes_to_model_frame(tight[None], orig_hw, self.image_size)[0]
         if rng is not None and self.max_box_shift > 0:
             box = jitter_box(box, rng, self.max_box_shift, new_hw)
         small = cv2.resize(

@@ -111,6 +111,8 @@ class UncertaintyWeightedLoss(nn.Module):
             or a non-finite/zero initial sigma.
     """
 
+    fixed: torch.Tensor
+
     def __init__(
         self,
         terms: Sequence[str] = DEFAULT_TERMS,

@@ -157,5 +157,8 @@ def build_scheduler(
     if patience < 0:
         raise ValueError(f"patience must be >= 0; got {patience}")
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        base_optimizer(optimizer), mode=mode, factor=factor, patience=patience
+        base_optimizer(optimizer),
+        mode="max" if mode == "max" else "min",
+        factor=factor,
+        patience=patience,
     )

@@ -168,7 +168,9 @@ class SAM(torch.optim.Optimizer):
         if zero_grad:
             self.zero_grad()
 
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+    def step(  # type: ignore[override]
+        self, closure: Callable[[], torch.Tensor] | None = None
+    ) -> torch.Tensor | None:
         """One full SAM update, or the second half of one.
 
         With a ``closure`` (which must zero nothing, and run forward + backward and return the
@@ -254,7 +256,7 @@ def disable_running_stats(module: nn.Module) -> Iterator[None]:
     finally:
         for m, momentum, tracked in saved:
             m.momentum = momentum
-            if tracked is not None:
+            if tracked is not None and m.num_batches_tracked is not None:
                 m.num_batches_tracked.copy_(tracked)
 
 
@@ -321,7 +323,8 @@ def sam_step(
         ``(first_result, second_result)``; ``second_result`` is None when the step was skipped.
     """
     optimizer.zero_grad()
-    sync_ctx = model.no_sync() if model is not None and hasattr(model, "no_sync") else None
+    no_sync = getattr(model, "no_sync", None) if model is not None else None
+    sync_ctx = no_sync() if callable(no_sync) else None
     with sync_ctx if sync_ctx is not None else contextlib.nullcontext():
         first = compute_loss()
         loss = _total(first)

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-
 __all__ = [
     "TRAINABLE_PARTS",
     "DataConfig",
@@ -77,7 +76,9 @@ class DataConfig:
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
-        _check(self.max_box_shift >= 0, f"data.max_box_shift must be >= 0; got {self.max_box_shift}")
+        _check(
+            self.max_box_shift >= 0, f"data.max_box_shift must be >= 0; got {self.max_box_shift}"
+        )
         _check(self.min_area >= 1, f"data.min_area must be >= 1; got {self.min_area}")
         bad = [f for f in self.flips if f not in ("horizontal", "vertical")]
         _check(not bad, f"data.flips must be 'horizontal'/'vertical'; got {list(self.flips)}")
@@ -172,7 +173,10 @@ class OptimConfig:
     plateau_patience: int = 5
 
     def __post_init__(self) -> None:
-        _check(self.name in OPTIMIZERS, f"optim.name must be one of {list(OPTIMIZERS)}; got {self.name!r}")
+        _check(
+            self.name in OPTIMIZERS,
+            f"optim.name must be one of {list(OPTIMIZERS)}; got {self.name!r}",
+        )
         _check(
             self.sharpness in SHARPNESS,
             f"optim.sharpness must be one of {list(SHARPNESS)}; got {self.sharpness!r}",
@@ -301,7 +305,9 @@ def _build_section(name: str, section_cls: type, values: Mapping[str, Any]) -> A
     known = {f.name for f in fields(section_cls)}
     unknown = [k for k in values if k not in known]
     if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in config section {name!r}; known: {sorted(known)}")
+        raise ValueError(
+            f"unknown key(s) {unknown} in config section {name!r}; known: {sorted(known)}"
+        )
     hints = _field_types(section_cls)
     kwargs = {key: _coerce(f"{name}.{key}", hints[key], value) for key, value in values.items()}
     return section_cls(**kwargs)
@@ -346,7 +352,9 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
     raise TypeError(f"{key}: unsupported config type {hint!r}")  # pragma: no cover
 
 
-def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+def load_config(
+    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> TrainConfig:
     """Defaults, then a YAML file (optional), then dotted-key overrides.
 
     Args:
@@ -375,7 +383,9 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         if loaded is not None:
             if not isinstance(loaded, dict):
-                raise ValueError(f"{path}: expected a mapping of sections; got {type(loaded).__name__}")
+                raise ValueError(
+                    f"{path}: expected a mapping of sections; got {type(loaded).__name__}"
+                )
             data = loaded
     config = TrainConfig.from_dict(data)
     return config.with_overrides(overrides) if overrides else config
@@ -405,4 +415,3 @@ def _attribute_help(section_cls: type, name: str) -> str:
                 text.append(stripped)
             return " ".join(text)
     return ""
-

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "all_reduce_mean", "broadcast_float", "barrier", "setup_distributed", "teardown"]
+__all__ = [
+    "DistInfo",
+    "all_reduce_mean",
+    "broadcast_float",
+    "barrier",
+    "setup_distributed",
+    "teardown",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +89,9 @@ def broadcast_float(value: float | None, info: DistInfo) -> float | None:
     """Rank 0's float (NaN stands for None) on every process."""
     if not info.enabled:
         return value
-    t = torch.tensor([float("nan") if value is None else value], dtype=torch.float64, device=info.device)
+    t = torch.tensor(
+        [float("nan") if value is None else value], dtype=torch.float64, device=info.device
+    )
     dist.broadcast(t, src=0)
     out = float(t.item())
     return None if out != out else out

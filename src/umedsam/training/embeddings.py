@@ -54,7 +54,7 @@ class EmbeddingCache:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: Any,
         *,
         model_name: str,
         cache_dir: str | Path | None = None,
@@ -116,9 +116,7 @@ class EmbeddingCache:
         return None
 
     @torch.no_grad()
-    def get(
-        self, keys: Sequence[str], make_image: Callable[[str], torch.Tensor]
-    ) -> torch.Tensor:
+    def get(self, keys: Sequence[str], make_image: Callable[[str], torch.Tensor]) -> torch.Tensor:
         """Embeddings for ``keys``, encoding the missing ones in one batch.
 
         Args:

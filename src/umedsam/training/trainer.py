@@ -16,6 +16,7 @@ import contextlib
 import logging
 import math
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,7 @@ from umedsam.training.distributed import (
 )
 from umedsam.training.embeddings import EmbeddingCache
 
-__all__ = ["LossHead", "TrainResult", "Trainer", "train"]
+__all__ = ["LossHead", "TrainResult", "Trainer", "shard_batches", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class LossHead(nn.Module):
     or cached embeddings when ``embeddings_in`` is True.
     """
 
-    def __init__(self, model: nn.Module, criterion: UncertaintyWeightedLoss, embeddings_in: bool):
+    def __init__(self, model: Any, criterion: UncertaintyWeightedLoss, embeddings_in: bool):
         super().__init__()
         self.model = model
         self.criterion = criterion
@@ -114,7 +115,7 @@ class LossHead(nn.Module):
         return self.criterion(logits.float(), iou_pred.float(), targets, shape_targets)
 
 
-def _build_model(config: TrainConfig) -> nn.Module:
+def _build_model(config: TrainConfig) -> Any:
     from umedsam.models.checkpoint import load_checkpoint
     from umedsam.models.registry import build_model
 
@@ -156,7 +157,9 @@ class Trainer:
         self.model = _build_model(config).to(self.dist.device)
         self._set_trainable()
         size = int(self.model.image_size)
-        self.use_cache = config.data.cache_embeddings and "image_encoder" not in config.model.trainable
+        self.use_cache = (
+            config.data.cache_embeddings and "image_encoder" not in config.model.trainable
+        )
         self.train_set = NpzSegmentationDataset(
             config.data.train_root,
             image_size=size,
@@ -350,14 +353,15 @@ class Trainer:
     ) -> torch.Tensor:
         if self.cache is not None:
             return self.cache.get([s.image_key for s in samples], dataset.image_for_key)
-        return torch.stack([s.image for s in samples]).to(self.dist.device)
+        images = [s.image for s in samples]
+        if any(image is None for image in images):
+            raise RuntimeError(
+                "samples carry no images; the dataset was built for cached embeddings"
+            )
+        return torch.stack(typing.cast(list[torch.Tensor], images)).to(self.dist.device)
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
-        """This process's batches of sample positions for ``epoch``.
-
-        Every process gets the same number of batches (the remainder of an uneven split is
-        dropped), so DDP processes stay in step.
-        """
+        """This process's batches of sample positions for ``epoch`` (see :func:`shard_batches`)."""
         run, data = self.config.run, self.config.data
         order_len = len(
             epoch_order(
@@ -368,10 +372,7 @@ class Trainer:
                 balanced=data.balanced,
             )
         )
-        per_rank = order_len // self.dist.world_size
-        positions = list(range(self.dist.rank, per_rank * self.dist.world_size, self.dist.world_size))
-        bs = run.batch_size
-        return [positions[i : i + bs] for i in range(0, len(positions), bs)]
+        return shard_batches(order_len, self.dist.rank, self.dist.world_size, run.batch_size)
 
     # --------------------------------------------------------------------------------- steps
     def _train_step(self, samples: list[TrainingSample]) -> LossOutput:
@@ -498,6 +499,7 @@ class Trainer:
                 break
             self._end_epoch(time.perf_counter() - epoch_start, result)
         self.save("last.pt")
+        _check_replicas_in_sync(self.head, self.dist)
         barrier(self.dist)
         result.steps = self.step
         result.best_metric = self.best_metric
@@ -537,7 +539,8 @@ class Trainer:
         o = self.config.optim
         if self.scheduler is not None:
             metric = val if o.plateau_metric == "val_dsc" else train_loss
-            self.scheduler.step(metric)
+            if metric is not None:
+                self.scheduler.step(metric)
         better = False
         if val is not None:
             better = self.best_metric is None or val > self.best_metric
@@ -570,6 +573,43 @@ class Trainer:
             self.best_metric = current
             result.best_checkpoint = self.save("best.pt")
         self.save("last.pt")
+
+
+def shard_batches(
+    num_positions: int, rank: int, world_size: int, batch_size: int
+) -> list[list[int]]:
+    """Batches of epoch positions for one process.
+
+    Process ``rank`` takes positions ``rank, rank + world_size, ...``; every process gets the same
+    number of positions (the remainder of an uneven split is dropped) and so the same number of
+    batches, which keeps DDP processes in step. The last batch may be smaller.
+
+    Args:
+        num_positions: length of the epoch order.
+        rank: this process.
+        world_size: number of processes.
+        batch_size: positions per batch.
+
+    Returns:
+        Lists of positions.
+    """
+    per_rank = num_positions // world_size
+    positions = list(range(rank, per_rank * world_size, world_size))
+    return [positions[i : i + batch_size] for i in range(0, len(positions), batch_size)]
+
+
+def _check_replicas_in_sync(module: nn.Module, info: DistInfo) -> None:
+    """Raise if DDP processes ended with different trainable parameters (a wiring bug)."""
+    if not info.enabled:
+        return
+    import torch.distributed as dist
+
+    params = [p.detach().double().sum() for p in module.parameters() if p.requires_grad]
+    local = torch.stack(params).to(info.device) if params else torch.zeros(1, device=info.device)
+    gathered = [torch.zeros_like(local) for _ in range(info.world_size)]
+    dist.all_gather(gathered, local)
+    if any(not torch.equal(gathered[0], g) for g in gathered[1:]):
+        raise RuntimeError("DDP processes hold different parameters after training")
 
 
 def _plain(value: Any) -> Any:
