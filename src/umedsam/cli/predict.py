@@ -10,8 +10,23 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``umedsam predict``."""
-    parser.add_argument("-i", "--input", required=True, type=Path, help="folder of *.npz cases")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="folder for segs *.npz")
+    parser.add_argument(
+        "-i", "--input", required=True, type=Path,
+        help="folder of challenge *.npz cases, or one image (NIfTI, NRRD, DICOM file or series "
+        "folder, PNG/JPEG/TIFF/BMP) together with --boxes",
+    )
+    parser.add_argument(
+        "-o", "--output", required=True, type=Path,
+        help="folder for segs *.npz (folder input), or the mask file (image input)",
+    )
+    files = parser.add_argument_group("image-file input (NIfTI, DICOM, PNG ...)")
+    files.add_argument("--boxes", type=Path, help="JSON or CSV box prompts (see docs/usage.md)")
+    files.add_argument("--format", choices=["nifti", "png", "npz"], help="mask format "
+                       "(default: from the output suffix)")
+    files.add_argument("--modality", help="modality hint, e.g. CT or MR (default: from metadata)")
+    files.add_argument("--window", help="CT window preset (soft_tissue, lung, bone, brain, liver)")
+    files.add_argument("--level", type=float, help="CT window level (HU), with --width")
+    files.add_argument("--width", type=float, help="CT window width (HU), with --level")
     parser.add_argument("--model", default="litemedsam", help="registered model name")
     parser.add_argument("--checkpoint", type=Path, help="weights file (default: bundled weights)")
     parser.add_argument("--overlay", type=Path, metavar="DIR", help="also write PNG overlays here")
@@ -38,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from umedsam.models.pretrained import load_pretrained
 
     _set_threads(args)
+    if args.boxes is not None or (args.input.exists() and not args.input.is_dir()):
+        return _run_image_file(args)
     try:
         cases = find_cases(args.input)
         ensure_writable(args.output)
@@ -72,4 +89,32 @@ def run(args: argparse.Namespace) -> int:
         for o in failed:
             print(f"  {o.error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _run_image_file(args: argparse.Namespace) -> int:
+    """Predict one image file with a prompt file; write one mask with the image's geometry."""
+    from umedsam.errors import UmedsamError
+    from umedsam.inference.backends.torch import TorchBackend
+    from umedsam.inference.runner import predict_image_file
+    from umedsam.models.pretrained import load_pretrained
+
+    if args.boxes is None:
+        print(f"error: {args.input} is an image file: give its box prompts with --boxes FILE",
+              file=sys.stderr)
+        return 2
+    try:
+        model, _ = load_pretrained(args.model, args.checkpoint)
+    except (UmedsamError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    outcome = predict_image_file(
+        TorchBackend(model), args.input, args.boxes, args.output, fmt=args.format,
+        modality=args.modality, window=args.window, level=args.level, width=args.width,
+        cache_mb=args.cache_mb,
+    )
+    if not outcome.ok:
+        print(f"error: {outcome.error}", file=sys.stderr)
+        return 1
+    print(f"{outcome.num_objects} objects segmented in {outcome.seconds:.2f} s -> {args.output}")
     return 0

@@ -144,6 +144,58 @@ def predict_case_file(
     return CaseOutcome(path.name, True, time.perf_counter() - start, "", n)
 
 
+def predict_image_file(
+    backend: Backend,
+    image_path: str | Path,
+    boxes_path: str | Path,
+    output_path: str | Path,
+    fmt: str | None = None,
+    modality: str | None = None,
+    window: str | None = None,
+    level: float | None = None,
+    width: float | None = None,
+    cache_mb: float = 1024.0,
+) -> CaseOutcome:
+    """Segment a NIfTI/NRRD/DICOM/PNG/JPEG/TIFF image with boxes from a JSON/CSV prompt file.
+
+    The image is brought to uint8 like the challenge data (CT window or percentile clipping, see
+    umedsam.data.intensity), segmented (3D by propagation) and the label mask written with the
+    image's geometry (``fmt``: nifti, png or npz; default from the output suffix).
+    """
+    from umedsam.data.intensity import to_rgb, to_uint8
+    from umedsam.data.prompts import load_boxes
+    from umedsam.data.readers import read_image
+    from umedsam.data.writers import write_mask
+    from umedsam.inference.segment import segment_image, segment_volume_case
+
+    image_path = Path(image_path)
+    start = time.perf_counter()
+    n = 0
+    try:
+        arr, meta = read_image(image_path)
+        boxes = load_boxes(boxes_path, shape=meta.shape)
+        n = int(boxes.shape[0])
+        try:
+            img = to_uint8(arr, modality=modality or meta.modality, window=window, level=level,
+                           width=width)
+        except ValueError as err:
+            raise InputError(image_path, str(err)) from err
+        if meta.is_3d:
+            if boxes.shape[1] != 6:
+                raise InputError(Path(boxes_path), "a volume needs 3D boxes (N, 6)")
+            result = segment_volume_case(backend, img, boxes, cache_mb)
+        else:
+            if boxes.shape[1] != 4:
+                raise InputError(Path(boxes_path), "a 2D image needs 2D boxes (N, 4)")
+            result = segment_image(backend, to_rgb(img), boxes)
+        write_mask(output_path, result.segs, meta, fmt=fmt)
+    except UmedsamError as err:
+        return CaseOutcome(image_path.name, False, time.perf_counter() - start, str(err), n)
+    except (FileNotFoundError, ValueError) as err:
+        return CaseOutcome(image_path.name, False, time.perf_counter() - start, str(err), n)
+    return CaseOutcome(image_path.name, True, time.perf_counter() - start, "", n)
+
+
 def predict_folder(
     backend: Backend,
     input_dir: str | Path,
