@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("umedsam.cli.demo", "predict + evaluate on the bundled example cases"),
     "convert": ("umedsam.cli.convert", "NIfTI/DICOM/image (+ labels or boxes) -> npz case"),
     "train": ("umedsam.cli.train", "fine-tune with the uncertainty-weighted loss (+ SAM)"),
+    "ui": ("umedsam.cli.ui", "web app: open an image, draw boxes, download masks"),
     "info": ("umedsam.cli.info", "models, checkpoint location and installed engines"),
 }
 

@@ -1,0 +1,417 @@
+"""The ``umedsam ui`` web app: a Starlette server behind one plain HTML canvas page.
+
+The page (``static/``) draws boxes on a canvas and calls a small JSON API; the server keeps one
+:class:`~umedsam.ui.session.Session` per opened image and runs the model, loaded once on first use.
+
+Safety rules, enforced here: the server binds 127.0.0.1 unless told otherwise and then accepts
+only local ``Host`` headers; uploads larger than ``max_upload_mb`` are refused with a message; no
+request carries a path: uploads are stored under names the server picks, examples are looked up
+by name in a list fixed at start-up, and sessions by random token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import cast
+
+from umedsam.data.readers.guards import import_optional
+from umedsam.errors import InputError, UmedsamError
+from umedsam.ui.session import (
+    LoadedImage,
+    Session,
+    display_stem,
+    extract_series_zip,
+    load_image_file,
+    load_npz_case,
+    upload_suffix,
+)
+
+logger = logging.getLogger(__name__)
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+MAX_JSON_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class UIConfig:
+    """Settings of the web app.
+
+    Attributes:
+        host: interface to bind; 127.0.0.1 keeps the app on this computer.
+        port: TCP port (0 picks a free one).
+        max_upload_mb: largest upload accepted, in MiB.
+        max_image_mb: largest decoded image accepted (header-declared size), in MiB.
+        max_sessions: open images kept at once; the least recently used is closed first.
+        model: registered model name.
+        checkpoint: weights file; None uses the model's bundled weights.
+        examples: offer the bundled example cases.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 7860
+    max_upload_mb: float = 256.0
+    max_image_mb: float = 1024.0
+    max_sessions: int = 8
+    model: str = "litemedsam"
+    checkpoint: str | None = None
+    examples: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_upload_mb <= 0 or self.max_image_mb <= 0:
+            raise ValueError(
+                f"upload and image limits must be > 0 MiB; got {self.max_upload_mb}, "
+                f"{self.max_image_mb}"
+            )
+        if self.max_sessions < 1:
+            raise ValueError(f"max_sessions must be >= 1; got {self.max_sessions}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535; got {self.port}")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """Upload limit in bytes."""
+        return int(self.max_upload_mb * 2**20)
+
+    @property
+    def max_image_bytes(self) -> int:
+        """Decoded-image limit in bytes."""
+        return int(self.max_image_mb * 2**20)
+
+
+def example_cases() -> dict[str, tuple[Path, Path | None]]:
+    """Bundled example cases: name -> (image npz, ground-truth npz or None). Empty if missing."""
+    from umedsam.cli.demo import examples_dir
+
+    try:
+        root = examples_dir()
+    except FileNotFoundError:
+        return {}
+    cases = {}
+    for path in sorted((root / "imgs").glob("*.npz")):
+        gts = root / "gts" / path.name
+        cases[path.stem] = (path, gts if gts.is_file() else None)
+    return cases
+
+
+class ModelHolder:
+    """Loads the model once, on first use, and serialises inference (one job at a time)."""
+
+    def __init__(self, loader: Callable[[], object]) -> None:
+        self._loader = loader
+        self._backend: object | None = None
+        self.lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model has been loaded."""
+        return self._backend is not None
+
+    def backend(self) -> object:
+        """The inference backend; call with :attr:`lock` held."""
+        if self._backend is None:
+            from umedsam.inference.predictor import as_backend
+
+            logger.info("loading the model")
+            self._backend = as_backend(self._loader())  # type: ignore[arg-type]
+        return self._backend
+
+
+class SessionStore:
+    """Open sessions by token, least recently used first out; each owns a folder under ``root``."""
+
+    def __init__(self, root: Path, capacity: int) -> None:
+        self.root = root
+        self.capacity = capacity
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def new_folder(self) -> tuple[str, Path]:
+        """A fresh token and its (created) private folder."""
+        sid = secrets.token_urlsafe(16)
+        folder = self.root / sid
+        folder.mkdir(parents=True)
+        return sid, folder
+
+    def add(self, session: Session) -> None:
+        """Keep ``session``, closing the least recently used one beyond capacity."""
+        with self._lock:
+            self._sessions[session.sid] = session
+            while len(self._sessions) > self.capacity:
+                _, old = self._sessions.popitem(last=False)
+                shutil.rmtree(old.folder, ignore_errors=True)
+                logger.info("closed session %s (limit %d)", old.sid[:6], self.capacity)
+
+    def get(self, sid: str) -> Session | None:
+        """The session named ``sid`` (marked as recently used), or None."""
+        with self._lock:
+            session = self._sessions.get(sid)
+            if session is not None:
+                self._sessions.move_to_end(sid)
+            return session
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+
+def _default_loader(config: UIConfig) -> Callable[[], object]:
+    def load() -> object:
+        from umedsam.models.pretrained import load_pretrained
+
+        model, _ = load_pretrained(config.model, config.checkpoint)
+        return model
+
+    return load
+
+
+def _static_text(name: str) -> str:
+    return resources.files("umedsam.ui").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def create_app(config: UIConfig | None = None, model_loader: Callable[[], object] | None = None):
+    """Build the Starlette application.
+
+    Args:
+        config: settings (defaults: :class:`UIConfig`).
+        model_loader: returns the model (nn.Module or Backend) on first segmentation; default
+            loads ``config.model`` with its bundled weights.
+
+    Returns:
+        A Starlette ASGI app; ``app.state.store`` and ``app.state.model`` expose its state.
+
+    Raises:
+        MissingExtraError: starlette is not installed (``pip install 'umedsam[ui]'``).
+    """
+    import_optional("starlette", package="starlette", extra="ui", purpose="The web app")
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+    from starlette.routing import Route
+
+    config = config or UIConfig()
+    examples = example_cases() if config.examples else {}
+    holder = ModelHolder(model_loader or _default_loader(config))
+    state: dict[str, SessionStore] = {}
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    def store() -> SessionStore:
+        return state["store"]
+
+    def session_or_none(request: Request) -> Session | None:
+        return store().get(request.path_params["sid"])
+
+    def open_session(loader: Callable[[Path], LoadedImage], sid: str, folder: Path) -> dict:
+        try:
+            image = loader(folder)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        session = Session(sid=sid, image=image, folder=folder)
+        store().add(session)
+        logger.info("opened %s %s", image.name, image.pixels.shape)
+        return session.info()
+
+    async def guarded(call: Callable[[], object], redact: dict[str, str] | None = None) -> object:
+        """Run blocking work in a thread, mapping user errors to 400 responses.
+
+        ``redact`` maps server paths to what the user knows them as, so that messages never
+        reveal the server's folders.
+        """
+        try:
+            return await run_in_threadpool(call)
+        except (UmedsamError, ValueError, FileNotFoundError, ImportError) as err:
+            message = str(err)
+            for secret, shown in (redact or {}).items():
+                message = message.replace(secret, shown)
+            return error(400, message)
+
+    # ----- pages ---------------------------------------------------------------------------
+    async def index(request: Request) -> Response:
+        return HTMLResponse(_static_text("index.html"), headers={"Cache-Control": "no-store"})
+
+    async def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in STATIC_FILES:
+            return error(404, "no such file")
+        return Response(
+            _static_text(name), media_type=STATIC_FILES[name], headers={"Cache-Control": "no-store"}
+        )
+
+    async def api_config(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "examples": list(examples),
+                "max_upload_mb": config.max_upload_mb,
+                "model": config.model,
+                "model_loaded": holder.loaded,
+            }
+        )
+
+    # ----- opening images ------------------------------------------------------------------
+    async def open_example(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in examples:
+            return error(404, f"no example named {name!r}; examples: {', '.join(examples)}")
+        imgs, gts = examples[name]
+        sid, folder = store().new_folder()
+        result = await guarded(
+            lambda: open_session(lambda _f: load_npz_case(imgs, name, gts), sid, folder)
+        )
+        return result if isinstance(result, Response) else JSONResponse(result)
+
+    async def upload(request: Request) -> Response:
+        filename = request.query_params.get("name", "")
+        window = request.query_params.get("window") or None
+        try:
+            suffix = upload_suffix(filename)
+            if window is not None:
+                from umedsam.data.intensity import window_for
+
+                window_for(window)
+        except (InputError, ValueError) as err:
+            return error(400, str(err))
+        limit = config.max_upload_bytes
+        too_big = (
+            f"the file is larger than the {config.max_upload_mb:g} MiB upload limit; "
+            "crop it, or restart the app with a larger --max-upload-mb"
+        )
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return error(413, too_big)
+        sid, folder = store().new_folder()
+        target = folder / f"upload{suffix}"
+        size = 0
+        with target.open("wb") as handle:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    break
+                handle.write(chunk)
+        if size > limit:
+            shutil.rmtree(folder, ignore_errors=True)
+            return error(413, too_big)
+        if size == 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            return error(400, f"{filename!r} is empty (0 bytes)")
+        stem = display_stem(filename)
+
+        def load(folder: Path) -> LoadedImage:
+            if suffix == ".npz":
+                return load_npz_case(target, stem)
+            source = target
+            if suffix == ".zip":
+                source = extract_series_zip(target, folder / "series", config.max_image_bytes)
+            return load_image_file(source, stem, max_bytes=config.max_image_bytes, window=window)
+
+        shown = filename.replace("\\", "/").rsplit("/", 1)[-1]
+        redact = {str(target): shown, str(folder / "series"): shown, str(folder): shown}
+        result = await guarded(lambda: open_session(load, sid, folder), redact)
+        return result if isinstance(result, Response) else JSONResponse(result)
+
+    # ----- per-session endpoints -----------------------------------------------------------
+    async def slice_image(request: Request) -> Response:
+        session = session_or_none(request)
+        if session is None:
+            return error(404, "unknown or closed session; open the image again")
+        kind, z = request.path_params["kind"], request.path_params["z"]
+        if kind not in ("image", "mask"):
+            return error(404, "no such picture")
+        render = session.slice_png if kind == "image" else session.mask_png
+        result = await guarded(lambda: render(z))
+        if isinstance(result, Response):
+            return result
+        return Response(result, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    async def segment(request: Request) -> Response:
+        session = session_or_none(request)
+        if session is None:
+            return error(404, "unknown or closed session; open the image again")
+        body = await request.body()
+        if len(body) > MAX_JSON_BYTES:
+            return error(413, "request too large")
+        try:
+            boxes = json.loads(body or b"{}").get("boxes", [])
+        except (ValueError, AttributeError):
+            return error(400, 'expected JSON like {"boxes": [[x0, y0, x1, y1], ...]}')
+
+        def run() -> dict:
+            with holder.lock, session.lock:
+                return session.segment(holder.backend(), boxes)  # type: ignore[arg-type]
+
+        result = await guarded(run)
+        return result if isinstance(result, Response) else JSONResponse(result)
+
+    async def download(request: Request) -> Response:
+        session = session_or_none(request)
+        if session is None:
+            return error(404, "unknown or closed session; open the image again")
+        fmt = request.path_params["fmt"]
+
+        def write() -> Path:
+            with session.lock:
+                return session.write_download(fmt)
+
+        result = await guarded(write)
+        if isinstance(result, Response):
+            return result
+        path = cast(Path, result)
+        return FileResponse(path, filename=path.name, media_type="application/octet-stream")
+
+    @asynccontextmanager
+    async def lifespan(app):  # type: ignore[no-untyped-def]
+        root = Path(tempfile.mkdtemp(prefix="umedsam-ui-"))
+        state["store"] = SessionStore(root, config.max_sessions)
+        app.state.store = state["store"]
+        try:
+            yield
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    local = config.host in LOCAL_HOSTS
+    middleware = []
+    if local:
+        # refuse other Host headers, so a web page elsewhere cannot reach the app by DNS rebinding
+        middleware.append(
+            Middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "[::1]"])
+        )
+    routes = [
+        Route("/", index),
+        Route("/static/{name}", static),
+        Route("/api/config", api_config),
+        Route("/api/examples/{name}", open_example, methods=["POST"]),
+        Route("/api/upload", upload, methods=["POST"]),
+        Route("/api/sessions/{sid}/{kind}/{z:int}.png", slice_image),
+        Route("/api/sessions/{sid}/segment", segment, methods=["POST"]),
+        Route("/api/sessions/{sid}/download/{fmt}", download),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.model = holder
+    app.state.config = config
+    return app
+
+
+def serve(config: UIConfig, model_loader: Callable[[], object] | None = None) -> None:
+    """Run the app with uvicorn until interrupted.
+
+    Raises:
+        MissingExtraError: uvicorn or starlette is missing (``pip install 'umedsam[ui]'``).
+    """
+    uvicorn = import_optional("uvicorn", package="uvicorn", extra="ui", purpose="The web app")
+    app = create_app(config, model_loader)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning")

@@ -1,0 +1,413 @@
+"""One user's open image in the web app: display arrays, box prompts, cached masks, downloads.
+
+Everything here works on arrays and on files inside the session's own folder; the web layer
+(:mod:`umedsam.ui.app`) only parses requests and calls these methods. A session never opens a
+path that the client named: uploads are written under a name the server chooses, and examples
+come from a fixed list built at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from umedsam.data.npz import load_case, validate_boxes
+from umedsam.data.readers.meta import ImageMeta, meta_from_affine, plain_2d_meta
+from umedsam.errors import InputError
+from umedsam.inference.backends.base import Backend
+from umedsam.inference.overlay import label_color
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_SUFFIXES = (
+    ".npz",
+    ".nii.gz",
+    ".nii",
+    ".nrrd",
+    ".dcm",
+    ".dicom",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".zip",
+)
+"""File types the app accepts; a ``.zip`` holds one DICOM series."""
+
+MAX_ZIP_MEMBERS = 5000
+MASK_FORMATS = {"nifti": "_mask.nii.gz", "png": "_mask.png", "npz": "_mask.npz"}
+
+
+def upload_suffix(filename: str) -> str:
+    """The accepted suffix of a client-side file name (lower case), e.g. ``.nii.gz``.
+
+    Only the suffix of the name is used; the rest is discarded.
+
+    Raises:
+        InputError: the suffix is not one of :data:`UPLOAD_SUFFIXES`.
+    """
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    for suffix in UPLOAD_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return suffix
+    raise InputError(
+        None,
+        f"cannot open {filename!r}: upload one of {', '.join(UPLOAD_SUFFIXES)} "
+        "(a .zip holding one DICOM series)",
+    )
+
+
+def display_stem(filename: str) -> str:
+    """A safe, short stem for download names derived from the uploaded file name."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    for suffix in UPLOAD_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:80]
+    return stem or "image"
+
+
+def extract_series_zip(archive: Path, target: Path, max_bytes: int) -> Path:
+    """Unpack the files of a zipped DICOM series flat into ``target`` (member folders dropped).
+
+    Member names are never used as paths: file ``k`` is written as ``target/k.dcm``.
+
+    Args:
+        archive: the uploaded zip file.
+        target: empty folder to fill.
+        max_bytes: limit on the total uncompressed size.
+
+    Returns:
+        ``target``.
+
+    Raises:
+        InputError: not a zip, no files, too many members or too large when unpacked.
+    """
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = [m for m in zf.infolist() if not m.is_dir()]
+            if not members:
+                raise InputError(archive.name, "the zip file holds no files")
+            if len(members) > MAX_ZIP_MEMBERS:
+                raise InputError(
+                    archive.name, f"the zip holds {len(members)} files; at most {MAX_ZIP_MEMBERS}"
+                )
+            total = sum(m.file_size for m in members)
+            if total > max_bytes:
+                raise InputError(
+                    archive.name,
+                    f"the zip unpacks to {total / 2**20:.0f} MiB, more than the "
+                    f"{max_bytes / 2**20:.0f} MiB limit",
+                )
+            target.mkdir(parents=True, exist_ok=True)
+            written = 0
+            for k, member in enumerate(members):
+                with zf.open(member) as src, (target / f"{k:05d}.dcm").open("wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise InputError(archive.name, "the zip unpacks to more than declared")
+                        dst.write(chunk)
+    except zipfile.BadZipFile as err:
+        raise InputError(archive.name, f"not a readable zip file ({err})") from err
+    return target
+
+
+def npz_meta(shape: tuple[int, ...], spacing_xyz: NDArray | None, channels: int) -> ImageMeta:
+    """Geometry for a challenge npz case: its spacing (stored x, y, z) on an axis-aligned grid."""
+    if len(shape) == 2:
+        return plain_2d_meta(shape, source_format="npz", channels=channels)
+    spacing = np.ones(3) if spacing_xyz is None else np.asarray(spacing_xyz, dtype=np.float64)
+    return meta_from_affine(np.diag([*spacing.tolist(), 1.0]), shape, source_format="npz")
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An image ready for the app: the uint8 model input plus what a writer needs.
+
+    Attributes:
+        name: stem used for download names.
+        pixels: (H, W, 3) uint8 for 2D, (D, H, W) uint8 for volumes (challenge intensities).
+        meta: geometry of the source file (shape = spatial shape of ``pixels``).
+        stored_boxes: boxes saved with an npz case ((N, 4) or (N, 6)), else None.
+        ground_truth: ``gts`` of a bundled example, for the DSC readout; else None.
+    """
+
+    name: str
+    pixels: NDArray[np.uint8]
+    meta: ImageMeta
+    stored_boxes: NDArray[np.int64] | None = None
+    ground_truth: NDArray | None = None
+
+    @property
+    def is_3d(self) -> bool:
+        """Whether this is a (D, H, W) volume."""
+        return self.pixels.ndim == 3 and self.meta.ndim == 3
+
+
+def load_npz_case(path: Path, name: str, gts_path: Path | None = None) -> LoadedImage:
+    """Open a challenge npz case (and its ground truth, for examples)."""
+    from umedsam.data.intensity import to_rgb, to_uint8
+
+    case = load_case(path)
+    imgs = np.asarray(case.imgs)
+    if case.is_3d:
+        pixels = to_uint8(imgs)
+        meta = npz_meta(tuple(imgs.shape), case.spacing, 1)
+    else:
+        pixels = to_rgb(to_uint8(imgs))
+        meta = npz_meta(tuple(imgs.shape[:2]), None, 3)
+    gts = None
+    if gts_path is not None and gts_path.is_file():
+        with np.load(gts_path, allow_pickle=False) as data:
+            if "gts" in data.files and tuple(data["gts"].shape) == tuple(meta.shape):
+                gts = np.asarray(data["gts"])
+    return LoadedImage(name, np.ascontiguousarray(pixels), meta, case.boxes, gts)
+
+
+def load_image_file(
+    path: Path, name: str, *, max_bytes: int, window: str | None = None
+) -> LoadedImage:
+    """Open an uploaded NIfTI, NRRD, DICOM file or series folder, or 2D picture.
+
+    Intensities become uint8 as the challenge prepared them (CT window, else percentile clip);
+    ``window`` names a CT preset to use instead.
+
+    Raises:
+        InputError, MissingExtraError, FileNotFoundError: unreadable input (see ``read_image``).
+        ValueError: unknown window preset, or an image the app cannot show.
+    """
+    from umedsam.data.intensity import to_rgb, to_uint8
+    from umedsam.data.readers import read_image
+
+    array, meta = read_image(path, max_bytes=max_bytes)
+    pixels = to_uint8(array, modality=meta.modality, window=window)
+    if meta.is_3d:
+        if pixels.ndim != 3:
+            raise InputError(name, f"expected a grey volume (D, H, W); got shape {array.shape}")
+    else:
+        pixels = to_rgb(pixels)
+    if pixels.min() == pixels.max():
+        raise InputError(name, "the image is constant after intensity scaling: nothing to segment")
+    return LoadedImage(name, np.ascontiguousarray(pixels), meta)
+
+
+def _encode_png(image: NDArray) -> bytes:
+    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ValueError(f"cannot encode an array of shape {image.shape} as PNG")
+    return buf.tobytes()
+
+
+@dataclass
+class ObjectResult:
+    """The mask of one box prompt, cached by its coordinates."""
+
+    mask: NDArray[np.bool_]
+    iou: float
+
+
+@dataclass
+class Session:
+    """The state of one open image.
+
+    Attributes:
+        sid: random token naming the session in URLs.
+        image: the loaded image.
+        folder: the session's private folder (uploads, downloads).
+        boxes: the boxes of the last segmentation, in order (label i+1 for box i).
+        segs: label map of the last segmentation, shape of the image's spatial shape.
+        version: bumped on every segmentation (clients use it to refresh).
+    """
+
+    sid: str
+    image: LoadedImage
+    folder: Path
+    boxes: list[tuple[int, ...]] = field(default_factory=list)
+    segs: NDArray | None = None
+    version: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    _objects: dict[tuple[int, ...], ObjectResult] = field(default_factory=dict)
+    _predictor: object | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def depth(self) -> int:
+        """Number of slices (1 for 2D images)."""
+        return int(self.image.pixels.shape[0]) if self.image.is_3d else 1
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        """(D, H, W) or (H, W)."""
+        return tuple(self.image.meta.shape)
+
+    def info(self) -> dict:
+        """JSON-ready description the page needs to draw the image."""
+        shape = self.spatial_shape
+        h, w = shape[-2:]
+        stored = self.image.stored_boxes
+        return {
+            "session": self.sid,
+            "name": self.image.name,
+            "is_3d": self.image.is_3d,
+            "depth": self.depth,
+            "height": int(h),
+            "width": int(w),
+            "spacing": [float(s) for s in self.image.meta.spacing],
+            "source_format": self.image.meta.source_format,
+            "modality": self.image.meta.modality,
+            "stored_boxes": None if stored is None else stored.tolist(),
+            "has_ground_truth": self.image.ground_truth is not None,
+            "formats": ["nifti", "npz"] if self.image.is_3d else ["nifti", "png", "npz"],
+        }
+
+    # ----- pictures -----------------------------------------------------------------------
+    def _check_slice(self, z: int) -> int:
+        if not 0 <= z < self.depth:
+            raise InputError(None, f"slice {z} is outside 0..{self.depth - 1}")
+        return z
+
+    def slice_png(self, z: int) -> bytes:
+        """PNG of slice ``z`` (grey for volumes, RGB for 2D images)."""
+        self._check_slice(z)
+        if self.image.is_3d:
+            return _encode_png(self.image.pixels[z])
+        return _encode_png(cv2.cvtColor(self.image.pixels, cv2.COLOR_RGB2BGR))
+
+    def mask_png(self, z: int) -> bytes:
+        """RGBA PNG of the labels on slice ``z``: label colours, transparent background."""
+        self._check_slice(z)
+        h, w = self.spatial_shape[-2:]
+        rgba = np.zeros((h, w, 4), dtype=np.uint8)
+        if self.segs is not None:
+            labels = self.segs[z] if self.image.is_3d else self.segs
+            for label in np.unique(labels):
+                if label == 0:
+                    continue
+                r, g, b = label_color(int(label))
+                rgba[labels == label] = (b, g, r, 255)  # OpenCV writes BGRA
+        return _encode_png(rgba)
+
+    # ----- segmentation -------------------------------------------------------------------
+    def normalise_boxes(self, boxes: object) -> NDArray[np.int64]:
+        """Validate client boxes: (N, 4) xyxy for 2D, (N, 6) x0,y0,z0,x1,y1,z1 for volumes.
+
+        Raises:
+            InputError: wrong shape, non-integers, inverted or out-of-image boxes.
+        """
+        cols = 6 if self.image.is_3d else 4
+        try:
+            array = np.asarray(boxes, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise InputError(None, f"boxes must be lists of {cols} numbers") from err
+        if array.size == 0:
+            return np.zeros((0, cols), dtype=np.int64)
+        shape = self.image.pixels.shape
+        return validate_boxes(
+            array.reshape(-1, cols) if array.ndim == 1 else array, shape, self.image.is_3d
+        )
+
+    def segment(self, backend: Backend, boxes: object) -> dict:
+        """Segment ``boxes`` (reusing masks of boxes already segmented) and store the label map.
+
+        2D images are encoded once per session and all new boxes decoded in one batch; volumes
+        propagate each new 3D box from the middle slice of its z-range (the challenge's rule).
+
+        Returns:
+            JSON-ready summary: version, per-object IoU estimate, voxel count and size in mm
+            (mm^2 or mm^3), DSC against the ground truth for bundled examples, seconds.
+        """
+        start = time.perf_counter()
+        array = self.normalise_boxes(boxes)
+        keys = [tuple(int(v) for v in row) for row in array]
+        new = [k for k in dict.fromkeys(keys) if k not in self._objects]
+        if new:
+            self._compute(backend, np.asarray(new, dtype=np.int64))
+        dtype = np.uint8 if len(keys) <= 255 else np.uint16
+        segs = np.zeros(self.spatial_shape, dtype=dtype)
+        for label, key in enumerate(keys, start=1):
+            segs[self._objects[key].mask] = label
+        self.boxes, self.segs = keys, segs
+        self.version += 1
+        voxel = math.prod(self.image.meta.spacing)
+        objects = []
+        for label, key in enumerate(keys, start=1):
+            count = int((segs == label).sum())
+            objects.append(
+                {
+                    "label": label,
+                    "box": list(key),
+                    "iou": round(self._objects[key].iou, 4),
+                    "voxels": count,
+                    "size_mm": round(count * voxel, 2),
+                    "color": list(label_color(label)),
+                }
+            )
+        summary: dict = {
+            "version": self.version,
+            "objects": objects,
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+        gts = self.image.ground_truth
+        if gts is not None and keys:
+            from umedsam.evaluation.metrics import dice
+
+            summary["dsc"] = round(float(dice(segs > 0, np.asarray(gts) > 0)), 4)
+        # keep only objects still in use, so undo + redo stays cheap but memory stays bounded
+        in_use = set(keys)
+        self._objects = {k: v for k, v in self._objects.items() if k in in_use}
+        return summary
+
+    def _compute(self, backend: Backend, boxes: NDArray[np.int64]) -> None:
+        if self.image.is_3d:
+            from umedsam.inference.segment import segment_volume_case
+
+            result = segment_volume_case(backend, self.image.pixels, boxes)
+            for i, box in enumerate(boxes):
+                mask = result.segs == i + 1
+                self._objects[tuple(int(v) for v in box)] = ObjectResult(mask, float(result.iou[i]))
+            return
+        from umedsam.inference.predictor import Predictor
+
+        if self._predictor is None:
+            predictor = Predictor(backend)
+            predictor.set_image(self.image.pixels)
+            self._predictor = predictor
+        pred = self._predictor.predict(boxes, return_logits=False)  # type: ignore[attr-defined]
+        for i, box in enumerate(boxes):
+            self._objects[tuple(int(v) for v in box)] = ObjectResult(
+                pred.masks[i], float(pred.iou[i])
+            )
+
+    # ----- downloads ----------------------------------------------------------------------
+    def write_download(self, fmt: str) -> Path:
+        """Write the current label map as ``fmt`` (nifti, png, npz) in the session folder.
+
+        Raises:
+            InputError: nothing segmented yet, or PNG asked for a volume.
+            ValueError: unknown format.
+            MissingExtraError: nibabel missing for NIfTI.
+        """
+        if fmt not in MASK_FORMATS:
+            raise ValueError(f"format must be one of {', '.join(MASK_FORMATS)}; got {fmt!r}")
+        if self.segs is None or not self.boxes:
+            raise InputError(None, "nothing to download yet: draw a box and press Segment")
+        if fmt == "png" and self.image.is_3d:
+            raise InputError(None, "PNG holds 2D masks only; download a volume as NIfTI or npz")
+        from umedsam.data.writers import write_mask
+
+        out = self.folder / "downloads" / f"{self.image.name}{MASK_FORMATS[fmt]}"
+        return write_mask(out, self.segs, self.image.meta, fmt=fmt)

@@ -1,0 +1,430 @@
+// umedsam web app: draw boxes on a canvas, ask the server for masks, show and download them.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  info: null,        // session description from the server
+  z: 0,              // current slice
+  boxes: [],         // {x0, y0, x1, y1, z0, z1}
+  segmentedKey: null, // JSON of the boxes the current mask belongs to
+  version: 0,
+  base: null,        // HTMLImageElement of the current slice
+  mask: null,        // HTMLImageElement of the current mask slice
+  drag: null,
+  scale: 1,
+  busy: false,
+  pending: false,
+  loadToken: 0,
+  maxMb: 0,
+};
+
+function setStatus(text, isError = false) {
+  const el = $("status");
+  el.textContent = text;
+  el.classList.toggle("error", isError);
+}
+
+async function api(url, options = {}) {
+  const resp = await fetch(url, options);
+  const type = resp.headers.get("content-type") || "";
+  const body = type.includes("json") ? await resp.json() : null;
+  if (!resp.ok) throw new Error((body && body.error) || `${resp.status} ${resp.statusText}`);
+  return body;
+}
+
+// Same colours as umedsam.inference.overlay.label_color (golden-ratio hue steps, OpenCV HSV).
+function labelColor(label) {
+  const hue = Math.floor(((label * 0.618033988749895) % 1) * 179) * 2;
+  const s = 220 / 255;
+  const f = (n) => {
+    const k = (n + hue / 60) % 6;
+    return Math.round(255 * (1 - s * Math.max(0, Math.min(k, 4 - k, 1))));
+  };
+  return `rgb(${f(5)}, ${f(3)}, ${f(1)})`;
+}
+
+function loadImage(url) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error(`could not load ${url}`));
+    img.src = url;
+  });
+}
+
+function boxArrays() {
+  return state.boxes.map((b) =>
+    state.info.is_3d ? [b.x0, b.y0, b.z0, b.x1, b.y1, b.z1] : [b.x0, b.y0, b.x1, b.y1]);
+}
+
+function maskIsCurrent() {
+  return state.segmentedKey !== null && state.segmentedKey === JSON.stringify(boxArrays());
+}
+
+// ----- drawing -------------------------------------------------------------------------
+function layout() {
+  if (!state.info) return;
+  const wrap = $("canvas-wrap");
+  const maxW = Math.max(200, wrap.clientWidth - 4);
+  const maxH = Math.max(300, window.innerHeight - 240);
+  state.scale = Math.min(maxW / state.info.width, maxH / state.info.height);
+  const canvas = $("canvas");
+  canvas.width = Math.round(state.info.width * state.scale);
+  canvas.height = Math.round(state.info.height * state.scale);
+  draw();
+}
+
+function draw() {
+  const canvas = $("canvas");
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "#111";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  if (!state.info || !state.base) return;
+  ctx.imageSmoothingEnabled = state.scale < 1;
+  ctx.drawImage(state.base, 0, 0, canvas.width, canvas.height);
+  if (state.mask && $("show-mask").checked && state.segmentedKey !== null) {
+    ctx.globalAlpha = Number($("opacity").value) / 100;
+    ctx.drawImage(state.mask, 0, 0, canvas.width, canvas.height);
+    ctx.globalAlpha = 1;
+  }
+  const s = state.scale;
+  state.boxes.forEach((b, i) => {
+    if (state.info.is_3d && (state.z < b.z0 || state.z > b.z1)) return;
+    const key = Math.floor((b.z1 - b.z0) / 2 + b.z0);
+    ctx.strokeStyle = labelColor(i + 1);
+    ctx.lineWidth = 2;
+    ctx.setLineDash(state.info.is_3d && state.z !== key ? [6, 4] : []);
+    ctx.strokeRect(b.x0 * s, b.y0 * s, (b.x1 - b.x0) * s, (b.y1 - b.y0) * s);
+    ctx.setLineDash([]);
+    ctx.fillStyle = labelColor(i + 1);
+    ctx.font = "bold 13px sans-serif";
+    ctx.fillText(String(i + 1), b.x0 * s + 3, b.y0 * s + 14);
+  });
+  if (state.drag) {
+    const d = state.drag;
+    ctx.strokeStyle = "#fff";
+    ctx.lineWidth = 1.5;
+    ctx.setLineDash([5, 3]);
+    ctx.strokeRect(Math.min(d.x, d.x2) * s, Math.min(d.y, d.y2) * s,
+      Math.abs(d.x2 - d.x) * s, Math.abs(d.y2 - d.y) * s);
+    ctx.setLineDash([]);
+  }
+}
+
+async function loadSlice() {
+  if (!state.info) return;
+  const token = ++state.loadToken;
+  const base = `/api/sessions/${state.info.session}`;
+  try {
+    const img = await loadImage(`${base}/image/${state.z}.png`);
+    let mask = null;
+    if (state.segmentedKey !== null) {
+      mask = await loadImage(`${base}/mask/${state.z}.png?v=${state.version}`);
+    }
+    if (token !== state.loadToken) return;
+    state.base = img;
+    state.mask = mask;
+    $("slice-label").textContent = `slice ${state.z + 1} / ${state.info.depth}`;
+    draw();
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+function setSlice(z) {
+  if (!state.info) return;
+  const clamped = Math.max(0, Math.min(state.info.depth - 1, z));
+  if (clamped === state.z && state.base) return;
+  state.z = clamped;
+  $("slice").value = String(clamped);
+  loadSlice();
+}
+
+// ----- boxes ---------------------------------------------------------------------------
+function renderBoxList() {
+  const list = $("box-list");
+  list.innerHTML = "";
+  state.boxes.forEach((b, i) => {
+    const li = document.createElement("li");
+    const sw = document.createElement("span");
+    sw.className = "swatch";
+    sw.style.background = labelColor(i + 1);
+    li.append(sw, `x ${b.x0}–${b.x1}, y ${b.y0}–${b.y1}`);
+    if (state.info.is_3d) {
+      const z = document.createElement("div");
+      z.className = "z";
+      const mk = (field) => {
+        const input = document.createElement("input");
+        input.type = "number";
+        input.min = "1";
+        input.max = String(state.info.depth);
+        input.value = String(b[field] + 1);
+        input.setAttribute("aria-label", `box ${i + 1} ${field === "z0" ? "first" : "last"} slice`);
+        input.addEventListener("change", () => {
+          const v = Math.max(1, Math.min(state.info.depth, Math.round(Number(input.value)))) - 1;
+          b[field] = v;
+          if (b.z0 > b.z1) [b.z0, b.z1] = [b.z1, b.z0];
+          renderBoxList();
+          boxesChanged();
+        });
+        return input;
+      };
+      z.append("slices", mk("z0"), "to", mk("z1"));
+      li.append(z);
+    }
+    list.append(li);
+  });
+  const has = state.boxes.length > 0;
+  $("undo").disabled = !has;
+  $("clear").disabled = !has && state.segmentedKey === null;
+  $("segment").disabled = !state.info || state.busy;
+  draw();
+}
+
+function boxesChanged() {
+  if ($("auto").checked || (state.segmentedKey !== null && state.boxes.length === 0)) {
+    segment();
+  } else if (state.segmentedKey !== null && !maskIsCurrent()) {
+    setStatus("Boxes changed: press Segment to update the mask.");
+  }
+}
+
+function toImage(event) {
+  const rect = $("canvas").getBoundingClientRect();
+  const x = ((event.clientX - rect.left) / rect.width) * state.info.width;
+  const y = ((event.clientY - rect.top) / rect.height) * state.info.height;
+  return {
+    x: Math.max(0, Math.min(state.info.width, x)),
+    y: Math.max(0, Math.min(state.info.height, y)),
+  };
+}
+
+function onPointerDown(event) {
+  if (!state.info || event.button !== 0) return;
+  const p = toImage(event);
+  state.drag = { x: p.x, y: p.y, x2: p.x, y2: p.y };
+  $("canvas").setPointerCapture(event.pointerId);
+  event.preventDefault();
+}
+
+function onPointerMove(event) {
+  if (!state.drag) return;
+  const p = toImage(event);
+  state.drag.x2 = p.x;
+  state.drag.y2 = p.y;
+  draw();
+}
+
+function onPointerUp(event) {
+  if (!state.drag) return;
+  const d = state.drag;
+  state.drag = null;
+  const p = toImage(event);
+  d.x2 = p.x;
+  d.y2 = p.y;
+  const x0 = Math.floor(Math.min(d.x, d.x2));
+  const x1 = Math.ceil(Math.max(d.x, d.x2));
+  const y0 = Math.floor(Math.min(d.y, d.y2));
+  const y1 = Math.ceil(Math.max(d.y, d.y2));
+  if (x1 - x0 < 2 || y1 - y0 < 2) {
+    setStatus("Box too small: drag across the structure.");
+    draw();
+    return;
+  }
+  const box = { x0, y0, x1, y1, z0: 0, z1: 0 };
+  if (state.info.is_3d) {
+    const r = Math.max(2, Math.round(state.info.depth * 0.1));
+    box.z0 = Math.max(0, state.z - r);
+    box.z1 = Math.min(state.info.depth - 1, state.z + r);
+  }
+  state.boxes.push(box);
+  renderBoxList();
+  boxesChanged();
+}
+
+// ----- server calls --------------------------------------------------------------------
+async function segment() {
+  if (!state.info) return;
+  if (state.busy) {
+    state.pending = true;
+    return;
+  }
+  state.busy = true;
+  $("segment").disabled = true;
+  const boxes = boxArrays();
+  const key = JSON.stringify(boxes);
+  setStatus(boxes.length ? "Segmenting… (the first run loads the model)" : "Clearing…");
+  try {
+    const result = await api(`/api/sessions/${state.info.session}/segment`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ boxes }),
+    });
+    state.version = result.version;
+    state.segmentedKey = boxes.length ? key : null;
+    renderResult(result);
+    await loadSlice();
+    document.body.dataset.version = String(result.version);
+    setStatus(boxes.length ? `Done in ${result.seconds.toFixed(2)} s.` : "Cleared.");
+  } catch (err) {
+    setStatus(err.message, true);
+  } finally {
+    state.busy = false;
+    renderBoxList();
+    if (state.pending) {
+      state.pending = false;
+      if (!maskIsCurrent()) segment();
+    }
+  }
+}
+
+function renderResult(result) {
+  const out = $("result");
+  out.innerHTML = "";
+  const ready = result.objects.length > 0;
+  for (const fmt of ["nifti", "png", "npz"]) {
+    const a = $(`dl-${fmt}`);
+    const ok = ready && state.info.formats.includes(fmt);
+    a.classList.toggle("disabled", !ok);
+    if (ok) a.href = `/api/sessions/${state.info.session}/download/${fmt}?v=${result.version}`;
+    else a.removeAttribute("href");
+  }
+  if (!ready) return;
+  const unit = state.info.is_3d ? "mL" : "mm²";
+  const table = document.createElement("table");
+  table.innerHTML = `<tr><th>#</th><th>IoU est.</th><th>${state.info.is_3d ? "voxels" : "pixels"}</th><th>${unit}</th></tr>`;
+  for (const o of result.objects) {
+    const size = state.info.is_3d ? (o.size_mm / 1000).toFixed(2) : o.size_mm.toFixed(0);
+    const tr = document.createElement("tr");
+    tr.innerHTML = `<td><span class="swatch" style="display:inline-block;width:10px;height:10px;background:${labelColor(o.label)}"></span> ${o.label}</td>` +
+      `<td>${o.iou.toFixed(3)}</td><td>${o.voxels}</td><td>${size}</td>`;
+    table.append(tr);
+  }
+  out.append(table);
+  if (result.dsc !== undefined) {
+    const p = document.createElement("div");
+    p.className = "dsc";
+    p.id = "dsc";
+    p.textContent = `DSC vs. reference mask: ${result.dsc.toFixed(3)}`;
+    out.append(p);
+  }
+}
+
+function openSession(info) {
+  state.info = info;
+  state.boxes = [];
+  state.segmentedKey = null;
+  state.version = 0;
+  state.base = null;
+  state.mask = null;
+  document.body.dataset.version = "0";
+  document.body.dataset.session = info.session;
+  $("image-name").textContent =
+    `${info.name} (${info.is_3d ? `${info.depth} × ` : ""}${info.height} × ${info.width}` +
+    `${info.modality ? `, ${info.modality}` : ""}, ${info.source_format})`;
+  $("slice-bar").hidden = !info.is_3d;
+  $("slice").max = String(info.depth - 1);
+  $("auto").checked = !info.is_3d;
+  $("use-stored").hidden = !info.stored_boxes;
+  $("draw-hint").textContent = info.is_3d
+    ? "Scroll to a slice, drag a box; set its slice range in the list. Propagation starts at the middle slice of the range."
+    : "Drag on the image to draw a box; draw more boxes for more structures.";
+  renderResult({ objects: [], version: 0 });
+  renderBoxList();
+  layout();
+  state.z = -1;
+  setSlice(info.is_3d ? Math.floor(info.depth / 2) : 0);
+  setStatus(`Opened ${info.name}.`);
+}
+
+function useStoredBoxes() {
+  if (!state.info || !state.info.stored_boxes) return;
+  state.boxes = state.info.stored_boxes.map((b) => state.info.is_3d
+    ? { x0: b[0], y0: b[1], z0: b[2], x1: b[3], y1: b[4], z1: b[5] }
+    : { x0: b[0], y0: b[1], x1: b[2], y1: b[3], z0: 0, z1: 0 });
+  if (state.info.is_3d && state.boxes.length) {
+    const b = state.boxes[0];
+    setSlice(Math.floor((b.z1 - b.z0) / 2 + b.z0));
+  }
+  renderBoxList();
+  segment();
+}
+
+async function openExample(name) {
+  setStatus(`Opening ${name}…`);
+  try {
+    openSession(await api(`/api/examples/${encodeURIComponent(name)}`, { method: "POST" }));
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+async function uploadFile(file) {
+  if (state.maxMb && file.size > state.maxMb * 1048576) {
+    setStatus(`${file.name} is larger than the ${state.maxMb} MiB upload limit.`, true);
+    return;
+  }
+  setStatus(`Uploading ${file.name}…`);
+  const params = new URLSearchParams({ name: file.name });
+  if ($("window").value) params.set("window", $("window").value);
+  try {
+    openSession(await api(`/api/upload?${params}`, { method: "POST", body: file }));
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+async function init() {
+  const canvas = $("canvas");
+  canvas.addEventListener("pointerdown", onPointerDown);
+  canvas.addEventListener("pointermove", onPointerMove);
+  canvas.addEventListener("pointerup", onPointerUp);
+  canvas.addEventListener("wheel", (e) => {
+    if (!state.info || !state.info.is_3d) return;
+    e.preventDefault();
+    setSlice(state.z + (e.deltaY > 0 ? 1 : -1));
+  }, { passive: false });
+  $("slice").addEventListener("input", () => setSlice(Number($("slice").value)));
+  $("slice-down").addEventListener("click", () => setSlice(state.z - 1));
+  $("slice-up").addEventListener("click", () => setSlice(state.z + 1));
+  $("segment").addEventListener("click", () => segment());
+  $("undo").addEventListener("click", () => { state.boxes.pop(); renderBoxList(); boxesChanged(); });
+  $("clear").addEventListener("click", () => { state.boxes = []; renderBoxList(); boxesChanged(); });
+  $("use-stored").addEventListener("click", useStoredBoxes);
+  $("show-mask").addEventListener("change", draw);
+  $("opacity").addEventListener("input", draw);
+  $("file").addEventListener("change", () => {
+    const file = $("file").files[0];
+    if (file) uploadFile(file);
+    $("file").value = "";
+  });
+  window.addEventListener("resize", layout);
+  document.addEventListener("keydown", (e) => {
+    if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement) return;
+    if ((e.ctrlKey || e.metaKey) && e.key === "z" && state.boxes.length) {
+      state.boxes.pop(); renderBoxList(); boxesChanged(); e.preventDefault();
+    } else if (e.key === "ArrowUp" || e.key === "PageUp") { setSlice(state.z + 1); e.preventDefault(); }
+    else if (e.key === "ArrowDown" || e.key === "PageDown") { setSlice(state.z - 1); e.preventDefault(); }
+  });
+  try {
+    const config = await api("/api/config");
+    state.maxMb = config.max_upload_mb;
+    $("max-mb").textContent = String(config.max_upload_mb);
+    const box = $("examples");
+    for (const name of config.examples) {
+      const b = document.createElement("button");
+      b.textContent = name;
+      b.title = name;
+      b.dataset.example = name;
+      b.addEventListener("click", () => openExample(name));
+      box.append(b);
+    }
+    if (!config.examples.length) box.textContent = "none installed";
+    setStatus("Open an example or a file.");
+    document.body.dataset.ready = "1";
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+init();

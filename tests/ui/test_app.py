@@ -1,0 +1,333 @@
+"""Request handlers of the web app on a real server (no browser), with the tiny random model."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import zipfile
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+from umedsam.ui.app import UIConfig, example_cases  # noqa: E402
+from umedsam.ui.session import display_stem, extract_series_zip, upload_suffix  # noqa: E402
+
+from .conftest import Client  # noqa: E402
+
+
+class CountingLoader:
+    """Model loader that builds the tiny model and counts how often it was asked."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self):
+        import torch
+
+        from umedsam.models.registry import build_model
+
+        self.calls += 1
+        torch.manual_seed(0)
+        return build_model("test_tiny").eval()
+
+
+@pytest.fixture
+def app_client(serve):
+    """(client, app, loader) for an app with default limits and the tiny model."""
+    loader = CountingLoader()
+    base, app = serve(UIConfig(), loader)
+    return Client(base), app, loader
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", image)
+    assert ok
+    return buf.tobytes()
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+# ----- pure helpers ----------------------------------------------------------------------
+def test_upload_suffix_keeps_only_known_suffixes():
+    assert upload_suffix("../../a/b/scan.NII.GZ") == ".nii.gz"
+    assert upload_suffix("C:\\data\\x.png") == ".png"
+    with pytest.raises(ValueError, match="upload one of"):
+        upload_suffix("evil.exe")
+    with pytest.raises(ValueError, match="upload one of"):
+        upload_suffix(".png")
+    assert display_stem("../../etc/pass wd;rm.nii.gz") == "pass_wd_rm"
+    assert display_stem("....png") == "image"
+
+
+def test_config_rejects_bad_limits():
+    with pytest.raises(ValueError, match="limits must be > 0"):
+        UIConfig(max_upload_mb=0)
+    with pytest.raises(ValueError, match="max_sessions"):
+        UIConfig(max_sessions=0)
+    from umedsam.cli.main import main
+
+    assert main(["ui", "--port", "70000"]) == 2
+    assert main(["ui", "--max-upload-mb", "-1"]) == 2
+
+
+def test_zip_members_never_become_paths(tmp_path):
+    archive = tmp_path / "series.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../../evil.dcm", b"a" * 10)
+        zf.writestr("/abs/evil2.dcm", b"b" * 10)
+        zf.writestr("sub/dir/", b"")
+    target = tmp_path / "out" / "series"
+    extract_series_zip(archive, target, max_bytes=1000)
+    assert files_under(tmp_path / "out") == ["series/00000.dcm", "series/00001.dcm"]
+    assert not (tmp_path / "evil.dcm").exists()
+    with pytest.raises(ValueError, match="MiB limit"):
+        extract_series_zip(archive, tmp_path / "small", max_bytes=5)
+    (tmp_path / "bad.zip").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable zip"):
+        extract_series_zip(tmp_path / "bad.zip", tmp_path / "x", max_bytes=1000)
+
+
+# ----- pages and examples ----------------------------------------------------------------
+def test_pages_and_static_whitelist(app_client):
+    client, _, _ = app_client
+    page = client.get("/")
+    assert page.status == 200
+    assert b'<canvas id="canvas"' in page.body
+    assert client.get("/static/app.js").status == 200
+    assert client.get("/static/style.css").status == 200
+    assert client.get("/static/session.py").status == 404
+    assert client.get("/static/..%2Fapp.py").status == 404
+    config = client.get("/api/config").json()
+    assert config["max_upload_mb"] == 256.0
+    assert config["model_loaded"] is False
+
+
+def test_examples_open_by_name_only(app_client):
+    client, app, loader = app_client
+    examples = example_cases()
+    if not examples:
+        pytest.skip("bundled examples not installed")
+    assert client.get("/api/config").json()["examples"] == list(examples)
+    for name in (
+        "../gts/2DBox_US_HC18_002",
+        "..%2Fgts%2F2DBox_US_HC18_002",
+        "%2Fetc%2Fpasswd",
+        "2DBox_US_HC18_002.npz",
+        "nope",
+    ):
+        assert client.post(f"/api/examples/{name}").status == 404, name
+    assert len(app.state.store) == 0
+    name = next(n for n in examples if n.startswith("2D"))
+    info = client.post(f"/api/examples/{quote(name)}").json()
+    assert info["name"] == name
+    assert info["has_ground_truth"] is True
+    assert info["stored_boxes"]
+    result = client.post_json(
+        f"/api/sessions/{info['session']}/segment", {"boxes": info["stored_boxes"]}
+    ).json()
+    assert 0.0 <= result["dsc"] <= 1.0  # random tiny model: only the readout is checked
+    assert loader.calls == 1
+
+
+# ----- uploads ---------------------------------------------------------------------------
+def test_upload_limit_from_content_length(serve):
+    base, app = serve(UIConfig(max_upload_mb=0.01), CountingLoader())
+    client = Client(base)
+    reply = client.post("/api/upload?name=big.png", b"x" * 20_000)
+    assert reply.status == 413
+    assert "0.01 MiB upload limit" in reply.json()["error"]
+    assert files_under(app.state.store.root) == []
+    assert len(app.state.store) == 0
+
+
+def test_upload_limit_while_streaming(serve):
+    """A chunked upload (no Content-Length) is cut off once it passes the limit."""
+    base, app = serve(UIConfig(max_upload_mb=0.01), CountingLoader())
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    chunks = (b"y" * 4096 for _ in range(10))
+    conn.request("POST", "/api/upload?name=big.nii.gz", body=chunks, encode_chunked=True)
+    reply = conn.getresponse()
+    assert reply.status == 413
+    assert b"upload limit" in reply.read()
+    conn.close()
+    assert files_under(app.state.store.root) == []
+
+
+def test_upload_refusals(app_client, make_disk):
+    client, app, _ = app_client
+    assert "upload one of" in client.post("/api/upload?name=a.exe", b"MZ").json()["error"]
+    assert client.post("/api/upload", b"abc").status == 400  # no name at all
+    empty = client.post("/api/upload?name=a.png", b"")
+    assert empty.status == 400
+    assert "empty" in empty.json()["error"]
+    garbage = client.post("/api/upload?name=scan.png", b"\x89PNG not really")
+    assert garbage.status == 400
+    message = garbage.json()["error"]
+    assert "scan.png" in message
+    assert str(app.state.store.root) not in message  # no server paths in messages
+    img, _ = make_disk()
+    bad_window = client.post("/api/upload?name=a.png&window=sunset", png_bytes(img))
+    assert bad_window.status == 400
+    assert "unknown CT window" in bad_window.json()["error"]
+    assert files_under(app.state.store.root) == []
+
+
+def test_upload_name_cannot_choose_the_path(app_client, make_disk, tmp_path):
+    client, app, _ = app_client
+    img, _ = make_disk()
+    name = quote("../../../../evil.png", safe="")
+    info = client.post(f"/api/upload?name={name}", png_bytes(img)).json()
+    assert info["name"] == "evil"
+    root = app.state.store.root
+    assert files_under(root) == [f"{info['session']}/upload.png"]
+    assert not (root.parent / "evil.png").exists()
+
+
+def test_host_header_checked_when_local(app_client):
+    client, _, _ = app_client
+    assert client.get("/api/config", headers={"Host": "attacker.example"}).status == 400
+    assert client.get("/api/config", headers={"Host": "localhost:1234"}).status == 200
+
+
+# ----- segmentation and downloads ----------------------------------------------------------
+def test_segment_2d_png_and_download(app_client, make_disk, tmp_path):
+    client, _, loader = app_client
+    img, _ = make_disk()  # (96, 128, 3)
+    info = client.post("/api/upload?name=disk.png", png_bytes(img[:, :, ::-1])).json()
+    assert (info["is_3d"], info["height"], info["width"]) == (False, 96, 128)
+    assert info["formats"] == ["nifti", "png", "npz"]
+    sid = info["session"]
+    assert loader.calls == 0  # lazy: nothing loaded to open an image
+    boxes = [[38, 26, 82, 70], [5, 5, 30, 30]]
+    single = client.post_json(f"/api/sessions/{sid}/segment", {"boxes": boxes[:1]}).json()
+    result = client.post_json(f"/api/sessions/{sid}/segment", {"boxes": boxes}).json()
+    assert [o["label"] for o in result["objects"]] == [1, 2]
+    assert [o["box"] for o in result["objects"]] == boxes
+    assert "dsc" not in result  # uploads have no reference mask
+    mask_png = client.get(f"/api/sessions/{sid}/mask/0.png")
+    rgba = cv2.imdecode(np.frombuffer(mask_png.body, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert rgba.shape == (96, 128, 4)
+    drawn = int((rgba[..., 3] > 0).sum())
+    assert drawn == sum(o["voxels"] for o in result["objects"])
+    slice_png = client.get(f"/api/sessions/{sid}/image/0.png")
+    shown = cv2.imdecode(np.frombuffer(slice_png.body, np.uint8), cv2.IMREAD_COLOR)
+    assert shown.shape == (96, 128, 3)
+
+    png = client.get(f"/api/sessions/{sid}/download/png")
+    assert png.status == 200
+    assert 'filename="disk_mask.png"' in png.headers["content-disposition"]
+    labels = cv2.imdecode(np.frombuffer(png.body, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert labels.shape == (96, 128)
+    assert set(np.unique(labels)) <= {0, 1, 2}
+    assert int((labels > 0).sum()) == drawn
+    npz_path = tmp_path / "m.npz"
+    npz_path.write_bytes(client.get(f"/api/sessions/{sid}/download/npz").body)
+    with np.load(npz_path) as data:
+        np.testing.assert_array_equal(data["segs"], labels)
+    nib = pytest.importorskip("nibabel")
+    nii_path = tmp_path / "m.nii.gz"
+    nii_path.write_bytes(client.get(f"/api/sessions/{sid}/download/nifti").body)
+    np.testing.assert_array_equal(np.asarray(nib.load(nii_path).dataobj)[:, :, 0].T, labels)
+
+    # undo: the remaining box is served from the cache, and the model was loaded only once
+    undo = client.post_json(f"/api/sessions/{sid}/segment", {"boxes": boxes[:1]}).json()
+    assert undo["objects"] == single["objects"]
+    assert undo["version"] == result["version"] + 1 == single["version"] + 2
+    cleared = client.post_json(f"/api/sessions/{sid}/segment", {"boxes": []}).json()
+    assert cleared["objects"] == []
+    assert client.get(f"/api/sessions/{sid}/download/png").status == 400
+    assert loader.calls == 1
+
+
+def test_segment_3d_nifti_keeps_geometry(app_client, make_sphere, tmp_path):
+    nib = pytest.importorskip("nibabel")
+    client, _, _ = app_client
+    vol, sphere = make_sphere()  # (12, 64, 64) uint8, z y x
+    affine = np.array([[-0.8, 0, 0, 30.0], [0, 0.8, 0, -12.0], [0, 0, 2.5, 5.0], [0, 0, 0, 1]])
+    src = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(vol.transpose(2, 1, 0).astype(np.int16) * 4 + 100, affine), src)
+    info = client.post("/api/upload?name=ct.nii.gz", src.read_bytes()).json()
+    assert (info["is_3d"], info["depth"], info["height"], info["width"]) == (True, 12, 64, 64)
+    assert info["spacing"] == pytest.approx([2.5, 0.8, 0.8])
+    assert info["formats"] == ["nifti", "npz"]
+    sid = info["session"]
+    zs = np.flatnonzero(sphere.any(axis=(1, 2)))
+    box = [16, 16, int(zs[0]), 48, 48, int(zs[-1])]
+    result = client.post_json(f"/api/sessions/{sid}/segment", {"boxes": [box]}).json()
+    assert result["objects"][0]["size_mm"] == pytest.approx(
+        result["objects"][0]["voxels"] * 2.5 * 0.8 * 0.8, rel=1e-3
+    )
+    mid = client.get(f"/api/sessions/{sid}/mask/{int(zs.mean())}.png")
+    assert mid.status == 200
+    assert client.get(f"/api/sessions/{sid}/mask/12.png").status == 400
+    out = tmp_path / "mask.nii.gz"
+    reply = client.get(f"/api/sessions/{sid}/download/nifti")
+    assert 'filename="ct_mask.nii.gz"' in reply.headers["content-disposition"]
+    out.write_bytes(reply.body)
+    mask = nib.load(out)
+    assert mask.shape == (64, 64, 12)
+    np.testing.assert_allclose(mask.affine, affine, atol=1e-5)
+    labels = np.asarray(mask.dataobj).transpose(2, 1, 0)
+    assert int((labels == 1).sum()) == result["objects"][0]["voxels"]
+    assert not labels[: zs[0]].any()  # stays in the z-range
+    assert not labels[zs[-1] + 1 :].any()
+    png = client.get(f"/api/sessions/{sid}/download/png")
+    assert png.status == 400
+    assert "2D masks only" in png.json()["error"]
+
+
+def test_bad_requests_get_clear_errors(app_client, make_disk):
+    client, _, _ = app_client
+    img, _ = make_disk()
+    sid = client.post("/api/upload?name=d.png", png_bytes(img)).json()["session"]
+    seg = f"/api/sessions/{sid}/segment"
+    inverted = client.post_json(seg, {"boxes": [[50, 50, 10, 10]]})
+    assert inverted.status == 400
+    assert "inverted" in inverted.json()["error"]
+    outside = client.post_json(seg, {"boxes": [[0, 0, 500, 50]]})
+    assert "outside the 128x96" in outside.json()["error"]
+    assert "(N, 4)" in client.post_json(seg, {"boxes": [[1, 2, 3]]}).json()["error"]
+    assert client.post_json(seg, {"boxes": [["a", 1, 2, 3]]}).status == 400
+    assert client.post(seg, b"{not json").status == 400
+    assert "nothing to download" in client.get(f"/api/sessions/{sid}/download/png").json()["error"]
+    assert "format must be" in client.get(f"/api/sessions/{sid}/download/exe").json()["error"]
+    assert client.post_json("/api/sessions/nope/segment", {"boxes": []}).status == 404
+    assert client.get("/api/sessions/nope/image/0.png").status == 404
+    assert client.get(f"/api/sessions/{sid}/other/0.png").status == 404
+
+
+def test_least_recently_used_session_is_closed(serve, make_disk):
+    base, app = serve(UIConfig(max_sessions=1), CountingLoader())
+    client = Client(base)
+    img, _ = make_disk()
+    first = client.post("/api/upload?name=a.png", png_bytes(img)).json()["session"]
+    second = client.post("/api/upload?name=b.png", png_bytes(img)).json()["session"]
+    assert client.get(f"/api/sessions/{first}/image/0.png").status == 404
+    assert client.get(f"/api/sessions/{second}/image/0.png").status == 200
+    assert files_under(app.state.store.root) == [f"{second}/upload.png"]
+
+
+def test_dicom_series_zip_upload(app_client, shared_dir):
+    pytest.importorskip("pydicom")
+    series = shared_dir / "data" / "formats" / "dicom" / "ct_series"
+    if not series.is_dir():
+        pytest.skip("DICOM test series not available")
+    client, _, _ = app_client
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for path in sorted(series.glob("ct_*.dcm")):
+            zf.write(path, f"series/{path.name}")
+    info = client.post("/api/upload?name=ct.zip", buffer.getvalue()).json()
+    assert info["is_3d"] is True
+    assert info["depth"] == 2
+    assert info["modality"] == "CT"
+    assert info["source_format"] == "dicom"

@@ -1,0 +1,198 @@
+"""End-to-end: the real app in headless Chromium, driven like a person would.
+
+Needs Playwright's Python package and a Chromium binary (Debian's ``chromium``; see
+``.ci/install-browser.sh``); skipped cleanly when either is missing. ``UMEDSAM_CHROMIUM`` may name
+another Chromium binary. Set ``UMEDSAM_UI_SCREENSHOT_DIR`` to also save the screenshots there
+(the docs' pictures are made that way).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+EXAMPLE_2D = "2DBox_US_HC18_002"
+OFFICIAL_DSC_2D = 0.9124  # official LiteMedSAM on this case with its stored box
+EXAMPLE_3D = "3DBox_MR_HippocampusMSD_003"
+
+
+def chromium_path() -> str | None:
+    """The Chromium binary to drive, or None."""
+    candidates = [
+        os.environ.get("UMEDSAM_CHROMIUM"),
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+        "/usr/bin/chromium",
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium (module-wide), or skip."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("uvicorn")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("no Chromium installed (run .ci/install-browser.sh)")
+    with sync_api.sync_playwright() as pw:
+        try:
+            chromium = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        except sync_api.Error as err:
+            pytest.skip(f"Chromium at {executable} does not start: {str(err).splitlines()[0]}")
+        yield chromium
+        chromium.close()
+
+
+def save_screenshot(page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    page.screenshot(path=str(path))
+    assert path.stat().st_size > 10_000
+    extra = os.environ.get("UMEDSAM_UI_SCREENSHOT_DIR")
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(extra) / name)
+    return path
+
+
+def open_page(browser, base: str):
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 760})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(base)
+    page.wait_for_selector("body[data-ready='1']")
+    return page, errors
+
+
+def drag_box(page, box_xyxy, image_wh) -> None:
+    """Drag from one corner to the other of ``box_xyxy`` (image pixels) on the canvas."""
+    bb = page.locator("#canvas").bounding_box()
+    sx, sy = bb["width"] / image_wh[0], bb["height"] / image_wh[1]
+    x0, y0, x1, y1 = box_xyxy
+    # a little inside the pixel corners, so floor/ceil in the page give exactly this box
+    page.mouse.move(bb["x"] + (x0 + 0.3) * sx, bb["y"] + (y0 + 0.3) * sy)
+    page.mouse.down()
+    page.mouse.move(bb["x"] + (x1 - 0.3) * sx, bb["y"] + (y1 - 0.3) * sy, steps=6)
+    page.mouse.up()
+
+
+def test_draw_box_segment_download_2d(browser, serve, tmp_path):
+    """Example -> drawn box -> mask (real LiteMedSAM) -> PNG download with the official DSC."""
+    from umedsam.errors import CheckpointError
+    from umedsam.evaluation.metrics import dice
+    from umedsam.models.checkpoint import default_checkpoint_path
+    from umedsam.ui.app import UIConfig, example_cases
+
+    try:
+        default_checkpoint_path()
+    except CheckpointError as err:
+        pytest.skip(f"LiteMedSAM weights not installed: {err}")
+    examples = example_cases()
+    if EXAMPLE_2D not in examples:
+        pytest.skip("bundled examples not installed")
+    base, _ = serve(UIConfig())
+    page, errors = open_page(browser, base)
+
+    page.click(f"button[data-example='{EXAMPLE_2D}']")
+    page.wait_for_function("document.body.dataset.session !== undefined")
+    with np.load(examples[EXAMPLE_2D][1]) as data:
+        gts, box = data["gts"], data["boxes"][0].tolist()
+    height, width = gts.shape
+    drag_box(page, box, (width, height))
+    page.wait_for_selector("body[data-version='1']", timeout=120_000)  # auto-segments
+    assert page.locator("#box-list li").count() == 1
+    shown_dsc = float(page.locator("#dsc").inner_text().rsplit(" ", 1)[-1])
+    save_screenshot(page, tmp_path, "ui-2d.png")
+
+    with page.expect_download() as download:
+        page.click("#dl-png")
+    mask_path = tmp_path / download.value.suggested_filename
+    download.value.save_as(mask_path)
+    assert mask_path.name == f"{EXAMPLE_2D}_mask.png"
+    mask = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == gts.shape
+    score = dice(mask > 0, gts > 0)
+    assert score >= OFFICIAL_DSC_2D - 0.02, score
+    assert shown_dsc == pytest.approx(score, abs=1e-3)
+
+    page.click("#undo")  # removes the box and the mask
+    page.wait_for_selector("body[data-version='2']")
+    assert page.locator("#box-list li").count() == 0
+    assert "disabled" in (page.locator("#dl-png").get_attribute("class") or "")
+    assert errors == []
+
+
+def test_scroll_slices_and_propagate_3d(browser, serve, tmp_path):
+    """3D example with the tiny model: scroll, draw on a key slice, set the z-range, download."""
+    import torch
+
+    from umedsam.models.registry import build_model
+    from umedsam.ui.app import UIConfig, example_cases
+
+    if EXAMPLE_3D not in example_cases():
+        pytest.skip("bundled examples not installed")
+
+    def tiny():
+        torch.manual_seed(0)
+        return build_model("test_tiny").eval()
+
+    base, _ = serve(UIConfig(), tiny)
+    page, errors = open_page(browser, base)
+    page.click(f"button[data-example='{EXAMPLE_3D}']")
+    page.wait_for_function("document.body.dataset.session !== undefined")
+    depth = int(page.locator("#slice").get_attribute("max")) + 1
+    assert depth == 26
+    page.wait_for_function(
+        "document.getElementById('slice-label').textContent.includes('slice 14')"
+    )
+    page.locator("#canvas").hover()
+    page.mouse.wheel(0, 300)  # one slice up
+    page.wait_for_function(
+        "document.getElementById('slice-label').textContent.includes('slice 15')"
+    )
+    assert not page.locator("#auto").is_checked()  # volumes wait for the Segment button
+
+    drag_box(page, (6, 6, 25, 30), (34, 52))
+    page.fill("input[aria-label='box 1 first slice']", "10")
+    page.locator("input[aria-label='box 1 first slice']").dispatch_event("change")
+    page.fill("input[aria-label='box 1 last slice']", "20")
+    page.locator("input[aria-label='box 1 last slice']").dispatch_event("change")
+    page.click("#segment")
+    page.wait_for_selector("body[data-version='1']", timeout=60_000)
+    save_screenshot(page, tmp_path, "ui-3d.png")
+    assert not page.locator("#dl-png").is_visible() or "disabled" in page.locator(
+        "#dl-png"
+    ).get_attribute("class")
+
+    with page.expect_download() as download:
+        page.click("#dl-npz")
+    path = tmp_path / "mask.npz"
+    download.value.save_as(path)
+    with np.load(path) as data:
+        segs = data["segs"]
+    assert segs.shape == (26, 52, 34)
+    z_any = np.flatnonzero(segs.any(axis=(1, 2)))
+    assert z_any.size == 0 or (z_any.min() >= 9 and z_any.max() <= 19)  # slices 10..20, 1-based
+    assert errors == []
