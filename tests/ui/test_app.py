@@ -331,3 +331,43 @@ def test_dicom_series_zip_upload(app_client, shared_dir):
     assert info["depth"] == 2
     assert info["modality"] == "CT"
     assert info["source_format"] == "dicom"
+
+
+def test_uncertainty_overlay_when_available(app_client, make_disk, make_sphere):
+    from umedsam.ui.heat import uncertainty_tools
+
+    client, _, _ = app_client
+    available = uncertainty_tools() is not None
+    img, _ = make_disk()
+    info = client.post("/api/upload?name=d.png", png_bytes(img)).json()
+    assert info["uncertainty"] is available
+    sid = info["session"]
+    result = client.post_json(f"/api/sessions/{sid}/segment", {"boxes": [[38, 26, 82, 70]]})
+    result = result.json()
+    assert result["uncertainty"] is available
+    heat = client.get(f"/api/sessions/{sid}/uncertainty/0.png")
+    if not available:
+        assert heat.status == 400
+        assert result["objects"][0]["confidence"] is None
+        return
+    rgba = cv2.imdecode(np.frombuffer(heat.body, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert rgba.shape == (96, 128, 4)
+    assert rgba[..., 3].max() > 0  # a random model is unsure somewhere
+    assert 0.0 <= result["objects"][0]["confidence"] <= 1.0
+
+    vol, _ = make_sphere()
+    buffer = io.BytesIO()
+    np.savez(buffer, imgs=vol, boxes=np.array([[20, 20, 4, 44, 44, 8]]))
+    sid = client.post("/api/upload?name=v.npz", buffer.getvalue()).json()["session"]
+    result = client.post_json(f"/api/sessions/{sid}/segment", {"boxes": [[20, 20, 4, 44, 44, 8]]})
+    assert result.json()["uncertainty"] is True
+    inside = cv2.imdecode(
+        np.frombuffer(client.get(f"/api/sessions/{sid}/uncertainty/6.png").body, np.uint8),
+        cv2.IMREAD_UNCHANGED,
+    )
+    outside = cv2.imdecode(
+        np.frombuffer(client.get(f"/api/sessions/{sid}/uncertainty/0.png").body, np.uint8),
+        cv2.IMREAD_UNCHANGED,
+    )
+    assert inside[..., 3].max() > 0
+    assert outside[..., 3].max() == 0  # slice 0 lies outside the box's z-range

@@ -137,6 +137,13 @@ def test_draw_box_segment_download_2d(browser, serve, tmp_path):
     assert score >= OFFICIAL_DSC_2D - 0.02, score
     assert shown_dsc == pytest.approx(score, abs=1e-3)
 
+    if page.locator("#uncertainty-row").is_visible():
+        page.check("#show-uncertainty")
+        page.wait_for_function("document.getElementById('show-uncertainty').checked")
+        page.wait_for_timeout(300)
+        save_screenshot(page, tmp_path, "ui-2d-uncertainty.png")
+        page.uncheck("#show-uncertainty")
+
     page.click("#undo")  # removes the box and the mask
     page.wait_for_selector("body[data-version='2']")
     assert page.locator("#box-list li").count() == 0

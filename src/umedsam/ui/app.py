@@ -330,9 +330,14 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], object
         if session is None:
             return error(404, "unknown or closed session; open the image again")
         kind, z = request.path_params["kind"], request.path_params["z"]
-        if kind not in ("image", "mask"):
+        renderers = {
+            "image": session.slice_png,
+            "mask": session.mask_png,
+            "uncertainty": session.uncertainty_png,
+        }
+        if kind not in renderers:
             return error(404, "no such picture")
-        render = session.slice_png if kind == "image" else session.mask_png
+        render = renderers[kind]
         result = await guarded(lambda: render(z))
         if isinstance(result, Response):
             return result

@@ -26,6 +26,7 @@ from umedsam.data.readers.meta import ImageMeta, meta_from_affine, plain_2d_meta
 from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.overlay import label_color
+from umedsam.ui.heat import heat_rgba, object_heat, uncertainty_tools
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +206,10 @@ def load_image_file(
     return LoadedImage(name, np.ascontiguousarray(pixels), meta)
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
 def _encode_png(image: NDArray) -> bytes:
     ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
@@ -214,10 +219,19 @@ def _encode_png(image: NDArray) -> bytes:
 
 @dataclass
 class ObjectResult:
-    """The mask of one box prompt, cached by its coordinates."""
+    """The mask of one box prompt, cached by its coordinates.
+
+    Attributes:
+        mask: (H, W) or (D, H, W) bool.
+        iou: IoU-head estimate (3D: on the key slice).
+        heat: uint8 uncertainty map of the mask's shape (0 certain .. 255 one bit), or None.
+        confidence: per-object confidence in [0, 1] (2D only), or None.
+    """
 
     mask: NDArray[np.bool_]
     iou: float
+    heat: NDArray[np.uint8] | None = None
+    confidence: float | None = None
 
 
 @dataclass
@@ -238,6 +252,7 @@ class Session:
     folder: Path
     boxes: list[tuple[int, ...]] = field(default_factory=list)
     segs: NDArray | None = None
+    uncertainty: NDArray[np.uint8] | None = None
     version: int = 0
     last_used: float = field(default_factory=time.monotonic)
     _objects: dict[tuple[int, ...], ObjectResult] = field(default_factory=dict)
@@ -272,6 +287,7 @@ class Session:
             "stored_boxes": None if stored is None else stored.tolist(),
             "has_ground_truth": self.image.ground_truth is not None,
             "formats": ["nifti", "npz"] if self.image.is_3d else ["nifti", "png", "npz"],
+            "uncertainty": uncertainty_tools() is not None,
         }
 
     # ----- pictures -----------------------------------------------------------------------
@@ -300,6 +316,20 @@ class Session:
                 r, g, b = label_color(int(label))
                 rgba[labels == label] = (b, g, r, 255)  # OpenCV writes BGRA
         return _encode_png(rgba)
+
+    def uncertainty_png(self, z: int) -> bytes:
+        """RGBA PNG of the uncertainty on slice ``z`` (inferno colours, alpha = uncertainty).
+
+        Raises:
+            InputError: no uncertainty map (nothing segmented, or the module is missing).
+        """
+        self._check_slice(z)
+        if self.uncertainty is None:
+            raise InputError(
+                None, "no uncertainty map: segment first (needs the uncertainty module)"
+            )
+        heat = self.uncertainty[z] if self.image.is_3d else self.uncertainty
+        return _encode_png(heat_rgba(heat))
 
     # ----- segmentation -------------------------------------------------------------------
     def normalise_boxes(self, boxes: object) -> NDArray[np.int64]:
@@ -338,9 +368,13 @@ class Session:
             self._compute(backend, np.asarray(new, dtype=np.int64))
         dtype = np.uint8 if len(keys) <= 255 else np.uint16
         segs = np.zeros(self.spatial_shape, dtype=dtype)
+        heat: NDArray[np.uint8] | None = None
         for label, key in enumerate(keys, start=1):
-            segs[self._objects[key].mask] = label
-        self.boxes, self.segs = keys, segs
+            found = self._objects[key]
+            segs[found.mask] = label
+            if found.heat is not None:
+                heat = found.heat.copy() if heat is None else np.maximum(heat, found.heat)
+        self.boxes, self.segs, self.uncertainty = keys, segs, heat
         self.version += 1
         voxel = math.prod(self.image.meta.spacing)
         objects = []
@@ -351,6 +385,7 @@ class Session:
                     "label": label,
                     "box": list(key),
                     "iou": round(self._objects[key].iou, 4),
+                    "confidence": _rounded(self._objects[key].confidence),
                     "voxels": count,
                     "size_mm": round(count * voxel, 2),
                     "color": list(label_color(label)),
@@ -358,6 +393,7 @@ class Session:
             )
         summary: dict = {
             "version": self.version,
+            "uncertainty": heat is not None,
             "objects": objects,
             "seconds": round(time.perf_counter() - start, 3),
         }
@@ -373,13 +409,9 @@ class Session:
 
     def _compute(self, backend: Backend, boxes: NDArray[np.int64]) -> None:
         if self.image.is_3d:
-            from umedsam.inference.segment import segment_volume_case
-
-            result = segment_volume_case(backend, self.image.pixels, boxes)
-            for i, box in enumerate(boxes):
-                mask = result.segs == i + 1
-                self._objects[tuple(int(v) for v in box)] = ObjectResult(mask, float(result.iou[i]))
+            self._compute_volume(backend, boxes)
             return
+        from umedsam.data.transforms import resized_hw
         from umedsam.inference.predictor import Predictor
 
         if self._predictor is None:
@@ -387,9 +419,44 @@ class Session:
             predictor.set_image(self.image.pixels)
             self._predictor = predictor
         pred = self._predictor.predict(boxes, return_logits=False)  # type: ignore[attr-defined]
+        orig_hw = self.image.pixels.shape[:2]
+        heat = object_heat(
+            pred.low_res_logits, pred.iou, resized_hw(orig_hw, backend.image_size), orig_hw
+        )
         for i, box in enumerate(boxes):
             self._objects[tuple(int(v) for v in box)] = ObjectResult(
-                pred.masks[i], float(pred.iou[i])
+                pred.masks[i],
+                float(pred.iou[i]),
+                None if heat is None else heat[0][i],
+                None if heat is None else float(heat[1][i]),
+            )
+
+    def _compute_volume(self, backend: Backend, boxes: NDArray[np.int64]) -> None:
+        """Propagate new 3D boxes; each object's mask, key-slice IoU and uncertainty volume."""
+        from umedsam.data.transforms import resized_hw
+        from umedsam.inference.propagation import key_slices, propagate
+
+        volume = self.image.pixels
+        d, h, w = volume.shape
+        n = boxes.shape[0]
+        masks = np.zeros((n, d, h, w), dtype=bool)
+        heats = np.zeros((n, d, h, w), dtype=np.uint8) if uncertainty_tools() else None
+        iou = np.zeros(n, dtype=np.float32)
+        keys = key_slices(boxes)
+        new_hw = resized_hw((h, w), backend.image_size)
+        for res in propagate(backend, volume, boxes):
+            masks[res.object_ids, res.z] = res.masks
+            for k, i in enumerate(res.object_ids):
+                if res.z == keys[i] and res.direction == "up":
+                    iou[i] = res.iou[k]
+            if heats is not None:
+                heat = object_heat(res.low_res_logits, res.iou, new_hw, (h, w))
+                if heat is not None:
+                    for k, i in enumerate(res.object_ids):
+                        heats[i, res.z] = heat[0][k]
+        for i, box in enumerate(boxes):
+            self._objects[tuple(int(v) for v in box)] = ObjectResult(
+                masks[i], float(iou[i]), None if heats is None else heats[i]
             )
 
     # ----- downloads ----------------------------------------------------------------------

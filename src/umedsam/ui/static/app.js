@@ -10,6 +10,8 @@ const state = {
   version: 0,
   base: null,        // HTMLImageElement of the current slice
   mask: null,        // HTMLImageElement of the current mask slice
+  heat: null,        // HTMLImageElement of the current uncertainty slice
+  hasHeat: false,    // the last segmentation came with an uncertainty map
   drag: null,
   scale: 1,
   busy: false,
@@ -87,6 +89,11 @@ function draw() {
     ctx.drawImage(state.mask, 0, 0, canvas.width, canvas.height);
     ctx.globalAlpha = 1;
   }
+  if (state.heat && $("show-uncertainty").checked && state.segmentedKey !== null) {
+    ctx.globalAlpha = 0.85;
+    ctx.drawImage(state.heat, 0, 0, canvas.width, canvas.height);
+    ctx.globalAlpha = 1;
+  }
   const s = state.scale;
   state.boxes.forEach((b, i) => {
     if (state.info.is_3d && (state.z < b.z0 || state.z > b.z1)) return;
@@ -118,12 +125,17 @@ async function loadSlice() {
   try {
     const img = await loadImage(`${base}/image/${state.z}.png`);
     let mask = null;
+    let heat = null;
     if (state.segmentedKey !== null) {
       mask = await loadImage(`${base}/mask/${state.z}.png?v=${state.version}`);
+      if (state.hasHeat && $("show-uncertainty").checked) {
+        heat = await loadImage(`${base}/uncertainty/${state.z}.png?v=${state.version}`);
+      }
     }
     if (token !== state.loadToken) return;
     state.base = img;
     state.mask = mask;
+    state.heat = heat;
     $("slice-label").textContent = `slice ${state.z + 1} / ${state.info.depth}`;
     draw();
   } catch (err) {
@@ -262,6 +274,7 @@ async function segment() {
     });
     state.version = result.version;
     state.segmentedKey = boxes.length ? key : null;
+    state.hasHeat = Boolean(result.uncertainty);
     renderResult(result);
     await loadSlice();
     document.body.dataset.version = String(result.version);
@@ -291,13 +304,19 @@ function renderResult(result) {
   }
   if (!ready) return;
   const unit = state.info.is_3d ? "mL" : "mm²";
+  // plain pictures (and 2D challenge cases) record no pixel size: show no physical size then
+  const physical = state.info.is_3d || ["nifti", "nrrd", "dicom"].includes(state.info.source_format);
   const table = document.createElement("table");
-  table.innerHTML = `<tr><th>#</th><th>IoU est.</th><th>${state.info.is_3d ? "voxels" : "pixels"}</th><th>${unit}</th></tr>`;
+  const conf = result.objects.some((o) => o.confidence !== null && o.confidence !== undefined);
+  table.innerHTML = `<tr><th>#</th><th>IoU est.</th>${conf ? "<th>confidence</th>" : ""}` +
+    `<th>${state.info.is_3d ? "voxels" : "pixels"}</th>${physical ? `<th>${unit}</th>` : ""}</tr>`;
   for (const o of result.objects) {
     const size = state.info.is_3d ? (o.size_mm / 1000).toFixed(2) : o.size_mm.toFixed(0);
     const tr = document.createElement("tr");
     tr.innerHTML = `<td><span class="swatch" style="display:inline-block;width:10px;height:10px;background:${labelColor(o.label)}"></span> ${o.label}</td>` +
-      `<td>${o.iou.toFixed(3)}</td><td>${o.voxels}</td><td>${size}</td>`;
+      `<td>${o.iou.toFixed(3)}</td>` +
+      (conf ? `<td>${o.confidence === null ? "–" : o.confidence.toFixed(3)}</td>` : "") +
+      `<td>${o.voxels}</td>${physical ? `<td>${size}</td>` : ""}`;
     table.append(tr);
   }
   out.append(table);
@@ -317,6 +336,9 @@ function openSession(info) {
   state.version = 0;
   state.base = null;
   state.mask = null;
+  state.heat = null;
+  state.hasHeat = false;
+  $("uncertainty-row").hidden = !info.uncertainty;
   document.body.dataset.version = "0";
   document.body.dataset.session = info.session;
   $("image-name").textContent =
@@ -392,6 +414,7 @@ async function init() {
   $("clear").addEventListener("click", () => { state.boxes = []; renderBoxList(); boxesChanged(); });
   $("use-stored").addEventListener("click", useStoredBoxes);
   $("show-mask").addEventListener("change", draw);
+  $("show-uncertainty").addEventListener("change", () => loadSlice());
   $("opacity").addEventListener("input", draw);
   $("file").addEventListener("change", () => {
     const file = $("file").files[0];
