@@ -34,6 +34,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cache-mb", type=float, default=1024.0, help="bound of the 3D slice-embedding cache"
     )
+    unc = parser.add_argument_group("uncertainty (see docs/uncertainty.md)")
+    unc.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="add 'unc' (uint8 per-pixel uncertainty) to each npz and write confidence.csv; "
+        "segs are unchanged",
+    )
+    unc.add_argument(
+        "--ensemble",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --uncertainty: K extra decoder passes per object with jittered boxes "
+        "(default 0; each costs about one decoder pass per object)",
+    )
+    unc.add_argument(
+        "--ensemble-masks",
+        action="store_true",
+        help="with --uncertainty: use the ensemble-mean mask as segs (changes segs; "
+        "implies --ensemble 4 if --ensemble is 0)",
+    )
+
+
+def _uncertainty_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """UncertaintyConfig from the flags, or None when --uncertainty is off."""
+    if not args.uncertainty:
+        if args.ensemble or args.ensemble_masks:
+            raise ValueError("--ensemble and --ensemble-masks need --uncertainty")
+        return None
+    from umedsam.inference.uncertainty import UncertaintyConfig
+
+    k = args.ensemble or (4 if args.ensemble_masks else 0)
+    return UncertaintyConfig(ensemble=k, ensemble_masks=args.ensemble_masks)
 
 
 def _set_threads(args: argparse.Namespace) -> None:
@@ -53,6 +86,16 @@ def run(args: argparse.Namespace) -> int:
     from umedsam.models.pretrained import load_pretrained
 
     _set_threads(args)
+    try:
+        uncertainty = _uncertainty_config(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    batch = getattr(args, "workers", None) or getattr(args, "scheduler", None)
+    if uncertainty is not None and (args.boxes is not None or batch):
+        print("error: --uncertainty works on case folders in this process only (not with "
+              "--boxes, --workers or --scheduler)", file=sys.stderr)
+        return 2
     if args.boxes is not None or (args.input.exists() and not args.input.is_dir()):
         return _run_image_file(args)
     try:
@@ -75,7 +118,13 @@ def run(args: argparse.Namespace) -> int:
                 bar.write(f"FAILED {outcome.error}")
 
         outcomes = predict_folder(
-            backend, args.input, args.output, args.overlay, args.cache_mb, on_case=on_case
+            backend,
+            args.input,
+            args.output,
+            args.overlay,
+            args.cache_mb,
+            on_case=on_case,
+            uncertainty=uncertainty,
         )
     failed = [o for o in outcomes if not o.ok]
     ok = len(outcomes) - len(failed)

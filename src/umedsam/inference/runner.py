@@ -24,6 +24,7 @@ from umedsam.errors import InputError, UmedsamError
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.overlay import render_overlay
 from umedsam.inference.segment import CaseSegmentation, segment_case
+from umedsam.inference.uncertainty import UncertaintyConfig
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class CaseOutcome:
         seconds: wall time for reading, segmenting and writing.
         error: one-line reason when not ok.
         num_objects: boxes in the case (0 if unreadable).
+        confidence_rows: with uncertainty, ``(case, object, confidence, predicted_iou, area)``
+            per object (see CaseUncertainty.rows).
     """
 
     name: str
@@ -45,6 +48,7 @@ class CaseOutcome:
     seconds: float
     error: str = ""
     num_objects: int = 0
+    confidence_rows: tuple[tuple[str, int, float, float, int], ...] = ()
 
 
 def find_cases(input_dir: str | Path) -> list[Path]:
@@ -103,12 +107,49 @@ def write_efficiency_csv(path: Path, outcomes: list[CaseOutcome]) -> None:
 
 
 def _overlay_image(case: Case, result: CaseSegmentation) -> np.ndarray:
+    heat = result.uncertainty.unc if result.uncertainty is not None else None
     if not case.is_3d:
-        return render_overlay(case.imgs, result.segs, case.boxes)
+        return render_overlay(case.imgs, result.segs, case.boxes, heat=heat)
     areas = (result.segs > 0).reshape(result.segs.shape[0], -1).sum(1)
     z = int(np.argmax(areas))
     boxes = [b[[0, 1, 3, 4]] for b in case.boxes if b[2] <= z <= b[5]]
-    return render_overlay(case.imgs[z], result.segs[z], np.array(boxes) if boxes else None)
+    return render_overlay(
+        case.imgs[z],
+        result.segs[z],
+        np.array(boxes) if boxes else None,
+        heat=None if heat is None else heat[z],
+    )
+
+
+CONFIDENCE_COLUMNS = ("case", "object", "confidence", "predicted_iou", "area")
+
+
+def write_confidence_csv(path: Path, outcomes: list[CaseOutcome]) -> None:
+    """``confidence.csv`` (case, object, confidence, predicted_iou, area) of successful cases.
+
+    Rows already in ``path`` for cases not predicted in this run are kept (a resumed run adds to
+    the file instead of replacing it); rows of re-predicted cases are replaced.
+    """
+    redone = {o.name for o in outcomes}
+    rows: list[list[str]] = []
+    if path.is_file():
+        with path.open(newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header == list(CONFIDENCE_COLUMNS):
+                rows = [r for r in reader if r and r[0] not in redone]
+    for o in outcomes:
+        if o.ok:
+            rows.extend(
+                [c, str(obj), f"{conf:.4f}", f"{iou:.4f}", str(area)]
+                for c, obj, conf, iou, area in o.confidence_rows
+            )
+    rows.sort(key=lambda r: (r[0], int(r[1])))
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(CONFIDENCE_COLUMNS)
+    writer.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
 
 
 def predict_case_file(
@@ -117,15 +158,25 @@ def predict_case_file(
     output_dir: Path,
     overlay_dir: Path | None = None,
     cache_mb: float = 1024.0,
+    uncertainty: UncertaintyConfig | None = None,
 ) -> CaseOutcome:
-    """Predict one case file and write ``output_dir/<name>``; errors become a failed outcome."""
+    """Predict one case file and write ``output_dir/<name>``; errors become a failed outcome.
+
+    With ``uncertainty``, the npz also holds ``unc`` (uint8, shape of ``segs``) and the outcome
+    carries the per-object confidence rows.
+    """
     start = time.perf_counter()
     n = 0
+    rows: tuple[tuple[str, int, float, float, int], ...] = ()
     try:
         case = load_case(path)
         n = case.num_objects
-        result = segment_case(backend, case, cache_mb=cache_mb)
-        save_npz_atomic(output_dir / case.name, segs=result.segs)
+        result = segment_case(backend, case, cache_mb=cache_mb, uncertainty=uncertainty)
+        if result.uncertainty is None:
+            save_npz_atomic(output_dir / case.name, segs=result.segs)
+        else:
+            save_npz_atomic(output_dir / case.name, segs=result.segs, unc=result.uncertainty.unc)
+            rows = tuple(result.uncertainty.rows(case.name))
         if overlay_dir is not None:
             rgb = _overlay_image(case, result)
             png = overlay_dir / (Path(case.name).stem + ".png")
@@ -141,7 +192,7 @@ def predict_case_file(
         return CaseOutcome(
             path.name, False, time.perf_counter() - start, f"{path}: {type(err).__name__}: {err}", n
         )
-    return CaseOutcome(path.name, True, time.perf_counter() - start, "", n)
+    return CaseOutcome(path.name, True, time.perf_counter() - start, "", n, rows)
 
 
 def predict_image_file(
@@ -203,6 +254,7 @@ def predict_folder(
     overlay_dir: str | Path | None = None,
     cache_mb: float = 1024.0,
     on_case: Callable[[CaseOutcome], None] | None = None,
+    uncertainty: UncertaintyConfig | None = None,
 ) -> list[CaseOutcome]:
     """Predict every case of ``input_dir`` into ``output_dir`` and write ``efficiency.csv`` there.
 
@@ -213,6 +265,7 @@ def predict_folder(
         overlay_dir: optional folder for PNG overlays.
         cache_mb: bound of the per-volume embedding cache.
         on_case: called after each case (progress reporting).
+        uncertainty: also write ``unc`` into each npz and ``confidence.csv`` (None = off).
 
     Returns:
         One CaseOutcome per input file, in name order.
@@ -222,11 +275,13 @@ def predict_folder(
     ov = ensure_writable(overlay_dir) if overlay_dir is not None else None
     outcomes = []
     for path in cases:
-        outcome = predict_case_file(backend, path, out, ov, cache_mb)
+        outcome = predict_case_file(backend, path, out, ov, cache_mb, uncertainty)
         if not outcome.ok:
             logger.error("%s", outcome.error)
         outcomes.append(outcome)
         if on_case:
             on_case(outcome)
     write_efficiency_csv(out / "efficiency.csv", outcomes)
+    if uncertainty is not None:
+        write_confidence_csv(out / "confidence.csv", outcomes)
     return outcomes

@@ -2,21 +2,64 @@
 
 from __future__ import annotations
 
+import logging
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from numpy.typing import NDArray
 
 from umedsam.data.npz import Case
+from umedsam.data.transforms import boxes_to_model_frame, preprocess_image, resized_hw
+from umedsam.inference import uncertainty as U
 from umedsam.inference.backends.base import Backend
-from umedsam.inference.predictor import Predictor
+from umedsam.inference.predictor import UPSAMPLE_CHUNK, Prediction, Predictor
 from umedsam.inference.propagation import (
     EmbeddingCache,
     PropagationStats,
     paint_labels,
     propagate,
 )
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CaseUncertainty:
+    """Uncertainty outputs of one case (see :mod:`umedsam.inference.uncertainty`).
+
+    Attributes:
+        unc: uint8 0-255, same shape as ``segs``: the highest per-pixel uncertainty over objects.
+        confidence: (N,) per-object confidence in [0, 1] (the configured rule).
+        predicted_iou: (N,) IoU-head estimate (3D: mean over slices weighted by mask area).
+        entropy_confidence: (N,) entropy-based score in [0, 1].
+        agreement: (N,) ensemble agreement (NaN without an ensemble, and always in 3D).
+        area: (N,) pixels/voxels of each label in ``segs``.
+        slice_confidence: 3D only, (N, D) per-slice confidence, NaN where the object is absent.
+        seconds: time spent on uncertainty beyond the plain prediction.
+    """
+
+    unc: NDArray[np.uint8]
+    confidence: NDArray[np.float32]
+    predicted_iou: NDArray[np.float32]
+    entropy_confidence: NDArray[np.float32]
+    agreement: NDArray[np.float32]
+    area: NDArray[np.int64]
+    slice_confidence: NDArray[np.float32] | None = None
+    seconds: float = 0.0
+
+    def rows(self, case: str) -> list[tuple[str, int, float, float, int]]:
+        """``(case, object, confidence, predicted_iou, area)`` per object, object = 1-based label."""
+        return [
+            (case, i + 1, float(c), float(q), int(a))
+            for i, (c, q, a) in enumerate(
+                zip(self.confidence, self.predicted_iou, self.area, strict=True)
+            )
+        ]
 
 
 @dataclass(frozen=True)
@@ -27,11 +70,13 @@ class CaseSegmentation:
         segs: (H, W) or (D, H, W) uint8/uint16 label map, label i+1 for box i.
         iou: (N,) IoU estimate per object (3D: on its key slice).
         stats: propagation counters (3D only).
+        uncertainty: uncertainty outputs when requested, else None.
     """
 
     segs: NDArray
     iou: NDArray[np.float32]
     stats: PropagationStats | None = None
+    uncertainty: CaseUncertainty | None = None
 
 
 def label_dtype(num_objects: int) -> type[np.unsignedinteger]:
@@ -39,14 +84,98 @@ def label_dtype(num_objects: int) -> type[np.unsignedinteger]:
     return np.uint8 if num_objects <= 255 else np.uint16
 
 
-def segment_image(backend: Backend, image: NDArray, boxes: NDArray) -> CaseSegmentation:
-    """Segment N boxes (N, 4) on one 2D image: one encoder call, batched decoder calls."""
+def label_areas(segs: NDArray, num_objects: int) -> NDArray[np.int64]:
+    """(N,) pixel/voxel count of labels 1..N in a label map."""
+    counts = np.bincount(segs.ravel(), minlength=num_objects + 1)[1 : num_objects + 1]
+    return counts.astype(np.int64)
+
+
+def segment_image(
+    backend: Backend,
+    image: NDArray,
+    boxes: NDArray,
+    uncertainty: U.UncertaintyConfig | None = None,
+) -> CaseSegmentation:
+    """Segment N boxes (N, 4) on one 2D image: one encoder call, batched decoder calls.
+
+    Args:
+        backend: the engine.
+        image: (H, W) or (H, W, 3).
+        boxes: (N, 4) xyxy in original pixels.
+        uncertainty: also estimate uncertainty (None = off). ``segs`` is unchanged by it unless
+            ``uncertainty.ensemble_masks`` is set.
+    """
     predictor = Predictor(backend)
     predictor.set_image(image)
     pred = predictor.predict(boxes, return_logits=False)
     segs = np.zeros(image.shape[:2], dtype=label_dtype(len(boxes)))
     paint_labels(segs, pred.masks, np.arange(1, len(boxes) + 1))
-    return CaseSegmentation(segs=segs, iou=pred.iou)
+    if uncertainty is None:
+        return CaseSegmentation(segs=segs, iou=pred.iou)
+    return add_image_uncertainty(predictor, image, boxes, pred, segs, uncertainty)
+
+
+def add_image_uncertainty(
+    predictor: Predictor,
+    image: NDArray,
+    boxes: NDArray,
+    pred: Prediction,
+    segs: NDArray,
+    config: U.UncertaintyConfig,
+) -> CaseSegmentation:
+    """Uncertainty outputs for a 2D prediction already made by ``predictor`` (image set).
+
+    Args:
+        predictor: the predictor holding the image embedding.
+        image: the (H, W) or (H, W, 3) image.
+        boxes: (N, 4) boxes that were predicted.
+        pred: the base prediction of those boxes.
+        segs: the label map painted from ``pred``.
+        config: what to estimate.
+
+    Returns:
+        A CaseSegmentation with ``uncertainty`` set (``segs`` replaced only with
+        ``config.ensemble_masks``).
+    """
+    start = time.perf_counter()
+    backend = predictor.backend
+    orig_hw = (int(image.shape[0]), int(image.shape[1]))
+    new_hw = resized_hw(orig_hw, predictor.image_size)
+    boxes_model = boxes_to_model_frame(
+        np.asarray(boxes).reshape(-1, 4), orig_hw, predictor.image_size
+    )
+    flipped = None
+    if config.flip:
+        tensor, _ = preprocess_image(np.ascontiguousarray(image[:, ::-1]), predictor.image_size)
+        flipped = backend.encode(tensor)
+    rng = np.random.default_rng(config.seed)
+    members = U.decode_ensemble(
+        backend, predictor.embedding, boxes_model, new_hw, config, rng, flipped
+    )
+    base = U.crop_to_content(pred.low_res_logits[:, 0], new_hw).float()
+    scores, unc_maps = U.object_scores(base, pred.iou, members, config.rule)
+    if config.ensemble_masks:
+        mean, _ = U.ensemble_mean_var(torch.cat([base[None], members]))
+        segs = np.zeros_like(segs)
+        for lo in range(0, mean.shape[0], UPSAMPLE_CHUNK):
+            chunk = F.interpolate(
+                mean[lo : lo + UPSAMPLE_CHUNK, None],
+                size=orig_hw,
+                mode="bilinear",
+                align_corners=False,
+            )
+            labels = np.arange(lo + 1, lo + 1 + chunk.shape[0])
+            paint_labels(segs, (chunk[:, 0] > 0.5).numpy(), labels)
+    result = CaseUncertainty(
+        unc=U.max_uncertainty_map(unc_maps, orig_hw),
+        confidence=scores.confidence,
+        predicted_iou=scores.predicted_iou,
+        entropy_confidence=scores.entropy_confidence,
+        agreement=scores.agreement,
+        area=label_areas(segs, len(scores.confidence)),
+        seconds=time.perf_counter() - start,
+    )
+    return CaseSegmentation(segs=segs, iou=pred.iou, uncertainty=result)
 
 
 def segment_volume_case(
@@ -55,19 +184,82 @@ def segment_volume_case(
     boxes_3d: NDArray,
     cache_mb: float = 1024.0,
     progress: Callable[[int], None] | None = None,
+    uncertainty: U.UncertaintyConfig | None = None,
 ) -> CaseSegmentation:
-    """Segment N 3D boxes (N, 6) in a (D, H, W) volume by slice propagation."""
+    """Segment N 3D boxes (N, 6) in a (D, H, W) volume by slice propagation.
+
+    With ``uncertainty``, each slice's decoder logits also give per-slice entropy maps and scores
+    (no decoder ensemble in 3D: the slice embeddings are not kept); the per-object confidence
+    pools entropy and area-weighted IoU-head estimates over the object's slices.
+    """
     n = boxes_3d.shape[0]
     segs = np.zeros(volume.shape, dtype=label_dtype(n))
     iou = np.zeros(n, dtype=np.float32)
     stats = PropagationStats()
     key = {int(i): int((b[5] - b[2]) / 2 + b[2]) for i, b in enumerate(boxes_3d)}
+    acc = None
+    if uncertainty is not None:
+        rule = "combined" if uncertainty.rule == "ensemble" else uncertainty.rule
+        acc = _VolumeAccumulator(volume.shape, n, backend.image_size, rule)
     for res in propagate(backend, volume, boxes_3d, EmbeddingCache(cache_mb), stats, progress):
         paint_labels(segs[res.z], res.masks, res.object_ids + 1)
         for k, i in enumerate(res.object_ids):
             if res.z == key[int(i)] and res.direction == "up":
                 iou[i] = res.iou[k]
-    return CaseSegmentation(segs=segs, iou=iou, stats=stats)
+        if acc is not None:
+            acc.add(res.z, res.object_ids, res.low_res_logits, res.iou)
+    if acc is None or uncertainty is None:  # both None together
+        return CaseSegmentation(segs=segs, iou=iou, stats=stats)
+    if uncertainty.has_ensemble:
+        logger.info("3D case: no decoder ensemble (slice embeddings are not kept); entropy only")
+    return CaseSegmentation(segs=segs, iou=iou, stats=stats, uncertainty=acc.finish(segs))
+
+
+class _VolumeAccumulator:
+    """Per-object sums over slices for 3D uncertainty, and the per-slice maps."""
+
+    def __init__(self, shape: tuple[int, ...], n: int, image_size: int, rule: str) -> None:
+        d, h, w = shape
+        self.rule = rule
+        self.orig_hw = (h, w)
+        self.new_hw = resized_hw((h, w), image_size)
+        self.unc = np.zeros(shape, dtype=np.uint8)
+        self.entropy_sum = np.zeros(n)
+        self.area = np.zeros(n)
+        self.iou_area = np.zeros(n)
+        self.slice_conf = np.full((n, d), math.nan, dtype=np.float32)
+        self.seconds = 0.0
+
+    def add(self, z: int, ids: NDArray, low_res: torch.Tensor, iou: NDArray) -> None:
+        start = time.perf_counter()
+        base = U.crop_to_content(low_res[:, 0], self.new_hw).float()
+        scores, maps = U.object_scores(base, iou, None, self.rule)
+        probs = torch.sigmoid(base)
+        ent = U.binary_entropy(probs).flatten(1).sum(1).numpy()
+        area = (probs > 0.5).flatten(1).sum(1).numpy()
+        self.entropy_sum[ids] += ent
+        self.area[ids] += area
+        self.iou_area[ids] += np.clip(iou, 0, 1) * area
+        self.slice_conf[ids, z] = scores.confidence
+        U.max_uncertainty_map(maps, self.orig_hw, out=self.unc[z])
+        self.seconds += time.perf_counter() - start
+
+    def finish(self, segs: NDArray) -> CaseUncertainty:
+        start = time.perf_counter()
+        confidence, ent_conf, iou = U.aggregate_slices(
+            self.entropy_sum, self.area, self.iou_area, self.rule
+        )
+        n = len(confidence)
+        return CaseUncertainty(
+            unc=self.unc,
+            confidence=confidence,
+            predicted_iou=iou,
+            entropy_confidence=ent_conf,
+            agreement=np.full(n, math.nan, dtype=np.float32),
+            area=label_areas(segs, n),
+            slice_confidence=self.slice_conf,
+            seconds=self.seconds + time.perf_counter() - start,
+        )
 
 
 def segment_case(
@@ -75,8 +267,26 @@ def segment_case(
     case: Case,
     cache_mb: float = 1024.0,
     progress: Callable[[int], None] | None = None,
+    uncertainty: U.UncertaintyConfig | None = None,
 ) -> CaseSegmentation:
-    """Segment a validated challenge case (2D or 3D)."""
+    """Segment a validated challenge case (2D or 3D), optionally with uncertainty outputs."""
     if case.is_3d:
-        return segment_volume_case(backend, case.imgs, case.boxes, cache_mb, progress)
-    return segment_image(backend, case.imgs, case.boxes)
+        return segment_volume_case(
+            backend, case.imgs, case.boxes, cache_mb, progress, uncertainty=uncertainty
+        )
+    return segment_image(backend, case.imgs, case.boxes, uncertainty=uncertainty)
+
+
+def segment_with_uncertainty(
+    backend: Backend,
+    case: Case,
+    config: U.UncertaintyConfig | None = None,
+    cache_mb: float = 1024.0,
+) -> CaseSegmentation:
+    """Segment a case and estimate its uncertainty (default :class:`UncertaintyConfig`).
+
+    Returns:
+        A CaseSegmentation whose ``uncertainty`` holds ``unc``, per-object confidence, the IoU-head
+        estimate and the area of each label.
+    """
+    return segment_case(backend, case, cache_mb, uncertainty=config or U.UncertaintyConfig())

@@ -1,0 +1,395 @@
+"""Per-pixel uncertainty and per-object confidence for box-prompted masks (tensors in, tensors out).
+
+Everything here works on the decoder's low-resolution logits in the model frame (S x S, cropped to
+the resized image extent ``new_hw``), so it costs little next to the decoder itself:
+
+* **entropy**: the binary entropy (bits, in [0, 1]) of ``sigmoid(logits)`` per pixel;
+* **ensemble**: K extra decoder passes with the object's box jittered by a few model-frame pixels
+  (a seeded ``np.random.Generator``), optionally plus one pass on the horizontally mirrored image.
+  Jittered members reuse the image embedding (decoder only). The mirrored member needs the
+  embedding of the mirrored image: one extra encoder call per image, so it is off by default.
+  The members give a mean probability and its variance per pixel;
+* **per-object confidence** in [0, 1] from the IoU head, the entropy (uncertain pixels relative to
+  the mask area) and, if run, the ensemble agreement (mean Dice of each member's mask with the
+  base mask). The default rule is the geometric mean of the IoU head and the uncertainty-based
+  score; it was chosen on the dev set, which is also the reporting set (see docs/uncertainty.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from umedsam.inference.backends.base import Backend
+
+#: Per-object confidence rules (see :func:`combine_confidence`).
+RULES = ("combined", "iou", "entropy", "ensemble")
+
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class UncertaintyConfig:
+    """How uncertainty is estimated.
+
+    Attributes:
+        ensemble: extra decoder passes per object with jittered boxes (0 = no jitter ensemble).
+        jitter_px: largest shift of each box side in model-frame pixels (S = 256 for LiteMedSAM),
+            further limited to ``jitter_frac`` of the box side so small boxes keep their object.
+        jitter_frac: largest shift as a fraction of the box side (width for x, height for y).
+        flip: add one member decoded on the horizontally mirrored image (one extra encoder call).
+        seed: seed of the jitter generator; each case restarts from it, so results do not depend
+            on the order of cases.
+        rule: per-object confidence rule, one of :data:`RULES`.
+        ensemble_masks: use the ensemble-mean probability (> 0.5) as the mask instead of the base
+            pass (changes ``segs``; needs ``ensemble > 0`` or ``flip``).
+    """
+
+    ensemble: int = 0
+    jitter_px: float = 3.0
+    jitter_frac: float = 0.1
+    flip: bool = False
+    seed: int = 0
+    rule: str = "combined"
+    ensemble_masks: bool = False
+
+    def __post_init__(self) -> None:
+        if self.ensemble < 0:
+            raise ValueError(f"ensemble must be >= 0 decoder passes; got {self.ensemble}")
+        if self.jitter_px < 0 or self.jitter_frac < 0:
+            raise ValueError(
+                f"jitter_px and jitter_frac must be >= 0; got {self.jitter_px}, {self.jitter_frac}"
+            )
+        if self.rule not in RULES:
+            raise ValueError(f"rule must be one of {', '.join(RULES)}; got {self.rule!r}")
+        if self.ensemble_masks and not self.has_ensemble:
+            raise ValueError("ensemble_masks needs an ensemble: set ensemble > 0 or flip=True")
+        if self.rule == "ensemble" and not self.has_ensemble:
+            raise ValueError("rule 'ensemble' needs an ensemble: set ensemble > 0 or flip=True")
+
+    @property
+    def has_ensemble(self) -> bool:
+        """Whether any extra decoder pass is run."""
+        return self.ensemble > 0 or self.flip
+
+
+@dataclass(frozen=True)
+class ObjectScores:
+    """Per-object scores of N objects (NaN where a score was not computed).
+
+    Attributes:
+        confidence: (N,) combined confidence in [0, 1].
+        predicted_iou: (N,) the IoU head's estimate.
+        entropy_confidence: (N,) ``1 - sum(entropy) / mask area``, clipped to [0, 1].
+        agreement: (N,) mean Dice between each ensemble member's mask and the base mask.
+    """
+
+    confidence: NDArray[np.float32]
+    predicted_iou: NDArray[np.float32]
+    entropy_confidence: NDArray[np.float32]
+    agreement: NDArray[np.float32]
+
+
+def binary_entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Entropy in bits of Bernoulli probabilities, elementwise; 0 at p in {0, 1}, 1 at p = 0.5."""
+    p = probs.clamp(_EPS, 1 - _EPS)
+    return -(p * torch.log2(p) + (1 - p) * torch.log2(1 - p))
+
+
+def crop_to_content(low_res: torch.Tensor, new_hw: tuple[int, int]) -> torch.Tensor:
+    """Crop (..., S, S) model-frame maps to the resized image extent (..., h, w)."""
+    return low_res[..., : new_hw[0], : new_hw[1]]
+
+
+def jitter_boxes(
+    boxes_model: NDArray,
+    k: int,
+    rng: np.random.Generator,
+    max_px: float = 3.0,
+    max_frac: float = 0.1,
+    bounds_hw: tuple[int, int] | None = None,
+) -> NDArray[np.float32]:
+    """K jittered copies of (N, 4) model-frame xyxy boxes.
+
+    Each side moves by an integer drawn uniformly from ``[-a, a]`` with
+    ``a = max(1, floor(min(max_px, max_frac * side)))`` (side = box width for x, height for y);
+    boxes are clipped to ``bounds_hw`` and kept at least 1 px wide and high.
+
+    Args:
+        boxes_model: (N, 4) xyxy in the model frame.
+        k: number of copies.
+        rng: the generator (the only source of randomness).
+        max_px: largest shift in model-frame pixels.
+        max_frac: largest shift as a fraction of the box side.
+        bounds_hw: (h, w) the boxes are clipped to (the resized image extent); None = no clipping.
+
+    Returns:
+        (K, N, 4) float32.
+
+    Raises:
+        ValueError: boxes not (N, 4) or k < 0.
+    """
+    boxes = np.asarray(boxes_model, dtype=np.float64)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes_model must be (N, 4); got {boxes.shape}")
+    if k < 0:
+        raise ValueError(f"k must be >= 0; got {k}")
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    amp = np.stack([w, h, w, h], axis=1) * max_frac
+    amp = np.maximum(1.0, np.floor(np.minimum(max_px, amp)))
+    unit = rng.uniform(-1.0, 1.0, size=(k, *boxes.shape))
+    out = boxes[None] + np.round(unit * (amp[None] + 0.5)).clip(-amp, amp)
+    if bounds_hw is not None:
+        out[..., [0, 2]] = out[..., [0, 2]].clip(0, bounds_hw[1])
+        out[..., [1, 3]] = out[..., [1, 3]].clip(0, bounds_hw[0])
+    out[..., 2] = np.maximum(out[..., 2], out[..., 0] + 1)
+    out[..., 3] = np.maximum(out[..., 3], out[..., 1] + 1)
+    return out.astype(np.float32)
+
+
+def flip_boxes(boxes_model: NDArray, width: int) -> NDArray[np.float32]:
+    """Mirror (N, 4) xyxy boxes horizontally inside an image of ``width`` pixels."""
+    boxes = np.asarray(boxes_model, dtype=np.float32).reshape(-1, 4)
+    out = boxes.copy()
+    out[:, 0] = width - boxes[:, 2]
+    out[:, 2] = width - boxes[:, 0]
+    return out
+
+
+def decode_ensemble(
+    backend: Backend,
+    embedding: torch.Tensor,
+    boxes_model: NDArray,
+    new_hw: tuple[int, int],
+    config: UncertaintyConfig,
+    rng: np.random.Generator,
+    flipped_embedding: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Extra decoder passes of the ensemble, as model-frame logits cropped to ``new_hw``.
+
+    Args:
+        backend: the engine; only ``decode`` is called.
+        embedding: (1, C, h, w) embedding of the image.
+        boxes_model: (N, 4) base boxes in the model frame.
+        new_hw: resized image extent inside the S x S frame.
+        config: ``ensemble`` jittered members, plus a mirrored one if ``config.flip``.
+        rng: jitter generator.
+        flipped_embedding: embedding of the mirrored image (required when ``config.flip``).
+
+    Returns:
+        (M, N, h, w) float32 logits, M = ensemble (+1 with flip); members already mirrored back.
+
+    Raises:
+        ValueError: ``config.flip`` without ``flipped_embedding``.
+    """
+    boxes = np.asarray(boxes_model, dtype=np.float32).reshape(-1, 4)
+    members: list[torch.Tensor] = []
+    if config.ensemble:
+        jittered = jitter_boxes(
+            boxes, config.ensemble, rng, config.jitter_px, config.jitter_frac, new_hw
+        )
+        n = boxes.shape[0]
+        low_res, _ = backend.decode(embedding, torch.from_numpy(jittered.reshape(-1, 4)))
+        cropped = crop_to_content(low_res[:, 0], new_hw)
+        members.extend(cropped.reshape(config.ensemble, n, *cropped.shape[-2:]).unbind(0))
+    if config.flip:
+        if flipped_embedding is None:
+            raise ValueError("config.flip needs the embedding of the mirrored image")
+        low_res, _ = backend.decode(
+            flipped_embedding, torch.from_numpy(flip_boxes(boxes, new_hw[1]))
+        )
+        members.append(crop_to_content(low_res[:, 0], new_hw).flip(-1))
+    if not members:
+        return torch.zeros((0, boxes.shape[0], *new_hw), dtype=torch.float32)
+    return torch.stack(members).float()
+
+
+def ensemble_mean_var(member_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (population) variance over members of sigmoid probabilities.
+
+    Args:
+        member_logits: (M, N, h, w) logits, M >= 1.
+
+    Returns:
+        ``(mean, var)``, each (N, h, w).
+    """
+    if member_logits.ndim != 4 or member_logits.shape[0] < 1:
+        raise ValueError(
+            f"member_logits must be (M >= 1, N, h, w); got {tuple(member_logits.shape)}"
+        )
+    probs = torch.sigmoid(member_logits.float())
+    return probs.mean(0), probs.var(0, unbiased=False)
+
+
+def entropy_confidence(probs: torch.Tensor) -> torch.Tensor:
+    """Per-object ``1 - sum(entropy) / mask area`` in [0, 1]; 0 for an empty mask.
+
+    The summed entropy counts the pixels the model is unsure about (a boundary band of width w
+    contributes about w x perimeter); dividing by the mask area turns it into the fraction of the
+    object that could flip, which is what drives its Dice.
+
+    Args:
+        probs: (N, h, w) probabilities; the mask is ``probs > 0.5``.
+
+    Returns:
+        (N,) float32.
+    """
+    area = (probs > 0.5).flatten(1).sum(1).float()
+    total = binary_entropy(probs).flatten(1).sum(1)
+    conf = 1.0 - total / area.clamp(min=1.0)
+    return torch.where(area > 0, conf.clamp(0.0, 1.0), torch.zeros_like(conf)).float()
+
+
+def mask_agreement(base_mask: torch.Tensor, member_logits: torch.Tensor) -> torch.Tensor:
+    """Mean Dice between each member's mask and the base mask, per object.
+
+    Args:
+        base_mask: (N, h, w) bool.
+        member_logits: (M, N, h, w) logits of the extra members.
+
+    Returns:
+        (N,) float32 in [0, 1]; NaN if there are no members; 1 where both masks are empty.
+    """
+    if member_logits.shape[0] == 0:
+        return torch.full((base_mask.shape[0],), math.nan)
+    members = member_logits > 0
+    base = base_mask[None]
+    inter = (members & base).flatten(2).sum(2).float()
+    sizes = members.flatten(2).sum(2).float() + base.flatten(2).sum(2).float()
+    dice = torch.where(sizes > 0, 2 * inter / sizes.clamp(min=1.0), torch.ones_like(sizes))
+    return dice.mean(0)
+
+
+def combine_confidence(
+    predicted_iou: NDArray, entropy_conf: NDArray, agreement: NDArray, rule: str = "combined"
+) -> NDArray[np.float32]:
+    """Per-object confidence in [0, 1] by ``rule``.
+
+    * ``iou``: the IoU head, clipped to [0, 1];
+    * ``entropy``: the entropy confidence;
+    * ``ensemble``: the ensemble agreement (needs an ensemble);
+    * ``combined``: the geometric mean of the IoU head and the uncertainty score, where the
+      uncertainty score is the entropy confidence, times the agreement when an ensemble ran.
+
+    Args:
+        predicted_iou, entropy_conf, agreement: (N,) arrays (agreement NaN = no ensemble).
+        rule: one of :data:`RULES`.
+
+    Returns:
+        (N,) float32.
+
+    Raises:
+        ValueError: unknown rule, or ``ensemble`` without agreement values.
+    """
+    iou = np.clip(np.asarray(predicted_iou, dtype=np.float64), 0.0, 1.0)
+    ent = np.clip(np.asarray(entropy_conf, dtype=np.float64), 0.0, 1.0)
+    agree = np.asarray(agreement, dtype=np.float64)
+    if rule == "iou":
+        out = iou
+    elif rule == "entropy":
+        out = ent
+    elif rule == "ensemble":
+        if np.isnan(agree).any():
+            raise ValueError("rule 'ensemble' needs agreement values (run an ensemble)")
+        out = agree
+    elif rule == "combined":
+        unc = ent * np.where(np.isnan(agree), 1.0, agree)
+        out = np.sqrt(iou * unc)
+    else:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}; got {rule!r}")
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def object_scores(
+    base_logits: torch.Tensor,
+    predicted_iou: NDArray,
+    member_logits: torch.Tensor | None = None,
+    rule: str = "combined",
+) -> tuple[ObjectScores, torch.Tensor]:
+    """Scores of N objects and their per-pixel uncertainty, from model-frame logits.
+
+    Args:
+        base_logits: (N, h, w) logits of the base pass (cropped to the image extent).
+        predicted_iou: (N,) IoU-head estimates of the base pass.
+        member_logits: optional (M, N, h, w) extra ensemble members.
+        rule: per-object rule (see :func:`combine_confidence`).
+
+    Returns:
+        ``(scores, uncertainty)``: uncertainty is (N, h, w) float32 in [0, 1], the entropy of the
+        mean probability over the base pass and all members (the base pass alone without members).
+    """
+    base_logits = base_logits.float()
+    base_probs = torch.sigmoid(base_logits)
+    if member_logits is not None and member_logits.shape[0]:
+        mean, _ = ensemble_mean_var(torch.cat([base_logits[None], member_logits.float()]))
+        agreement = mask_agreement(base_logits > 0, member_logits)
+    else:
+        mean = base_probs
+        agreement = torch.full((base_logits.shape[0],), math.nan)
+    ent_conf = entropy_confidence(base_probs).numpy()
+    iou = np.asarray(predicted_iou, dtype=np.float32).reshape(-1)
+    agree = agreement.numpy().astype(np.float32)
+    scores = ObjectScores(
+        confidence=combine_confidence(iou, ent_conf, agree, rule),
+        predicted_iou=iou,
+        entropy_confidence=ent_conf.astype(np.float32),
+        agreement=agree,
+    )
+    return scores, binary_entropy(mean).float()
+
+
+def aggregate_slices(
+    entropy_sum: NDArray, area: NDArray, iou_area: NDArray, rule: str = "combined"
+) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
+    """3D per-object scores from per-slice sums accumulated over a volume.
+
+    Args:
+        entropy_sum: (N,) summed entropy over all slices of each object.
+        area: (N,) summed mask area over all slices.
+        iou_area: (N,) sum over slices of IoU-head estimate x slice mask area.
+        rule: ``combined``, ``iou`` or ``entropy`` (no ensemble in 3D).
+
+    Returns:
+        ``(confidence, entropy_confidence, area_weighted_iou)``, each (N,) float32.
+    """
+    area = np.asarray(area, dtype=np.float64)
+    ent_conf = np.where(area > 0, 1.0 - np.asarray(entropy_sum) / np.maximum(area, 1.0), 0.0)
+    iou = np.where(area > 0, np.asarray(iou_area) / np.maximum(area, 1.0), 0.0)
+    agree = np.full(area.shape, math.nan)
+    ent_conf = np.clip(ent_conf, 0.0, 1.0)
+    return (
+        combine_confidence(iou, ent_conf, agree, rule),
+        ent_conf.astype(np.float32),
+        iou.astype(np.float32),
+    )
+
+
+def max_uncertainty_map(
+    uncertainty: torch.Tensor, orig_hw: tuple[int, int], out: NDArray[np.uint8] | None = None
+) -> NDArray[np.uint8]:
+    """Highest uncertainty over objects, upsampled to the original size, as uint8 0-255.
+
+    Args:
+        uncertainty: (N, h, w) per-object maps in [0, 1] on the resized image extent.
+        orig_hw: (H, W) of the original image.
+        out: optional (H, W) uint8 map to combine with by maximum (updated in place).
+
+    Returns:
+        (H, W) uint8.
+    """
+    h, w = orig_hw
+    if uncertainty.shape[0] == 0:
+        result = np.zeros((h, w), dtype=np.uint8)
+    else:
+        top = uncertainty.amax(0)[None, None].float()
+        up = torch.nn.functional.interpolate(top, size=(h, w), mode="bilinear", align_corners=False)
+        result = (up[0, 0].clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
+    if out is not None:
+        np.maximum(out, result, out=out)
+        return out
+    return result
