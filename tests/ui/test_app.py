@@ -298,6 +298,7 @@ def test_bad_requests_get_clear_errors(app_client, make_disk):
     assert "(N, 4)" in client.post_json(seg, {"boxes": [[1, 2, 3]]}).json()["error"]
     assert client.post_json(seg, {"boxes": [["a", 1, 2, 3]]}).status == 400
     assert client.post(seg, b"{not json").status == 400
+    assert client.post(seg, b"[" + b"0," * 600_000 + b"0]").status == 413
     assert "nothing to download" in client.get(f"/api/sessions/{sid}/download/png").json()["error"]
     assert "format must be" in client.get(f"/api/sessions/{sid}/download/exe").json()["error"]
     assert client.post_json("/api/sessions/nope/segment", {"boxes": []}).status == 404

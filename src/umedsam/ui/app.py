@@ -347,9 +347,11 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], object
         session = session_or_none(request)
         if session is None:
             return error(404, "unknown or closed session; open the image again")
-        body = await request.body()
-        if len(body) > MAX_JSON_BYTES:
-            return error(413, "request too large")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_JSON_BYTES:
+                return error(413, f"request larger than {MAX_JSON_BYTES} bytes")
         try:
             boxes = json.loads(body or b"{}").get("boxes", [])
         except (ValueError, AttributeError):

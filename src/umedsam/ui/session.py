@@ -281,7 +281,7 @@ class Session:
             "depth": self.depth,
             "height": int(h),
             "width": int(w),
-            "spacing": [float(s) for s in self.image.meta.spacing],
+            "spacing": [round(float(s), 6) for s in self.image.meta.spacing],
             "source_format": self.image.meta.source_format,
             "modality": self.image.meta.modality,
             "stored_boxes": None if stored is None else stored.tolist(),
