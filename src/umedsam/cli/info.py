@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     except CheckpointError as err:
         print(f"LiteMedSAM weights: not available ({err})")
     for module, extra in [("onnxruntime", "onnx"), ("openvino", "openvino"), ("nibabel", "nifti"),
-                          ("pydicom", "dicom"), ("gradio", "ui"), ("dask", "dist")]:
+                          ("pydicom", "dicom"), ("starlette", "ui"), ("dask", "dist")]:
         found = importlib.util.find_spec(module) is not None
         print(f"{module:12s} {'installed' if found else f'missing (pip install umedsam[{extra}])'}")
     return 0
