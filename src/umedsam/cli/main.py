@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("umedsam.cli.convert", "NIfTI/DICOM/image (+ labels or boxes) -> npz case"),
     "train": ("umedsam.cli.train", "fine-tune with the uncertainty-weighted loss (+ SAM)"),
     "ui": ("umedsam.cli.ui", "web app: open an image, draw boxes, download masks"),
+    "distill": ("umedsam.cli.distill", "distil LiteMedSAM's encoder into an EfficientViT student"),
     "info": ("umedsam.cli.info", "models, checkpoint location and installed engines"),
 }
 

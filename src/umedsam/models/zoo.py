@@ -1,0 +1,62 @@
+"""Student models: EfficientViT image encoders paired with the LiteMedSAM prompt encoder and decoder.
+
+The students are trained by distillation from LiteMedSAM (``umedsam distill``); trained weights
+shipped in ``umedsam/weights`` are declared here with ``register_weights``, so
+``load_pretrained("umedsam_effvit_b0")`` and ``umedsam predict --model umedsam_effvit_b0`` use
+them. See docs/models.md for the model card.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from umedsam.models.encoders.efficient_vit import (
+    EfficientViTEncoder,
+    efficientvit_b0_256,
+    efficientvit_b1_256,
+)
+from umedsam.models.medsam_lite import (
+    MedSAMLite,
+    build_sam_mask_decoder,
+    build_sam_prompt_encoder,
+)
+from umedsam.models.registry import register_model, register_weights
+
+__all__ = ["WEIGHTS_DIR", "test_tiny_effvit", "umedsam_effvit_b0", "umedsam_effvit_b1"]
+
+#: Folder of the weights shipped inside the package.
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+
+
+@register_model("umedsam_effvit_b0")
+def umedsam_effvit_b0() -> MedSAMLite:
+    """EfficientViT-B0-sized student encoder (0.76 M params, ~0.28 GMACs at 256 px) + SAM heads."""
+    return MedSAMLite(efficientvit_b0_256(), build_sam_prompt_encoder(), build_sam_mask_decoder())
+
+
+@register_model("umedsam_effvit_b1")
+def umedsam_effvit_b1() -> MedSAMLite:
+    """EfficientViT-B1-sized student encoder (5.0 M params, ~1.23 GMACs at 256 px) + SAM heads."""
+    return MedSAMLite(efficientvit_b1_256(), build_sam_prompt_encoder(), build_sam_mask_decoder())
+
+
+@register_model("test_tiny_effvit")
+def test_tiny_effvit() -> MedSAMLite:
+    """A tiny random-weight student matching ``test_tiny``'s sizes (64-px input), for tests."""
+    encoder = EfficientViTEncoder(
+        widths=(4, 8, 8, 16, 16),
+        depths=(1, 1, 1, 1, 1),
+        head_dim=8,
+        neck_dim=8,
+        out_chans=32,
+    )
+    return MedSAMLite(
+        encoder,
+        build_sam_prompt_encoder(embed_dim=32, image_size=64, mask_in_chans=16),
+        build_sam_mask_decoder(dim=32, mlp_dim=64, num_heads=2, iou_hidden=32),
+    )
+
+
+for _name in ("umedsam_effvit_b0", "umedsam_effvit_b1"):
+    if (WEIGHTS_DIR / f"{_name}.pt").is_file():
+        register_weights(_name, WEIGHTS_DIR / f"{_name}.pt")

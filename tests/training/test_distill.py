@@ -1,0 +1,262 @@
+"""Distillation: teacher-embedding cache, item selection, config, stage 1, stage 2, CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from umedsam.data.dataset import NpzSegmentationDataset
+from umedsam.models.checkpoint import read_state_dict
+from umedsam.models.registry import build_model
+from umedsam.training.distill import (
+    CacheSignature,
+    DistillConfig,
+    TeacherEmbeddingCache,
+    distill,
+    fill_cache,
+    load_distill_config,
+    select_items,
+    teacher_signature,
+)
+
+SIG = CacheSignature(teacher="test_tiny", checkpoint_sha256="abc", image_size=64)
+
+
+def _config(train_root: Path, tmp_path: Path, **sections) -> DistillConfig:
+    data = {
+        "data": {"train_root": str(train_root), "cache_dir": str(tmp_path / "cache")},
+        "teacher": {"name": "test_tiny", "checkpoint": "none"},
+        "student": {"name": "test_tiny_effvit"},
+        "optim": {"lr": 0.01, "warmup_steps": 2},
+        "run": {
+            "output_dir": str(tmp_path / "out"),
+            "steps": 4,
+            "batch_size": 2,
+            "save_every_steps": 2,
+            "log_every_steps": 1,
+        },
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return DistillConfig.from_dict(data)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)  # the tiny teacher's random weights
+
+
+# ------------------------------------------------------------------------------------ cache
+def test_cache_round_trip_in_float16(tmp_path: Path) -> None:
+    cache = TeacherEmbeddingCache(tmp_path, SIG, max_bytes=1 << 20)
+    emb = torch.randn(4, 3, 3)
+    assert "a" not in cache
+    assert cache.get("a") is None
+    assert cache.put("a", emb)
+    got = cache.get("a")
+    assert "a" in cache
+    assert got.dtype == torch.float16
+    torch.testing.assert_close(got.float(), emb, atol=2e-3, rtol=1e-3)
+    reopened = TeacherEmbeddingCache(tmp_path, SIG, max_bytes=1 << 20)
+    assert reopened.nbytes == cache.nbytes > 0
+    torch.testing.assert_close(reopened.get("a"), got)
+
+
+def test_cache_rejects_other_signature(tmp_path: Path) -> None:
+    TeacherEmbeddingCache(tmp_path, SIG, max_bytes=1 << 20)
+    other = replace(SIG, preprocess="another-version")
+    # a different signature lives in a different folder...
+    assert TeacherEmbeddingCache(tmp_path, other, 1 << 20).folder != tmp_path / SIG.tag[:16]
+    # ...and a folder whose meta.json disagrees is refused
+    meta = tmp_path / SIG.tag[:16] / "meta.json"
+    stored = json.loads(meta.read_text())
+    stored["checkpoint_sha256"] = "def"
+    meta.write_text(json.dumps(stored))
+    with pytest.raises(ValueError, match="cache was made for"):
+        TeacherEmbeddingCache(tmp_path, SIG, max_bytes=1 << 20)
+
+
+def test_cache_ignores_entries_of_another_signature(tmp_path: Path) -> None:
+    cache = TeacherEmbeddingCache(tmp_path / "a", SIG, 1 << 20)
+    other = TeacherEmbeddingCache(tmp_path / "b", replace(SIG, checkpoint_sha256="xyz"), 1 << 20)
+    other.put("k", torch.ones(1, 2, 2))
+    cache.folder.joinpath(other.path("k").name).write_bytes(other.path("k").read_bytes())
+    assert cache.get("k") is None
+
+
+def test_cache_is_bounded(tmp_path: Path) -> None:
+    probe = TeacherEmbeddingCache(tmp_path / "probe", SIG, 1 << 20)
+    probe.put("x", torch.zeros(8, 4, 4))
+    one = probe.nbytes
+    cache = TeacherEmbeddingCache(tmp_path / "c", SIG, max_bytes=2 * one + one // 2)
+    assert cache.put("a", torch.zeros(8, 4, 4))
+    assert cache.put("b", torch.zeros(8, 4, 4))
+    assert not cache.put("c", torch.zeros(8, 4, 4))
+    assert "c" not in cache
+    assert cache.put("a", torch.ones(8, 4, 4))  # replacing an entry does not grow the cache
+    with pytest.raises(ValueError, match=r"must be \(C, h, w\)"):
+        cache.put("d", torch.zeros(4, 4))
+    with pytest.raises(ValueError, match="max_bytes"):
+        TeacherEmbeddingCache(tmp_path, SIG, max_bytes=0)
+
+
+def test_teacher_signature_depends_on_weights() -> None:
+    a = build_model("test_tiny")
+    b = build_model("test_tiny")
+    sig_a = teacher_signature("test_tiny", "none", a)
+    assert sig_a.checkpoint_sha256.startswith("random:")
+    assert sig_a.image_size == 64
+    assert sig_a != teacher_signature("test_tiny", "none", b)
+
+
+# ------------------------------------------------------------------------------------ items
+def test_select_items_interleaves_modalities_then_flips(challenge_folder: Path) -> None:
+    ds = NpzSegmentationDataset(challenge_folder, image_size=64)
+    items = select_items(ds, flip_variants=[(), ("horizontal",)])
+    assert len(items) == 2 * len(ds)
+    first = [ds.refs[i].modality for i, _ in items[:4]]
+    assert sorted(first) == ["Endoscopy", "MR", "US", "XRay"]
+    assert all(f == () for _, f in items[: len(ds)])
+    assert all(f == ("horizontal",) for _, f in items[len(ds) :])
+    assert select_items(ds, max_images=3) == items[:3]
+    with pytest.raises(ValueError, match="max_images"):
+        select_items(ds, max_images=0)
+
+
+def test_fill_cache_computes_missing_images_once(challenge_folder: Path, tmp_path: Path) -> None:
+    teacher = build_model("test_tiny").eval()
+    ds = NpzSegmentationDataset(challenge_folder, image_size=64)
+    cache = TeacherEmbeddingCache(tmp_path, SIG, 1 << 24)
+    items = select_items(ds, max_images=5)
+    calls = []
+    assert (
+        fill_cache(teacher, ds, cache, items, batch_size=2, progress=lambda d, n: calls.append(d))
+        == 5
+    )
+    assert calls[0] == 0
+    assert calls[-1] == 5
+    assert fill_cache(teacher, ds, cache, items) == 0
+    index, flips = items[0]
+    with torch.inference_mode():
+        expected = teacher.encode(ds.image_tensor(index, flips)[0][None])[0]
+    torch.testing.assert_close(
+        cache.get(ds.image_key(index, flips)).float(), expected, atol=2e-3, rtol=2e-3
+    )
+
+
+# ----------------------------------------------------------------------------------- config
+def test_config_validation_and_overrides(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown key"):
+        DistillConfig.from_dict({"data": {"train_root": "x", "cache_dir": "c", "oops": 1}})
+    with pytest.raises(ValueError, match="unknown config section"):
+        DistillConfig.from_dict({"data": {"train_root": "x", "cache_dir": "c"}, "model": {}})
+    with pytest.raises(ValueError, match="train_root is required"):
+        DistillConfig.from_dict({"data": {"cache_dir": "c"}})
+    with pytest.raises(ValueError, match="must be of type int"):
+        DistillConfig.from_dict(
+            {"data": {"train_root": "x", "cache_dir": "c"}, "run": {"steps": "a"}}
+        )
+    path = tmp_path / "d.yaml"
+    path.write_text(
+        "data: {train_root: x, cache_dir: c, teacher_flips: [[], [horizontal]]}\n"
+        "finetune: {run: {epochs: 1}}\n"
+    )
+    config = load_distill_config(path, {"run.steps": 7, "finetune.run.epochs": 3})
+    assert config.run.steps == 7
+    assert config.data.teacher_flips == ((), ("horizontal",))
+    assert config.finetune == {"run": {"epochs": 3}}
+    with pytest.raises(FileNotFoundError):
+        load_distill_config(tmp_path / "missing.yaml")
+
+
+# ---------------------------------------------------------------------------------- stage 1
+def test_stage1_trains_and_exports_student(challenge_folder: Path, tmp_path: Path) -> None:
+    config = _config(
+        challenge_folder, tmp_path, run={"steps": 12, "log_every_steps": 4}, data={"val_images": 1}
+    )
+    rows = []
+    result = distill(config, progress=rows.append)
+    assert result.steps == 12
+    assert result.cached_images == len(NpzSegmentationDataset(challenge_folder, image_size=64))
+    assert result.val_loss is not None
+    losses = [r["loss"] for r in rows if r["phase"] == "distill"]
+    assert len(losses) == 3
+    assert losses[-1] < losses[0]
+    state = read_state_dict(result.student_weights)
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    # the student keeps the teacher's prompt encoder and mask decoder
+    torch.manual_seed(0)
+    teacher_state = build_model("test_tiny").state_dict()
+    key = "mask_decoder.iou_token.weight"
+    torch.testing.assert_close(state[key].float(), teacher_state[key], atol=1e-3, rtol=1e-3)
+    from umedsam.models.checkpoint import load_checkpoint
+
+    load_checkpoint(build_model("test_tiny_effvit"), result.student_weights)
+    assert (tmp_path / "out" / "log.csv").read_text().count("\n") == 4
+
+
+def test_stage1_resume_continues_the_same_run(challenge_folder: Path, tmp_path: Path) -> None:
+    full = distill(_config(challenge_folder, tmp_path / "full", run={"steps": 4}), stages=(1,))
+    half = _config(challenge_folder, tmp_path / "half", run={"steps": 4})
+    torch.manual_seed(0)  # the same random teacher
+    distill(replace(half, run=replace(half.run, steps=2)), stages=(1,))
+    torch.manual_seed(0)
+    resumed = distill(half, stages=(1,))
+    assert resumed.steps == 4
+    a, b = read_state_dict(full.student_weights), read_state_dict(resumed.student_weights)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-3, rtol=1e-3)
+
+
+def test_cache_only_and_empty_cache(challenge_folder: Path, tmp_path: Path) -> None:
+    config = _config(challenge_folder, tmp_path, data={"max_images": 2})
+    result = distill(config, cache_only=True)
+    assert result.cached_images == 2
+    assert result.student_weights is None
+    empty = _config(challenge_folder, tmp_path / "e", data={"cache_max_mb": 0.001})
+    with pytest.raises(ValueError, match="no teacher embedding is cached"):
+        distill(empty)
+
+
+# ---------------------------------------------------------------------------------- stage 2
+def test_stage2_finetunes_with_the_trainer(challenge_folder: Path, tmp_path: Path) -> None:
+    finetune = {
+        "model": {"trainable": ["image_encoder", "mask_decoder"]},
+        "data": {"cache_embeddings": False},
+        "run": {"epochs": 1, "batch_size": 2, "max_steps": 2},
+        "optim": {"lr": 1e-4},
+    }
+    config = replace(_config(challenge_folder, tmp_path, run={"steps": 2}), finetune=finetune)
+    result = distill(config)
+    assert result.finetuned_weights is not None
+    assert result.finetuned_weights.is_file()
+    before = read_state_dict(result.student_weights)
+    after = read_state_dict(result.finetuned_weights)
+    assert set(before) == set(after)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("mask_decoder"))
+    bad = replace(config, finetune={"model": {"name": "litemedsam"}})
+    with pytest.raises(ValueError, match="may only set 'trainable'"):
+        distill(bad, stages=(2,))
+
+
+# -------------------------------------------------------------------------------------- CLI
+def test_cli_distill(challenge_folder: Path, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("yaml")
+    from umedsam.cli.main import main
+
+    path = tmp_path / "d.yaml"
+    path.write_text(
+        f"data: {{train_root: '{challenge_folder}', cache_dir: '{tmp_path / 'cache'}'}}\n"
+        "teacher: {name: test_tiny, checkpoint: none}\n"
+        "student: {name: test_tiny_effvit}\n"
+        f"run: {{output_dir: '{tmp_path / 'out'}', steps: 2, batch_size: 2}}\n"
+    )
+    assert main(["distill", "--config", str(path), "--set", "run.steps=1"]) == 0
+    assert "stage 1: 1 steps" in capsys.readouterr().out
+    assert (tmp_path / "out" / "student.pt").is_file()
+    assert main(["distill", "--config", str(path), "--set", "run.nope=1"]) == 2
+    assert "unknown key" in capsys.readouterr().err
