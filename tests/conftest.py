@@ -50,7 +50,9 @@ def real_model() -> torch.nn.Module:
     return model
 
 
-def disk_image(h: int = 96, w: int = 128, center=(48, 60), radius: int = 20) -> tuple[np.ndarray, np.ndarray]:
+def disk_image(
+    h: int = 96, w: int = 128, center=(48, 60), radius: int = 20
+) -> tuple[np.ndarray, np.ndarray]:
     """A bright disk on a noisy background: (H, W, 3) uint8 image and its (H, W) bool mask."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:h, :w]
@@ -60,7 +62,9 @@ def disk_image(h: int = 96, w: int = 128, center=(48, 60), radius: int = 20) -> 
     return np.repeat(img[:, :, None], 3, axis=-1), mask
 
 
-def sphere_volume(d: int = 12, h: int = 64, w: int = 64, radius: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def sphere_volume(
+    d: int = 12, h: int = 64, w: int = 64, radius: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
     """A bright sphere in a (D, H, W) uint8 volume and its mask."""
     zz, yy, xx = np.mgrid[:d, :h, :w]
     mask = ((zz - d // 2) * 3) ** 2 + (yy - h // 2) ** 2 + (xx - w // 2) ** 2 <= (3 * radius) ** 2

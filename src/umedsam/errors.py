@@ -31,6 +31,4 @@ class MissingExtraError(UmedsamError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 
     def __init__(self, package: str, extra: str, purpose: str) -> None:
-        super().__init__(
-            f"{purpose} needs the '{package}' package: pip install 'umedsam[{extra}]'"
-        )
+        super().__init__(f"{purpose} needs the '{package}' package: pip install 'umedsam[{extra}]'")

@@ -15,8 +15,21 @@ def test_predict_cli_tiny(tiny_model, case_dir: Path, tmp_path: Path, capsys) ->
     torch.save({"model": tiny_model.state_dict()}, ckpt)
     (case_dir / "imgs" / "2DBox_Broken.npz").write_bytes(b"")
     out = tmp_path / "out"
-    code = main(["predict", "-i", str(case_dir / "imgs"), "-o", str(out),
-                 "--model", "test_tiny", "--checkpoint", str(ckpt), "--threads", "1"])
+    code = main(
+        [
+            "predict",
+            "-i",
+            str(case_dir / "imgs"),
+            "-o",
+            str(out),
+            "--model",
+            "test_tiny",
+            "--checkpoint",
+            str(ckpt),
+            "--threads",
+            "1",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1  # one case failed, the others were written
     assert "2DBox_Broken.npz" in captured.err and "empty" in captured.err
@@ -32,11 +45,27 @@ def test_predict_cli_errors_before_work(tmp_path: Path, case_dir: Path, capsys) 
     assert "not writable" in capsys.readouterr().err
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00" * 10)
-    assert main(["predict", "-i", str(case_dir / "imgs"), "-o", str(tmp_path / "o2"),
-                 "--checkpoint", str(bad)]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "-i",
+                str(case_dir / "imgs"),
+                "-o",
+                str(tmp_path / "o2"),
+                "--checkpoint",
+                str(bad),
+            ]
+        )
+        == 2
+    )
     assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
-    assert main(["predict", "-i", str(case_dir / "imgs"), "-o", str(tmp_path / "o3"),
-                 "--model", "nope"]) == 2
+    assert (
+        main(
+            ["predict", "-i", str(case_dir / "imgs"), "-o", str(tmp_path / "o3"), "--model", "nope"]
+        )
+        == 2
+    )
     assert "known models" in capsys.readouterr().err
 
 

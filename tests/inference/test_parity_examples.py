@@ -28,8 +28,21 @@ def test_examples_match_official_segs_and_metrics(real_model, tmp_path: Path, ca
             dsc = 2 * (x & y).sum() / max(1, x.sum() + y.sum())
             assert dsc >= 0.999, (ref_path.name, label, dsc)
     metrics = tmp_path / "metrics.csv"
-    assert main(["evaluate", "-q", "--segs", str(out), "--gts", str(REPO / "examples" / "gts"),
-                 "--out", str(metrics)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "-q",
+                "--segs",
+                str(out),
+                "--gts",
+                str(REPO / "examples" / "gts"),
+                "--out",
+                str(metrics),
+            ]
+        )
+        == 0
+    )
     ours = {r["case"]: r for r in csv.DictReader(metrics.open())}
     for row in csv.DictReader((FIXTURES / "official_metrics_examples.csv").open()):
         assert abs(float(ours[row["case"]]["dsc"]) - float(row["dsc"])) <= 1e-4

@@ -64,7 +64,9 @@ def test_bad_boxes(tiny_model, make_disk) -> None:
 
 def test_segment_image_labels_and_dtype(tiny_model, make_disk) -> None:
     img, _ = make_disk()
-    res = segment_image(tiny_model_backend(tiny_model), img, np.array([[0, 0, 128, 96], [40, 28, 80, 68]]))
+    res = segment_image(
+        tiny_model_backend(tiny_model), img, np.array([[0, 0, 128, 96], [40, 28, 80, 68]])
+    )
     assert res.segs.dtype == np.uint8 and set(np.unique(res.segs)) <= {0, 1, 2}
     assert label_dtype(255) is np.uint8 and label_dtype(256) is np.uint16
 

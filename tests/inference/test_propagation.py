@@ -37,7 +37,7 @@ def official_algorithm(backend, volume, boxes):
         mid_box = boxes_to_model_frame(np.array([[x0, y0, x1, y1]]), (h, w), s)[0]
         z_mid = int((z1 - z0) / 2 + z0)
 
-        def seg(z, prev_z):
+        def seg(z, prev_z, temp=temp, idx=idx, mid_box=mid_box):
             tensor, new_hw = preprocess_image(volume[z], s)
             emb = backend.encode(tensor)
             box = mid_box
@@ -59,12 +59,14 @@ def _volume():
     rng = np.random.default_rng(3)
     vol = rng.integers(0, 80, size=(14, 40, 52)).astype(np.uint8)
     vol[3:12, 10:30, 12:40] += 120
-    boxes = np.array([
-        [12, 10, 3, 39, 29, 11],
-        [20, 12, 5, 30, 25, 9],   # overlaps the first: later label wins
-        [0, 0, 0, 51, 39, 13],    # whole volume
-        [5, 5, 7, 15, 15, 7],     # single slice
-    ])
+    boxes = np.array(
+        [
+            [12, 10, 3, 39, 29, 11],
+            [20, 12, 5, 30, 25, 9],  # overlaps the first: later label wins
+            [0, 0, 0, 51, 39, 13],  # whole volume
+            [5, 5, 7, 15, 15, 7],  # single slice
+        ]
+    )
     return vol, boxes
 
 

@@ -15,7 +15,9 @@ from umedsam.inference.runner import ensure_writable, find_cases, predict_folder
 
 def test_predict_folder_writes_segs_and_times(tiny_model, case_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    outcomes = predict_folder(TorchBackend(tiny_model), case_dir / "imgs", out, overlay_dir=tmp_path / "ov")
+    outcomes = predict_folder(
+        TorchBackend(tiny_model), case_dir / "imgs", out, overlay_dir=tmp_path / "ov"
+    )
     assert all(o.ok for o in outcomes) and len(outcomes) == 2
     for name in ("2DBox_Synthetic_disk.npz", "3DBox_Synthetic_sphere.npz"):
         with np.load(out / name) as data, np.load(case_dir / "gts" / name) as gt:

@@ -32,14 +32,31 @@ def run(args: argparse.Namespace) -> int:
     ex = examples_dir()
     out = args.output
     flags = ["-q"] if args.quiet else []
-    predict = ["predict", *flags, "-i", str(ex / "imgs"), "-o", str(out / "segs"), "--model", args.model]
+    predict = [
+        "predict",
+        *flags,
+        "-i",
+        str(ex / "imgs"),
+        "-o",
+        str(out / "segs"),
+        "--model",
+        args.model,
+    ]
     if args.checkpoint:
         predict += ["--checkpoint", str(args.checkpoint)]
     code = main(predict)
     if code != 0:
         return code
-    evaluate = ["evaluate", *flags, "--segs", str(out / "segs"), "--gts", str(ex / "gts"),
-                "--out", str(out / "metrics.csv")]
+    evaluate = [
+        "evaluate",
+        *flags,
+        "--segs",
+        str(out / "segs"),
+        "--gts",
+        str(ex / "gts"),
+        "--out",
+        str(out / "metrics.csv"),
+    ]
     code = main(evaluate)
     print(f"outputs in {out}/ (segs/, metrics.csv)", file=sys.stderr)
     return code

@@ -23,8 +23,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"LiteMedSAM weights: {default_checkpoint_path()} (sha256 verified)")
     except CheckpointError as err:
         print(f"LiteMedSAM weights: not available ({err})")
-    for module, extra in [("onnxruntime", "onnx"), ("openvino", "openvino"), ("nibabel", "nifti"),
-                          ("pydicom", "dicom"), ("starlette", "ui"), ("dask", "dist")]:
+    for module, extra in [
+        ("onnxruntime", "onnx"),
+        ("openvino", "openvino"),
+        ("nibabel", "nifti"),
+        ("pydicom", "dicom"),
+        ("starlette", "ui"),
+        ("dask", "dist"),
+    ]:
         found = importlib.util.find_spec(module) is not None
         print(f"{module:12s} {'installed' if found else f'missing (pip install umedsam[{extra}])'}")
     return 0

@@ -55,7 +55,9 @@ def to_rgb(image: NDArray) -> NDArray:
     return image
 
 
-def preprocess_image(image: NDArray, size: int = MODEL_SIZE) -> tuple[torch.Tensor, tuple[int, int]]:
+def preprocess_image(
+    image: NDArray, size: int = MODEL_SIZE
+) -> tuple[torch.Tensor, tuple[int, int]]:
     """Official LiteMedSAM preprocessing of one 2D image.
 
     Args:
@@ -71,7 +73,9 @@ def preprocess_image(image: NDArray, size: int = MODEL_SIZE) -> tuple[torch.Tens
     return tensor, (resized.shape[0], resized.shape[1])
 
 
-def preprocess_slices(slices: NDArray, size: int = MODEL_SIZE) -> tuple[torch.Tensor, tuple[int, int]]:
+def preprocess_slices(
+    slices: NDArray, size: int = MODEL_SIZE
+) -> tuple[torch.Tensor, tuple[int, int]]:
     """Preprocess a stack of grey slices (N, H, W) at once, identical to preprocess_image per slice.
 
     A grey slice is resized once and broadcast to three channels (INTER_AREA works per channel, so

@@ -143,10 +143,15 @@ class Predictor:
         masks = np.zeros((boxes.shape[0], h, w), dtype=bool)
         logits = np.zeros((boxes.shape[0], h, w), dtype=np.float32) if return_logits else None
         for start in range(0, boxes.shape[0], UPSAMPLE_CHUNK):
-            chunk = postprocess_logits(low_res[start : start + UPSAMPLE_CHUNK], self._new_hw, (h, w))
+            chunk = postprocess_logits(
+                low_res[start : start + UPSAMPLE_CHUNK], self._new_hw, (h, w)
+            )
             masks[start : start + chunk.shape[0]] = logits_to_mask(chunk)[:, 0].numpy()
             if logits is not None:
                 logits[start : start + chunk.shape[0]] = chunk[:, 0].numpy()
         return Prediction(
-            masks=masks, iou=iou[:, 0].numpy().astype(np.float32), logits=logits, low_res_logits=low_res
+            masks=masks,
+            iou=iou[:, 0].numpy().astype(np.float32),
+            logits=logits,
+            low_res_logits=low_res,
         )

@@ -69,7 +69,9 @@ class MedSAMLite(nn.Module):
             multimask_output=multimask,
         )
 
-    def forward(self, images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, images: torch.Tensor, boxes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode ``images`` (B, 3, S, S) and decode one box per image, (B, 4)."""
         return self.decode(self.encode(images), boxes)
 
@@ -92,7 +94,9 @@ def build_sam_mask_decoder(
     """SAM mask decoder (two-way transformer of depth 2, 3+1 mask tokens, IoU head)."""
     return MaskDecoder(
         transformer_dim=dim,
-        transformer=TwoWayTransformer(depth=2, embedding_dim=dim, num_heads=num_heads, mlp_dim=mlp_dim),
+        transformer=TwoWayTransformer(
+            depth=2, embedding_dim=dim, num_heads=num_heads, mlp_dim=mlp_dim
+        ),
         num_multimask_outputs=3,
         iou_head_depth=3,
         iou_head_hidden_dim=iou_hidden,

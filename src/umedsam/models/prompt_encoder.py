@@ -19,7 +19,9 @@ class RandomFourierPositionEncoding(nn.Module):
 
     def __init__(self, num_feats: int, scale: float = 1.0) -> None:
         super().__init__()
-        self.register_buffer("positional_encoding_gaussian_matrix", scale * torch.randn(2, num_feats))
+        self.register_buffer(
+            "positional_encoding_gaussian_matrix", scale * torch.randn(2, num_feats)
+        )
 
     def _encode(self, coords: torch.Tensor) -> torch.Tensor:
         """coords in [0, 1], (..., 2) -> (..., 2 * num_feats)."""

@@ -37,7 +37,8 @@ class Conv2dBN(nn.Sequential):
     ) -> None:
         super().__init__()
         self.add_module(
-            "c", nn.Conv2d(in_chans, out_chans, kernel_size, stride, padding, groups=groups, bias=False)
+            "c",
+            nn.Conv2d(in_chans, out_chans, kernel_size, stride, padding, groups=groups, bias=False),
         )
         bn = nn.BatchNorm2d(out_chans)
         nn.init.constant_(bn.weight, bn_weight_init)
@@ -263,13 +264,17 @@ class TinyViT(nn.Module):
     ) -> None:
         super().__init__()
         n = len(embed_dims)
-        if not (len(depths) == len(num_heads) == len(window_sizes) == n and len(merge_strides) == n - 1):
+        if not (
+            len(depths) == len(num_heads) == len(window_sizes) == n and len(merge_strides) == n - 1
+        ):
             raise ValueError("embed_dims, depths, num_heads, window_sizes need equal lengths")
         self.patch_embed = PatchEmbed(in_chans, embed_dims[0])
         layers: list[nn.Module] = []
         for i in range(n):
             merge = (
-                PatchMerging(embed_dims[i], embed_dims[i + 1], merge_strides[i]) if i < n - 1 else None
+                PatchMerging(embed_dims[i], embed_dims[i + 1], merge_strides[i])
+                if i < n - 1
+                else None
             )
             if i == 0:
                 assert merge is not None
