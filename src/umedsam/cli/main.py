@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ui": ("umedsam.cli.ui", "web app: open an image, draw boxes, download masks"),
     "distill": ("umedsam.cli.distill", "distil LiteMedSAM's encoder into an EfficientViT student"),
     "info": ("umedsam.cli.info", "models, checkpoint location and installed engines"),
+    "export": ("umedsam.cli.export", "write ONNX / OpenVINO graphs, checked against PyTorch"),
 }
 
 

@@ -1,0 +1,462 @@
+"""Export a MedSAMLite-style model as two graphs (encoder, decoder), each checked against PyTorch.
+
+The encoder graph maps preprocessed images (B, 3, S, S) to embeddings (B, C, S/4, S/4). The decoder
+graph maps one embedding (1, C, h, w) and N boxes (N, 4, model frame, dynamic N) to single-mask
+logits (N, 1, S, S) and IoU estimates (N, 1). Both are traced from small wrapper modules kept apart
+from the training modules (as segment_anything/utils/onnx.py does), so the training code keeps its
+Python control flow.
+
+Every export ends with a parity check: the exported graphs run in their runtime on a deterministic
+synthetic input and are compared with the PyTorch model; the largest absolute differences are logged,
+stored in the manifest, and an export beyond tolerance raises ParityError.
+
+Layout of an export folder::
+
+    manifest.json                      model name, checkpoint sha256, image size, versions, parity
+    encoder.onnx, decoder.onnx         format "onnx"
+    encoder.xml/.bin, decoder.xml/.bin format "openvino" (f32 weights)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from umedsam.errors import MissingExtraError
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "openvino")
+EXPORT_VERSION = 1  # bump when the graphs or the folder layout change; invalidates caches
+MANIFEST_NAME = "manifest.json"
+ONNX_OPSET = 17
+# Parity tolerance: max |exported - torch| <= PARITY_RTOL * max(1, max |torch|), per output.
+PARITY_RTOL = 1e-3
+GRAPH_FILES = {
+    "onnx": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"},
+    "openvino": {"encoder": "encoder.xml", "decoder": "decoder.xml"},
+}
+
+
+class ParityError(RuntimeError):
+    """An exported graph disagrees with the PyTorch model beyond tolerance."""
+
+
+class EncoderGraph(nn.Module):
+    """Trace-friendly image encoder: (B, 3, S, S) float32 in [0, 1] -> (B, C, S/4, S/4)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.image_encoder = model.image_encoder
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Embeddings of preprocessed images."""
+        return self.image_encoder(images)
+
+
+class DecoderGraph(nn.Module):
+    """Trace-friendly box decoder: one embedding, N boxes -> single-mask logits and IoU.
+
+    Equivalent to ``model.decode(embedding, boxes)`` with ``multimask=False`` and no mask prompt,
+    written with tensor ops only: the box embedding without in-place writes, the shared embedding
+    broadcast with ``expand`` and only the first mask token's hypernetwork evaluated.
+
+    Args:
+        model: a MedSAMLite-style model (``prompt_encoder``, ``mask_decoder``).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        pe, md = model.prompt_encoder, model.mask_decoder
+        self.pe_layer = pe.pe_layer
+        self.transformer = md.transformer
+        self.output_upscaling = md.output_upscaling
+        self.mask_mlp = md.output_hypernetworks_mlps[0]
+        self.iou_head = md.iou_prediction_head
+        with torch.no_grad():
+            corners = torch.stack(
+                [pe.point_embeddings[2].weight[0], pe.point_embeddings[3].weight[0]]
+            )
+            out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
+            dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
+            image_pe = pe.get_dense_pe()
+            h, w = pe.input_image_size
+            frame = torch.tensor([float(w), float(h)])
+        self.register_buffer("corner_embed", corners.clone())
+        self.register_buffer("out_tokens", out_tokens.clone())
+        self.register_buffer("dense_embed", dense.clone())
+        self.register_buffer("image_pe", image_pe.clone())
+        self.register_buffer("frame_wh", frame)
+
+    def forward(
+        self, embedding: torch.Tensor, boxes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """embedding (1, C, h, w), boxes (N, 4) xyxy model frame -> logits (N, 1, 4h, 4w), iou (N, 1)."""
+        n = boxes.shape[0]
+        corners = (boxes.reshape(-1, 2, 2) + 0.5) / self.frame_wh
+        sparse = self.pe_layer._encode(corners) + self.corner_embed
+        tokens = torch.cat([self.out_tokens.unsqueeze(0).expand(n, -1, -1), sparse], dim=1)
+        c, h, w = embedding.shape[1], embedding.shape[2], embedding.shape[3]
+        src = (embedding + self.dense_embed).expand(n, -1, -1, -1)
+        pos = self.image_pe.expand(n, -1, -1, -1)
+        hs, src_tokens = self.transformer(src, pos, tokens)
+        upscaled = self.output_upscaling(src_tokens.transpose(1, 2).reshape(n, c, h, w))
+        hyper = self.mask_mlp(hs[:, 1, :]).unsqueeze(1)
+        logits = (hyper @ upscaled.flatten(2)).reshape(n, 1, upscaled.shape[2], upscaled.shape[3])
+        iou = self.iou_head(hs[:, 0, :])[:, :1]
+        return logits, iou
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """Largest absolute differences between an exported engine and PyTorch on a synthetic input.
+
+    Attributes:
+        encoder: max |embedding difference|.
+        logits: max |decoder logit difference| (several boxes, one call).
+        iou: max |IoU difference|.
+        passed: all three within tolerance.
+    """
+
+    encoder: float
+    logits: float
+    iou: float
+    passed: bool
+
+    @property
+    def max_diff(self) -> float:
+        """The largest of the three differences."""
+        return max(self.encoder, self.logits, self.iou)
+
+
+@dataclass(frozen=True)
+class ExportManifest:
+    """What an export folder holds (written as manifest.json).
+
+    Attributes:
+        format: "onnx" or "openvino".
+        model_name: registered model name.
+        checkpoint_sha256: sha256 of the weights file the graphs were exported from ("" if unknown).
+        image_size: side S of the model input frame.
+        embedding_shape: (C, h, w) of one embedding.
+        files: role ("encoder", "decoder", optional "encoder_int8") -> file name in the folder.
+        parity: max abs differences against PyTorch ({"encoder", "logits", "iou"}).
+        umedsam_version, export_version, torch_version, runtime_version: provenance.
+        extra: optional details (e.g. quantization parity).
+    """
+
+    format: str
+    model_name: str
+    checkpoint_sha256: str
+    image_size: int
+    embedding_shape: tuple[int, int, int]
+    files: dict[str, str]
+    parity: dict[str, float]
+    umedsam_version: str
+    export_version: int
+    torch_version: str
+    runtime_version: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, folder: Path) -> Path:
+        """Write manifest.json into ``folder``."""
+        path = Path(folder) / MANIFEST_NAME
+        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        return path
+
+
+def read_manifest(folder: str | Path) -> ExportManifest:
+    """Read ``folder/manifest.json``.
+
+    Raises:
+        FileNotFoundError: no manifest in the folder.
+        ValueError: the manifest is malformed or from another export version.
+    """
+    path = Path(folder) / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no export manifest: {path} (run 'umedsam export' first)")
+    try:
+        data = json.loads(path.read_text())
+        data["embedding_shape"] = tuple(data["embedding_shape"])
+        manifest = ExportManifest(**data)
+    except (json.JSONDecodeError, TypeError, KeyError) as err:
+        raise ValueError(f"{path}: malformed export manifest ({err})") from err
+    if manifest.export_version != EXPORT_VERSION:
+        raise ValueError(
+            f"{path}: export version {manifest.export_version}, this umedsam reads version "
+            f"{EXPORT_VERSION}; export again"
+        )
+    if manifest.format not in FORMATS:
+        raise ValueError(f"{path}: unknown format {manifest.format!r}; expected one of {FORMATS}")
+    return manifest
+
+
+def parity_inputs(image_size: int, num_boxes: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic check input: a (1, 3, S, S) image in [0, 1] with bright shapes, and (N, 4) boxes.
+
+    The image is smooth noise plus a bright disk and rectangle (so the decoder sees structure); the
+    boxes cover the disk, the rectangle and most of the frame.
+    """
+    s = image_size
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.rand(1, 1, s // 8, s // 8, generator=gen)
+    image = torch.nn.functional.interpolate(noise, size=(s, s), mode="bilinear") * 0.4
+    yy, xx = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
+    disk = ((yy - 0.35 * s) ** 2 + (xx - 0.4 * s) ** 2) <= (0.15 * s) ** 2
+    image[0, 0][disk] += 0.5
+    image[0, 0, int(0.6 * s) : int(0.8 * s), int(0.55 * s) : int(0.9 * s)] += 0.4
+    image = image.clamp(0, 1).expand(1, 3, s, s).contiguous()
+    boxes = torch.tensor(
+        [
+            [0.25 * s, 0.2 * s, 0.55 * s, 0.5 * s],
+            [0.55 * s, 0.6 * s, 0.9 * s, 0.8 * s],
+            [0.05 * s, 0.05 * s, 0.95 * s, 0.95 * s],
+            [0.1 * s, 0.6 * s, 0.3 * s, 0.9 * s],
+        ]
+    ).floor()
+    return image, boxes[:num_boxes].contiguous()
+
+
+def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def check_parity(
+    model: nn.Module,
+    encode: Callable[[np.ndarray], np.ndarray],
+    decode: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    rtol: float = PARITY_RTOL,
+) -> ParityReport:
+    """Compare an exported engine with the PyTorch model on ``parity_inputs``.
+
+    Args:
+        model: the PyTorch model the graphs came from.
+        encode: exported encoder, numpy (1, 3, S, S) -> (1, C, h, w).
+        decode: exported decoder, numpy (embedding, boxes (N, 4)) -> (logits, iou).
+        rtol: tolerance relative to max(1, max |reference|) per output.
+
+    Returns:
+        ParityReport (the caller decides whether a failure is fatal).
+    """
+    image, boxes = parity_inputs(int(model.image_size))
+    with torch.inference_mode():
+        ref_emb = model.encode(image)
+        ref_logits, ref_iou = model.decode(ref_emb, boxes)
+    emb = encode(image.numpy())
+    # The decoder is checked on the reference embedding so its own error is measured.
+    logits, iou = decode(ref_emb.numpy(), boxes.numpy())
+    diffs = {
+        "encoder": (_max_abs(emb, ref_emb.numpy()), ref_emb),
+        "logits": (_max_abs(logits, ref_logits.numpy()), ref_logits),
+        "iou": (_max_abs(iou, ref_iou.numpy()), ref_iou),
+    }
+    passed = all(d <= rtol * max(1.0, float(ref.abs().max())) for d, ref in diffs.values())
+    return ParityReport(
+        encoder=diffs["encoder"][0], logits=diffs["logits"][0], iou=diffs["iou"][0], passed=passed
+    )
+
+
+def _export_onnx_graphs(model: nn.Module, folder: Path, opset: int = ONNX_OPSET) -> None:
+    """Trace both wrappers into folder/encoder.onnx and folder/decoder.onnx."""
+    size = int(model.image_size)
+    image, boxes = parity_inputs(size, num_boxes=2)  # N=2 so that N is not specialised to 1
+    enc, dec = EncoderGraph(model).eval(), DecoderGraph(model).eval()
+    with torch.no_grad():
+        emb = enc(image)
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript-based exporter is deprecated in favour of torch.export, but it needs no
+        # extra package (onnxscript) and traces these wrappers exactly.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            enc,
+            (image,),
+            str(folder / "encoder.onnx"),
+            dynamo=False,
+            input_names=["images"],
+            output_names=["embeddings"],
+            dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
+            opset_version=opset,
+        )
+        torch.onnx.export(
+            dec,
+            (emb, boxes),
+            str(folder / "decoder.onnx"),
+            dynamo=False,
+            input_names=["embedding", "boxes"],
+            output_names=["logits", "iou"],
+            dynamic_axes={
+                "boxes": {0: "num_boxes"},
+                "logits": {0: "num_boxes"},
+                "iou": {0: "num_boxes"},
+            },
+            opset_version=opset,
+        )
+
+
+def _runtime_version(fmt: str) -> str:
+    if fmt == "onnx":
+        import onnxruntime
+
+        return f"onnxruntime {onnxruntime.__version__}"
+    import openvino
+
+    return f"openvino {openvino.__version__}"
+
+
+def require_runtime(fmt: str) -> None:
+    """Raise MissingExtraError unless the runtime of ``fmt`` is importable."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    module = "onnxruntime" if fmt == "onnx" else "openvino"
+    try:
+        __import__(module)
+    except ImportError as err:
+        raise MissingExtraError(module, fmt, f"the {fmt} engine") from err
+
+
+def export_model(
+    model: nn.Module,
+    out_dir: str | Path,
+    fmt: str = "onnx",
+    model_name: str = "litemedsam",
+    checkpoint_sha256: str = "",
+    threads: int | None = None,
+    rtol: float = PARITY_RTOL,
+) -> ExportManifest:
+    """Export ``model`` to ``out_dir`` in ``fmt``, check parity, and write the manifest.
+
+    The graphs are written to a temporary folder next to ``out_dir`` and moved into place only after
+    the parity check passes, so a half-written or failing export never looks complete.
+
+    Args:
+        model: MedSAMLite-style model with weights loaded.
+        out_dir: destination folder (created; existing graph files are replaced).
+        fmt: "onnx" (ONNX Runtime) or "openvino" (OpenVINO IR, f32).
+        model_name, checkpoint_sha256: provenance recorded in the manifest (cache key).
+        threads: runtime threads for the parity run (None: runtime default).
+        rtol: parity tolerance (see check_parity).
+
+    Returns:
+        The manifest written to ``out_dir/manifest.json``.
+
+    Raises:
+        MissingExtraError: the runtime for ``fmt`` is not installed.
+        ParityError: the exported graphs disagree with PyTorch.
+    """
+    require_runtime(fmt)
+    model = model.eval()
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        t0 = time.perf_counter()
+        _export_onnx_graphs(model, tmp)
+        if fmt == "openvino":
+            _onnx_to_openvino(tmp)
+        logger.info("exported %s graphs in %.1f s", fmt, time.perf_counter() - t0)
+        backend = open_graphs(fmt, tmp, int(model.image_size), threads=threads, cache_dir=None)
+        report = check_parity(model, backend.encode_numpy, backend.decode_numpy, rtol)
+        del backend
+        logger.info(
+            "parity %s vs torch: max |diff| encoder %.3g, logits %.3g, iou %.3g",
+            fmt,
+            report.encoder,
+            report.logits,
+            report.iou,
+        )
+        if not report.passed:
+            raise ParityError(
+                f"{fmt} export differs from PyTorch beyond tolerance (rtol {rtol}): max |diff| "
+                f"encoder {report.encoder:.3g}, logits {report.logits:.3g}, iou {report.iou:.3g}"
+            )
+        manifest = _make_manifest(model, fmt, model_name, checkpoint_sha256, report)
+        manifest.write(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        for item in tmp.iterdir():
+            target = out / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            item.replace(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def _make_manifest(
+    model: nn.Module, fmt: str, model_name: str, sha: str, report: ParityReport
+) -> ExportManifest:
+    from umedsam import __version__
+
+    size = int(model.image_size)
+    with torch.inference_mode():
+        shape = tuple(int(v) for v in model.encode(torch.zeros(1, 3, size, size)).shape[1:])
+    return ExportManifest(
+        format=fmt,
+        model_name=model_name,
+        checkpoint_sha256=sha,
+        image_size=size,
+        embedding_shape=shape,  # type: ignore[arg-type]
+        files=dict(GRAPH_FILES[fmt]),
+        parity={"encoder": report.encoder, "logits": report.logits, "iou": report.iou},
+        umedsam_version=__version__,
+        export_version=EXPORT_VERSION,
+        torch_version=torch.__version__,
+        runtime_version=_runtime_version(fmt),
+    )
+
+
+def _onnx_to_openvino(folder: Path) -> None:
+    """Convert folder/{encoder,decoder}.onnx to OpenVINO IR (f32 weights) and drop the ONNX files."""
+    import openvino as ov
+
+    for role in ("encoder", "decoder"):
+        onnx_path = folder / f"{role}.onnx"
+        ov_model = ov.convert_model(str(onnx_path))
+        # compress_to_fp16 defaults to True, which would round the weights: keep f32 for parity.
+        ov.save_model(ov_model, str(folder / f"{role}.xml"), compress_to_fp16=False)
+        onnx_path.unlink()
+
+
+def open_graphs(
+    fmt: str,
+    folder: Path,
+    image_size: int,
+    threads: int | None = None,
+    cache_dir: Path | None = None,
+    encoder_file: str | None = None,
+) -> Any:
+    """An OnnxBackend or OpenVINOBackend on the graphs of ``folder`` (default file names of ``fmt``)."""
+    files = GRAPH_FILES[fmt]
+    encoder = folder / (encoder_file or files["encoder"])
+    decoder = folder / files["decoder"]
+    if fmt == "onnx":
+        from umedsam.inference.backends.onnx import OnnxBackend
+
+        return OnnxBackend(encoder, decoder, image_size, threads=threads)
+    from umedsam.inference.backends.openvino import OpenVINOBackend
+
+    return OpenVINOBackend(encoder, decoder, image_size, threads=threads, cache_dir=cache_dir)
+
+
+def describe_parity(manifest: ExportManifest) -> str:
+    """One line: the largest differences recorded in a manifest."""
+    p = manifest.parity
+    worst = max(p.values()) if p else math.nan
+    return (
+        f"parity vs torch ({manifest.format}): max |diff| encoder {p.get('encoder', math.nan):.3g}, "
+        f"logits {p.get('logits', math.nan):.3g}, iou {p.get('iou', math.nan):.3g} "
+        f"(largest {worst:.3g})"
+    )
