@@ -1,0 +1,325 @@
+"""U-MedSAM ablation on the CPU: which loss / optimizer helps when fine-tuning LiteMedSAM?
+
+Arms, all starting from the bundled LiteMedSAM weights and training the mask decoder only on
+cached image embeddings of the train split, under the same budget of gradient evaluations
+(one forward + backward of one batch; a SAM step costs two):
+
+  (a) no fine-tuning (LiteMedSAM as shipped)
+  (b) Dice + BCE, fixed weights 1 + 1, AdamW
+  (c) uncertainty-weighted Dice + BCE + IoU-MSE + shape distance (Kendall form), AdamW
+  (d) as (c) with Sharpness-Aware Minimization (rho 0.05; loss log-variances not perturbed)
+  (e) shape-distance loss alone, AdamW
+
+Each arm's final weights predict the dev split with ``umedsam.inference.runner.predict_folder``
+and are scored by ``umedsam.evaluation.report.evaluate_folders`` (the code behind
+``umedsam evaluate``). The image encoder is frozen and shared by all arms, so its outputs on dev
+are memoised across arms (bit-identical to recomputing them).
+
+    python benchmarks/ablation.py --train ../shared/data/train --dev ../shared/data/dev \\
+        --work /tmp/umedsam_ablation --grad-evals 60
+
+Writes ``results.json``, ``ablation.md`` (tables) and ``training_curves.png`` into ``--work``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger("ablation")
+
+ARMS: dict[str, dict[str, Any]] = {
+    "a": {"label": "(a) LiteMedSAM, no fine-tuning"},
+    "b": {
+        "label": "(b) Dice+BCE, AdamW",
+        "loss": {"terms": ["dice", "bce"], "mode": "fixed"},
+    },
+    "c": {
+        "label": "(c) uncertainty loss, AdamW",
+        "loss": {"terms": ["dice", "bce", "iou", "shape"], "mode": "kendall"},
+    },
+    "d": {
+        "label": "(d) uncertainty loss, SAM",
+        "loss": {"terms": ["dice", "bce", "iou", "shape"], "mode": "kendall"},
+        "optim": {"sharpness": "sam", "rho": 0.05},
+    },
+    "e": {
+        "label": "(e) shape-distance loss alone, AdamW",
+        "loss": {"terms": ["shape"], "mode": "fixed"},
+    },
+}
+
+
+def _memo_backend(model: torch.nn.Module, memo: dict[str, torch.Tensor]) -> Any:
+    """A TorchBackend whose encoder outputs are memoised by input bytes (shared across arms)."""
+    from umedsam.inference.backends.torch import TorchBackend
+
+    class MemoBackend(TorchBackend):
+        def encode(self, images: torch.Tensor) -> torch.Tensor:
+            keys = [hashlib.sha1(img.contiguous().numpy().tobytes()).hexdigest() for img in images]
+            missing = [i for i, k in enumerate(keys) if k not in memo]
+            if missing:
+                out = super().encode(images[missing])
+                for i, emb in zip(missing, out, strict=True):
+                    memo[keys[i]] = emb.clone()
+            return torch.stack([memo[k] for k in keys])
+
+    return MemoBackend(model)
+
+
+def subset_folder(
+    src: Path, dst: Path, modalities: list[str] | None, per_modality: int | None
+) -> Path:
+    """A challenge folder of symlinks to the first ``per_modality`` cases of each modality."""
+    from umedsam.data.dataset import modality_from_name
+
+    counts: dict[str, int] = {}
+    for sub in ("imgs", "gts"):
+        (dst / sub).mkdir(parents=True, exist_ok=True)
+    for path in sorted((src / "imgs").glob("*.npz")):
+        mod = modality_from_name(path.name)
+        if modalities is not None and mod not in modalities:
+            continue
+        if per_modality is not None and counts.get(mod, 0) >= per_modality:
+            continue
+        counts[mod] = counts.get(mod, 0) + 1
+        for sub in ("imgs", "gts"):
+            link = dst / sub / path.name
+            if not link.exists():
+                link.symlink_to((src / sub / path.name).resolve())
+    logger.info("%s: %s", dst.name, counts)
+    return dst
+
+
+def precompute_train_embeddings(args: argparse.Namespace) -> dict[str, float]:
+    """Fill the on-disk embedding cache the trainer will use; returns counts and seconds."""
+    from umedsam.data.dataset import NpzSegmentationDataset
+    from umedsam.models.pretrained import load_pretrained
+    from umedsam.training.embeddings import EmbeddingCache
+
+    model, _ = load_pretrained("litemedsam")
+    ds = NpzSegmentationDataset(
+        args.train,
+        image_size=256,
+        flips=args.flips,
+        slices_per_volume=args.slices_per_volume,
+        load_images=False,
+    )
+    cache = EmbeddingCache(model, model_name="litemedsam", cache_dir=args.work / "emb_cache")
+    keys = [ds.image_key(i, f) for i in range(len(ds)) for f in ds.flip_variants()]
+    start = time.perf_counter()
+    for lo in range(0, len(keys), 4):
+        cache.get(keys[lo : lo + 4], ds.image_for_key)
+        if (lo // 4) % 10 == 0:
+            logger.info("train embeddings %d/%d", min(lo + 4, len(keys)), len(keys))
+    seconds = time.perf_counter() - start
+    return {
+        "items": len(ds),
+        "embeddings": len(keys),
+        "computed": cache.misses,
+        "seconds": seconds,
+        "encode_seconds": cache.encode_seconds,
+    }
+
+
+def train_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Fine-tune one arm; returns timing and the learned loss weights."""
+    from umedsam.training.config import TrainConfig
+    from umedsam.training.trainer import train
+
+    spec = ARMS[arm]
+    sam = spec.get("optim", {}).get("sharpness") == "sam"
+    steps = args.grad_evals // 2 if sam else args.grad_evals
+    config = TrainConfig.from_dict(
+        {
+            "data": {
+                "train_root": str(args.train),
+                "flips": list(args.flips),
+                "slices_per_volume": args.slices_per_volume,
+                "balanced": True,
+                "cache_dir": str(args.work / "emb_cache"),
+            },
+            "model": {"name": "litemedsam", "checkpoint": "default"},
+            "loss": spec["loss"],
+            "optim": {"lr": args.lr, **spec.get("optim", {})},
+            "run": {
+                "output_dir": str(args.work / f"run_{arm}"),
+                "epochs": 1000,
+                "batch_size": args.batch_size,
+                "max_steps": steps,
+                "seed": args.seed,
+            },
+        }
+    )
+    result = train(config)
+    ckpt = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)
+    return {
+        "steps": result.steps,
+        "samples": result.samples,
+        "train_seconds": result.train_seconds,
+        "samples_per_s": result.samples / result.train_seconds,
+        "seconds_per_step": result.train_seconds / max(result.steps, 1),
+        "final_weights": ckpt["loss_weights"],
+        "checkpoint": str(result.last_checkpoint),
+    }
+
+
+def evaluate_arm(
+    arm: str, checkpoint: str | None, args: argparse.Namespace, memo: dict[str, torch.Tensor]
+) -> dict[str, Any]:
+    """Predict dev with the arm's weights and score it; returns overall and per-modality stats."""
+    from umedsam.evaluation.report import evaluate_folders
+    from umedsam.inference.runner import predict_folder
+    from umedsam.models.pretrained import load_pretrained
+
+    model, _ = load_pretrained("litemedsam", checkpoint)
+    backend = _memo_backend(model, memo)
+    segs = args.work / f"segs_{arm}"
+    start = time.perf_counter()
+    outcomes = predict_folder(backend, args.dev / "imgs", segs)
+    predict_s = time.perf_counter() - start
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        raise RuntimeError(f"arm {arm}: {len(failed)} dev cases failed, e.g. {failed[0].error}")
+    result = evaluate_folders(segs, args.dev / "gts")
+    summary = result.summary
+    return {
+        "predict_seconds": predict_s,
+        "overall": {m: summary.overall[m].mean for m in ("dsc", "nsd")},
+        "per_modality": {
+            mod: {m: stats[m].mean for m in ("dsc", "nsd")} | {"n": stats["dsc"].n}
+            for mod, stats in summary.per_modality.items()
+        },
+    }
+
+
+def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
+    """ablation.md (tables) and training_curves.png into --work."""
+    arms = [a for a in args.arms if a in results["arms"]]
+    mods = sorted({m for a in arms for m in results["arms"][a]["eval"]["per_modality"]})
+    lines = ["| arm | " + " | ".join(mods) + " | mean DSC | mean NSD |"]
+    lines.append("|---" * (len(mods) + 3) + "|")
+    for a in arms:
+        ev = results["arms"][a]["eval"]
+        cells = [
+            f"{ev['per_modality'][m]['dsc']:.4f} / {ev['per_modality'][m]['nsd']:.4f}" for m in mods
+        ]
+        lines.append(
+            f"| {ARMS[a]['label']} | "
+            + " | ".join(cells)
+            + f" | {ev['overall']['dsc']:.4f} | {ev['overall']['nsd']:.4f} |"
+        )
+    lines += ["", "| arm | steps | samples | train s | samples/s | s/step | final weights |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for a in arms:
+        tr = results["arms"][a].get("train")
+        if tr is None:
+            continue
+        weights = ", ".join(f"{k} {v:.3f}" for k, v in tr["final_weights"].items())
+        lines.append(
+            f"| {ARMS[a]['label']} | {tr['steps']} | {tr['samples']} | {tr['train_seconds']:.0f} | "
+            f"{tr['samples_per_s']:.2f} | {tr['seconds_per_step']:.2f} | {weights} |"
+        )
+    (args.work / "ablation.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning("matplotlib missing: no training_curves.png")
+        return
+    import csv
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for a in arms:
+        log = args.work / f"run_{a}" / "log.csv"
+        if not log.is_file():
+            continue
+        with log.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        grad_evals = 2 if "sharpness" in ARMS[a].get("optim", {}) else 1
+        x = [int(r["step"]) * grad_evals * args.batch_size for r in rows]
+        if "loss_dice" in rows[0]:
+            ax1.plot(x, [float(r["loss_dice"]) for r in rows], label=ARMS[a]["label"], lw=1)
+        for col in rows[0]:
+            if col.startswith("weight_") and ARMS[a]["loss"]["mode"] == "kendall":
+                ax2.plot(x, [float(r[col]) for r in rows], label=f"{a}: {col[7:]}", lw=1)
+    ax1.set_xlabel("training samples x passes (gradient evaluations x batch)")
+    ax1.set_ylabel("Dice loss of the training batch")
+    ax1.legend(fontsize=7)
+    ax2.set_xlabel("training samples x passes")
+    ax2.set_ylabel("learned weight 0.5 exp(-s)")
+    ax2.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(args.work / "training_curves.png", dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected arms; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", type=Path, required=True, help="challenge train folder")
+    parser.add_argument("--dev", type=Path, required=True, help="challenge dev folder")
+    parser.add_argument("--work", type=Path, required=True, help="scratch folder for everything")
+    parser.add_argument("--arms", default="abcde", help="subset of 'abcde'")
+    parser.add_argument("--grad-evals", type=int, default=60, help="per arm; SAM steps = half")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--slices-per-volume", type=int, default=2)
+    parser.add_argument("--flips", nargs="*", default=[], help="random flips (cached variants)")
+    parser.add_argument("--modalities", nargs="*", help="restrict train and dev to these")
+    parser.add_argument("--train-per-modality", type=int, help="first N train cases per modality")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    args.arms = list(args.arms)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.modalities or args.train_per_modality:
+        args.train = subset_folder(
+            args.train, args.work / "train_subset", args.modalities, args.train_per_modality
+        )
+        args.dev = subset_folder(args.dev, args.work / "dev_subset", args.modalities, None)
+    results_path = args.work / "results.json"
+    results: dict[str, Any] = {"arms": {}}
+    if results_path.is_file():
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+    results["settings"] = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "work"
+    }
+    results["settings"]["torch"] = torch.__version__
+    if any(a != "a" for a in args.arms) and "train_embeddings" not in results:
+        results["train_embeddings"] = precompute_train_embeddings(args)
+        logger.info("train embeddings: %s", results["train_embeddings"])
+    memo: dict[str, torch.Tensor] = {}
+    for arm in args.arms:
+        entry = results["arms"].get(arm, {})
+        if "eval" in entry:
+            logger.info("arm %s already done", arm)
+            continue
+        checkpoint = None
+        if arm != "a":
+            entry["train"] = train_arm(arm, args)
+            checkpoint = entry["train"]["checkpoint"]
+            logger.info("arm %s trained: %s", arm, entry["train"])
+        entry["eval"] = evaluate_arm(arm, checkpoint, args, memo)
+        logger.info("arm %s dev: %s", arm, entry["eval"]["overall"])
+        results["arms"][arm] = entry
+        results_path.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    write_report(results, args)
+    print((args.work / "ablation.md").read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
