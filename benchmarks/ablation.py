@@ -16,7 +16,8 @@ and are scored by ``umedsam.evaluation.report.evaluate_folders`` (the code behin
 are memoised across arms (bit-identical to recomputing them).
 
     python benchmarks/ablation.py --train ../shared/data/train --dev ../shared/data/dev \\
-        --work /tmp/umedsam_ablation --grad-evals 60
+        --work WORK --grad-evals 40 --lr 1e-4 --slices-per-volume 3 \\
+        --modalities CT Dermoscopy Endoscopy Fundus US XRay --train-per-modality 5
 
 Writes ``results.json``, ``ablation.md`` (tables) and ``training_curves.png`` into ``--work``.
 """
