@@ -11,18 +11,27 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``umedsam predict``."""
     parser.add_argument(
-        "-i", "--input", required=True, type=Path,
+        "-i",
+        "--input",
+        required=True,
+        type=Path,
         help="folder of challenge *.npz cases, or one image (NIfTI, NRRD, DICOM file or series "
         "folder, PNG/JPEG/TIFF/BMP) together with --boxes",
     )
     parser.add_argument(
-        "-o", "--output", required=True, type=Path,
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
         help="folder for segs *.npz (folder input), or the mask file (image input)",
     )
     files = parser.add_argument_group("image-file input (NIfTI, DICOM, PNG ...)")
     files.add_argument("--boxes", type=Path, help="JSON or CSV box prompts (see docs/usage.md)")
-    files.add_argument("--format", choices=["nifti", "png", "npz"], help="mask format "
-                       "(default: from the output suffix)")
+    files.add_argument(
+        "--format",
+        choices=["nifti", "png", "npz"],
+        help="mask format (default: from the output suffix)",
+    )
     files.add_argument("--modality", help="modality hint, e.g. CT or MR (default: from metadata)")
     files.add_argument("--window", help="CT window preset (soft_tissue, lung, bone, brain, liver)")
     files.add_argument("--level", type=float, help="CT window level (HU), with --width")
@@ -55,6 +64,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --uncertainty: use the ensemble-mean mask as segs (changes segs; "
         "implies --ensemble 4 if --ensemble is 0)",
     )
+    batch = parser.add_argument_group("batch runs (case folders; see docs/scaling.md)")
+    batch.add_argument(
+        "--workers",
+        type=_count(1),
+        metavar="N",
+        help="predict on a local Dask cluster of N worker processes "
+        "(needs umedsam[dist]; default: this process only)",
+    )
+    batch.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="send the cases to a running Dask scheduler, e.g. tcp://host:8786 "
+        "(input and output folders must be visible to every worker)",
+    )
+    batch.add_argument(
+        "--retries",
+        type=_count(0),
+        default=2,
+        metavar="K",
+        help="resubmit a case whose worker died up to K times, then record it "
+        "as failed (default 2)",
+    )
+    batch.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep outputs of an earlier run that validate and predict only the "
+        "rest (default); --no-resume predicts every case again",
+    )
+
+
+def _count(minimum: int):  # type: ignore[no-untyped-def]
+    """argparse type: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer; got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}; got {value}")
+        return value
+
+    return parse
 
 
 def _uncertainty_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -93,8 +146,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     batch = getattr(args, "workers", None) or getattr(args, "scheduler", None)
     if uncertainty is not None and (args.boxes is not None or batch):
-        print("error: --uncertainty works on case folders in this process only (not with "
-              "--boxes, --workers or --scheduler)", file=sys.stderr)
+        print(
+            "error: --uncertainty works on case folders in this process only (not with "
+            "--boxes, --workers or --scheduler)",
+            file=sys.stderr,
+        )
         return 2
     if args.boxes is not None or (args.input.exists() and not args.input.is_dir()):
         return _run_image_file(args)
@@ -108,24 +164,44 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not args.quiet:
-        print(f"model {args.model} from {report.path.name} loaded in {load_s:.2f} s; {len(cases)} cases")
+        print(
+            f"model {args.model} from {report.path.name} loaded in {load_s:.2f} s; {len(cases)} cases"
+        )
+    if args.workers or args.scheduler:
+        return _run_batch(args, cases, report.sha256)
+    from umedsam.inference.manifest import finish_run, start_run
+
+    manifest, plan = start_run(
+        cases,
+        args.output,
+        model=args.model,
+        checkpoint_sha256=report.sha256,
+        resume=args.resume,
+        required=("segs",) if uncertainty is None else ("segs", "unc"),
+    )
+    if plan.skipped and not args.quiet:
+        print(f"resuming: {len(plan.skipped)} valid outputs kept, {len(plan.todo)} cases to do")
     backend = TorchBackend(model)
-    with progress_bar(total=len(cases), desc="predict", quiet=args.quiet) as bar:
+    with progress_bar(total=len(plan.todo), desc="predict", quiet=args.quiet) as bar:
 
         def on_case(outcome):  # type: ignore[no-untyped-def]
+            manifest.record(outcome)
             bar.update(1)
             if not outcome.ok:
                 bar.write(f"FAILED {outcome.error}")
 
-        outcomes = predict_folder(
+        predict_folder(
             backend,
             args.input,
             args.output,
             args.overlay,
             args.cache_mb,
             on_case=on_case,
+            cases=plan.todo,
             uncertainty=uncertainty,
         )
+    finish_run(manifest, args.output)
+    outcomes = manifest.outcomes()
     failed = [o for o in outcomes if not o.ok]
     ok = len(outcomes) - len(failed)
     if not args.quiet:
@@ -149,8 +225,10 @@ def _run_image_file(args: argparse.Namespace) -> int:
     from umedsam.models.pretrained import load_pretrained
 
     if args.boxes is None:
-        print(f"error: {args.input} is an image file: give its box prompts with --boxes FILE",
-              file=sys.stderr)
+        print(
+            f"error: {args.input} is an image file: give its box prompts with --boxes FILE",
+            file=sys.stderr,
+        )
         return 2
     try:
         model, _ = load_pretrained(args.model, args.checkpoint)
@@ -158,12 +236,77 @@ def _run_image_file(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     outcome = predict_image_file(
-        TorchBackend(model), args.input, args.boxes, args.output, fmt=args.format,
-        modality=args.modality, window=args.window, level=args.level, width=args.width,
+        TorchBackend(model),
+        args.input,
+        args.boxes,
+        args.output,
+        fmt=args.format,
+        modality=args.modality,
+        window=args.window,
+        level=args.level,
+        width=args.width,
         cache_mb=args.cache_mb,
     )
     if not outcome.ok:
         print(f"error: {outcome.error}", file=sys.stderr)
         return 1
     print(f"{outcome.num_objects} objects segmented in {outcome.seconds:.2f} s -> {args.output}")
+    return 0
+
+
+def _run_batch(args: argparse.Namespace, cases: list[Path], sha256: str) -> int:
+    """``--workers``/``--scheduler``: predict on Dask workers; exit 1 if any case failed."""
+    import os
+
+    from umedsam.cli.progress import progress_bar
+    from umedsam.errors import UmedsamError
+    from umedsam.inference.batch import ModelSpec, predict_batch
+
+    checkpoint = None if args.checkpoint is None else str(args.checkpoint.resolve())
+    threads = args.threads
+    if threads is None and args.scheduler is None:
+        threads = max(1, (os.cpu_count() or 1) // args.workers)
+    spec = ModelSpec(name=args.model, checkpoint=checkpoint, sha256=sha256, threads=threads)
+    where = args.scheduler or f"{args.workers} local worker processes"
+    if not args.quiet:
+        print(f"{len(cases)} cases on {where}")
+    with progress_bar(total=len(cases), desc="predict", quiet=args.quiet) as bar:
+        seen = [0]
+
+        def on_progress(state):  # type: ignore[no-untyped-def]
+            bar.update(state.finished - seen[0])
+            seen[0] = state.finished
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(done=state.done, failed=state.failed, skipped=state.skipped)
+            if state.last is not None and not state.last.ok:
+                bar.write(f"FAILED {state.last.error}")
+
+        try:
+            result = predict_batch(
+                cases,
+                args.output,
+                spec,
+                workers=args.workers,
+                scheduler=args.scheduler,
+                retries=args.retries,
+                overlay_dir=args.overlay,
+                cache_mb=args.cache_mb,
+                resume=args.resume,
+                progress=on_progress,
+            )
+        except (UmedsamError, OSError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    state = result.progress
+    print(
+        f"{state.done} predicted, {state.skipped} kept from an earlier run, {state.failed} failed "
+        f"({state.retried} retries after worker crashes); outputs, efficiency.csv and "
+        f"manifest.json in {args.output}"
+    )
+    failed = [o for o in result.outcomes if not o.ok]
+    if failed:
+        print(f"{len(failed)} failed:", file=sys.stderr)
+        for o in failed:
+            print(f"  {o.error}", file=sys.stderr)
+        return 1
     return 0

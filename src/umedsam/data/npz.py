@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import zipfile
@@ -46,11 +47,40 @@ class Case:
         return int(self.boxes.shape[0])
 
 
+def npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of every array in an .npz, read from the .npy headers without decoding.
+
+    Raises:
+        InputError: not a readable .npz (or a member is not a valid .npy).
+    """
+    path = Path(path)
+    out: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for member in zf.namelist():
+                if not member.endswith(".npy"):
+                    continue
+                with zf.open(member) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                    else:
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                out[member[: -len(".npy")]] = (tuple(int(s) for s in shape), dtype)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as err:
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(path, f"not a readable .npz file ({text})") from err
+    return out
+
+
 def _read_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, NDArray]:
     if not path.is_file():
         raise InputError(path, "file not found")
     if path.stat().st_size == 0:
         raise InputError(path, "file is empty (0 bytes)")
+    for key, (shape, _) in npz_headers(path).items():
+        if key in keys and math.prod(shape) > MAX_PIXELS:
+            raise InputError(path, f"'{key}' declares {shape}, more than {MAX_PIXELS} elements")
     try:
         with np.load(path, allow_pickle=False) as data:
             present = set(data.files)
@@ -60,7 +90,7 @@ def _read_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, NDArray]:
                     arr = data[key]
                     out[key] = arr
             out["__keys__"] = np.asarray(sorted(present))
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as err:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, MemoryError) as err:
         text = str(err).splitlines()[0] if str(err) else type(err).__name__
         if "allow_pickle" in text or "Object arrays" in text:
             text = "contains pickled object arrays, which are refused"
@@ -113,7 +143,9 @@ def validate_boxes(
     for i in range(boxes.shape[0]):
         label = f"box {i} {boxes[i].tolist()}"
         if x0[i] >= x1[i] or y0[i] >= y1[i]:
-            raise InputError(path, f"{label} is inverted or empty (need x_min < x_max, y_min < y_max)")
+            raise InputError(
+                path, f"{label} is inverted or empty (need x_min < x_max, y_min < y_max)"
+            )
         if x0[i] < 0 or y0[i] < 0 or x1[i] > w or y1[i] > h:
             raise InputError(path, f"{label} lies outside the {w}x{h} (W x H) image")
         if is_3d:
@@ -158,7 +190,9 @@ def load_case(path: str | Path) -> Case:
     if min(imgs.shape) == 0:
         raise InputError(path, f"'imgs' is empty (shape {imgs.shape})")
     if imgs.min() == imgs.max():
-        raise InputError(path, f"'imgs' is constant (every value is {imgs.flat[0]}): nothing to segment")
+        raise InputError(
+            path, f"'imgs' is constant (every value is {imgs.flat[0]}): nothing to segment"
+        )
     boxes = validate_boxes(boxes, imgs.shape, is_3d, path)
     spacing = None
     if "spacing" in data:

@@ -254,6 +254,7 @@ def predict_folder(
     overlay_dir: str | Path | None = None,
     cache_mb: float = 1024.0,
     on_case: Callable[[CaseOutcome], None] | None = None,
+    cases: list[Path] | None = None,
     uncertainty: UncertaintyConfig | None = None,
 ) -> list[CaseOutcome]:
     """Predict every case of ``input_dir`` into ``output_dir`` and write ``efficiency.csv`` there.
@@ -265,12 +266,13 @@ def predict_folder(
         overlay_dir: optional folder for PNG overlays.
         cache_mb: bound of the per-volume embedding cache.
         on_case: called after each case (progress reporting).
+        cases: predict only these files of ``input_dir`` (e.g. what a resumed run still needs).
         uncertainty: also write ``unc`` into each npz and ``confidence.csv`` (None = off).
 
     Returns:
         One CaseOutcome per input file, in name order.
     """
-    cases = find_cases(input_dir)
+    cases = find_cases(input_dir) if cases is None else list(cases)
     out = ensure_writable(output_dir)
     ov = ensure_writable(overlay_dir) if overlay_dir is not None else None
     outcomes = []

@@ -70,7 +70,9 @@ def default_checkpoint_path(verify: bool = True) -> Path:
         raise CheckpointError(f"{LITEMEDSAM_DIST} is installed but ships no {LITEMEDSAM_FILE}")
     path = Path(str(matches[0].locate())).resolve()
     if not path.is_file():
-        raise CheckpointError(f"{path}: listed by {LITEMEDSAM_DIST} but missing on disk; reinstall it")
+        raise CheckpointError(
+            f"{path}: listed by {LITEMEDSAM_DIST} but missing on disk; reinstall it"
+        )
     if verify:
         stat = path.stat()
         key = (str(path), stat.st_size, stat.st_mtime)
@@ -102,7 +104,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types; all mean "unusable file"
         text = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "Weights only load failed" in str(err) or "weights_only" in str(err):
+        # A pickle payload names a callable (a GLOBAL opcode) the weights-only unpickler refuses;
+        # garbage bytes fail with other messages ("Unsupported operand ...") and are just unreadable.
+        if "Weights only load failed" in str(err) and "global" in str(err).lower():
             raise CheckpointError(
                 f"{path}: refused, the file contains pickled Python objects beyond tensors "
                 "(only weights-only checkpoints are loaded, since a pickle can run code)"
@@ -146,7 +150,9 @@ def guess_checkpoint_kind(state: Mapping[str, torch.Tensor]) -> str:
         return f"a SAM/MedSAM {width} model (1024-px ViT image encoder)"
     if "image_encoder.patch_embed.seq.0.c.weight" in keys:
         w = state["image_encoder.patch_embed.seq.0.c.weight"]
-        kind = "LiteMedSAM (TinyViT, 1x1 patch embedding)" if w.shape[-1] == 1 else "MobileSAM TinyViT"
+        kind = (
+            "LiteMedSAM (TinyViT, 1x1 patch embedding)" if w.shape[-1] == 1 else "MobileSAM TinyViT"
+        )
         return f"a {kind} model"
     if any(k.startswith("image_encoder.backbone") for k in keys):
         return "an EfficientViT-style student model"
@@ -158,7 +164,9 @@ def guess_checkpoint_kind(state: Mapping[str, torch.Tensor]) -> str:
     return "an unknown SAM-family variant"
 
 
-def _mismatch_message(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> str | None:
+def _mismatch_message(
+    model: nn.Module, state: Mapping[str, torch.Tensor], source: str
+) -> str | None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -1,0 +1,330 @@
+"""Batch prediction on Dask: same results as one process, worker crashes, killed runs resumed.
+
+The tests share one local cluster of two worker processes (started like ``--workers 2``) and
+reach it through ``scheduler=`` / ``--scheduler``. A fault-injection task (defined here, shipped
+to the workers by value) makes a worker process die with ``os._exit`` on chosen cases.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from umedsam.data.boxes import mask_to_box
+from umedsam.errors import CheckpointError
+from umedsam.inference.batch import (
+    ModelSpec,
+    plan_cases,
+    predict_batch,
+    predict_case_task,
+    worker_backend,
+)
+from umedsam.inference.manifest import MANIFEST_NAME, validate_output
+from umedsam.models.checkpoint import file_sha256
+from umedsam.models.registry import build_model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: on a shared, loaded CPU more threads are many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
+    """A saved tiny checkpoint and the spec workers load it from."""
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    torch.manual_seed(0)
+    torch.save(build_model("test_tiny").state_dict(), path)
+    return ModelSpec("test_tiny", str(path), file_sha256(path), threads=1)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two local worker processes, configured as ``predict --workers 2`` configures them."""
+    pytest.importorskip("distributed")
+    from umedsam.inference.batch import _local_cluster
+
+    local = _local_cluster(2)
+    yield local
+    local.close(timeout=20)
+
+
+def _make_cases(
+    folder: Path, disk, sphere, n2d: int = 2, n3d: int = 2, depth: int = 8
+) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n2d):
+        img, mask = disk(64 + 8 * i, 80, center=(30, 40), radius=12 + i)
+        path = folder / f"2D_disk{i}.npz"
+        np.savez_compressed(path, imgs=img, boxes=mask_to_box(mask)[None])
+        paths.append(path)
+    for i in range(n3d):
+        vol, mask = sphere(depth + i, 48, 48)
+        path = folder / f"3D_sphere{i}.npz"
+        np.savez_compressed(path, imgs=vol, boxes=mask_to_box(mask)[None], spacing=np.ones(3))
+        paths.append(path)
+    return paths
+
+
+def crashing_task(spec, path, output_dir, *rest):  # type: ignore[no-untyped-def]
+    """Fault injection: ``*crash_always*`` kills its worker every time, ``*crash_once*`` once."""
+    import os
+    from pathlib import Path
+
+    from umedsam.inference.batch import predict_case_task
+
+    name = Path(path).name
+    if "crash_always" in name:
+        os._exit(13)
+    marker = Path(output_dir).parent / f"{name}.crashed"
+    if "crash_once" in name and not marker.exists():
+        marker.touch()
+        os._exit(13)
+    return predict_case_task(spec, path, output_dir, *rest)
+
+
+# Workers cannot import a test module, and Dask pickles functions by reference when it can: with
+# __module__ set to __main__ the reference lookup fails and the function is shipped by value.
+crashing_task.__module__ = "__main__"
+
+
+def test_plan_largest_first(tmp_path: Path, make_disk, make_sphere) -> None:
+    paths = _make_cases(tmp_path, make_disk, make_sphere, n2d=2, n3d=2, depth=20)
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"x" * 10)
+    order = [j.path.name for j in plan_cases([*paths, broken])]
+    # 3D: 21*48*48 > 20*48*48 > 2D: 72*80*3 > 64*80*3 > a 10-byte unreadable file.
+    assert order == [
+        "3D_sphere1.npz",
+        "3D_sphere0.npz",
+        "2D_disk1.npz",
+        "2D_disk0.npz",
+        "broken.npz",
+    ]
+
+
+def test_worker_model_cache(spec: ModelSpec, tmp_path: Path, make_disk, make_sphere) -> None:
+    first = worker_backend(spec)
+    assert worker_backend(spec) is first  # loaded once per process
+    with pytest.raises(CheckpointError, match="differs"):
+        worker_backend(ModelSpec(spec.name, spec.checkpoint, "0" * 64))
+    path = _make_cases(tmp_path / "in", make_disk, make_sphere, n2d=1, n3d=0)[0]
+    outcome = predict_case_task(spec, str(path), str(tmp_path))
+    assert outcome.ok
+    assert validate_output(tmp_path / path.name, path) is None
+    bad = predict_case_task(
+        ModelSpec("test_tiny", str(tmp_path / "nope.pt"), "x"), str(path), str(tmp_path)
+    )
+    assert not bad.ok
+    assert "model not loaded on worker" in bad.error
+
+
+def test_batch_matches_single_process_and_resumes(
+    cluster, spec: ModelSpec, tmp_path: Path, make_disk, make_sphere
+) -> None:
+    from umedsam.inference.backends.torch import TorchBackend
+    from umedsam.inference.runner import predict_folder
+    from umedsam.models.pretrained import load_pretrained
+
+    cases = _make_cases(tmp_path / "in", make_disk, make_sphere)
+    model, _ = load_pretrained("test_tiny", spec.checkpoint)
+    predict_folder(TorchBackend(model), tmp_path / "in", tmp_path / "single")
+    seen = []
+    result = predict_batch(
+        tmp_path / "in",
+        tmp_path / "dist",
+        spec,
+        scheduler=cluster.scheduler_address,
+        progress=lambda s: seen.append((s.finished, s.done, s.failed)),
+    )
+    assert result.progress.done == len(cases)
+    assert seen[0] == (0, 0, 0)
+    assert seen[-1] == (4, 4, 0)
+    assert [s[0] for s in seen] == sorted(s[0] for s in seen)
+    for case in cases:
+        with (
+            np.load(tmp_path / "single" / case.name) as a,
+            np.load(tmp_path / "dist" / case.name) as b,
+        ):
+            np.testing.assert_array_equal(a["segs"], b["segs"])
+    manifest = json.loads((tmp_path / "dist" / MANIFEST_NAME).read_text())
+    assert manifest["model"] == "test_tiny"
+    assert manifest["checkpoint_sha256"] == spec.sha256
+    assert manifest["umedsam_version"]
+    assert {r["status"] for r in manifest["cases"].values()} == {"done"}
+    assert all(r["seconds"] > 0 and r["attempts"] == 1 for r in manifest["cases"].values())
+    assert (tmp_path / "dist" / "efficiency.csv").read_text().count("\n") == len(cases) + 1
+
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "dist").glob("*.npz")}
+    again = predict_batch(
+        tmp_path / "in", tmp_path / "dist", spec, scheduler=cluster.scheduler_address
+    )
+    assert again.progress.skipped == len(cases)
+    assert again.progress.done == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "dist").glob("*.npz")} == mtimes
+
+
+def test_worker_crash_retried_then_failed(
+    cluster, spec: ModelSpec, tmp_path: Path, make_disk, make_sphere
+) -> None:
+    inp = tmp_path / "in"
+    cases = _make_cases(inp, make_disk, make_sphere, n2d=2, n3d=1)
+    img, mask = make_disk(64, 64, center=(30, 30), radius=10)
+    for name in ("2D_crash_once.npz", "2D_crash_always.npz"):
+        np.savez_compressed(inp / name, imgs=img, boxes=mask_to_box(mask)[None])
+    (inp / "2D_empty.npz").write_bytes(b"")  # an input error: reported, never retried
+    out = tmp_path / "out"
+    result = predict_batch(
+        inp, out, spec, scheduler=cluster.scheduler_address, retries=1, case_fn=crashing_task
+    )
+    records = json.loads((out / MANIFEST_NAME).read_text())["cases"]
+    assert records["2D_crash_once.npz"]["status"] == "done"
+    assert records["2D_crash_once.npz"]["attempts"] == 2
+    assert records["2D_crash_always.npz"]["status"] == "failed"
+    assert records["2D_crash_always.npz"]["attempts"] == 2
+    assert "gave up after 2 attempts" in records["2D_crash_always.npz"]["error"]
+    assert records["2D_empty.npz"]["status"] == "failed"
+    assert records["2D_empty.npz"]["attempts"] == 1
+    assert "empty" in records["2D_empty.npz"]["error"]
+    assert result.progress.failed == 2
+    assert result.progress.done == len(cases) + 1
+    assert result.progress.retried >= 2
+    for case in [*cases, inp / "2D_crash_once.npz"]:
+        assert validate_output(out / case.name, case) is None
+    assert not (out / "2D_crash_always.npz").exists()
+    assert not list(out.glob(".*"))  # no half-written files
+
+
+def _poll_manifest(path: Path, proc: subprocess.Popen, at_least: int, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            data = None
+        if data and data["counts"]["done"] >= at_least:
+            return data
+        time.sleep(0.05)
+    raise AssertionError(f"run ended or timed out before {at_least} cases were done")
+
+
+def _kill_and_resume(argv: list[str], inp: Path, out: Path, cases: list[Path]) -> None:
+    """Start ``umedsam predict`` in a subprocess, SIGKILL it mid-run, then finish in-process."""
+    from umedsam.cli.main import main
+
+    code = "import sys; from umedsam.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *argv],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        before = _poll_manifest(out / MANIFEST_NAME, proc, at_least=2, timeout=240)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert before["counts"]["done"] < len(cases), "the run finished before it was killed"
+    finished = {}
+    for case in cases:
+        target = out / case.name
+        if target.exists():  # whatever exists is complete: outputs are written atomically
+            assert validate_output(target, case) is None
+            finished[case.name] = target.stat().st_mtime_ns
+    assert len(finished) >= 2
+    assert main(argv) == 0
+    after = json.loads((out / MANIFEST_NAME).read_text())
+    for case in cases:
+        assert validate_output(out / case.name, case) is None
+    for name, mtime in finished.items():
+        assert after["cases"][name]["status"] == "skipped"
+        assert (out / name).stat().st_mtime_ns == mtime  # not redone
+    assert after["counts"]["done"] + after["counts"]["skipped"] == len(cases)
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_killed_client_resumes(
+    cluster, spec: ModelSpec, tmp_path: Path, make_disk, make_sphere
+) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    cases = _make_cases(inp, make_disk, make_sphere, n2d=0, n3d=10, depth=12)
+    argv = [
+        "predict",
+        "-q",
+        "-i",
+        str(inp),
+        "-o",
+        str(out),
+        "--model",
+        "test_tiny",
+        "--checkpoint",
+        spec.checkpoint,
+        "--threads",
+        "1",
+        "--scheduler",
+        cluster.scheduler_address,
+    ]
+    _kill_and_resume(argv, inp, out, cases)
+
+
+@pytest.mark.slow  # the --scheduler variant above runs by default
+def test_killed_single_process_run_resumes(
+    spec: ModelSpec, tmp_path: Path, make_disk, make_sphere
+) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    cases = _make_cases(inp, make_disk, make_sphere, n2d=0, n3d=10, depth=12)
+    argv = [
+        "predict",
+        "-q",
+        "-i",
+        str(inp),
+        "-o",
+        str(out),
+        "--model",
+        "test_tiny",
+        "--checkpoint",
+        spec.checkpoint,
+        "--threads",
+        "1",
+    ]
+    _kill_and_resume(argv, inp, out, cases)
+
+
+@pytest.mark.slow
+def test_killed_local_cluster_run_resumes(
+    spec: ModelSpec, tmp_path: Path, make_disk, make_sphere
+) -> None:
+    pytest.importorskip("distributed")
+    inp, out = tmp_path / "in", tmp_path / "out"
+    cases = _make_cases(inp, make_disk, make_sphere, n2d=0, n3d=12, depth=16)
+    argv = [
+        "predict",
+        "-q",
+        "-i",
+        str(inp),
+        "-o",
+        str(out),
+        "--model",
+        "test_tiny",
+        "--checkpoint",
+        spec.checkpoint,
+        "--threads",
+        "1",
+        "--workers",
+        "2",
+    ]
+    _kill_and_resume(argv, inp, out, cases)
