@@ -19,6 +19,12 @@ def _few_threads() -> None:
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_export_cache(tmp_path_factory) -> None:
+    """Engine exports made by tests go to a session folder, never the user's cache."""
+    os.environ["UMEDSAM_CACHE_DIR"] = str(tmp_path_factory.mktemp("umedsam-cache"))
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The project's shared data folder (env UMEDSAM_SHARED_DIR, else <repo>/../shared); skip if absent."""

@@ -37,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     files.add_argument("--level", type=float, help="CT window level (HU), with --width")
     files.add_argument("--width", type=float, help="CT window width (HU), with --level")
     parser.add_argument("--model", default="litemedsam", help="registered model name")
+    parser.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", "torch", "onnx", "openvino", "onnx-int8"],
+        help="inference engine (default auto: the fastest installed engine whose export "
+        "passed parity with PyTorch; see docs/performance.md)",
+    )
     parser.add_argument("--checkpoint", type=Path, help="weights file (default: bundled weights)")
     parser.add_argument("--overlay", type=Path, metavar="DIR", help="also write PNG overlays here")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
@@ -134,7 +141,6 @@ def run(args: argparse.Namespace) -> int:
     """Load the model once, predict the folder, print a summary; exit 1 if any case failed."""
     from umedsam.cli.progress import progress_bar
     from umedsam.errors import UmedsamError
-    from umedsam.inference.backends.torch import TorchBackend
     from umedsam.inference.runner import ensure_writable, find_cases, predict_folder
     from umedsam.models.pretrained import load_pretrained
 
@@ -158,30 +164,31 @@ def run(args: argparse.Namespace) -> int:
         cases = find_cases(args.input)
         ensure_writable(args.output)
         t0 = time.perf_counter()
-        model, report = load_pretrained(args.model, args.checkpoint)
+        if args.workers or args.scheduler:
+            _, report = load_pretrained(args.model, args.checkpoint)
+            return _run_batch(args, cases, report.sha256)
+        backend, sha256 = _make_backend(args)
         load_s = time.perf_counter() - t0
     except (UmedsamError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not args.quiet:
         print(
-            f"model {args.model} from {report.path.name} loaded in {load_s:.2f} s; {len(cases)} cases"
+            f"model {args.model} on the {backend.name} engine ready in {load_s:.2f} s; "
+            f"{len(cases)} cases"
         )
-    if args.workers or args.scheduler:
-        return _run_batch(args, cases, report.sha256)
     from umedsam.inference.manifest import finish_run, start_run
 
     manifest, plan = start_run(
         cases,
         args.output,
         model=args.model,
-        checkpoint_sha256=report.sha256,
+        checkpoint_sha256=sha256,
         resume=args.resume,
         required=("segs",) if uncertainty is None else ("segs", "unc"),
     )
     if plan.skipped and not args.quiet:
         print(f"resuming: {len(plan.skipped)} valid outputs kept, {len(plan.todo)} cases to do")
-    backend = TorchBackend(model)
     with progress_bar(total=len(plan.todo), desc="predict", quiet=args.quiet) as bar:
 
         def on_case(outcome):  # type: ignore[no-untyped-def]
@@ -217,12 +224,33 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _make_backend(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The engine chosen by --engine, and the sha256 of the weights it runs.
+
+    A --checkpoint is read (weights-only) and checked against the model before any engine is
+    exported, so a wrong file fails fast with the key report instead of an export error.
+    """
+    from umedsam.inference.backends.factory import create_backend, weights_sha256
+
+    if args.engine == "torch":
+        from umedsam.inference.backends.torch import TorchBackend
+        from umedsam.models.pretrained import load_pretrained
+
+        model, report = load_pretrained(args.model, args.checkpoint)
+        return TorchBackend(model), report.sha256
+    if args.checkpoint is not None:
+        from umedsam.models.checkpoint import load_checkpoint
+        from umedsam.models.registry import build_model
+
+        load_checkpoint(build_model(args.model), args.checkpoint)
+    backend = create_backend(args.engine, args.model, args.checkpoint, threads=args.threads)
+    return backend, weights_sha256(args.model, args.checkpoint)
+
+
 def _run_image_file(args: argparse.Namespace) -> int:
     """Predict one image file with a prompt file; write one mask with the image's geometry."""
     from umedsam.errors import UmedsamError
-    from umedsam.inference.backends.torch import TorchBackend
     from umedsam.inference.runner import predict_image_file
-    from umedsam.models.pretrained import load_pretrained
 
     if args.boxes is None:
         print(
@@ -231,12 +259,12 @@ def _run_image_file(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        model, _ = load_pretrained(args.model, args.checkpoint)
+        backend, _ = _make_backend(args)
     except (UmedsamError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     outcome = predict_image_file(
-        TorchBackend(model),
+        backend,
         args.input,
         args.boxes,
         args.output,

@@ -75,6 +75,8 @@ def default_weights(name: str) -> tuple[str | None, Path]:
         ValueError: the model has no packaged weights (pass a checkpoint instead).
     """
     _load_builtin()
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(_BUILDERS))}")
     if name not in _WEIGHTS:
         raise ValueError(
             f"model {name!r} ships no weights; pass --checkpoint PATH "
