@@ -196,6 +196,8 @@ def test_cli_single_process_resume(tiny_model, case_dir: Path, tmp_path: Path, c
         "test_tiny",
         "--checkpoint",
         str(ckpt),
+        "--engine",
+        "torch",
         "--threads",
         "1",
     ]

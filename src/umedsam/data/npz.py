@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,11 @@ from numpy.typing import NDArray
 from umedsam.errors import InputError
 
 MAX_PIXELS = 2**31  # refuse arrays declaring more elements than this (about 2 GB of uint8)
+NPZ_READ_ERRORS = (
+    zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, NotImplementedError,
+    RuntimeError, OverflowError, MemoryError, zlib.error, struct.error,
+)  # fmt: skip
+"""What zipfile/numpy raise on damaged or crafted .npz files (all mean "unreadable")."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,7 @@ def npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]
                     else:
                         shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
                 out[member[: -len(".npy")]] = (tuple(int(s) for s in shape), dtype)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as err:
+    except NPZ_READ_ERRORS as err:
         text = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise InputError(path, f"not a readable .npz file ({text})") from err
     return out
@@ -90,7 +97,7 @@ def _read_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, NDArray]:
                     arr = data[key]
                     out[key] = arr
             out["__keys__"] = np.asarray(sorted(present))
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, MemoryError) as err:
+    except NPZ_READ_ERRORS as err:
         text = str(err).splitlines()[0] if str(err) else type(err).__name__
         if "allow_pickle" in text or "Object arrays" in text:
             text = "contains pickled object arrays, which are refused"
@@ -130,6 +137,8 @@ def validate_boxes(
     if boxes.dtype.kind == "f":
         if not np.isfinite(boxes).all():
             raise InputError(path, "boxes contain NaN or infinite values")
+        if np.abs(boxes).max() > 2**31:
+            raise InputError(path, f"box coordinates out of range (largest {np.abs(boxes).max():g})")
         if not np.allclose(boxes, np.round(boxes)):
             raise InputError(path, "boxes must hold integer pixel coordinates")
         boxes = np.round(boxes)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from umedsam import __version__
-from umedsam.data.npz import npz_headers
+from umedsam.data.npz import NPZ_READ_ERRORS, npz_headers
 from umedsam.errors import InputError
 from umedsam.inference.runner import CaseOutcome, write_efficiency_csv, write_text_atomic
 
@@ -215,7 +214,7 @@ def validate_output(
                 if key not in data.files:
                     return f"no '{key}' array (keys: {', '.join(data.files) or 'none'})"
                 arrays[key] = data[key]
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as err:
+    except NPZ_READ_ERRORS as err:
         return f"unreadable ({type(err).__name__}: {str(err)[:100]})"
     for key, arr in arrays.items():
         if arr.dtype.kind not in "iub":

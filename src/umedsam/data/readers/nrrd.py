@@ -64,7 +64,7 @@ def read_nrrd(
     path = check_nonempty_file(path)
     try:
         header = nrrd.read_header(str(path))
-    except (nrrd.NRRDError, OSError, ValueError, UnicodeDecodeError) as err:
+    except (nrrd.NRRDError, OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
         raise InputError(path, f"not a readable NRRD file ({first_line(err)})") from err
     sizes = tuple(int(s) for s in header.get("sizes", ()))
     itemsize = _NRRD_TYPES.get(str(header.get("type", "")).lower(), 8)
@@ -79,7 +79,7 @@ def read_nrrd(
         )
     try:
         data, header = nrrd.read(str(path), index_order="F")
-    except (nrrd.NRRDError, OSError, EOFError, ValueError, zlib.error) as err:
+    except (nrrd.NRRDError, OSError, EOFError, ValueError, KeyError, TypeError, zlib.error) as err:
         raise InputError(
             path, f"the image data is truncated or corrupt ({first_line(err)})"
         ) from err
