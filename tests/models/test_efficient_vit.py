@@ -127,3 +127,33 @@ def test_tiny_student_matches_tiny_teacher_heads() -> None:
     teacher, student = build_model("test_tiny"), build_model("test_tiny_effvit")
     for part in ("prompt_encoder", "mask_decoder"):
         getattr(student, part).load_state_dict(getattr(teacher, part).state_dict())
+
+
+def test_shipped_student_weights_load() -> None:
+    from umedsam.models.pretrained import load_pretrained
+    from umedsam.models.registry import default_weights
+    from umedsam.models.zoo import WEIGHTS_DIR
+
+    if not (WEIGHTS_DIR / "umedsam_effvit_b0.pt").is_file():
+        pytest.skip("no shipped umedsam_effvit_b0 weights")
+    base, path = default_weights("umedsam_effvit_b0")
+    assert base is None
+    assert path.stat().st_size < 16 * 2**20
+    model, report = load_pretrained("umedsam_effvit_b0")
+    assert not report.partial
+    assert model.image_encoder.neck.norm.weight.dtype == torch.float32
+    with pytest.raises(ValueError, match="ships no weights"):
+        default_weights("umedsam_effvit_b1")
+
+
+@pytest.mark.onnx
+def test_tiny_student_exports_to_onnx_with_parity(tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from umedsam.inference.export import export_model
+
+    torch.manual_seed(0)
+    model = build_model("test_tiny_effvit").eval()
+    manifest = export_model(model, tmp_path / "onnx", fmt="onnx", model_name="test_tiny_effvit")
+    assert manifest is not None
+    assert any((tmp_path / "onnx").glob("*.onnx"))
