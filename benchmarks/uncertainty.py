@@ -124,7 +124,9 @@ def run_2d(backend: TorchBackend, case: Any, gts: np.ndarray, k: int, flip: bool
         t_jitter=t_jitter,
         k=k,
         iou=unc.predicted_iou.tolist(),
-        entropy=unc.entropy_confidence.tolist(),
+        entropy=unc.scores.entropy_confidence.tolist(),
+        expected_dice=unc.scores.expected_dice.tolist(),
+        box=unc.scores.box_agreement.tolist(),
         area=unc.area.tolist(),
         dsc=_dsc_per_label(segs, gts, n),
     )
@@ -147,7 +149,9 @@ def run_3d(backend: TorchBackend, case: Any, gts: np.ndarray) -> dict[str, Any]:
         "t_default": res.uncertainty.seconds,
         "iou": res.uncertainty.predicted_iou.tolist(),
         "iou_key": res.iou.tolist(),
-        "entropy": res.uncertainty.entropy_confidence.tolist(),
+        "entropy": res.uncertainty.scores.entropy_confidence.tolist(),
+        "expected_dice": res.uncertainty.scores.expected_dice.tolist(),
+        "box": res.uncertainty.scores.box_agreement.tolist(),
         "area": res.uncertainty.area.tolist(),
         "dsc": _dsc_per_label(res.segs, gts, n),
     }
@@ -200,134 +204,165 @@ def _flat(records: list[dict[str, Any]], key: str) -> np.ndarray:
 
 
 def variant_scores(records: list[dict[str, Any]], k: int) -> dict[str, np.ndarray]:
-    """Confidence per object for every variant (2D and 3D records; 3D have no ensemble)."""
-    iou = np.clip(_flat(records, "iou"), 0, 1)
-    ent = _flat(records, "entropy")
-    nan = [math.nan]
-
-    def agree(key: str) -> np.ndarray:
-        return np.asarray([v for r in records for v in r.get(key, nan * r["n"])], dtype=np.float64)
-
+    """Confidence per object for every variant the records support (k = ensemble members)."""
+    cues = {name: _flat(records, name) for name in ("iou", "entropy", "expected_dice", "box")}
+    no_box = {c: v for c, v in cues.items() if c != "box"}
     out = {
-        "IoU head alone": U.combine_confidence(iou, ent, iou * math.nan, "iou"),
-        "entropy alone": U.combine_confidence(iou, ent, iou * math.nan, "entropy"),
-        "combined (IoU head x entropy), default": U.combine_confidence(
-            iou, ent, iou * math.nan, "combined"
-        ),
+        "IoU head alone": U.combine_confidence(cues, "iou"),
+        "entropy alone": U.combine_confidence(cues, "entropy"),
+        "expected Dice alone": U.combine_confidence(cues, "expected_dice"),
+        "box agreement alone": U.combine_confidence(cues, "box"),
+        "IoU head x expected Dice": U.combine_confidence(no_box, "combined"),
+        "IoU head x entropy": np.sqrt(np.clip(cues["iou"], 0, 1) * cues["entropy"]),
+        "IoU head x expected Dice x box (default)": U.combine_confidence(cues, "combined"),
     }
-    for m in MEMBER_COUNTS:
-        a = agree(f"agree_{m}")
-        if m <= k and not np.isnan(a).all():
-            fill = np.where(np.isnan(a), ent, a)  # 3D objects: entropy stands in
-            out[f"ensemble agreement, {m} jittered (3D: entropy)"] = fill
-            out[f"combined + {m} jittered"] = U.combine_confidence(iou, ent, a, "combined")
-    a = agree("agree_flip")
-    if not np.isnan(a).all():
-        out["combined + mirrored"] = U.combine_confidence(iou, ent, a, "combined")
+    agreements = {f"{m} jittered": f"agree_{m}" for m in MEMBER_COUNTS if m <= k}
+    if k > 0 and all("agree_flip" in r for r in records):
+        agreements["mirrored"] = "agree_flip"
+    for label, key in agreements.items():
+        agree = _flat(records, key)
+        out[f"ensemble agreement alone, {label}"] = agree
+        out[f"default x agreement, {label}"] = U.combine_confidence(
+            {**cues, "agreement": agree}, "combined"
+        )
     return out
 
 
-def summarize(records: list[dict[str, Any]], k: int) -> dict[str, Any]:
-    """Spearman/AUROC per variant, timings, and the ensemble-mean mask DSC."""
+def _added_seconds(name: str, records: list[dict[str, Any]]) -> float:
+    """Added time of a variant over the 2D records (3D records add only the default work)."""
+    default = sum(r["t_default"] for r in records)
+    if name == "IoU head alone":
+        return 0.0
+    if " jittered" in name:
+        m = int(name.split(" jittered")[0].split()[-1])
+        return default + sum(r["t_jitter"] * m / r["k"] for r in records if r.get("k"))
+    if "mirrored" in name:
+        return default + sum(r.get("t_flip", 0.0) for r in records)
+    return default
+
+
+def variant_table(records: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """Spearman, failure AUROC and added time of every variant on ``records``."""
     dsc = _flat(records, "dsc")
-    rows = []
     two_d = [r for r in records if not r["is_3d"]]
     n2d = sum(r["n"] for r in two_d)
     t_pred_2d = sum(r["t_pred"] for r in two_d)
-    t_default_2d = sum(r["t_default"] for r in two_d)
-    t_jit_member = sum(r["t_jitter"] for r in two_d) / max(1, sum(r["k"] * r["n"] for r in two_d))
-    t_flip = [r["t_flip"] for r in two_d if "t_flip" in r]
+    rows = []
     for name, conf in variant_scores(records, k).items():
         rho, _ = spearman(conf, dsc)
         auc, _ = failure_auroc(conf, dsc)
-        if "jittered" in name:
-            m = int(name.split(" jittered")[0].split()[-1])
-            added = t_default_2d / n2d + m * t_jit_member
-        elif "mirrored" in name:
-            added = (t_default_2d + sum(t_flip)) / n2d
-        elif name.startswith("IoU head"):
-            added = 0.0
-        else:
-            added = t_default_2d / n2d
+        added = _added_seconds(name, two_d)
         rows.append(
             {
                 "variant": name,
                 "spearman": rho,
                 "auroc": auc,
-                "added_s_per_object_2d": added,
-                "added_share_2d": added * n2d / t_pred_2d,
+                "added_s_per_object_2d": added / max(n2d, 1),
+                "added_share_2d": added / t_pred_2d if t_pred_2d else math.nan,
             }
         )
-    per_case_share = [r["t_default"] / r["t_pred"] for r in two_d]
-    mean_jit = _flat(two_d, "dsc_mean_jitter") if two_d else np.array([])
-    base_2d = _flat(two_d, "dsc")
-    summary = {
+    return rows
+
+
+def _subset_info(records: list[dict[str, Any]]) -> dict[str, Any]:
+    dsc = _flat(records, "dsc")
+    return {
         "n_cases": len(records),
-        "n_objects": len(dsc),
+        "n_objects": int(dsc.size),
         "n_failed": int((dsc < FAILURE_DSC).sum()),
-        "ensemble_k": k,
+    }
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """All objects: the default variants; the 2D cases run with an ensemble: every variant."""
+    two_d = [r for r in records if not r["is_3d"]]
+    ens = [r for r in two_d if r.get("k", 0) > 0]
+    k = min((r["k"] for r in ens), default=0)
+    t_pred_2d = sum(r["t_pred"] for r in two_d)
+    t_default_2d = sum(r["t_default"] for r in two_d)
+    per_case_share = [r["t_default"] / r["t_pred"] for r in two_d]
+    summary: dict[str, Any] = {
+        "all": {**_subset_info(records), "variants": variant_table(records, 0)},
         "t_pred_2d_s": t_pred_2d,
         "t_default_2d_s": t_default_2d,
         "default_share_2d_total": t_default_2d / t_pred_2d if t_pred_2d else math.nan,
-        "default_share_2d_max_case": max(per_case_share) if per_case_share else math.nan,
-        "jitter_member_s_per_object": t_jit_member,
-        "flip_s_per_case": float(np.mean(t_flip)) if t_flip else math.nan,
-        "mean_dsc_2d_base": float(base_2d.mean()) if base_2d.size else math.nan,
-        "mean_dsc_2d_ensemble_mean_mask": float(mean_jit.mean()) if mean_jit.size else math.nan,
-        "variants": rows,
+        "default_share_2d_max_case": max(per_case_share, default=math.nan),
     }
-    if any("dsc_mean_flip" in r for r in two_d):
-        summary["mean_dsc_2d_ensemble_mean_mask_with_flip"] = float(
-            _flat(two_d, "dsc_mean_flip").mean()
-        )
     three_d = [r for r in records if r["is_3d"]]
     if three_d:
         summary["default_share_3d_total"] = sum(r["t_default"] for r in three_d) / sum(
             r["t_pred"] for r in three_d
         )
+    if ens:
+        flips = [r["t_flip"] for r in ens if "t_flip" in r]
+        summary["ensemble"] = {
+            **_subset_info(ens),
+            "k": k,
+            "cases": [r["case"] for r in ens],
+            "variants": variant_table(ens, k),
+            "jitter_member_s_per_object": sum(r["t_jitter"] for r in ens)
+            / sum(r["k"] * r["n"] for r in ens),
+            "flip_s_per_case": float(np.mean(flips)) if flips else math.nan,
+            "mean_dsc_base": float(_flat(ens, "dsc").mean()),
+            "mean_dsc_ensemble_mean_mask": float(_flat(ens, "dsc_mean_jitter").mean()),
+        }
+        if all("dsc_mean_flip" in r for r in ens):
+            summary["ensemble"]["mean_dsc_ensemble_mean_mask_with_flip"] = float(
+                _flat(ens, "dsc_mean_flip").mean()
+            )
     return summary
 
 
-def format_markdown(summary: dict[str, Any]) -> str:
-    """The results as a markdown table plus notes."""
+def _f(v: float | None) -> str:
+    return "n/a" if v is None or math.isnan(v) else f"{v:.3f}"
 
-    def f(v: float) -> str:
-        return "n/a" if v is None or math.isnan(v) else f"{v:.3f}"
 
+def _table(info: dict[str, Any]) -> list[str]:
     lines = [
-        f"{summary['n_objects']} objects in {summary['n_cases']} cases, "
-        f"{summary['n_failed']} failed (DSC < {FAILURE_DSC}).",
+        f"{info['n_objects']} objects in {info['n_cases']} cases, {info['n_failed']} failed "
+        f"(DSC < {FAILURE_DSC}).",
         "",
         "| variant | Spearman | failure AUROC | added s/object (2D) | added / prediction (2D) |",
         "|---|---|---|---|---|",
     ]
-    for row in summary["variants"]:
+    for row in info["variants"]:
         lines.append(
-            f"| {row['variant']} | {f(row['spearman'])} | {f(row['auroc'])} | "
+            f"| {row['variant']} | {_f(row['spearman'])} | {_f(row['auroc'])} | "
             f"{row['added_s_per_object_2d']:.4f} | {100 * row['added_share_2d']:.1f}% |"
         )
-    lines += [
-        "",
-        f"- 2D prediction time {summary['t_pred_2d_s']:.1f} s; default uncertainty adds "
+    return lines
+
+
+def format_markdown(summary: dict[str, Any]) -> str:
+    """The results as markdown tables plus notes."""
+    lines = ["### All cases (2D and 3D)", "", *_table(summary["all"]), ""]
+    lines.append(
+        f"- 2D prediction time {summary['t_pred_2d_s']:.1f} s; the default uncertainty adds "
         f"{summary['t_default_2d_s']:.2f} s ({100 * summary['default_share_2d_total']:.1f}%), "
-        f"worst case {100 * summary['default_share_2d_max_case']:.1f}%.",
-        f"- one jittered member: {summary['jitter_member_s_per_object']:.3f} s per object; "
-        f"mirrored member: {f(summary['flip_s_per_case'])} s per case.",
-        f"- 2D mean DSC: base mask {f(summary['mean_dsc_2d_base'])}, ensemble-mean mask "
-        f"({summary['ensemble_k']} jittered + base) "
-        f"{f(summary['mean_dsc_2d_ensemble_mean_mask'])}"
-        + (
-            f", with the mirrored member {f(summary['mean_dsc_2d_ensemble_mean_mask_with_flip'])}"
-            if "mean_dsc_2d_ensemble_mean_mask_with_flip" in summary
-            else ""
-        )
-        + ".",
-    ]
+        f"worst case {100 * summary['default_share_2d_max_case']:.1f}%."
+    )
     if "default_share_3d_total" in summary:
         lines.append(
-            f"- 3D: default uncertainty adds {100 * summary['default_share_3d_total']:.1f}% "
+            f"- 3D: the default uncertainty adds {100 * summary['default_share_3d_total']:.1f}% "
             "of prediction time."
         )
+    ens = summary.get("ensemble")
+    if ens:
+        lines += ["", f"### 2D cases run with the ensemble ({ens['k']} jittered members)", ""]
+        lines += _table(ens)
+        lines += [
+            "",
+            f"- one jittered member: {ens['jitter_member_s_per_object']:.3f} s per object; "
+            f"the mirrored member: {_f(ens['flip_s_per_case'])} s per case.",
+            f"- mean DSC: base mask {_f(ens['mean_dsc_base'])}, ensemble-mean mask "
+            f"(base + {ens['k']} jittered) {_f(ens['mean_dsc_ensemble_mean_mask'])}"
+            + (
+                f", with the mirrored member {_f(ens['mean_dsc_ensemble_mean_mask_with_flip'])}"
+                if "mean_dsc_ensemble_mean_mask_with_flip" in ens
+                else ""
+            )
+            + ".",
+        ]
     return "\n".join(lines)
 
 
@@ -343,6 +378,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard", default="0/1", help="I/N: run every N-th case from the I-th")
     parser.add_argument("--pattern", default="*.npz", help="case file pattern in imgs/")
     parser.add_argument(
+        "--extra-records",
+        type=Path,
+        help="with --analyze-only: a folder of records from an ensemble run of the same model; "
+        "its ensemble fields are merged into the matching cases",
+    )
+    parser.add_argument(
         "--analyze-only", action="store_true", help="summarize all records-*.json in --out"
     )
     args = parser.parse_args(argv)
@@ -356,13 +397,25 @@ def main(argv: list[str] | None = None) -> int:
             for r in json.loads(p.read_text())
         }
         records = [by_case[c] for c in sorted(by_case)]
+        if args.extra_records is not None:
+            extra = {
+                r["case"]: r
+                for p in sorted(args.extra_records.glob("records*.json"))
+                for r in json.loads(p.read_text())
+            }
+            for r in records:
+                old = extra.get(r["case"], {})
+                if old.get("k", 0) > 0 and not r.get("k"):
+                    if old["dsc"] != r["dsc"]:
+                        raise SystemExit(f"{r['case']}: extra records come from other masks")
+                    keep = ("k", "t_jitter", "t_flip", "dsc_mean_jitter", "dsc_mean_flip")
+                    r.update({f: v for f, v in old.items() if f.startswith("agree_") or f in keep})
     else:
         i, n = (int(v) for v in args.shard.split("/"))
         records = collect(
             args.data, args.out, args.ensemble, args.flip, args.limit, (i, n), args.pattern
         )
-    k = min((r["k"] for r in records if not r["is_3d"]), default=0)
-    summary = summarize(records, k)
+    summary = summarize(records)
     text = format_markdown(summary)
     (args.out / "summary.md").write_text(text + "\n")
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))

