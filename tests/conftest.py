@@ -16,7 +16,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 @pytest.fixture(autouse=True, scope="session")
 def _few_threads() -> None:
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(1)  # tests are many small ops; one thread avoids oversubscription
 
 
 @pytest.fixture(autouse=True, scope="session")
