@@ -36,6 +36,7 @@ def object_heat(
     iou: NDArray,
     new_hw: tuple[int, int],
     orig_hw: tuple[int, int],
+    boxes_model: NDArray | None = None,
 ) -> tuple[list[NDArray[np.uint8]], NDArray[np.float32]] | None:
     """Per-object uncertainty maps at full size and per-object confidence.
 
@@ -44,6 +45,8 @@ def object_heat(
         iou: (N,) IoU-head estimates.
         new_hw: extent of the resized image inside the S x S frame.
         orig_hw: (H, W) of the original image.
+        boxes_model: (N, 4) prompt boxes in the model frame (enables the box-agreement cue, as
+            in ``umedsam predict --uncertainty``).
 
     Returns:
         ``(maps, confidence)``: N uint8 (H, W) maps (0 = certain, 255 = one bit of entropy) and
@@ -54,7 +57,9 @@ def object_heat(
         return None
     try:
         base = tools.crop_to_content(low_res_logits[:, 0], new_hw)
-        scores, maps = tools.object_scores(base, np.asarray(iou, dtype=np.float32))
+        scores, maps = tools.object_scores(
+            base, np.asarray(iou, dtype=np.float32), boxes_model=boxes_model
+        )
         heat = [tools.max_uncertainty_map(maps[i : i + 1], orig_hw) for i in range(maps.shape[0])]
         confidence = np.asarray(scores.confidence, dtype=np.float32)
     except (TypeError, ValueError, RuntimeError, AttributeError) as err:

@@ -420,8 +420,15 @@ class Session:
             self._predictor = predictor
         pred = self._predictor.predict(boxes, return_logits=False)  # type: ignore[attr-defined]
         orig_hw = self.image.pixels.shape[:2]
+        from umedsam.data.transforms import boxes_to_model_frame
+
+        boxes_model = boxes_to_model_frame(boxes, orig_hw, backend.image_size)
         heat = object_heat(
-            pred.low_res_logits, pred.iou, resized_hw(orig_hw, backend.image_size), orig_hw
+            pred.low_res_logits,
+            pred.iou,
+            resized_hw(orig_hw, backend.image_size),
+            orig_hw,
+            boxes_model=boxes_model,
         )
         for i, box in enumerate(boxes):
             self._objects[tuple(int(v) for v in box)] = ObjectResult(
