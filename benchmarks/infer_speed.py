@@ -240,10 +240,11 @@ def run_process(cmd: list[str], timeout: float) -> tuple[float, float, float, di
     ru = getattr(proc, "_umedsam_rusage", None)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {err[-2000:]}")
-    line = [ln for ln in out.splitlines() if ln.startswith("{")][-1]
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    info = json.loads(lines[-1]) if lines else {}
     if ru is None:
-        return wall, float("nan"), float("nan"), json.loads(line)
-    return wall, ru[0], ru[1], json.loads(line)
+        return wall, float("nan"), float("nan"), info
+    return wall, ru[0], ru[1], info
 
 
 def time_engine(

@@ -36,6 +36,9 @@ def quantize_encoder(source: str | Path, target: str | Path) -> Path:
         raise FileNotFoundError(f"ONNX encoder not found: {source}")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".onnx", dir=target.parent)
     os.close(fd)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs one INFO line per tensor on the root logger
     try:
         quantize_dynamic(
             str(source),
@@ -45,6 +48,7 @@ def quantize_encoder(source: str | Path, target: str | Path) -> Path:
         )
         os.replace(tmp, target)
     finally:
+        root.setLevel(level)
         Path(tmp).unlink(missing_ok=True)
     logger.info("wrote INT8 encoder %s", target)
     return target
