@@ -130,9 +130,12 @@ def _uncertainty_config(args: argparse.Namespace):  # type: ignore[no-untyped-de
 
 
 def _set_threads(args: argparse.Namespace) -> None:
-    """Apply the thread count (only the CLI sets threads)."""
+    """Apply the thread count and the allocator tuning (process-wide, so only the CLI does it)."""
     import torch
 
+    from umedsam.inference.backends.torch import tune_allocator
+
+    tune_allocator()
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -109,8 +109,9 @@ def mask_to_model_box(
     """Box prompt for the next slice from a mask in original pixels (official 3D propagation).
 
     The mask is painted with ``label`` (the official code resizes the uint8 label map, so the label
-    value changes which partially covered pixels survive INTER_AREA), resized like the image, and
-    its tight box is widened by ``margin`` px and clipped to the resized extent.
+    value changes which partially covered pixels survive INTER_AREA), resized like the image and
+    padded to the model frame; its tight box is widened by ``margin`` px and clipped to the
+    ``size`` x ``size`` frame (not to the resized extent), as the official code does.
 
     Returns:
         (4,) float32 xyxy in the model frame, or None if the resized mask is empty.
@@ -120,7 +121,7 @@ def mask_to_model_box(
     ys, xs = np.nonzero(small)
     if ys.size == 0:
         return None
-    h, w = small.shape
+    h, w = size, size  # the official code pads before taking the box
     box = [
         max(0, int(xs.min()) - margin),
         max(0, int(ys.min()) - margin),
