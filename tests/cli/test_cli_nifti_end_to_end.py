@@ -20,7 +20,9 @@ def test_nifti_hippocampus_round_trip(real_model, shared_dir: Path, tmp_path: Pa
     image, labels = folder / "hippocampus_017_image.nii.gz", folder / "hippocampus_017_label.nii.gz"
     if not image.is_file():
         pytest.skip("hippocampus NIfTI files not available")
-    gt = np.rint(np.asarray(nib.load(labels).dataobj)).astype(np.int64).transpose(2, 1, 0)  # (z,y,x)
+    gt = (
+        np.rint(np.asarray(nib.load(labels).dataobj)).astype(np.int64).transpose(2, 1, 0)
+    )  # (z,y,x)
     boxes = [mask_to_box(gt == label).tolist() for label in (1, 2)]
     prompts = tmp_path / "boxes.json"
     prompts.write_text(json.dumps({"boxes": boxes}))

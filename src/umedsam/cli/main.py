@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_text, description=help_text)
         verbosity = sp.add_mutually_exclusive_group()
         verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-        verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+        verbosity.add_argument(
+            "-q", "--quiet", action="store_true", help="warnings and errors only"
+        )
         module.add_arguments(sp)
         sp.set_defaults(_run=module.run)
     return parser

@@ -138,7 +138,9 @@ def validate_boxes(
         if not np.isfinite(boxes).all():
             raise InputError(path, "boxes contain NaN or infinite values")
         if np.abs(boxes).max() > 2**31:
-            raise InputError(path, f"box coordinates out of range (largest {np.abs(boxes).max():g})")
+            raise InputError(
+                path, f"box coordinates out of range (largest {np.abs(boxes).max():g})"
+            )
         if not np.allclose(boxes, np.round(boxes)):
             raise InputError(path, "boxes must hold integer pixel coordinates")
         boxes = np.round(boxes)

@@ -102,7 +102,9 @@ class EmbeddingCache:
 def key_slices(boxes_3d: NDArray) -> NDArray[np.int64]:
     """Middle slice of each (N, 6) box, as the official code computes it."""
     z_min, z_max = boxes_3d[:, 2], boxes_3d[:, 5]
-    return np.array([int((hi - lo) / 2 + lo) for lo, hi in zip(z_min, z_max)], dtype=np.int64)
+    return np.array(
+        [int((hi - lo) / 2 + lo) for lo, hi in zip(z_min, z_max, strict=True)], dtype=np.int64
+    )
 
 
 def propagate(
@@ -149,7 +151,9 @@ def propagate(
         stats.encoder_calls += 1
         return emb, new_hw
 
-    def run_slice(z: int, active: list[int], prev: dict[int, NDArray], direction: str) -> SliceResult:
+    def run_slice(
+        z: int, active: list[int], prev: dict[int, NDArray], direction: str
+    ) -> SliceResult:
         emb, new_hw = embed(z)
         if direction == "up" and z in down_needed and cache.put(z, emb):
             stats.cache_peak_mb = max(stats.cache_peak_mb, cache.megabytes)
@@ -231,6 +235,6 @@ def paint_labels(target: NDArray, masks: NDArray[np.bool_], labels: NDArray) -> 
 
     This equals painting objects in ascending label order, whatever order the masks arrive in.
     """
-    for mask, label in zip(masks, labels):
+    for mask, label in zip(masks, labels, strict=True):
         region = mask & (target < label)
         target[region] = label

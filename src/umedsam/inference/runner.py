@@ -227,8 +227,9 @@ def predict_image_file(
         boxes = load_boxes(boxes_path, shape=meta.shape)
         n = int(boxes.shape[0])
         try:
-            img = to_uint8(arr, modality=modality or meta.modality, window=window, level=level,
-                           width=width)
+            img = to_uint8(
+                arr, modality=modality or meta.modality, window=window, level=level, width=width
+            )
         except ValueError as err:
             raise InputError(image_path, str(err)) from err
         if meta.is_3d:

@@ -145,8 +145,15 @@ def read_tiff(
             array = series.asarray()
     except InputError:
         raise
-    except (tifffile.TiffFileError, OSError, ValueError, EOFError, IndexError, KeyError,
-            struct.error) as err:
+    except (
+        tifffile.TiffFileError,
+        OSError,
+        ValueError,
+        EOFError,
+        IndexError,
+        KeyError,
+        struct.error,
+    ) as err:
         raise InputError(path, f"not a readable TIFF file ({first_line(err)})") from err
     array = np.squeeze(array)
     if array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[0] > 4:
