@@ -139,3 +139,29 @@ def test_partial_checkpoint(tiny_model, tmp_path: Path) -> None:
         dec["mask_decoder.iou_token.weight"],
     )
     assert "partial" in guess_checkpoint_kind(dec)
+
+
+def test_packaged_partial_weights_over_a_base(tmp_path: Path, monkeypatch) -> None:
+    from umedsam.models import registry
+    from umedsam.models.pretrained import load_pretrained
+
+    donor = build_model("test_tiny")
+    base = tmp_path / "base.pt"
+    torch.save(donor.state_dict(), base)  # a full checkpoint of the same family
+    encoder_only = tmp_path / "encoder.pt"
+    torch.save(
+        {f"image_encoder.{k}": v * 0 for k, v in donor.image_encoder.state_dict().items()},
+        encoder_only,
+    )
+    monkeypatch.setitem(registry._WEIGHTS, "test_tiny", (str(base), encoder_only))
+    model, report = load_pretrained("test_tiny")
+    assert report.partial
+    state = model.state_dict()
+    torch.testing.assert_close(
+        state["mask_decoder.iou_token.weight"], donor.state_dict()["mask_decoder.iou_token.weight"]
+    )
+    assert all(
+        float(v.abs().sum()) == 0
+        for k, v in state.items()
+        if k.startswith("image_encoder.") and v.is_floating_point()
+    )

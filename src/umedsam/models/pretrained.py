@@ -16,8 +16,10 @@ def load_pretrained(
     """Build ``name`` and load ``checkpoint`` (None: the model's default weights), in eval mode.
 
     The default weights of ``litemedsam`` are the bundled, sha256-verified ``lite_medsam.pth``.
-    Models registered with packaged weights expose them through a ``default_weights`` attribute
-    on their builder (a path, possibly a partial checkpoint over ``base_model``).
+    Other models declare packaged weights with ``register_weights(name, path, base)``; when
+    ``base`` is set, the tensors of the base checkpoint that fit the model (same name and shape,
+    e.g. LiteMedSAM's prompt encoder and decoder under a student encoder) are loaded first and the
+    packaged file, which may then be partial, goes on top.
 
     Raises:
         ValueError: unknown model name.
@@ -29,7 +31,16 @@ def load_pretrained(
 
         base, weights = default_weights(name)
         if base is not None:
-            load_checkpoint(model, None if base == "litemedsam" else base)
+            expected = model.state_dict()
+
+            def fitting(state: dict) -> dict:  # type: ignore[type-arg]
+                return {
+                    k: v for k, v in state.items() if k in expected and v.shape == expected[k].shape
+                }
+
+            load_checkpoint(
+                model, None if base == "litemedsam" else base, partial=True, filter_fn=fitting
+            )
         report = load_checkpoint(model, weights, partial=base is not None)
     else:
         report = load_checkpoint(model, checkpoint)
