@@ -7,13 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from umedsam.errors import MissingExtraError
+from umedsam.inference.backends.graph import GraphBackend
 
 logger = logging.getLogger(__name__)
-
-DECODE_CHUNK = 8  # boxes per call: batching saves no compute; each box holds ~40 MB
 
 
 def import_onnxruntime() -> Any:
@@ -25,7 +23,7 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
-class OnnxBackend:
+class OnnxBackend(GraphBackend):
     """Runs ``encoder.onnx`` and ``decoder.onnx`` (see umedsam.inference.export) in ONNX Runtime.
 
     Args:
@@ -64,36 +62,11 @@ class OnnxBackend:
         self.name = name
         self.image_size = int(image_size)
 
-    def encode_numpy(self, images: np.ndarray) -> np.ndarray:
-        """(B, 3, S, S) float32 -> (B, C, S/4, S/4) float32."""
-        x = np.ascontiguousarray(images, dtype=np.float32)
-        return self._encoder.run(None, {"images": x})[0]
+    def _run_encoder(self, images: np.ndarray) -> np.ndarray:
+        return self._encoder.run(None, {"images": images})[0]
 
-    def decode_numpy(
+    def _run_decoder(
         self, embedding: np.ndarray, boxes: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Embedding (1, C, h, w) and boxes (N, 4) -> logits (N, 1, S, S), iou (N, 1); chunked."""
-        emb = np.ascontiguousarray(embedding, dtype=np.float32)
-        boxes = np.ascontiguousarray(boxes, dtype=np.float32).reshape(-1, 4)
-        logits, ious = [], []
-        for start in range(0, boxes.shape[0], DECODE_CHUNK):
-            lo, iou = self._decoder.run(
-                None, {"embedding": emb, "boxes": boxes[start : start + DECODE_CHUNK]}
-            )
-            logits.append(lo)
-            ious.append(iou)
-        return np.concatenate(logits), np.concatenate(ious)
-
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> (B, C, S/4, S/4) float32 on the CPU."""
-        return torch.from_numpy(self.encode_numpy(images.detach().cpu().float().numpy()))
-
-    def decode(
-        self, embedding: torch.Tensor, boxes: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decode all ``boxes`` (N, 4, model frame) against one embedding (1, C, h, w)."""
-        lo, iou = self.decode_numpy(
-            embedding.detach().cpu().float().numpy(),
-            torch.as_tensor(boxes, dtype=torch.float32).numpy(),
-        )
-        return torch.from_numpy(lo), torch.from_numpy(iou)
+        lo, iou = self._decoder.run(None, {"embedding": embedding, "boxes": boxes})
+        return lo, iou
