@@ -369,26 +369,34 @@ def load_config(
         ImportError: if PyYAML is missing (extra ``train``).
         ValueError: on unknown keys or invalid values.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        try:
-            import yaml
-        except ImportError as err:
-            from umedsam.errors import MissingExtraError
-
-            raise MissingExtraError("pyyaml", "train", "reading a YAML training config") from err
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if loaded is not None:
-            if not isinstance(loaded, dict):
-                raise ValueError(
-                    f"{path}: expected a mapping of sections; got {type(loaded).__name__}"
-                )
-            data = loaded
+    data = read_yaml_sections(path, "reading a YAML training config")
     config = TrainConfig.from_dict(data)
     return config.with_overrides(overrides) if overrides else config
+
+
+def read_yaml_sections(path: str | Path | None, purpose: str) -> dict[str, Any]:
+    """A YAML config file as a dict of sections ({} for None or an empty file).
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        MissingExtraError: if PyYAML is missing (extra ``train``); ``purpose`` names the use.
+        ValueError: the file does not hold a mapping.
+    """
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        import yaml
+    except ImportError as err:
+        from umedsam.errors import MissingExtraError
+
+        raise MissingExtraError("pyyaml", "train", purpose) from err
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: expected a mapping of sections; got {type(loaded).__name__}")
+    return loaded
 
 
 def config_flags() -> list[tuple[str, Any, str]]:

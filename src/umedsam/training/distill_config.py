@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from umedsam.training.config import read_yaml_sections
+
 __all__ = [
     "DistillConfig",
     "DistillDataConfig",
@@ -302,23 +304,7 @@ def load_distill_config(
         ImportError: if PyYAML is missing (extra ``train``).
         ValueError: on unknown keys or invalid values.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        try:
-            import yaml
-        except ImportError as err:
-            from umedsam.errors import MissingExtraError
-
-            raise MissingExtraError(
-                "pyyaml", "train", "reading a YAML distillation config"
-            ) from err
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: expected a mapping of sections; got {type(loaded).__name__}")
-        data = loaded
+    data = read_yaml_sections(path, "reading a YAML distillation config")
     for dotted, value in (overrides or {}).items():
         *sections, key = dotted.split(".")
         if not sections or not key:
