@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 logger = logging.getLogger("ablation")
@@ -59,19 +60,20 @@ ARMS: dict[str, dict[str, Any]] = {
 }
 
 
-def _memo_backend(model: torch.nn.Module, memo: dict[str, torch.Tensor]) -> Any:
+def _memo_backend(model: torch.nn.Module, memo: dict[str, np.ndarray]) -> Any:
     """A TorchBackend whose encoder outputs are memoised by input bytes (shared across arms)."""
     from umedsam.inference.backends.torch import TorchBackend
 
     class MemoBackend(TorchBackend):
-        def encode(self, images: torch.Tensor) -> torch.Tensor:
-            keys = [hashlib.sha1(img.contiguous().numpy().tobytes()).hexdigest() for img in images]
+        def encode(self, images: np.ndarray) -> np.ndarray:
+            images = np.ascontiguousarray(images)
+            keys = [hashlib.sha1(img.tobytes()).hexdigest() for img in images]
             missing = [i for i, k in enumerate(keys) if k not in memo]
             if missing:
                 out = super().encode(images[missing])
                 for i, emb in zip(missing, out, strict=True):
-                    memo[keys[i]] = emb.clone()
-            return torch.stack([memo[k] for k in keys])
+                    memo[keys[i]] = emb.copy()
+            return np.stack([memo[k] for k in keys])
 
     return MemoBackend(model)
 
@@ -150,7 +152,7 @@ def train_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
             },
             "model": {"name": "litemedsam", "checkpoint": "default"},
             "loss": spec["loss"],
-            "optim": {"lr": args.lr, **spec.get("optim", {})},
+            "optim": {"lr": args.lr, "loss_lr": args.loss_lr, **spec.get("optim", {})},
             "run": {
                 "output_dir": str(args.work / f"run_{arm}"),
                 "epochs": 1000,
@@ -174,7 +176,7 @@ def train_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def evaluate_arm(
-    arm: str, checkpoint: str | None, args: argparse.Namespace, memo: dict[str, torch.Tensor]
+    arm: str, checkpoint: str | None, args: argparse.Namespace, memo: dict[str, np.ndarray]
 ) -> dict[str, Any]:
     """Predict dev with the arm's weights and score it; returns overall and per-modality stats."""
     from umedsam.evaluation.report import evaluate_folders
@@ -274,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grad-evals", type=int, default=60, help="per arm; SAM steps = half")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument(
+        "--loss-lr", type=float, default=1e-2, help="learning rate of the loss log-variances"
+    )
     parser.add_argument("--slices-per-volume", type=int, default=2)
     parser.add_argument("--flips", nargs="*", default=[], help="random flips (cached variants)")
     parser.add_argument("--modalities", nargs="*", help="restrict train and dev to these")
@@ -284,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     args.arms = list(args.arms)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
+    from umedsam.inference.backends.torch import tune_allocator
+
+    tune_allocator()  # eager encoder forwards reuse memory instead of page-faulting it in
     torch.manual_seed(args.seed)
     args.work.mkdir(parents=True, exist_ok=True)
     if args.modalities or args.train_per_modality:
@@ -302,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(a != "a" for a in args.arms) and "train_embeddings" not in results:
         results["train_embeddings"] = precompute_train_embeddings(args)
         logger.info("train embeddings: %s", results["train_embeddings"])
-    memo: dict[str, torch.Tensor] = {}
+    memo: dict[str, np.ndarray] = {}
     for arm in args.arms:
         entry = results["arms"].get(arm, {})
         if "eval" in entry:

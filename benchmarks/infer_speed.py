@@ -162,16 +162,18 @@ def make_synthetic(name: str, folder: Path) -> Path:
 def worker(engine: str, case: Path, out: Path, threads: int | None) -> int:
     """Child process: what ``umedsam predict --engine ENGINE`` does for one case, with timings."""
     t0 = time.perf_counter()
-    import torch
-
     from umedsam.data.npz import load_case, save_npz_atomic
     from umedsam.inference.backends.factory import create_backend
-    from umedsam.inference.backends.torch import tune_allocator
     from umedsam.inference.segment import segment_case
 
-    if threads:
-        torch.set_num_threads(threads)
-    tune_allocator()
+    if engine == "torch":  # as the CLI: only the torch engine imports torch and tunes malloc
+        import torch
+
+        from umedsam.inference.backends.torch import tune_allocator
+
+        if threads:
+            torch.set_num_threads(threads)
+        tune_allocator()
     t_import = time.perf_counter() - t0
     backend = create_backend(engine, threads=threads)
     t_load = time.perf_counter() - t0 - t_import
@@ -184,6 +186,7 @@ def worker(engine: str, case: Path, out: Path, threads: int | None) -> int:
         "load_s": t_load,
         "total_s": time.perf_counter() - t0,
         "encoder_calls": calls,
+        "torch_imported": "torch" in sys.modules,
     }
     print(json.dumps(info))
     return 0
@@ -199,6 +202,7 @@ class Runs:
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
+    overlay: list[float] = field(default_factory=list)
     info: dict = field(default_factory=dict)
     segs_path: Path | None = None
     extrapolated: str = ""
@@ -210,6 +214,13 @@ class Runs:
     @property
     def cpu_med(self) -> float:
         return statistics.median(self.cpu) if self.cpu else float("nan")
+
+    @property
+    def wall_med_no_overlay(self) -> float:
+        """Median wall time without the overlay PNG (official re-creation only)."""
+        if not self.overlay:
+            return self.wall_med
+        return statistics.median(w - o for w, o in zip(self.wall, self.overlay, strict=True))
 
 
 class _Popen(subprocess.Popen):
@@ -274,7 +285,13 @@ def time_engine(
 
 
 def time_official(
-    case: Path, work: Path, runs: int, threads: int | None, timeout: float, max_slices: int | None
+    case: Path,
+    work: Path,
+    runs: int,
+    threads: int | None,
+    timeout: float,
+    max_slices: int | None,
+    overlay: bool = True,
 ) -> Runs:
     """Run the official re-creation; with max_slices, extrapolate to the whole case."""
     res = Runs()
@@ -286,13 +303,17 @@ def time_official(
             cmd += ["--threads", str(threads)]
         if max_slices:
             cmd += ["--max-slices", str(max_slices)]
+        if overlay:
+            cmd += ["--overlay"]
         wall, cpu, rss, info = run_process(cmd, timeout)
+        overlay_s = float(info.get("overlay_s", 0.0))
         if max_slices:
             with np.load(case) as npz:
                 boxes, d = npz["boxes"], npz["imgs"].shape[0]
             full = int(sum(min(b[5] + 1, d) - max(b[2], 0) for b in boxes))
             done = info["encoder_calls"]
-            start = info["load_s"] + (wall - info["total_s"])  # interpreter + imports + model load
+            # interpreter + imports + model load + overlay: not proportional to encoder calls
+            start = info["load_s"] + (wall - info["total_s"]) + overlay_s
             scale = full / done
             res.extrapolated = f"~ {done} of {full} encoder calls timed, scaled x{scale:.1f}"
             cpu_start = cpu * start / wall  # assume start-up used CPU at the run's average rate
@@ -302,6 +323,7 @@ def time_official(
         res.wall.append(wall)
         res.cpu.append(cpu)
         res.rss_mb.append(rss)
+        res.overlay.append(overlay_s)
         res.info = info
         res.segs_path = None if max_slices else out
     return res
@@ -339,8 +361,8 @@ def report_case(name: str, gts_path: Path | None, rows: dict[str, Runs]) -> str:
     lines = [
         f"**{name}**",
         "",
-        "| engine | wall s (median) | runs | CPU s | speed-up wall | speed-up CPU | peak RSS MB | encoder calls | DSC vs GT | agree w/ official (min obj DSC) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| engine | wall s (median) | runs | CPU s | speed-up wall | speed-up wall, official w/o overlay | speed-up CPU | peak RSS MB | encoder calls | torch imported | DSC vs GT | agree w/ official (min obj DSC) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for engine, r in rows.items():
         dsc = agree = float("nan")
@@ -353,15 +375,20 @@ def report_case(name: str, gts_path: Path | None, rows: dict[str, Runs]) -> str:
                 agree = min(
                     (v for v in per_object_dsc(segs, off_segs, n) if v == v), default=float("nan")
                 )
-        ratio_w = ratio_c = ""
+        ratio_w = ratio_n = ratio_c = ""
         if official is not None and engine != "official":
             ratio_w = f"{official.wall_med / r.wall_med:.1f}x"
+            ratio_n = f"{official.wall_med_no_overlay / r.wall_med:.1f}x"
             ratio_c = f"{official.cpu_med / r.cpu_med:.1f}x"
+        elif r.overlay:
+            ratio_n = f"(overlay {statistics.median(r.overlay):.2f} s)"
+        torch_used = r.info.get("torch_imported", engine == "official")
         mark = "~" if r.extrapolated else ""
         label = engine + (f" ({r.extrapolated})" if r.extrapolated else "")
         lines.append(
-            f"| {label} | {mark}{r.wall_med:.2f} | {len(r.wall)} | {mark}{r.cpu_med:.2f} | {ratio_w} | {ratio_c} | "
-            f"{max(r.rss_mb):.0f} | {r.info.get('encoder_calls', '')} | {dsc:.4f} | {agree:.4f} |"
+            f"| {label} | {mark}{r.wall_med:.2f} | {len(r.wall)} | {mark}{r.cpu_med:.2f} | {ratio_w} | "
+            f"{ratio_n} | {ratio_c} | {max(r.rss_mb):.0f} | {r.info.get('encoder_calls', '')} | "
+            f"{'yes' if torch_used else 'no'} | {dsc:.4f} | {agree:.4f} |"
         )
     return "\n".join(lines)
 
@@ -454,6 +481,12 @@ def main(argv: list[str] | None = None) -> int:
         help="slices per object timed for the synthetic 3D cases (0: all)",
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--official-overlay",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the official re-creation also saves its default 300-dpi overlay PNG (timed apart)",
+    )
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument(
         "--accuracy",
@@ -523,7 +556,9 @@ def main(argv: list[str] | None = None) -> int:
             k = args.official_max_slices if big and synthetic and args.official_max_slices else None
             print(f"# {name}: official (load {load_avg()})", flush=True)
             off_runs = args.big_runs if big or synthetic else args.official_runs
-            rows["official"] = time_official(path, work, off_runs, args.threads, args.timeout, k)
+            rows["official"] = time_official(
+                path, work, off_runs, args.threads, args.timeout, k, args.official_overlay
+            )
             heavy = big or synthetic  # large cases: fewer engines and runs (see --big-*)
             for engine in big_engines if heavy else engines:
                 print(f"# {name}: {engine} (load {load_avg()})", flush=True)

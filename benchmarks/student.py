@@ -106,7 +106,7 @@ def latency(
     from umedsam.inference.backends.factory import available_engines, create_backend
 
     installed = available_engines()
-    image = torch.rand(1, 3, 256, 256)
+    image = torch.rand(1, 3, 256, 256).numpy()
     rows = []
     for engine in engines:
         if engine not in installed:

@@ -96,8 +96,8 @@ def run_2d(backend: TorchBackend, case: Any, gts: np.ndarray, k: int, flip: bool
     record: dict[str, Any] = {}
     if flip:
         t0 = time.perf_counter()
-        tensor, _ = preprocess_image(np.ascontiguousarray(image[:, ::-1]), predictor.image_size)
-        flipped = backend.encode(tensor)
+        array, _ = preprocess_image(np.ascontiguousarray(image[:, ::-1]), predictor.image_size)
+        flipped = backend.encode(array)
         fl = U.decode_ensemble(
             backend,
             predictor.embedding,

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from umedsam.cli.main import main
+from umedsam.data.boxes import mask_to_box
 
 
 def test_predict_cli_tiny(tiny_model, case_dir: Path, tmp_path: Path, capsys) -> None:
@@ -82,3 +84,43 @@ def test_labels_uint16_beyond_255(tiny_model, tmp_path: Path) -> None:
     boxes = np.array([[i % 60, i % 50, i % 60 + 4, i % 50 + 4] for i in range(300)])
     res = segment_image(TorchBackend(tiny_model), img, boxes)
     assert res.segs.dtype == np.uint16
+
+
+@pytest.mark.onnx
+def test_exported_engine_predicts_without_importing_torch(tmp_path, make_disk) -> None:
+    """Start-up: ``predict --engine onnx`` on a cached export never imports torch.
+
+    torch is most of a small case's start-up; the exported engines and the numpy pre/post-
+    processing do not need it. The export itself (made here, in the test process) does.
+    """
+    pytest.importorskip("onnxruntime")
+    import os
+    import subprocess
+    import sys
+
+    from umedsam.inference.backends.factory import ensure_export
+    from umedsam.models.registry import build_model
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "tiny.pt"
+    torch.save(build_model("test_tiny").state_dict(), checkpoint)
+    ensure_export("onnx", "test_tiny", checkpoint)
+    img, mask = make_disk(70, 90, center=(35, 45), radius=14)
+    (tmp_path / "in").mkdir()
+    np.savez_compressed(tmp_path / "in" / "2D_disk.npz", imgs=img, boxes=mask_to_box(mask)[None])
+    argv = ["predict", "-q", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out")]
+    argv += ["--model", "test_tiny", "--checkpoint", str(checkpoint), "--engine", "onnx"]
+    code = (
+        "import sys\n"
+        "from umedsam.cli.main import main\n"
+        f"rc = main({argv!r})\n"
+        "print('TORCH_IMPORTED', 'torch' in sys.modules)\n"
+        "sys.exit(rc)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "TORCH_IMPORTED False" in proc.stdout
+    with np.load(tmp_path / "out" / "2D_disk.npz") as out:
+        assert out["segs"].shape == img.shape[:2]

@@ -6,12 +6,15 @@ import numpy as np
 import torch
 
 from umedsam.data.transforms import (
+    MASK_LOGIT_THRESHOLD,
     boxes_to_model_frame,
+    logits_to_mask,
     mask_to_model_box,
     normalize_minmax,
     postprocess_logits,
     preprocess_image,
     preprocess_slices,
+    resize_bilinear,
     resized_hw,
 )
 
@@ -32,13 +35,14 @@ def test_normalize_minmax_and_constant() -> None:
 def test_preprocess_image_pads_bottom_right() -> None:
     img = np.zeros((100, 200, 3), np.uint8)
     img[:, :100] = 255
-    tensor, new_hw = preprocess_image(img)
-    assert tensor.shape == (1, 3, 256, 256) and tensor.dtype == torch.float32
+    array, new_hw = preprocess_image(img)
+    assert array.shape == (1, 3, 256, 256) and array.dtype == np.float32
+    assert array.flags.c_contiguous
     assert new_hw == (128, 256)
-    assert tensor[0, :, 128:, :].abs().sum() == 0  # padding
-    assert tensor[0, 0, 0, 0] == 1.0 and tensor[0, 0, 0, 255] == 0.0
+    assert np.abs(array[0, :, 128:, :]).sum() == 0  # padding
+    assert array[0, 0, 0, 0] == 1.0 and array[0, 0, 0, 255] == 0.0
     grey, _ = preprocess_image(img[:, :, 0])
-    torch.testing.assert_close(grey, tensor)
+    np.testing.assert_array_equal(grey, array)
 
 
 def test_preprocess_slices_equals_per_slice(make_sphere) -> None:
@@ -46,7 +50,7 @@ def test_preprocess_slices_equals_per_slice(make_sphere) -> None:
     batch, hw = preprocess_slices(vol)
     for z in range(4):
         single, hw1 = preprocess_image(vol[z])
-        torch.testing.assert_close(batch[z : z + 1], single)
+        np.testing.assert_array_equal(batch[z : z + 1], single)
         assert hw1 == hw
 
 
@@ -73,9 +77,50 @@ def test_mask_to_model_box_label_value_matters_for_thin_masks() -> None:
 
 
 def test_postprocess_logits_crop_and_resize() -> None:
-    low = torch.zeros(2, 1, 256, 256)
+    low = np.zeros((2, 1, 256, 256), np.float32)
     low[:, :, :128, :] = 5.0
     low[:, :, 128:, :] = -100.0  # padding region must be cropped away
     out = postprocess_logits(low, (128, 256), (100, 200))
     assert out.shape == (2, 1, 100, 200)
     assert (out == 5.0).all()
+
+
+def _torch_resize(x: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    t = torch.nn.functional.interpolate(
+        torch.from_numpy(x), size=out_hw, mode="bilinear", align_corners=False
+    )
+    return t.numpy()
+
+
+def test_resize_bilinear_equals_torch_when_enlarging() -> None:
+    # The official code upsamples logits with F.interpolate; the numpy version must agree bit
+    # for bit, so the masks do too (sizes of the dev cases and awkward ratios).
+    rng = np.random.default_rng(0)
+    for (h, w), out in [
+        ((173, 256), (540, 800)),
+        ((256, 256), (512, 512)),
+        ((219, 256), (877, 1024)),
+        ((200, 256), (1023, 1280)),
+        ((256, 256), (256, 256)),
+    ]:
+        x = (rng.standard_normal((3, 1, h, w)) * 8).astype(np.float32)
+        np.testing.assert_array_equal(resize_bilinear(x, out), _torch_resize(x, out))
+
+
+def test_resize_bilinear_close_to_torch_when_shrinking() -> None:
+    rng = np.random.default_rng(1)
+    for (h, w), out in [((256, 167), (52, 34)), ((256, 256), (100, 100)), ((128, 256), (37, 75))]:
+        x = (rng.standard_normal((2, 1, h, w)) * 8).astype(np.float32)
+        ref = _torch_resize(x, out)
+        np.testing.assert_allclose(resize_bilinear(x, out), ref, rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(logits_to_mask(resize_bilinear(x, out)), ref > 0)
+
+
+def test_logits_to_mask_matches_torch_sigmoid_threshold() -> None:
+    # float32 sigmoid rounds tiny positive logits to exactly 0.5: not quite "logits > 0"
+    t = MASK_LOGIT_THRESHOLD
+    below = np.nextafter(t, np.float32(0))
+    x = np.array([-1.0, 0.0, 1e-9, below, t, 2 * t, 1e-6, 3.0], dtype=np.float32)
+    x = np.concatenate([x, np.linspace(-1e-6, 1e-6, 20001, dtype=np.float32)])
+    expected = (torch.sigmoid(torch.from_numpy(x)) > 0.5).numpy()
+    np.testing.assert_array_equal(logits_to_mask(x), expected)

@@ -26,6 +26,7 @@ from umedsam.inference.batch import (
     plan_cases,
     predict_batch,
     predict_case_task,
+    prepare_spec_engine,
     worker_backend,
 )
 from umedsam.inference.manifest import MANIFEST_NAME, validate_output
@@ -176,6 +177,48 @@ def test_batch_matches_single_process_and_resumes(
     assert again.progress.skipped == len(cases)
     assert again.progress.done == 0
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "dist").glob("*.npz")} == mtimes
+
+
+@pytest.mark.onnx
+def test_batch_on_onnx_engine_with_uncertainty(
+    cluster, spec: ModelSpec, tmp_path: Path, make_disk, make_sphere
+) -> None:
+    """Workers run the engine the client chose (exported once, up front) and --uncertainty."""
+    pytest.importorskip("onnxruntime")
+    from umedsam.inference.backends.factory import create_backend, weights_sha256
+    from umedsam.inference.runner import predict_folder
+    from umedsam.inference.uncertainty_config import UncertaintyConfig
+
+    _make_cases(tmp_path / "in", make_disk, make_sphere, n2d=2, n3d=1)
+    sha = weights_sha256("test_tiny", spec.checkpoint)
+    onnx_spec = prepare_spec_engine(
+        ModelSpec("test_tiny", spec.checkpoint, sha, threads=1, engine="onnx")
+    )
+    assert onnx_spec.export_dir is not None
+    assert (Path(onnx_spec.export_dir) / "manifest.json").is_file()
+    config = UncertaintyConfig()
+    local = create_backend("onnx", "test_tiny", spec.checkpoint, export_dir=onnx_spec.export_dir)
+    predict_folder(local, tmp_path / "in", tmp_path / "single", uncertainty=config)
+    result = predict_batch(
+        tmp_path / "in",
+        tmp_path / "dist",
+        onnx_spec,
+        scheduler=cluster.scheduler_address,
+        options={"uncertainty": config},
+    )
+    assert result.progress.done == 3
+    for case in sorted((tmp_path / "in").glob("*.npz")):
+        with (
+            np.load(tmp_path / "single" / case.name) as a,
+            np.load(tmp_path / "dist" / case.name) as b,
+        ):
+            np.testing.assert_array_equal(a["segs"], b["segs"])
+            np.testing.assert_array_equal(a["unc"], b["unc"])
+    rows = (tmp_path / "dist" / "confidence.csv").read_text().splitlines()
+    assert rows[0].startswith("case,object,confidence")
+    assert len(rows) == 1 + 3  # one object per case
+    with pytest.raises(CheckpointError, match="sha256"):
+        worker_backend(ModelSpec("test_tiny", spec.checkpoint, "0" * 64, engine="onnx"))
 
 
 def test_worker_crash_retried_then_failed(

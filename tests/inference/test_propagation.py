@@ -5,13 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from umedsam.data.transforms import (
-    boxes_to_model_frame,
-    logits_to_mask,
-    mask_to_model_box,
-    postprocess_logits,
-    preprocess_image,
-)
+from umedsam.data.transforms import boxes_to_model_frame, mask_to_model_box, preprocess_image
 from umedsam.inference.backends.torch import TorchBackend
 from umedsam.inference.propagation import EmbeddingCache, PropagationStats, key_slices, propagate
 from umedsam.inference.segment import segment_volume_case
@@ -28,7 +22,11 @@ class CountingBackend(TorchBackend):
 
 
 def official_algorithm(backend, volume, boxes):
-    """The official CVPR24 LiteMedSAM 3D loop: objects in order, every slice re-encoded."""
+    """The official CVPR24 LiteMedSAM 3D loop: objects in order, every slice re-encoded.
+
+    Post-processing is done with torch, as the official code does (F.interpolate, sigmoid > 0.5),
+    so this also checks umedsam's numpy post-processing against it.
+    """
     d, h, w = volume.shape
     s = backend.image_size
     segs = np.zeros(volume.shape, np.uint8)
@@ -44,8 +42,10 @@ def official_algorithm(backend, volume, boxes):
             if prev_z is not None:
                 b = mask_to_model_box(temp[prev_z] > 0, label=idx, size=s)
                 box = mid_box if b is None else b
-            lo, _ = backend.decode(emb, torch.from_numpy(box[None]))
-            return logits_to_mask(postprocess_logits(lo, new_hw, (h, w)))[0, 0].numpy()
+            lo, _ = backend.decode(emb, box[None])
+            lo = torch.from_numpy(lo)[..., : new_hw[0], : new_hw[1]]
+            up = torch.nn.functional.interpolate(lo, (h, w), mode="bilinear", align_corners=False)
+            return (torch.sigmoid(up) > 0.5)[0, 0].numpy()
 
         for z in range(z_mid, min(z1 + 1, d)):
             temp[z][seg(z, None if z == z_mid else z - 1)] = idx

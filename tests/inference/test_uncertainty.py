@@ -31,14 +31,13 @@ class OracleBackend:
         self.encode_calls = 0
         self.decoded_boxes = 0
 
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
+    def encode(self, images: np.ndarray) -> np.ndarray:
         self.encode_calls += 1
-        return images[:, :1].clone()
+        return np.asarray(images)[:, :1].copy()
 
-    def decode(
-        self, embedding: torch.Tensor, boxes: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        boxes = torch.as_tensor(boxes).reshape(-1, 4)
+    def decode(self, embedding: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        embedding = torch.as_tensor(np.asarray(embedding))
+        boxes = torch.as_tensor(np.asarray(boxes)).reshape(-1, 4)
         self.decoded_boxes += boxes.shape[0]
         s = self.image_size
         yy, xx = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
@@ -46,7 +45,7 @@ class OracleBackend:
         for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
             inside = (xx >= x0) & (xx < x1) & (yy >= y0) & (yy < y1)
             out[i, 0][inside] = 30.0 * (embedding[0, 0][inside] - 0.5)
-        return out, torch.full((boxes.shape[0], 1), 0.9)
+        return out.numpy(), np.full((boxes.shape[0], 1), 0.9, dtype=np.float32)
 
 
 def _disk_case(make_disk):

@@ -30,9 +30,9 @@ def unit_fixture(shared_dir):
 def test_preprocessing_matches_official(unit_fixture) -> None:
     for i in range(len(unit_fixture["names"])):
         h, w = unit_fixture["orig_hw"][i]
-        tensor, new_hw = preprocess_image(unit_fixture["image"][i, :h, :w])
+        array, new_hw = preprocess_image(unit_fixture["image"][i, :h, :w])
         assert tuple(new_hw) == tuple(unit_fixture["new_hw"][i])
-        assert np.abs(tensor[0].numpy() - unit_fixture["input"][i]).max() <= 1e-6
+        assert np.abs(array[0] - unit_fixture["input"][i]).max() <= 1e-6
 
 
 def test_embeddings_and_logits_match_official(real_model, unit_fixture) -> None:

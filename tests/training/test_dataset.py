@@ -38,7 +38,7 @@ def test_sample_is_consistent_with_preprocessing(challenge_folder) -> None:
     s = ds.make_sample(0, label=1)
     with np.load(challenge_folder / "imgs" / ds.refs[0].case) as data:
         expected, new_hw = preprocess_image(data["imgs"], 64)
-    assert torch.equal(s.image, expected[0])
+    assert torch.equal(s.image, torch.from_numpy(expected[0]))
     assert s.new_hw == new_hw
     assert s.mask.shape == (1, 64, 64)
     assert s.mask.dtype == torch.float32

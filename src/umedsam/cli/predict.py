@@ -123,14 +123,24 @@ def _uncertainty_config(args: argparse.Namespace):  # type: ignore[no-untyped-de
         if args.ensemble or args.ensemble_masks:
             raise ValueError("--ensemble and --ensemble-masks need --uncertainty")
         return None
-    from umedsam.inference.uncertainty import UncertaintyConfig
+    from umedsam.inference.uncertainty_config import UncertaintyConfig
 
     k = args.ensemble or (4 if args.ensemble_masks else 0)
     return UncertaintyConfig(ensemble=k, ensemble_masks=args.ensemble_masks)
 
 
 def _set_threads(args: argparse.Namespace) -> None:
-    """Apply the thread count and the allocator tuning (process-wide, so only the CLI does it)."""
+    """Thread count and allocator tuning for torch (process-wide, so only the CLI does it).
+
+    Only done when torch will run the model: the ONNX Runtime and OpenVINO engines take their
+    thread count from ``--threads`` directly and never import torch.
+    """
+    if args.engine not in ("torch", "auto") or args.workers or args.scheduler:
+        return  # exported engines and Dask workers set their own threads
+    from umedsam.inference.backends.factory import AUTO_ORDER, available_engines
+
+    if args.engine == "auto" and AUTO_ORDER[0] in available_engines():
+        return
     import torch
 
     from umedsam.inference.backends.torch import tune_allocator
@@ -145,7 +155,6 @@ def run(args: argparse.Namespace) -> int:
     from umedsam.cli.progress import progress_bar
     from umedsam.errors import UmedsamError
     from umedsam.inference.runner import ensure_writable, find_cases, predict_folder
-    from umedsam.models.pretrained import load_pretrained
 
     _set_threads(args)
     try:
@@ -153,11 +162,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    batch = getattr(args, "workers", None) or getattr(args, "scheduler", None)
-    if uncertainty is not None and (args.boxes is not None or batch):
+    if uncertainty is not None and args.boxes is not None:
         print(
-            "error: --uncertainty works on case folders in this process only (not with "
-            "--boxes, --workers or --scheduler)",
+            "error: --uncertainty works on challenge case folders (not with --boxes)",
             file=sys.stderr,
         )
         return 2
@@ -168,8 +175,7 @@ def run(args: argparse.Namespace) -> int:
         ensure_writable(args.output)
         t0 = time.perf_counter()
         if args.workers or args.scheduler:
-            _, report = load_pretrained(args.model, args.checkpoint)
-            return _run_batch(args, cases, report.sha256)
+            return _run_batch(args, cases, uncertainty)
         backend, sha256 = _make_backend(args)
         load_s = time.perf_counter() - t0
     except (UmedsamError, FileNotFoundError, ValueError) as err:
@@ -241,7 +247,12 @@ def _make_backend(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
         model, report = load_pretrained(args.model, args.checkpoint)
         return TorchBackend(model), report.sha256
-    if args.checkpoint is not None:
+    from umedsam.inference.backends.factory import cached_export
+
+    if (
+        args.checkpoint is not None
+        and cached_export(args.engine, args.model, args.checkpoint) is None
+    ):
         from umedsam.models.checkpoint import load_checkpoint
         from umedsam.models.registry import build_model
 
@@ -285,22 +296,45 @@ def _run_image_file(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_batch(args: argparse.Namespace, cases: list[Path], sha256: str) -> int:
-    """``--workers``/``--scheduler``: predict on Dask workers; exit 1 if any case failed."""
+def _run_batch(args: argparse.Namespace, cases: list[Path], uncertainty) -> int:  # type: ignore[no-untyped-def]
+    """``--workers``/``--scheduler``: predict on Dask workers; exit 1 if any case failed.
+
+    ``auto`` is resolved here so every worker runs the same engine, and an exported engine's
+    graphs are exported (once) before the workers start.
+    """
     import os
 
     from umedsam.cli.progress import progress_bar
     from umedsam.errors import UmedsamError
-    from umedsam.inference.batch import ModelSpec, predict_batch
+    from umedsam.inference.batch import (
+        ModelSpec,
+        predict_batch,
+        prepare_spec_engine,
+        resolve_engine,
+    )
 
     checkpoint = None if args.checkpoint is None else str(args.checkpoint.resolve())
     threads = args.threads
     if threads is None and args.scheduler is None:
         threads = max(1, (os.cpu_count() or 1) // args.workers)
-    spec = ModelSpec(name=args.model, checkpoint=checkpoint, sha256=sha256, threads=threads)
+    engine = resolve_engine(args.engine)
+    try:
+        if engine == "torch":
+            from umedsam.models.pretrained import load_pretrained
+
+            sha256 = load_pretrained(args.model, args.checkpoint)[1].sha256
+        else:
+            from umedsam.inference.backends.factory import weights_sha256
+
+            sha256 = weights_sha256(args.model, checkpoint)
+        spec = ModelSpec(args.model, checkpoint, sha256, threads=threads, engine=engine)
+        spec = prepare_spec_engine(spec)
+    except (UmedsamError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     where = args.scheduler or f"{args.workers} local worker processes"
     if not args.quiet:
-        print(f"{len(cases)} cases on {where}")
+        print(f"{len(cases)} cases on {where}, {engine} engine")
     with progress_bar(total=len(cases), desc="predict", quiet=args.quiet) as bar:
         seen = [0]
 
@@ -324,6 +358,7 @@ def _run_batch(args: argparse.Namespace, cases: list[Path], sha256: str) -> int:
                 cache_mb=args.cache_mb,
                 resume=args.resume,
                 progress=on_progress,
+                options={"uncertainty": uncertainty} if uncertainty is not None else None,
             )
         except (UmedsamError, OSError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)

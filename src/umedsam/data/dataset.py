@@ -311,8 +311,8 @@ class NpzSegmentationDataset:
     ) -> tuple[torch.Tensor, tuple[int, int]]:
         """Preprocessed ``(3, S, S)`` image of item ``index`` under ``flips``, and its new_hw."""
         image, _ = self._slice(self.refs[index])
-        tensor, new_hw = preprocess_image(apply_flips(image, tuple(flips)), self.image_size)
-        return tensor[0], new_hw
+        array, new_hw = preprocess_image(apply_flips(image, tuple(flips)), self.image_size)
+        return torch.from_numpy(array[0]), new_hw
 
     def make_sample(
         self,

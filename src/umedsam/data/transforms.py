@@ -4,15 +4,17 @@ These reproduce the official CVPR24 LiteMedSAM inference exactly: the longest si
 the model size with OpenCV INTER_AREA (rounded half up), intensities are min-max normalised to
 [0, 1] in float64 and cast to float32, and the image is zero-padded at the bottom/right. Boxes are
 scaled by size / max(H, W) and truncated to integers. Logits are cropped to the resized extent and
-bilinearly upsampled back to the original size.
+bilinearly resized back to the original size.
+
+Everything is numpy (and OpenCV), so the ONNX Runtime and OpenVINO engines never import torch.
+:func:`resize_bilinear` reproduces ``torch.nn.functional.interpolate(mode="bilinear",
+align_corners=False)``, including its float32 rounding, so masks equal those of the official code.
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 from numpy.typing import NDArray
 
 MODEL_SIZE = 256
@@ -57,7 +59,7 @@ def to_rgb(image: NDArray) -> NDArray:
 
 def preprocess_image(
     image: NDArray, size: int = MODEL_SIZE
-) -> tuple[torch.Tensor, tuple[int, int]]:
+) -> tuple[NDArray[np.float32], tuple[int, int]]:
     """Official LiteMedSAM preprocessing of one 2D image.
 
     Args:
@@ -65,24 +67,24 @@ def preprocess_image(
         size: model input side.
 
     Returns:
-        float32 tensor (1, 3, size, size) in [0, 1], and the (h, w) of the resized content.
+        float32 array (1, 3, size, size) in [0, 1], and the (h, w) of the resized content.
     """
     resized = resize_longest_side(to_rgb(image), size)
     padded = pad_bottom_right(normalize_minmax(resized), size)
-    tensor = torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1)))[None]
-    return tensor, (resized.shape[0], resized.shape[1])
+    array = np.ascontiguousarray(padded.transpose(2, 0, 1))[None]
+    return array, (resized.shape[0], resized.shape[1])
 
 
 def preprocess_slices(
     slices: NDArray, size: int = MODEL_SIZE
-) -> tuple[torch.Tensor, tuple[int, int]]:
+) -> tuple[NDArray[np.float32], tuple[int, int]]:
     """Preprocess a stack of grey slices (N, H, W) at once, identical to preprocess_image per slice.
 
     A grey slice is resized once and broadcast to three channels (INTER_AREA works per channel, so
     this equals resizing the replicated RGB image).
 
     Returns:
-        float32 tensor (N, 3, size, size) and the resized (h, w) shared by all slices.
+        float32 array (N, 3, size, size) and the resized (h, w) shared by all slices.
     """
     n = slices.shape[0]
     new_h, new_w = resized_hw(slices.shape[1:3], size)
@@ -90,8 +92,8 @@ def preprocess_slices(
     for i in range(n):
         resized = cv2.resize(slices[i], (new_w, new_h), interpolation=cv2.INTER_AREA)
         out[i, :new_h, :new_w] = normalize_minmax(resized)
-    tensor = torch.from_numpy(out)[:, None].expand(n, 3, size, size).contiguous()
-    return tensor, (new_h, new_w)
+    array = np.ascontiguousarray(np.broadcast_to(out[:, None], (n, 3, size, size)))
+    return array, (new_h, new_w)
 
 
 def boxes_to_model_frame(
@@ -131,14 +133,60 @@ def mask_to_model_box(
     return np.asarray(box, dtype=np.float32)
 
 
+def _bilinear_axis(
+    in_size: int, out_size: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32], NDArray[np.float32]]:
+    """Source indices and float32 weights along one axis, as PyTorch computes them.
+
+    PyTorch evaluates ``scale * (dst + 0.5) - 0.5`` with a fused multiply-add in float32; doing
+    the arithmetic in float64 and rounding once to float32 gives the same value.
+    """
+    scale = np.float64(np.float32(in_size) / np.float32(out_size))
+    dst = np.arange(out_size, dtype=np.float64)
+    real = np.maximum((scale * (dst + 0.5) - 0.5).astype(np.float32), np.float32(0))
+    i0 = real.astype(np.int64)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    w1 = np.clip(real - i0.astype(np.float32), 0, 1).astype(np.float32)
+    w0 = (np.float32(1) - w1).astype(np.float32)
+    return i0, i1, w0, w1
+
+
+def _blend(a: NDArray, wa: NDArray, b: NDArray, wb: NDArray) -> NDArray[np.float32]:
+    """``a * wa + b * wb`` rounded like PyTorch's kernel (``b * wb`` rounded, then one FMA)."""
+    first = (b * wb).astype(np.float32)
+    return (first.astype(np.float64) + a.astype(np.float64) * wa.astype(np.float64)).astype(
+        np.float32
+    )
+
+
+def resize_bilinear(array: NDArray, out_hw: tuple[int, int]) -> NDArray[np.float32]:
+    """Bilinear resize of the last two axes (half-pixel centres, no antialiasing).
+
+    Equals ``F.interpolate(x, size=out_hw, mode="bilinear", align_corners=False)`` bit for bit
+    when enlarging (the usual case: low-resolution logits to the image size) and to within one
+    float32 rounding step when shrinking.
+    """
+    x = np.asarray(array, dtype=np.float32)
+    rows, cols = out_hw
+    r0, r1, hw0, hw1 = _bilinear_axis(x.shape[-2], rows)
+    c0, c1, ww0, ww1 = _bilinear_axis(x.shape[-1], cols)
+    across = _blend(x[..., c0], ww0, x[..., c1], ww1)
+    return _blend(across[..., r0, :], hw0[:, None], across[..., r1, :], hw1[:, None])
+
+
 def postprocess_logits(
-    low_res_logits: torch.Tensor, new_hw: tuple[int, int], orig_hw: tuple[int, int]
-) -> torch.Tensor:
-    """Crop (N, 1, S, S) logits to the resized extent and upsample bilinearly to (N, 1, H, W)."""
-    cropped = low_res_logits[..., : new_hw[0], : new_hw[1]]
-    return F.interpolate(cropped, size=orig_hw, mode="bilinear", align_corners=False)
+    low_res_logits: NDArray, new_hw: tuple[int, int], orig_hw: tuple[int, int]
+) -> NDArray[np.float32]:
+    """Crop (N, 1, S, S) logits to the resized extent and resize bilinearly to (N, 1, H, W)."""
+    cropped = np.asarray(low_res_logits)[..., : new_hw[0], : new_hw[1]]
+    return resize_bilinear(cropped, orig_hw)
 
 
-def logits_to_mask(logits: torch.Tensor) -> torch.Tensor:
-    """Binary mask as the official code computes it: sigmoid(logits) > 0.5."""
-    return torch.sigmoid(logits) > 0.5
+#: Smallest float32 logit whose sigmoid PyTorch rounds above 0.5 (checked against torch in tests).
+#: Tiny positive logits have a float32 sigmoid of exactly 0.5, so the mask is not quite logits > 0.
+MASK_LOGIT_THRESHOLD = np.float32(8.9406974e-08)
+
+
+def logits_to_mask(logits: NDArray) -> NDArray[np.bool_]:
+    """Binary mask as the official code computes it: ``torch.sigmoid(logits) > 0.5``."""
+    return np.asarray(logits) >= MASK_LOGIT_THRESHOLD

@@ -15,6 +15,7 @@ single-process run, so they are identical.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -30,7 +31,13 @@ from typing import Any
 from umedsam.data.npz import npz_headers
 from umedsam.errors import InputError, MissingExtraError, UmedsamError
 from umedsam.inference.manifest import RunManifest, finish_run, start_run
-from umedsam.inference.runner import CaseOutcome, ensure_writable, find_cases, predict_case_file
+from umedsam.inference.runner import (
+    CaseOutcome,
+    ensure_writable,
+    find_cases,
+    predict_case_file,
+    write_confidence_csv,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +54,21 @@ class ModelSpec:
         checkpoint: weights file as a string path (None: the model's default weights); the path
             must exist on every worker.
         sha256: expected sha256 of the weights; a worker that loads different bytes refuses.
-        threads: torch threads per worker process (None: torch's default).
+            For the torch engine it is the checkpoint's hash (``load_pretrained``); for the
+            exported engines it is ``factory.weights_sha256`` (the export cache key).
+        threads: threads per worker process (None: the engine's default).
+        engine: ``torch``, ``onnx``, ``openvino`` or ``onnx-int8`` (resolve ``auto`` first, see
+            :func:`resolve_engine`, so that every worker runs the same engine).
+        export_dir: for an exported engine, the folder of its graphs (see
+            :func:`prepare_spec_engine`); like ``checkpoint`` it must exist on every worker.
     """
 
     name: str
     checkpoint: str | None
     sha256: str
     threads: int | None = None
+    engine: str = "torch"
+    export_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,7 @@ class BatchProgress:
         skipped: valid outputs kept from an earlier run.
         retried: resubmissions after a worker died.
         last: the case that just finished (None for the initial report).
+        outcomes: every outcome of this run, in the order they finished.
     """
 
     total: int
@@ -83,6 +99,7 @@ class BatchProgress:
     skipped: int = 0
     retried: int = 0
     last: CaseOutcome | None = None
+    outcomes: list[CaseOutcome] = field(default_factory=list)
 
     @property
     def finished(self) -> int:
@@ -131,29 +148,71 @@ def worker_backend(spec: ModelSpec) -> Any:
     Raises:
         CheckpointError: the weights found here do not have ``spec.sha256``.
     """
-    key = (spec.name, spec.sha256)
+    key = (spec.name, spec.sha256, spec.engine)
     backend = _BACKENDS.get(key)
     if backend is not None:
         return backend
-    import torch
-
     from umedsam.errors import CheckpointError
-    from umedsam.inference.backends.torch import TorchBackend
-    from umedsam.models.pretrained import load_pretrained
 
-    if spec.threads:
-        torch.set_num_threads(spec.threads)
-    model, report = load_pretrained(spec.name, spec.checkpoint)
-    if report.sha256 != spec.sha256:
+    if spec.engine == "torch":
+        import torch
+
+        from umedsam.inference.backends.torch import TorchBackend
+        from umedsam.models.pretrained import load_pretrained
+
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        model, report = load_pretrained(spec.name, spec.checkpoint)
+        where, sha = str(report.path), report.sha256
+        backend = TorchBackend(model)
+    else:
+        from umedsam.inference.backends.factory import create_backend, weights_sha256
+
+        where, sha = spec.checkpoint or spec.name, weights_sha256(spec.name, spec.checkpoint)
+        backend = None
+    if sha != spec.sha256:
         raise CheckpointError(
-            f"{report.path}: sha256 {report.sha256[:12]}... on worker pid {os.getpid()} differs "
+            f"{where}: sha256 {sha[:12]}... on worker pid {os.getpid()} differs "
             f"from the client's {spec.sha256[:12]}...; give every worker the same weights"
         )
-    backend = TorchBackend(model)
+    if backend is None:
+        backend = create_backend(
+            spec.engine,
+            spec.name,
+            spec.checkpoint,
+            export_dir=spec.export_dir,
+            threads=spec.threads,
+        )
     _BACKENDS.clear()  # one model per process: a new spec replaces the old one
     _BACKENDS[key] = backend
-    logger.info("worker pid %d loaded %s (%s)", os.getpid(), spec.name, spec.sha256[:12])
+    logger.info(
+        "worker pid %d loaded %s (%s) on %s", os.getpid(), spec.name, spec.sha256[:12], spec.engine
+    )
     return backend
+
+
+def resolve_engine(engine: str) -> str:
+    """A concrete engine for ``engine`` (``auto``: the first installed in ``AUTO_ORDER``)."""
+    from umedsam.inference.backends.factory import AUTO_ORDER, available_engines
+
+    if engine != "auto":
+        return engine
+    installed = available_engines()
+    return next(e for e in AUTO_ORDER if e in installed)
+
+
+def prepare_spec_engine(spec: ModelSpec) -> ModelSpec:
+    """``spec`` with ``export_dir`` set: the export an exported engine needs, made once here.
+
+    Otherwise every worker would export the same graphs at the same time on first use. The torch
+    engine needs nothing: ``spec`` is returned unchanged.
+    """
+    if spec.engine == "torch" or spec.export_dir is not None:
+        return spec
+    from umedsam.inference.backends.factory import ensure_export
+
+    folder = ensure_export(spec.engine, spec.name, spec.checkpoint)
+    return dataclasses.replace(spec, export_dir=str(folder))
 
 
 def predict_case_task(
@@ -270,8 +329,14 @@ def predict_batch(
     out = ensure_writable(output_dir)
     ov = ensure_writable(overlay_dir) if overlay_dir is not None else None
     distributed = _import_distributed()
+    with_unc = (options or {}).get("uncertainty") is not None
     manifest, plan = start_run(
-        paths, out, model=spec.name, checkpoint_sha256=spec.sha256, resume=resume
+        paths,
+        out,
+        model=spec.name,
+        checkpoint_sha256=spec.sha256,
+        resume=resume,
+        required=("segs", "unc") if with_unc else ("segs",),
     )
     state = BatchProgress(total=len(paths), skipped=len(plan.skipped))
     if progress:
@@ -290,6 +355,8 @@ def predict_batch(
             if cluster is not None:
                 cluster.close()
     finish_run(manifest, out)
+    if with_unc:
+        write_confidence_csv(out / "confidence.csv", state.outcomes)
     return BatchResult(outcomes=manifest.outcomes(), progress=state, manifest=manifest)
 
 
@@ -370,6 +437,7 @@ def _run_on_client(
             future.release()
         if outcome is not None:
             manifest.record(outcome, attempts=attempts[job.path])
+            state.outcomes.append(outcome)
             if outcome.ok:
                 state.done += 1
             else:

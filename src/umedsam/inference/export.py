@@ -19,40 +19,36 @@ Layout of an export folder::
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import shutil
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from umedsam.errors import MissingExtraError
+from umedsam.inference.export_folder import (  # noqa: F401 (re-exported)
+    EXPORT_VERSION,
+    FORMATS,
+    GRAPH_FILES,
+    MANIFEST_NAME,
+    ONNX_OPSET,
+    PARITY_RTOL,
+    ExportManifest,
+    ParityError,
+    ParityReport,
+    _runtime_version,
+    describe_parity,
+    open_graphs,
+    read_manifest,
+    require_runtime,
+)
 
 logger = logging.getLogger(__name__)
-
-FORMATS = ("onnx", "openvino")
-EXPORT_VERSION = 1  # bump when the graphs or the folder layout change; invalidates caches
-MANIFEST_NAME = "manifest.json"
-ONNX_OPSET = 17
-# Parity tolerance: max |exported - torch| <= PARITY_RTOL * max(1, max |torch|), per output.
-PARITY_RTOL = 1e-3
-GRAPH_FILES = {
-    "onnx": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"},
-    "openvino": {"encoder": "encoder.xml", "decoder": "decoder.xml"},
-}
-
-
-class ParityError(RuntimeError):
-    """An exported graph disagrees with the PyTorch model beyond tolerance."""
 
 
 class EncoderGraph(nn.Module):
@@ -118,90 +114,6 @@ class DecoderGraph(nn.Module):
         logits = (hyper @ upscaled.flatten(2)).reshape(n, 1, upscaled.shape[2], upscaled.shape[3])
         iou = self.iou_head(hs[:, 0, :])[:, :1]
         return logits, iou
-
-
-@dataclass(frozen=True)
-class ParityReport:
-    """Largest absolute differences between an exported engine and PyTorch on a synthetic input.
-
-    Attributes:
-        encoder: max |embedding difference|.
-        logits: max |decoder logit difference| (several boxes, one call).
-        iou: max |IoU difference|.
-        passed: all three within tolerance.
-    """
-
-    encoder: float
-    logits: float
-    iou: float
-    passed: bool
-
-    @property
-    def max_diff(self) -> float:
-        """The largest of the three differences."""
-        return max(self.encoder, self.logits, self.iou)
-
-
-@dataclass(frozen=True)
-class ExportManifest:
-    """What an export folder holds (written as manifest.json).
-
-    Attributes:
-        format: "onnx" or "openvino".
-        model_name: registered model name.
-        checkpoint_sha256: sha256 of the weights file the graphs were exported from ("" if unknown).
-        image_size: side S of the model input frame.
-        embedding_shape: (C, h, w) of one embedding.
-        files: role ("encoder", "decoder", optional "encoder_int8") -> file name in the folder.
-        parity: max abs differences against PyTorch ({"encoder", "logits", "iou"}).
-        umedsam_version, export_version, torch_version, runtime_version: provenance.
-        extra: optional details (e.g. quantization parity).
-    """
-
-    format: str
-    model_name: str
-    checkpoint_sha256: str
-    image_size: int
-    embedding_shape: tuple[int, int, int]
-    files: dict[str, str]
-    parity: dict[str, float]
-    umedsam_version: str
-    export_version: int
-    torch_version: str
-    runtime_version: str
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def write(self, folder: Path) -> Path:
-        """Write manifest.json into ``folder``."""
-        path = Path(folder) / MANIFEST_NAME
-        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
-        return path
-
-
-def read_manifest(folder: str | Path) -> ExportManifest:
-    """Read ``folder/manifest.json``.
-
-    Raises:
-        FileNotFoundError: no manifest in the folder.
-        ValueError: the manifest is malformed or from another export version.
-    """
-    path = Path(folder) / MANIFEST_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"no export manifest: {path} (run 'umedsam export' first)")
-    try:
-        data = json.loads(path.read_text())
-        data["embedding_shape"] = tuple(data["embedding_shape"])
-        manifest = ExportManifest(**data)
-    except (json.JSONDecodeError, TypeError, KeyError) as err:
-        raise ValueError(f"{path}: malformed export manifest ({err})") from err
-    if manifest.export_version != EXPORT_VERSION:
-        raise ValueError(
-            f"{path}: export version {manifest.export_version}, this umedsam reads version "
-            f"{EXPORT_VERSION}; export again"
-        )
-    if manifest.format not in FORMATS:
-        raise ValueError(f"{path}: unknown format {manifest.format!r}; expected one of {FORMATS}")
-    return manifest
 
 
 def parity_inputs(image_size: int, num_boxes: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -306,27 +218,6 @@ def _export_onnx_graphs(model: nn.Module, folder: Path, opset: int = ONNX_OPSET)
         )
 
 
-def _runtime_version(fmt: str) -> str:
-    if fmt == "onnx":
-        import onnxruntime
-
-        return f"onnxruntime {onnxruntime.__version__}"
-    import openvino
-
-    return f"openvino {openvino.__version__}"
-
-
-def require_runtime(fmt: str) -> None:
-    """Raise MissingExtraError unless the runtime of ``fmt`` is importable."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    module = "onnxruntime" if fmt == "onnx" else "openvino"
-    try:
-        __import__(module)
-    except ImportError as err:
-        raise MissingExtraError(module, fmt, f"the {fmt} engine") from err
-
-
 def export_model(
     model: nn.Module,
     out_dir: str | Path,
@@ -368,7 +259,7 @@ def export_model(
             _onnx_to_openvino(tmp)
         logger.info("exported %s graphs in %.1f s", fmt, time.perf_counter() - t0)
         backend = open_graphs(fmt, tmp, int(model.image_size), threads=threads, cache_dir=None)
-        report = check_parity(model, backend.encode_numpy, backend.decode_numpy, rtol)
+        report = check_parity(model, backend.encode, backend.decode, rtol)
         del backend
         logger.info(
             "parity %s vs torch: max |diff| encoder %.3g, logits %.3g, iou %.3g",
@@ -428,35 +319,3 @@ def _onnx_to_openvino(folder: Path) -> None:
         # compress_to_fp16 defaults to True, which would round the weights: keep f32 for parity.
         ov.save_model(ov_model, str(folder / f"{role}.xml"), compress_to_fp16=False)
         onnx_path.unlink()
-
-
-def open_graphs(
-    fmt: str,
-    folder: Path,
-    image_size: int,
-    threads: int | None = None,
-    cache_dir: Path | None = None,
-    encoder_file: str | None = None,
-) -> Any:
-    """An OnnxBackend or OpenVINOBackend on the graphs of ``folder`` (default file names of ``fmt``)."""
-    files = GRAPH_FILES[fmt]
-    encoder = folder / (encoder_file or files["encoder"])
-    decoder = folder / files["decoder"]
-    if fmt == "onnx":
-        from umedsam.inference.backends.onnx import OnnxBackend
-
-        return OnnxBackend(encoder, decoder, image_size, threads=threads)
-    from umedsam.inference.backends.openvino import OpenVINOBackend
-
-    return OpenVINOBackend(encoder, decoder, image_size, threads=threads, cache_dir=cache_dir)
-
-
-def describe_parity(manifest: ExportManifest) -> str:
-    """One line: the largest differences recorded in a manifest."""
-    p = manifest.parity
-    worst = max(p.values()) if p else math.nan
-    return (
-        f"parity vs torch ({manifest.format}): max |diff| encoder {p.get('encoder', math.nan):.3g}, "
-        f"logits {p.get('logits', math.nan):.3g}, iou {p.get('iou', math.nan):.3g} "
-        f"(largest {worst:.3g})"
-    )

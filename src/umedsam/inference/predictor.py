@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
-from torch import nn
 
 from umedsam.data.npz import validate_boxes
 from umedsam.data.transforms import (
@@ -20,7 +20,6 @@ from umedsam.data.transforms import (
 )
 from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
-from umedsam.inference.backends.torch import TorchBackend
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +40,19 @@ class Prediction:
     masks: NDArray[np.bool_]
     iou: NDArray[np.float32]
     logits: NDArray[np.float32] | None
-    low_res_logits: torch.Tensor
+    low_res_logits: NDArray[np.float32]
 
 
-def as_backend(model_or_backend: nn.Module | Backend) -> Backend:
-    """Wrap an nn.Module in a TorchBackend; pass a Backend through."""
-    if isinstance(model_or_backend, nn.Module):
+def as_backend(model_or_backend: Any) -> Backend:
+    """Wrap a torch ``nn.Module`` in a TorchBackend; pass a Backend through.
+
+    torch is only consulted when it is already imported: an object cannot be an ``nn.Module``
+    otherwise, and the ONNX Runtime / OpenVINO paths stay free of it.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(model_or_backend, torch.nn.Module):
+        from umedsam.inference.backends.torch import TorchBackend
+
         return TorchBackend(model_or_backend)
     return model_or_backend
 
@@ -79,10 +85,10 @@ class Predictor:
         model: a built model with weights loaded, or any Backend (ONNX Runtime, OpenVINO ...).
     """
 
-    def __init__(self, model: nn.Module | Backend) -> None:
+    def __init__(self, model: Any) -> None:
         self.backend = as_backend(model)
         self.image_size = self.backend.image_size
-        self._embedding: torch.Tensor | None = None
+        self._embedding: NDArray[np.float32] | None = None
         self._orig_hw: tuple[int, int] | None = None
         self._new_hw: tuple[int, int] | None = None
 
@@ -92,7 +98,7 @@ class Predictor:
         return self._embedding is not None
 
     @property
-    def embedding(self) -> torch.Tensor:
+    def embedding(self) -> NDArray[np.float32]:
         """The current image embedding (1, C, S/4, S/4)."""
         if self._embedding is None:
             raise RuntimeError("call set_image(image) before using the embedding")
@@ -101,14 +107,14 @@ class Predictor:
     def set_image(self, image: NDArray) -> None:
         """Preprocess and encode ``image`` ((H, W) or (H, W, 3), any real dtype)."""
         image = check_image_2d(image)
-        tensor, new_hw = preprocess_image(image, self.image_size)
-        self._embedding = self.backend.encode(tensor)
+        array, new_hw = preprocess_image(image, self.image_size)
+        self._embedding = self.backend.encode(array)
         self._orig_hw = (int(image.shape[0]), int(image.shape[1]))
         self._new_hw = new_hw
 
-    def set_embedding(self, embedding: torch.Tensor, orig_hw: tuple[int, int]) -> None:
+    def set_embedding(self, embedding: NDArray, orig_hw: tuple[int, int]) -> None:
         """Use a precomputed embedding (1, C, h, w) of an image of size ``orig_hw``."""
-        self._embedding = embedding
+        self._embedding = np.asarray(embedding, dtype=np.float32)
         self._orig_hw = (int(orig_hw[0]), int(orig_hw[1]))
         self._new_hw = resized_hw(self._orig_hw, self.image_size)
 
@@ -116,9 +122,11 @@ class Predictor:
         """Forget the current image and embedding."""
         self._embedding = self._orig_hw = self._new_hw = None
 
-    def predict_torch(self, boxes_model: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict_model_frame(
+        self, boxes_model: NDArray
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Decode boxes already in the model frame: (N, 4) -> logits (N, 1, S, S), IoU (N, 1)."""
-        return self.backend.decode(self.embedding, boxes_model)
+        return self.backend.decode(self.embedding, np.asarray(boxes_model, dtype=np.float32))
 
     def predict(self, boxes_xyxy: NDArray, return_logits: bool = True) -> Prediction:
         """Segment each box on the current image.
@@ -138,20 +146,20 @@ class Predictor:
             raise RuntimeError("call set_image(image) before predict(boxes)")
         h, w = self._orig_hw
         boxes = validate_boxes(np.asarray(boxes_xyxy), (h, w), is_3d=False)
-        boxes_model = torch.from_numpy(boxes_to_model_frame(boxes, self._orig_hw, self.image_size))
-        low_res, iou = self.predict_torch(boxes_model)
+        boxes_model = boxes_to_model_frame(boxes, self._orig_hw, self.image_size)
+        low_res, iou = self.predict_model_frame(boxes_model)
         masks = np.zeros((boxes.shape[0], h, w), dtype=bool)
         logits = np.zeros((boxes.shape[0], h, w), dtype=np.float32) if return_logits else None
         for start in range(0, boxes.shape[0], UPSAMPLE_CHUNK):
             chunk = postprocess_logits(
                 low_res[start : start + UPSAMPLE_CHUNK], self._new_hw, (h, w)
             )
-            masks[start : start + chunk.shape[0]] = logits_to_mask(chunk)[:, 0].numpy()
+            masks[start : start + chunk.shape[0]] = logits_to_mask(chunk)[:, 0]
             if logits is not None:
-                logits[start : start + chunk.shape[0]] = chunk[:, 0].numpy()
+                logits[start : start + chunk.shape[0]] = chunk[:, 0]
         return Prediction(
             masks=masks,
-            iou=iou[:, 0].numpy().astype(np.float32),
+            iou=np.asarray(iou)[:, 0].astype(np.float32),
             logits=logits,
             low_res_logits=low_res,
         )

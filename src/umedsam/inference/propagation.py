@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 
 from umedsam.data.transforms import (
@@ -50,7 +49,7 @@ class SliceResult:
     object_ids: NDArray[np.int64]
     masks: NDArray[np.bool_]
     iou: NDArray[np.float32]
-    low_res_logits: torch.Tensor
+    low_res_logits: NDArray[np.float32]
 
 
 @dataclass
@@ -65,33 +64,36 @@ class PropagationStats:
 
 @dataclass
 class EmbeddingCache:
-    """Bounded store of slice embeddings; refuses new entries once ``max_mb`` is reached."""
+    """Bounded store of slice embeddings; refuses new entries once ``max_mb`` is reached.
+
+    ``dtype`` float16 halves the memory but rounds the embeddings, which can move mask edges;
+    the default float32 keeps the masks identical to recomputing the embedding.
+    """
 
     max_mb: float = 1024.0
-    dtype: torch.dtype = torch.float32
-    _store: dict[int, torch.Tensor] = field(default_factory=dict)
+    dtype: type[np.floating] = np.float32
+    _store: dict[int, NDArray] = field(default_factory=dict)
     _bytes: int = 0
 
-    def get(self, z: int) -> torch.Tensor | None:
+    def get(self, z: int) -> NDArray[np.float32] | None:
         """The embedding of slice z as float32, or None."""
         emb = self._store.get(z)
-        return None if emb is None else emb.float()
+        return None if emb is None else emb.astype(np.float32, copy=False)
 
-    def put(self, z: int, embedding: torch.Tensor) -> bool:
+    def put(self, z: int, embedding: NDArray) -> bool:
         """Store if there is room; returns whether it was stored."""
-        stored = embedding.to(self.dtype)
-        size = stored.element_size() * stored.nelement()
-        if self._bytes + size > self.max_mb * 2**20:
+        stored = np.asarray(embedding).astype(self.dtype, copy=True)
+        if self._bytes + stored.nbytes > self.max_mb * 2**20:
             return False
         self._store[z] = stored
-        self._bytes += size
+        self._bytes += stored.nbytes
         return True
 
     def discard(self, z: int) -> None:
         """Drop slice z if present."""
         emb = self._store.pop(z, None)
         if emb is not None:
-            self._bytes -= emb.element_size() * emb.nelement()
+            self._bytes -= emb.nbytes
 
     @property
     def megabytes(self) -> float:
@@ -140,14 +142,14 @@ def propagate(
     labels = np.arange(1, n + 1)
     down_needed = {z for i in range(n) for z in range(int(z_lo[i]), int(z_key[i]))}
 
-    def embed(z: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    def embed(z: int) -> tuple[NDArray[np.float32], tuple[int, int]]:
         cached = cache.get(z)
         new_hw = resized_hw((h, w), size)
         if cached is not None:
             stats.cache_hits += 1
             return cached, new_hw
-        tensor, new_hw = preprocess_slices(volume[z : z + 1], size)
-        emb = backend.encode(tensor)
+        array, new_hw = preprocess_slices(volume[z : z + 1], size)
+        emb = backend.encode(array)
         stats.encoder_calls += 1
         return emb, new_hw
 
@@ -163,15 +165,15 @@ def propagate(
             if i in prev:
                 box = mask_to_model_box(prev[i], label=int(labels[i]), size=size)
             prompts.append(key_boxes[i] if box is None else box)
-        low_res, iou = backend.decode(emb, torch.from_numpy(np.stack(prompts)))
+        low_res, iou = backend.decode(emb, np.stack(prompts))
         stats.decoder_boxes += len(active)
-        masks = logits_to_mask(postprocess_logits(low_res, new_hw, (h, w)))[:, 0].numpy()
+        masks = logits_to_mask(postprocess_logits(low_res, new_hw, (h, w)))[:, 0]
         return SliceResult(
             z=z,
             direction=direction,
             object_ids=np.asarray(active, dtype=np.int64),
             masks=masks,
-            iou=iou[:, 0].numpy().astype(np.float32),
+            iou=np.asarray(iou)[:, 0].astype(np.float32),
             low_res_logits=low_res,
         )
 

@@ -24,7 +24,7 @@ from umedsam.errors import InputError, UmedsamError
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.overlay import render_overlay
 from umedsam.inference.segment import CaseSegmentation, segment_case
-from umedsam.inference.uncertainty import UncertaintyConfig
+from umedsam.inference.uncertainty_config import UncertaintyConfig
 
 logger = logging.getLogger(__name__)
 

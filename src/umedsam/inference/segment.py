@@ -7,15 +7,18 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from numpy.typing import NDArray
 
 from umedsam.data.npz import Case
-from umedsam.data.transforms import boxes_to_model_frame, preprocess_image, resized_hw
-from umedsam.inference import uncertainty as U
+from umedsam.data.transforms import (
+    boxes_to_model_frame,
+    preprocess_image,
+    resize_bilinear,
+    resized_hw,
+)
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.predictor import UPSAMPLE_CHUNK, Prediction, Predictor
 from umedsam.inference.propagation import (
@@ -24,6 +27,10 @@ from umedsam.inference.propagation import (
     paint_labels,
     propagate,
 )
+
+if TYPE_CHECKING:  # the uncertainty code uses torch; it is imported only when asked for
+    from umedsam.inference import uncertainty as U
+    from umedsam.inference.uncertainty_config import UncertaintyConfig
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +99,7 @@ def segment_image(
     backend: Backend,
     image: NDArray,
     boxes: NDArray,
-    uncertainty: U.UncertaintyConfig | None = None,
+    uncertainty: UncertaintyConfig | None = None,
 ) -> CaseSegmentation:
     """Segment N boxes (N, 4) on one 2D image: one encoder call, batched decoder calls.
 
@@ -119,7 +126,7 @@ def add_image_uncertainty(
     boxes: NDArray,
     pred: Prediction,
     segs: NDArray,
-    config: U.UncertaintyConfig,
+    config: UncertaintyConfig,
 ) -> CaseSegmentation:
     """Uncertainty outputs for a 2D prediction already made by ``predictor`` (image set).
 
@@ -135,6 +142,10 @@ def add_image_uncertainty(
         A CaseSegmentation with ``uncertainty`` set (``segs`` replaced only with
         ``config.ensemble_masks``).
     """
+    import torch
+
+    from umedsam.inference import uncertainty as U
+
     start = time.perf_counter()
     backend = predictor.backend
     orig_hw = (int(image.shape[0]), int(image.shape[1]))
@@ -144,8 +155,8 @@ def add_image_uncertainty(
     )
     flipped = None
     if config.flip:
-        tensor, _ = preprocess_image(np.ascontiguousarray(image[:, ::-1]), predictor.image_size)
-        flipped = backend.encode(tensor)
+        array, _ = preprocess_image(np.ascontiguousarray(image[:, ::-1]), predictor.image_size)
+        flipped = backend.encode(array)
     rng = np.random.default_rng(config.seed)
     members = U.decode_ensemble(
         backend, predictor.embedding, boxes_model, new_hw, config, rng, flipped
@@ -156,14 +167,9 @@ def add_image_uncertainty(
         mean, _ = U.ensemble_mean_var(torch.cat([base[None], members]))
         segs = np.zeros_like(segs)
         for lo in range(0, mean.shape[0], UPSAMPLE_CHUNK):
-            chunk = F.interpolate(
-                mean[lo : lo + UPSAMPLE_CHUNK, None],
-                size=orig_hw,
-                mode="bilinear",
-                align_corners=False,
-            )
+            chunk = resize_bilinear(mean[lo : lo + UPSAMPLE_CHUNK].numpy(), orig_hw)
             labels = np.arange(lo + 1, lo + 1 + chunk.shape[0])
-            paint_labels(segs, (chunk[:, 0] > 0.5).numpy(), labels)
+            paint_labels(segs, chunk > 0.5, labels)
     result = CaseUncertainty(
         unc=U.max_uncertainty_map(unc_maps, orig_hw),
         confidence=scores.confidence,
@@ -181,7 +187,7 @@ def segment_volume_case(
     boxes_3d: NDArray,
     cache_mb: float = 1024.0,
     progress: Callable[[int], None] | None = None,
-    uncertainty: U.UncertaintyConfig | None = None,
+    uncertainty: UncertaintyConfig | None = None,
 ) -> CaseSegmentation:
     """Segment N 3D boxes (N, 6) in a (D, H, W) volume by slice propagation.
 
@@ -216,6 +222,8 @@ class _VolumeAccumulator:
     """Per-object sums over slices for 3D uncertainty, and the per-slice maps."""
 
     def __init__(self, shape: tuple[int, ...], n: int, image_size: int, rule: str) -> None:
+        from umedsam.inference import uncertainty as U  # noqa: F811
+
         d, h, w = shape
         self.rule = rule
         self.slice_rule = rule if rule in ("iou", "entropy", "expected_dice") else "combined"
@@ -226,7 +234,11 @@ class _VolumeAccumulator:
         self.slice_conf = np.full((n, d), math.nan, dtype=np.float32)
         self.seconds = 0.0
 
-    def add(self, z: int, ids: NDArray, low_res: torch.Tensor, iou: NDArray) -> None:
+    def add(self, z: int, ids: NDArray, low_res: NDArray, iou: NDArray) -> None:
+        import torch
+
+        from umedsam.inference import uncertainty as U  # noqa: F811
+
         start = time.perf_counter()
         base = U.crop_to_content(low_res[:, 0], self.new_hw).float()
         scores, maps = U.object_scores(base, iou, None, self.slice_rule)
@@ -236,6 +248,8 @@ class _VolumeAccumulator:
         self.seconds += time.perf_counter() - start
 
     def finish(self, segs: NDArray, boxes_3d: NDArray) -> CaseUncertainty:
+        from umedsam.inference import uncertainty as U  # noqa: F811
+
         start = time.perf_counter()
         n = boxes_3d.shape[0]
         mask_boxes = np.full((n, 6), np.nan)
@@ -259,7 +273,7 @@ def segment_case(
     case: Case,
     cache_mb: float = 1024.0,
     progress: Callable[[int], None] | None = None,
-    uncertainty: U.UncertaintyConfig | None = None,
+    uncertainty: UncertaintyConfig | None = None,
 ) -> CaseSegmentation:
     """Segment a validated challenge case (2D or 3D), optionally with uncertainty outputs."""
     if case.is_3d:
@@ -272,7 +286,7 @@ def segment_case(
 def segment_with_uncertainty(
     backend: Backend,
     case: Case,
-    config: U.UncertaintyConfig | None = None,
+    config: UncertaintyConfig | None = None,
     cache_mb: float = 1024.0,
 ) -> CaseSegmentation:
     """Segment a case and estimate its uncertainty (default :class:`UncertaintyConfig`).
@@ -281,4 +295,6 @@ def segment_with_uncertainty(
         A CaseSegmentation whose ``uncertainty`` holds ``unc``, per-object confidence, the IoU-head
         estimate and the area of each label.
     """
-    return segment_case(backend, case, cache_mb, uncertainty=config or U.UncertaintyConfig())
+    from umedsam.inference.uncertainty_config import UncertaintyConfig
+
+    return segment_case(backend, case, cache_mb, uncertainty=config or UncertaintyConfig())

@@ -29,59 +29,12 @@ import torch
 from numpy.typing import NDArray
 
 from umedsam.inference.backends.base import Backend
-
-#: Per-object confidence rules (see :func:`combine_confidence`).
-RULES = ("combined", "iou", "entropy", "expected_dice", "box", "ensemble")
+from umedsam.inference.uncertainty_config import RULES, UncertaintyConfig  # noqa: F401
 
 #: Cues the ``combined`` rule multiplies (geometric mean of those that were computed).
 COMBINED_CUES = ("iou", "expected_dice", "box", "agreement")
 
 _EPS = 1e-6
-
-
-@dataclass(frozen=True)
-class UncertaintyConfig:
-    """How uncertainty is estimated.
-
-    Attributes:
-        ensemble: extra decoder passes per object with jittered boxes (0 = no jitter ensemble).
-        jitter_px: largest shift of each box side in model-frame pixels (S = 256 for LiteMedSAM),
-            further limited to ``jitter_frac`` of the box side so small boxes keep their object.
-        jitter_frac: largest shift as a fraction of the box side (width for x, height for y).
-        flip: add one member decoded on the horizontally mirrored image (one extra encoder call).
-        seed: seed of the jitter generator; each case restarts from it, so results do not depend
-            on the order of cases.
-        rule: per-object confidence rule, one of :data:`RULES`.
-        ensemble_masks: use the ensemble-mean probability (> 0.5) as the mask instead of the base
-            pass (changes ``segs``; needs ``ensemble > 0`` or ``flip``).
-    """
-
-    ensemble: int = 0
-    jitter_px: float = 3.0
-    jitter_frac: float = 0.1
-    flip: bool = False
-    seed: int = 0
-    rule: str = "combined"
-    ensemble_masks: bool = False
-
-    def __post_init__(self) -> None:
-        if self.ensemble < 0:
-            raise ValueError(f"ensemble must be >= 0 decoder passes; got {self.ensemble}")
-        if self.jitter_px < 0 or self.jitter_frac < 0:
-            raise ValueError(
-                f"jitter_px and jitter_frac must be >= 0; got {self.jitter_px}, {self.jitter_frac}"
-            )
-        if self.rule not in RULES:
-            raise ValueError(f"rule must be one of {', '.join(RULES)}; got {self.rule!r}")
-        if self.ensemble_masks and not self.has_ensemble:
-            raise ValueError("ensemble_masks needs an ensemble: set ensemble > 0 or flip=True")
-        if self.rule == "ensemble" and not self.has_ensemble:
-            raise ValueError("rule 'ensemble' needs an ensemble: set ensemble > 0 or flip=True")
-
-    @property
-    def has_ensemble(self) -> bool:
-        """Whether any extra decoder pass is run."""
-        return self.ensemble > 0 or self.flip
 
 
 @dataclass(frozen=True)
@@ -121,9 +74,9 @@ def binary_entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(p * torch.log2(p) + (1 - p) * torch.log2(1 - p))
 
 
-def crop_to_content(low_res: torch.Tensor, new_hw: tuple[int, int]) -> torch.Tensor:
-    """Crop (..., S, S) model-frame maps to the resized image extent (..., h, w)."""
-    return low_res[..., : new_hw[0], : new_hw[1]]
+def crop_to_content(low_res: torch.Tensor | NDArray, new_hw: tuple[int, int]) -> torch.Tensor:
+    """Crop (..., S, S) model-frame maps (tensor or array) to the resized extent (..., h, w)."""
+    return torch.as_tensor(low_res)[..., : new_hw[0], : new_hw[1]]
 
 
 def jitter_boxes(
@@ -215,15 +168,13 @@ def decode_ensemble(
             boxes, config.ensemble, rng, config.jitter_px, config.jitter_frac, new_hw
         )
         n = boxes.shape[0]
-        low_res, _ = backend.decode(embedding, torch.from_numpy(jittered.reshape(-1, 4)))
+        low_res, _ = backend.decode(np.asarray(embedding), jittered.reshape(-1, 4))
         cropped = crop_to_content(low_res[:, 0], new_hw)
         members.extend(cropped.reshape(config.ensemble, n, *cropped.shape[-2:]).unbind(0))
     if config.flip:
         if flipped_embedding is None:
             raise ValueError("config.flip needs the embedding of the mirrored image")
-        low_res, _ = backend.decode(
-            flipped_embedding, torch.from_numpy(flip_boxes(boxes, new_hw[1]))
-        )
+        low_res, _ = backend.decode(np.asarray(flipped_embedding), flip_boxes(boxes, new_hw[1]))
         members.append(crop_to_content(low_res[:, 0], new_hw).flip(-1))
     if not members:
         return torch.zeros((0, boxes.shape[0], *new_hw), dtype=torch.float32)

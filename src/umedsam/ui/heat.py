@@ -11,7 +11,6 @@ from types import ModuleType
 
 import cv2
 import numpy as np
-import torch
 from numpy.typing import NDArray
 
 logger = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ def uncertainty_tools() -> ModuleType | None:
 
 
 def object_heat(
-    low_res_logits: torch.Tensor,
+    low_res_logits: NDArray,
     iou: NDArray,
     new_hw: tuple[int, int],
     orig_hw: tuple[int, int],

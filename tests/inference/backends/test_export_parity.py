@@ -79,13 +79,14 @@ def test_export_writes_graphs_manifest_and_passes_parity(tiny_model, tmp_path, f
     with torch.inference_mode():
         ref_emb = tiny_model.encode(image)
         ref_logits, _ = tiny_model.decode(ref_emb, boxes)
-    emb = backend.encode(image)
-    np.testing.assert_allclose(emb.numpy(), ref_emb.numpy(), atol=1e-4)
+    emb = backend.encode(image.numpy())
+    assert isinstance(emb, np.ndarray) and emb.dtype == np.float32
+    np.testing.assert_allclose(emb, ref_emb.numpy(), atol=1e-4)
     for n in (1, 4):
-        logits, iou = backend.decode(ref_emb, boxes[:n])
+        logits, iou = backend.decode(ref_emb.numpy(), boxes[:n].numpy())
         assert logits.shape == (n, 1, 64, 64)
         assert iou.shape == (n, 1)
-        np.testing.assert_allclose(logits.numpy(), ref_logits[:n].numpy(), atol=1e-3)
+        np.testing.assert_allclose(logits, ref_logits[:n].numpy(), atol=1e-3)
 
 
 @pytest.mark.onnx

@@ -1,10 +1,14 @@
-"""The small interface every inference engine implements."""
+"""The small interface every inference engine implements (numpy arrays in, numpy arrays out).
+
+Arrays keep the inference pipeline free of torch: the ONNX Runtime and OpenVINO engines run a
+whole case without importing it, which is most of the start-up time of a small case.
+"""
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-import torch
+import numpy as np
 
 
 @runtime_checkable
@@ -19,12 +23,10 @@ class Backend(Protocol):
     name: str
     image_size: int
 
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
+    def encode(self, images: np.ndarray) -> np.ndarray:
         """(B, 3, S, S) float32 in [0, 1] -> embeddings (B, C, S/4, S/4) float32."""
         ...
 
-    def decode(
-        self, embedding: torch.Tensor, boxes: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode(self, embedding: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Embedding (1, C, h, w) and boxes (N, 4) in the model frame -> logits (N, 1, S, S), IoU (N, 1)."""
         ...

@@ -66,7 +66,7 @@ def weights_sha256(model_name: str, checkpoint: str | Path | None = None) -> str
         FileNotFoundError: the checkpoint does not exist.
         ValueError: ``model_name`` has no packaged weights and no checkpoint was given.
     """
-    from umedsam.models.checkpoint import LITEMEDSAM_SHA256, file_sha256
+    from umedsam.models.weights_id import LITEMEDSAM_SHA256, file_sha256
 
     if checkpoint is not None:
         path = Path(checkpoint)
@@ -90,7 +90,7 @@ def weights_sha256(model_name: str, checkpoint: str | Path | None = None) -> str
 
 def export_cache_dir(fmt: str, model_name: str, sha256: str) -> Path:
     """Cache folder of the ``fmt`` export of ``model_name`` with weights ``sha256``."""
-    from umedsam.inference.export import EXPORT_VERSION
+    from umedsam.inference.export_folder import EXPORT_VERSION
 
     return cache_root() / "exports" / fmt / f"{model_name}-{sha256[:16]}-v{EXPORT_VERSION}"
 
@@ -136,6 +136,50 @@ def create_backend(
     return _open_export(engine, folder, threads)
 
 
+def cached_export(
+    engine: str, model_name: str = "litemedsam", checkpoint: str | Path | None = None
+) -> Path | None:
+    """The valid cached export folder of an exported ``engine`` for these weights, or None.
+
+    A cached export was made from weights with this sha256 and passed parity, so the checkpoint
+    was already validated then: using it needs neither torch nor reading the weights again.
+    """
+    fmt = _ENGINE_FORMAT.get(engine)
+    if fmt is None:
+        return None
+    from umedsam.inference.export_folder import read_manifest
+
+    sha = weights_sha256(model_name, checkpoint)
+    folder = export_cache_dir(fmt, model_name, sha)
+    try:
+        manifest = read_manifest(folder)
+    except (FileNotFoundError, ValueError):
+        return None
+    if manifest.checkpoint_sha256 != sha or manifest.model_name != model_name:
+        return None
+    return folder
+
+
+def ensure_export(
+    engine: str, model_name: str = "litemedsam", checkpoint: str | Path | None = None
+) -> Path:
+    """The cached export folder an exported ``engine`` runs from, exporting it if needed.
+
+    Raises:
+        ValueError: ``engine`` is not an exported engine.
+        MissingExtraError: the engine's runtime is not installed.
+        ParityError: a fresh export disagrees with PyTorch.
+    """
+    if engine not in _ENGINE_FORMAT:
+        raise ValueError(
+            f"{engine!r} runs no exported graphs; expected one of {list(_ENGINE_FORMAT)}"
+        )
+    package, extra = _ENGINE_EXTRA.get(engine, ("onnx", "onnx"))
+    if importlib.util.find_spec(package) is None:
+        raise MissingExtraError(package, extra, f"the {engine} engine")
+    return _ensure_export(_ENGINE_FORMAT[engine], model_name, checkpoint, None, None)
+
+
 def _create_torch(model_name: str, checkpoint: str | Path | None) -> Backend:
     from umedsam.inference.backends.torch import TorchBackend
     from umedsam.models.pretrained import load_pretrained
@@ -150,7 +194,7 @@ def _create_auto(
     export_dir: str | Path | None,
     threads: int | None,
 ) -> Backend:
-    from umedsam.inference.export import ParityError
+    from umedsam.inference.export_folder import ParityError
 
     installed = available_engines()
     for engine in AUTO_ORDER:
@@ -174,7 +218,7 @@ def _ensure_export(
     threads: int | None,
 ) -> Path:
     """The folder holding a valid ``fmt`` export of the model, exporting it if needed."""
-    from umedsam.inference.export import export_model, read_manifest
+    from umedsam.inference.export_folder import read_manifest
 
     sha = None
     if export_dir is not None:
@@ -206,6 +250,7 @@ def _ensure_export(
             except ValueError as err:
                 logger.warning("ignoring cached export %s: %s", folder, err)
     sha = sha or weights_sha256(model_name, checkpoint)
+    from umedsam.inference.export import export_model
     from umedsam.models.pretrained import load_pretrained
 
     logger.info("exporting %s for the %s engine into %s (once)", model_name, fmt, folder)
@@ -216,7 +261,7 @@ def _ensure_export(
 
 def _open_export(engine: str, folder: Path, threads: int | None) -> Backend:
     """Open the graphs of an export folder for ``engine``."""
-    from umedsam.inference.export import open_graphs, read_manifest
+    from umedsam.inference.export_folder import open_graphs, read_manifest
 
     manifest = read_manifest(folder)
     encoder_file = None

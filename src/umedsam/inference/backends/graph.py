@@ -1,19 +1,18 @@
 """Shared plumbing of engines that run exported graphs (ONNX Runtime, OpenVINO).
 
 Subclasses implement one encoder call and one decoder call on numpy arrays; this base class
-converts tensors, makes arrays contiguous float32 and chunks the boxes of a decoder call.
+makes arrays contiguous float32 and chunks the boxes of a decoder call. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 DECODE_CHUNK = 8  # boxes per call: batching saves no compute; each box holds ~40 MB
 
 
 class GraphBackend:
-    """Backend protocol (``encode``/``decode`` on tensors) over numpy graph calls.
+    """Backend protocol (``encode``/``decode`` on arrays) over one-call graph runners.
 
     Attributes:
         name: engine name shown to users.
@@ -31,13 +30,11 @@ class GraphBackend:
     ) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def encode_numpy(self, images: np.ndarray) -> np.ndarray:
+    def encode(self, images: np.ndarray) -> np.ndarray:
         """(B, 3, S, S) float32 -> (B, C, S/4, S/4) float32."""
         return self._run_encoder(np.ascontiguousarray(images, dtype=np.float32))
 
-    def decode_numpy(
-        self, embedding: np.ndarray, boxes: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def decode(self, embedding: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Embedding (1, C, h, w) and boxes (N, 4) -> logits (N, 1, S, S), iou (N, 1); chunked."""
         emb = np.ascontiguousarray(embedding, dtype=np.float32)
         boxes = np.ascontiguousarray(boxes, dtype=np.float32).reshape(-1, 4)
@@ -47,17 +44,3 @@ class GraphBackend:
             logits.append(lo)
             ious.append(iou)
         return np.concatenate(logits), np.concatenate(ious)
-
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> (B, C, S/4, S/4) float32 on the CPU."""
-        return torch.from_numpy(self.encode_numpy(images.detach().cpu().float().numpy()))
-
-    def decode(
-        self, embedding: torch.Tensor, boxes: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decode all ``boxes`` (N, 4, model frame) against one embedding (1, C, h, w)."""
-        lo, iou = self.decode_numpy(
-            embedding.detach().cpu().float().numpy(),
-            torch.as_tensor(boxes, dtype=torch.float32).numpy(),
-        )
-        return torch.from_numpy(lo), torch.from_numpy(iou)

@@ -7,6 +7,7 @@ import ctypes.util
 import logging
 import sys
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -63,20 +64,22 @@ class TorchBackend:
         self.image_size = int(model.image_size)
 
     @torch.inference_mode()
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> (B, C, S/4, S/4) on the CPU."""
+    def encode_tensor(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) tensor -> (B, C, S/4, S/4) float32 tensor on the CPU."""
         return self.model.encode(images.to(self.device, torch.float32)).float().cpu()
 
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """(B, 3, S, S) float32 array -> (B, C, S/4, S/4) float32 array."""
+        return self.encode_tensor(torch.as_tensor(np.asarray(images, dtype=np.float32))).numpy()
+
     @torch.inference_mode()
-    def decode(
-        self, embedding: torch.Tensor, boxes: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode(self, embedding: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Decode all ``boxes`` (N, 4) against one embedding, DECODE_CHUNK at a time."""
-        emb = embedding.to(self.device, torch.float32)
-        boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+        emb = torch.as_tensor(np.asarray(embedding, dtype=np.float32)).to(self.device)
+        box_t = torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4)
         logits, ious = [], []
-        for start in range(0, boxes.shape[0], DECODE_CHUNK):
-            lo, iou = self.model.decode(emb, boxes[start : start + DECODE_CHUNK].to(self.device))
+        for start in range(0, box_t.shape[0], DECODE_CHUNK):
+            lo, iou = self.model.decode(emb, box_t[start : start + DECODE_CHUNK].to(self.device))
             logits.append(lo.float().cpu())
             ious.append(iou.float().cpu())
-        return torch.cat(logits), torch.cat(ious)
+        return torch.cat(logits).numpy(), torch.cat(ious).numpy()
