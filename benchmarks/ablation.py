@@ -204,6 +204,35 @@ def evaluate_arm(
     }
 
 
+def ship_decoder(checkpoint: str, out: Path) -> dict[str, Any]:
+    """Write the fine-tuned mask decoder of ``checkpoint`` as a packaged weights file.
+
+    Only ``mask_decoder.*`` tensors are kept (the arms train nothing else), stored as float16
+    (the model computes in float32); ``load_pretrained("umedsam_litemedsam")`` loads them on top
+    of the bundled LiteMedSAM weights. Returns the largest change from LiteMedSAM's decoder.
+    """
+    from umedsam.models.pretrained import load_pretrained
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
+    base = load_pretrained("litemedsam")[0].state_dict()
+    decoder = {k: v.to(torch.float16) for k, v in state.items() if k.startswith("mask_decoder.")}
+    changed = {k: float((state[k] - base[k]).abs().max()) for k in decoder}
+    frozen = [
+        k
+        for k, v in state.items()
+        if not k.startswith("mask_decoder.") and not torch.equal(v, base[k])
+    ]
+    if frozen:
+        raise RuntimeError(f"{checkpoint}: tensors outside the decoder changed, e.g. {frozen[0]}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(decoder, out)
+    return {
+        "tensors": len(decoder),
+        "max_abs_change": max(changed.values()),
+        "bytes": out.stat().st_size,
+    }
+
+
 def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
     """ablation.md (tables) and training_curves.png into --work."""
     arms = [a for a in args.arms if a in results["arms"]]
@@ -285,6 +314,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-per-modality", type=int, help="first N train cases per modality")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--ship", help="arm whose fine-tuned decoder becomes a packaged file")
+    parser.add_argument(
+        "--ship-to",
+        type=Path,
+        default=Path(__file__).resolve().parents[1]
+        / "src"
+        / "umedsam"
+        / "weights"
+        / "umedsam_litemedsam_decoder.pt",
+    )
     args = parser.parse_args(argv)
     args.arms = list(args.arms)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -327,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         results_path.write_text(json.dumps(results, indent=1), encoding="utf-8")
     write_report(results, args)
     print((args.work / "ablation.md").read_text(encoding="utf-8"))
+    if args.ship:
+        shipped = ship_decoder(results["arms"][args.ship]["train"]["checkpoint"], args.ship_to)
+        print(f"arm {args.ship} decoder -> {args.ship_to}: {shipped}")
     return 0
 
 

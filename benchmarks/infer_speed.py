@@ -361,8 +361,8 @@ def report_case(name: str, gts_path: Path | None, rows: dict[str, Runs]) -> str:
     lines = [
         f"**{name}**",
         "",
-        "| engine | wall s (median) | runs | CPU s | speed-up wall | speed-up wall, official w/o overlay | speed-up CPU | peak RSS MB | encoder calls | torch imported | DSC vs GT | agree w/ official (min obj DSC) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| engine | wall s (median) | runs | CPU s | speed-up wall | speed-up wall, official w/o overlay | speed-up CPU | start-up s (imports + model) | peak RSS MB | encoder calls | torch imported | DSC vs GT | agree w/ official (min obj DSC) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for engine, r in rows.items():
         dsc = agree = float("nan")
@@ -383,11 +383,13 @@ def report_case(name: str, gts_path: Path | None, rows: dict[str, Runs]) -> str:
         elif r.overlay:
             ratio_n = f"(overlay {statistics.median(r.overlay):.2f} s)"
         torch_used = r.info.get("torch_imported", engine == "official")
+        start_s = r.info.get("import_s", 0.0) + r.info.get("load_s", 0.0)
         mark = "~" if r.extrapolated else ""
         label = engine + (f" ({r.extrapolated})" if r.extrapolated else "")
         lines.append(
             f"| {label} | {mark}{r.wall_med:.2f} | {len(r.wall)} | {mark}{r.cpu_med:.2f} | {ratio_w} | "
-            f"{ratio_n} | {ratio_c} | {max(r.rss_mb):.0f} | {r.info.get('encoder_calls', '')} | "
+            f"{ratio_n} | {ratio_c} | {start_s:.2f} | {max(r.rss_mb):.0f} | "
+            f"{r.info.get('encoder_calls', '')} | "
             f"{'yes' if torch_used else 'no'} | {dsc:.4f} | {agree:.4f} |"
         )
     return "\n".join(lines)
@@ -410,13 +412,13 @@ def accuracy(
         torch.set_num_threads(threads)
     cases = sorted((dev / "imgs").glob(f"{prefix}*.npz"))
     lines = [
-        "| engine | cases | mean DSC vs GT | official reference mean DSC vs GT | min per-object DSC vs official | cases with an object < 0.999 | seconds |",
-        "|---|---|---|---|---|---|---|",
+        "| engine | cases | mean DSC vs GT | official reference mean DSC vs GT | min per-object DSC vs official | cases with an object < 0.999 | cases identical to official | seconds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for engine in engines:
         t0 = time.perf_counter()
         backend = create_backend(engine, threads=threads)
-        dscs, refs, agree, worse = [], [], [], 0
+        dscs, refs, agree, worse, same = [], [], [], 0, 0
         for path in cases:
             case = load_case(path)
             segs = segment_case(backend, case).segs
@@ -432,10 +434,12 @@ def accuracy(
                 obj = [v for v in per_object_dsc(segs, ref, n) if v == v]
                 agree.append(min(obj) if obj else 1.0)
                 worse += int(bool(obj) and min(obj) < 0.999)
+                same += int(np.array_equal(segs, ref))
             print(f"  {engine} {path.name} DSC {dscs[-1]:.4f}", file=sys.stderr, flush=True)
         lines.append(
             f"| {engine} | {len(cases)} | {np.mean(dscs):.4f} | {np.mean(refs) if refs else float('nan'):.4f} | "
-            f"{min(agree) if agree else float('nan'):.4f} | {worse} | {time.perf_counter() - t0:.0f} |"
+            f"{min(agree) if agree else float('nan'):.4f} | {worse} | {same} | "
+            f"{time.perf_counter() - t0:.0f} |"
         )
     return "\n".join(lines)
 

@@ -58,3 +58,27 @@ def test_final_masks_match_official(real_model, unit_fixture) -> None:
         ref = unit_fixture["mask"][i, :h, :w].astype(bool)
         diff = (pred.masks[0] != ref).sum()
         assert diff <= max(1, 0.001 * ref.sum()), unit_fixture["names"][i]
+
+
+def test_finetuned_litemedsam_is_decoder_over_litemedsam(real_model) -> None:
+    """``umedsam_litemedsam``: LiteMedSAM's encoder and prompt encoder, the shipped decoder."""
+    from umedsam.models.pretrained import load_pretrained
+    from umedsam.models.registry import default_weights
+    from umedsam.models.zoo import WEIGHTS_DIR
+
+    if not (WEIGHTS_DIR / "umedsam_litemedsam_decoder.pt").is_file():
+        pytest.skip("no shipped umedsam_litemedsam weights")
+    base, path = default_weights("umedsam_litemedsam")
+    assert base == "litemedsam"
+    shipped = torch.load(path, map_location="cpu", weights_only=True)
+    assert shipped and all(k.startswith("mask_decoder.") for k in shipped)
+    model, report = load_pretrained("umedsam_litemedsam")
+    assert report.partial
+    ref = real_model.state_dict()
+    state = model.state_dict()
+    for key, value in state.items():
+        if key.startswith("mask_decoder."):
+            torch.testing.assert_close(value, shipped[key].float(), rtol=0, atol=0)
+        else:
+            assert torch.equal(value, ref[key]), key
+    assert any(not torch.equal(state[k], ref[k]) for k in shipped)  # it was fine-tuned

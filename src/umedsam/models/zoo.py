@@ -1,9 +1,12 @@
-"""Student models: EfficientViT image encoders paired with the LiteMedSAM prompt encoder and decoder.
+"""Models beyond LiteMedSAM itself: fine-tuned LiteMedSAM and the EfficientViT students.
 
-The students are trained by distillation from LiteMedSAM (``umedsam distill``); trained weights
-shipped in ``umedsam/weights`` are declared here with ``register_weights``, so
+``umedsam_litemedsam`` is LiteMedSAM with the mask decoder fine-tuned by the U-MedSAM recipe
+(``benchmarks/ablation.py``); its packaged file holds only the decoder and goes on top of the
+bundled LiteMedSAM weights. The students pair EfficientViT image encoders with the LiteMedSAM
+prompt encoder and decoder and are trained by distillation (``umedsam distill``). Weights shipped
+in ``umedsam/weights`` are declared here with ``register_weights``, so
 ``load_pretrained("umedsam_effvit_b0")`` and ``umedsam predict --model umedsam_effvit_b0`` use
-them. See docs/models.md for the model card.
+them. See docs/models.md for the model cards.
 """
 
 from __future__ import annotations
@@ -19,13 +22,26 @@ from umedsam.models.medsam_lite import (
     MedSAMLite,
     build_sam_mask_decoder,
     build_sam_prompt_encoder,
+    litemedsam,
 )
 from umedsam.models.registry import register_model, register_weights
 
-__all__ = ["WEIGHTS_DIR", "test_tiny_effvit", "umedsam_effvit_b0", "umedsam_effvit_b1"]
+__all__ = [
+    "WEIGHTS_DIR",
+    "test_tiny_effvit",
+    "umedsam_effvit_b0",
+    "umedsam_effvit_b1",
+    "umedsam_litemedsam",
+]
 
 #: Folder of the weights shipped inside the package.
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+
+
+@register_model("umedsam_litemedsam")
+def umedsam_litemedsam() -> MedSAMLite:
+    """LiteMedSAM (TinyViT encoder) whose mask decoder was fine-tuned with the U-MedSAM recipe."""
+    return litemedsam()
 
 
 @register_model("umedsam_effvit_b0")
@@ -60,3 +76,7 @@ def test_tiny_effvit() -> MedSAMLite:
 for _name in ("umedsam_effvit_b0", "umedsam_effvit_b1"):
     if (WEIGHTS_DIR / f"{_name}.pt").is_file():
         register_weights(_name, WEIGHTS_DIR / f"{_name}.pt")
+if (WEIGHTS_DIR / "umedsam_litemedsam_decoder.pt").is_file():
+    register_weights(
+        "umedsam_litemedsam", WEIGHTS_DIR / "umedsam_litemedsam_decoder.pt", base="litemedsam"
+    )
