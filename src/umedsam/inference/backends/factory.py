@@ -6,7 +6,7 @@ Engines:
     openvino   OpenVINO, f32 precision hint (extra ``openvino``).
     onnx-int8  ONNX Runtime with a dynamically quantized INT8 encoder (extra ``onnx``; opt-in: it
                changes masks slightly, see docs/performance.md).
-    auto       the fastest installed engine whose export passed parity: openvino, then onnx, then
+    auto       the fastest installed engine whose export passed parity: onnx, then openvino, then
                torch (order measured on a 2-core AVX2 CPU, see docs/performance.md).
 
 A non-torch engine exports the model on first use into
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 ENGINES = ("auto", "torch", "onnx", "openvino", "onnx-int8")
 # Fastest first, among engines whose masks match PyTorch (measured; see docs/performance.md).
-AUTO_ORDER = ("openvino", "onnx", "torch")
+AUTO_ORDER = ("onnx", "openvino", "torch")
 _ENGINE_FORMAT = {"onnx": "onnx", "openvino": "openvino", "onnx-int8": "onnx"}
 _ENGINE_EXTRA = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino")}
 
