@@ -133,14 +133,23 @@ def precompute_train_embeddings(args: argparse.Namespace) -> dict[str, float]:
     }
 
 
-def train_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Fine-tune one arm; returns timing and the learned loss weights."""
+def train_arm(
+    arm: str, args: argparse.Namespace, steps: int | None = None, output_dir: Path | None = None
+) -> dict[str, Any]:
+    """Fine-tune one arm; returns timing and the learned loss weights.
+
+    ``steps`` defaults to the arm's share of ``--grad-evals`` (half for SAM) and ``output_dir``
+    to ``WORK/run_<arm>``.
+    """
     from umedsam.training.config import TrainConfig
     from umedsam.training.trainer import train
 
     spec = ARMS[arm]
     sam = spec.get("optim", {}).get("sharpness") == "sam"
-    steps = args.grad_evals // 2 if sam else args.grad_evals
+    if steps is None:
+        steps = args.grad_evals // 2 if sam else args.grad_evals
+    if output_dir is None:
+        output_dir = args.work / f"run_{arm}"
     config = TrainConfig.from_dict(
         {
             "data": {
@@ -154,7 +163,7 @@ def train_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
             "loss": spec["loss"],
             "optim": {"lr": args.lr, "loss_lr": args.loss_lr, **spec.get("optim", {})},
             "run": {
-                "output_dir": str(args.work / f"run_{arm}"),
+                "output_dir": str(output_dir),
                 "epochs": 1000,
                 "batch_size": args.batch_size,
                 "max_steps": steps,
@@ -230,6 +239,39 @@ def ship_decoder(checkpoint: str, out: Path) -> dict[str, Any]:
         "tensors": len(decoder),
         "max_abs_change": max(changed.values()),
         "bytes": out.stat().st_size,
+    }
+
+
+def measure_sam_cost(args: argparse.Namespace) -> dict[str, Any]:
+    """Seconds per optimizer step of SAM against AdamW on the same loss, data and batch.
+
+    Arms (c) and (d) differ only in the optimizer. Each is trained for ``--cost-steps`` steps
+    from scratch, alternating AdamW and SAM ``--cost-rounds`` times so that drifts in machine
+    load hit both; the first step of every run (warm-up) is dropped and the medians of the
+    remaining per-step times (``step_seconds`` in ``log.csv``) are compared.
+    """
+    import csv
+    import shutil
+
+    times: dict[str, list[float]] = {"c": [], "d": []}
+    for rnd in range(args.cost_rounds):
+        for arm in ("c", "d"):
+            out = args.work / "sam_cost" / f"{arm}_{rnd}"
+            shutil.rmtree(out, ignore_errors=True)
+            train_arm(arm, args, steps=args.cost_steps, output_dir=out)
+            with (out / "log.csv").open(newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            times[arm] += [float(r["step_seconds"]) for r in rows[1:]]
+    adamw, sam = (float(np.median(times[a])) for a in ("c", "d"))
+    return {
+        "steps_per_run": args.cost_steps,
+        "rounds": args.cost_rounds,
+        "timed_steps": {"adamw": len(times["c"]), "sam": len(times["d"])},
+        "adamw_seconds_per_step": adamw,
+        "sam_seconds_per_step": sam,
+        "sam_over_adamw": sam / adamw,
+        "adamw_samples_per_s": args.batch_size / adamw,
+        "sam_samples_per_s": args.batch_size / sam,
     }
 
 
@@ -314,6 +356,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-per-modality", type=int, help="first N train cases per modality")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--sam-cost",
+        action="store_true",
+        help="only time SAM against AdamW per step (arms c and d, no dev evaluation)",
+    )
+    parser.add_argument("--cost-steps", type=int, default=8, help="steps per timing run")
+    parser.add_argument("--cost-rounds", type=int, default=3, help="alternating timing rounds")
     parser.add_argument("--ship", help="arm whose fine-tuned decoder becomes a packaged file")
     parser.add_argument(
         "--ship-to",
@@ -346,9 +395,14 @@ def main(argv: list[str] | None = None) -> int:
         k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "work"
     }
     results["settings"]["torch"] = torch.__version__
-    if any(a != "a" for a in args.arms) and "train_embeddings" not in results:
+    if (args.sam_cost or any(a != "a" for a in args.arms)) and "train_embeddings" not in results:
         results["train_embeddings"] = precompute_train_embeddings(args)
         logger.info("train embeddings: %s", results["train_embeddings"])
+    if args.sam_cost:
+        results["sam_cost"] = measure_sam_cost(args)
+        results_path.write_text(json.dumps(results, indent=1), encoding="utf-8")
+        print(json.dumps(results["sam_cost"], indent=1))
+        return 0
     memo: dict[str, np.ndarray] = {}
     for arm in args.arms:
         entry = results["arms"].get(arm, {})

@@ -9,6 +9,7 @@ from umedsam.data.transforms import (
     MASK_LOGIT_THRESHOLD,
     boxes_to_model_frame,
     logits_to_mask,
+    low_res_to_masks,
     mask_to_model_box,
     normalize_minmax,
     postprocess_logits,
@@ -114,6 +115,58 @@ def test_resize_bilinear_close_to_torch_when_shrinking() -> None:
         ref = _torch_resize(x, out)
         np.testing.assert_allclose(resize_bilinear(x, out), ref, rtol=0, atol=1e-5)
         np.testing.assert_array_equal(logits_to_mask(resize_bilinear(x, out)), ref > 0)
+
+
+def _blobs(rng: np.random.Generator, n: int, size: int = 256) -> np.ndarray:
+    """Logits like the decoder's: a very negative field with a few positive blobs per object."""
+    yy, xx = np.mgrid[:size, :size]
+    out = np.full((n, 1, size, size), -20.0, np.float32)
+    for i in range(n):
+        for _ in range(rng.integers(1, 4)):
+            cy, cx, r = rng.integers(0, size), rng.integers(0, size), rng.integers(1, 20)
+            blob = (12 * (1 - np.hypot(yy - cy, xx - cx) / r)).astype(np.float32)
+            out[i, 0] = np.maximum(out[i, 0], blob)
+    return out
+
+
+def test_low_res_to_masks_equals_full_resize_then_threshold() -> None:
+    # The mask-only path interpolates near candidate pixels only; the masks must not change.
+    rng = np.random.default_rng(3)
+    for new_hw, orig_hw in [
+        ((256, 256), (1024, 1024)),
+        ((173, 256), (540, 800)),
+        ((219, 256), (877, 1024)),
+        ((256, 167), (52, 34)),  # shrinking
+        ((256, 256), (256, 256)),
+    ]:
+        low = _blobs(rng, 6)
+        low[0] = rng.standard_normal((1, 256, 256)).astype(np.float32) * 8  # dense, noisy
+        low[1] = -5.0  # empty
+        low[2] = 3.0  # full
+        low[3, 0, 200:, 200:] = 40.0  # positive in the padding only: cropped away
+        expected = logits_to_mask(postprocess_logits(low, new_hw, orig_hw))[:, 0]
+        got = low_res_to_masks(low, new_hw, orig_hw)
+        assert got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+    assert not got[1].any()
+    assert got[2].all()
+
+
+def test_low_res_to_masks_at_the_threshold() -> None:
+    # Sources just below / at / above the sigmoid threshold next to huge negatives: the margin
+    # must keep every pixel whose interpolated logit reaches the threshold.
+    t = MASK_LOGIT_THRESHOLD
+    below = np.nextafter(t, np.float32(-1))
+    low = np.full((4, 1, 64, 64), -60.0, np.float32)
+    low[0, 0, 10, 10] = t
+    low[1, 0, 20, 30] = below
+    low[2, 0, 5:7, 40:43] = [[t, below, 1e-7], [0.0, t, 2e-7]]
+    low[3, 0, 63, 63] = 50.0  # a corner pixel
+    for orig_hw in [(256, 256), (250, 251), (64, 64), (1000, 640)]:
+        expected = logits_to_mask(postprocess_logits(low, (64, 64), orig_hw))[:, 0]
+        np.testing.assert_array_equal(low_res_to_masks(low, (64, 64), orig_hw), expected)
+    ref = torch.sigmoid(torch.from_numpy(_torch_resize(low, (256, 256)))) > 0.5
+    np.testing.assert_array_equal(low_res_to_masks(low, (64, 64), (256, 256)), ref.numpy()[:, 0])
 
 
 def test_logits_to_mask_matches_torch_sigmoid_threshold() -> None:

@@ -10,7 +10,7 @@ import sys
 import torch
 
 from umedsam.training.checkpointing import load_training_checkpoint
-from umedsam.training.trainer import shard_batches
+from umedsam.training.distributed import shard_batches
 
 
 def test_shard_batches_disjoint_and_even() -> None:

@@ -190,3 +190,53 @@ MASK_LOGIT_THRESHOLD = np.float32(8.9406974e-08)
 def logits_to_mask(logits: NDArray) -> NDArray[np.bool_]:
     """Binary mask as the official code computes it: ``torch.sigmoid(logits) > 0.5``."""
     return np.asarray(logits) >= MASK_LOGIT_THRESHOLD
+
+
+def _candidate_span(
+    hit: NDArray[np.bool_], i0: NDArray[np.int64], i1: NDArray[np.int64]
+) -> tuple[int, int] | None:
+    """Output index range [lo, hi) whose two source cells along one axis include a hit."""
+    where = np.flatnonzero(hit)
+    if where.size == 0:
+        return None
+    # i0 and i1 never decrease along the output axis, so the matching outputs are contiguous.
+    out = np.flatnonzero((i1 >= where[0]) & (i0 <= where[-1]))
+    return int(out[0]), int(out[-1]) + 1
+
+
+def low_res_to_masks(
+    low_res_logits: NDArray, new_hw: tuple[int, int], orig_hw: tuple[int, int]
+) -> NDArray[np.bool_]:
+    """Full-resolution masks (N, H, W) of (N, 1, S, S) logits, without full-resolution logits.
+
+    Equal, pixel for pixel, to ``logits_to_mask(postprocess_logits(...))[:, 0]``, but it only
+    interpolates where a mask pixel is possible. A bilinear output is a convex combination of
+    its four source logits, so it can only reach the threshold if one source does (float
+    rounding is covered by a margin a hundred times larger than its bound). Each object is
+    therefore interpolated on the output rows and columns whose source cells reach
+    ``threshold - margin``; the values there are the very float32 numbers the full resize
+    computes, and every other pixel is background. For small objects on large images (many
+    boxes on a microscopy slide) this is most of the post-processing time.
+    """
+    low = np.asarray(low_res_logits)
+    cropped = low.reshape(low.shape[0], *low.shape[-2:])[:, : new_hw[0], : new_hw[1]]
+    rows, cols = orig_hw
+    r0, r1, hw0, hw1 = _bilinear_axis(cropped.shape[-2], rows)
+    c0, c1, ww0, ww1 = _bilinear_axis(cropped.shape[-1], cols)
+    masks = np.zeros((cropped.shape[0], rows, cols), dtype=bool)
+    for i, logits in enumerate(cropped.astype(np.float32, copy=False)):
+        margin = np.float32(1e-3 + 1e-5 * float(np.abs(logits).max(initial=0.0)))
+        candidate = logits >= MASK_LOGIT_THRESHOLD - margin
+        row_span = _candidate_span(candidate.any(axis=1), r0, r1)
+        col_span = _candidate_span(candidate.any(axis=0), c0, c1)
+        if row_span is None or col_span is None:
+            continue
+        (y0, y1), (x0, x1) = row_span, col_span
+        lo, hi = int(r0[y0]), int(r1[y1 - 1]) + 1  # source rows the output rows read
+        src = logits[lo:hi]
+        across = _blend(src[:, c0[x0:x1]], ww0[x0:x1], src[:, c1[x0:x1]], ww1[x0:x1])
+        block = _blend(
+            across[r0[y0:y1] - lo], hw0[y0:y1, None], across[r1[y0:y1] - lo], hw1[y0:y1, None]
+        )
+        masks[i, y0:y1, x0:x1] = block >= MASK_LOGIT_THRESHOLD
+    return masks

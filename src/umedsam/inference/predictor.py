@@ -14,6 +14,7 @@ from umedsam.data.npz import validate_boxes
 from umedsam.data.transforms import (
     boxes_to_model_frame,
     logits_to_mask,
+    low_res_to_masks,
     postprocess_logits,
     preprocess_image,
     resized_hw,
@@ -148,15 +149,21 @@ class Predictor:
         boxes = validate_boxes(np.asarray(boxes_xyxy), (h, w), is_3d=False)
         boxes_model = boxes_to_model_frame(boxes, self._orig_hw, self.image_size)
         low_res, iou = self.predict_model_frame(boxes_model)
+        if not return_logits:  # masks only: interpolate just where a mask pixel is possible
+            return Prediction(
+                masks=low_res_to_masks(low_res, self._new_hw, (h, w)),
+                iou=np.asarray(iou)[:, 0].astype(np.float32),
+                logits=None,
+                low_res_logits=low_res,
+            )
         masks = np.zeros((boxes.shape[0], h, w), dtype=bool)
-        logits = np.zeros((boxes.shape[0], h, w), dtype=np.float32) if return_logits else None
+        logits = np.zeros((boxes.shape[0], h, w), dtype=np.float32)
         for start in range(0, boxes.shape[0], UPSAMPLE_CHUNK):
             chunk = postprocess_logits(
                 low_res[start : start + UPSAMPLE_CHUNK], self._new_hw, (h, w)
             )
             masks[start : start + chunk.shape[0]] = logits_to_mask(chunk)[:, 0]
-            if logits is not None:
-                logits[start : start + chunk.shape[0]] = chunk[:, 0]
+            logits[start : start + chunk.shape[0]] = chunk[:, 0]
         return Prediction(
             masks=masks,
             iou=np.asarray(iou)[:, 0].astype(np.float32),

@@ -20,9 +20,8 @@ from numpy.typing import NDArray
 
 from umedsam.data.transforms import (
     boxes_to_model_frame,
-    logits_to_mask,
+    low_res_to_masks,
     mask_to_model_box,
-    postprocess_logits,
     preprocess_slices,
     resized_hw,
 )
@@ -167,7 +166,7 @@ def propagate(
             prompts.append(key_boxes[i] if box is None else box)
         low_res, iou = backend.decode(emb, np.stack(prompts))
         stats.decoder_boxes += len(active)
-        masks = logits_to_mask(postprocess_logits(low_res, new_hw, (h, w)))[:, 0]
+        masks = low_res_to_masks(low_res, new_hw, (h, w))
         return SliceResult(
             z=z,
             direction=direction,

@@ -12,9 +12,11 @@ import torch.distributed as dist
 __all__ = [
     "DistInfo",
     "all_reduce_mean",
-    "broadcast_float",
     "barrier",
+    "broadcast_float",
+    "check_replicas_in_sync",
     "setup_distributed",
+    "shard_batches",
     "teardown",
 ]
 
@@ -101,3 +103,38 @@ def barrier(info: DistInfo) -> None:
     """Wait for every process (no-op without DDP)."""
     if info.enabled:
         dist.barrier()
+
+
+def shard_batches(
+    num_positions: int, rank: int, world_size: int, batch_size: int
+) -> list[list[int]]:
+    """Batches of epoch positions for one process.
+
+    Process ``rank`` takes positions ``rank, rank + world_size, ...``; every process gets the same
+    number of positions (the remainder of an uneven split is dropped) and so the same number of
+    batches, which keeps DDP processes in step. The last batch may be smaller.
+
+    Args:
+        num_positions: length of the epoch order.
+        rank: this process.
+        world_size: number of processes.
+        batch_size: positions per batch.
+
+    Returns:
+        Lists of positions.
+    """
+    per_rank = num_positions // world_size
+    positions = list(range(rank, per_rank * world_size, world_size))
+    return [positions[i : i + batch_size] for i in range(0, len(positions), batch_size)]
+
+
+def check_replicas_in_sync(module: torch.nn.Module, info: DistInfo) -> None:
+    """Raise if DDP processes ended with different trainable parameters (a wiring bug)."""
+    if not info.enabled:
+        return
+    params = [p.detach().double().sum() for p in module.parameters() if p.requires_grad]
+    local = torch.stack(params).to(info.device) if params else torch.zeros(1, device=info.device)
+    gathered = [torch.zeros_like(local) for _ in range(info.world_size)]
+    dist.all_gather(gathered, local)
+    if any(not torch.equal(gathered[0], g) for g in gathered[1:]):
+        raise RuntimeError("DDP processes hold different parameters after training")

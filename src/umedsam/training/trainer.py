@@ -43,12 +43,14 @@ from umedsam.training.distributed import (
     all_reduce_mean,
     barrier,
     broadcast_float,
+    check_replicas_in_sync,
     setup_distributed,
+    shard_batches,
     teardown,
 )
 from umedsam.training.embeddings import EmbeddingCache
 
-__all__ = ["LossHead", "TrainResult", "Trainer", "shard_batches", "train"]
+__all__ = ["LossHead", "TrainResult", "Trainer", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -499,7 +501,7 @@ class Trainer:
                 break
             self._end_epoch(time.perf_counter() - epoch_start, result)
         self.save("last.pt")
-        _check_replicas_in_sync(self.head, self.dist)
+        check_replicas_in_sync(self.head, self.dist)
         barrier(self.dist)
         result.steps = self.step
         result.best_metric = self.best_metric
@@ -573,43 +575,6 @@ class Trainer:
             self.best_metric = current
             result.best_checkpoint = self.save("best.pt")
         self.save("last.pt")
-
-
-def shard_batches(
-    num_positions: int, rank: int, world_size: int, batch_size: int
-) -> list[list[int]]:
-    """Batches of epoch positions for one process.
-
-    Process ``rank`` takes positions ``rank, rank + world_size, ...``; every process gets the same
-    number of positions (the remainder of an uneven split is dropped) and so the same number of
-    batches, which keeps DDP processes in step. The last batch may be smaller.
-
-    Args:
-        num_positions: length of the epoch order.
-        rank: this process.
-        world_size: number of processes.
-        batch_size: positions per batch.
-
-    Returns:
-        Lists of positions.
-    """
-    per_rank = num_positions // world_size
-    positions = list(range(rank, per_rank * world_size, world_size))
-    return [positions[i : i + batch_size] for i in range(0, len(positions), batch_size)]
-
-
-def _check_replicas_in_sync(module: nn.Module, info: DistInfo) -> None:
-    """Raise if DDP processes ended with different trainable parameters (a wiring bug)."""
-    if not info.enabled:
-        return
-    import torch.distributed as dist
-
-    params = [p.detach().double().sum() for p in module.parameters() if p.requires_grad]
-    local = torch.stack(params).to(info.device) if params else torch.zeros(1, device=info.device)
-    gathered = [torch.zeros_like(local) for _ in range(info.world_size)]
-    dist.all_gather(gathered, local)
-    if any(not torch.equal(gathered[0], g) for g in gathered[1:]):
-        raise RuntimeError("DDP processes hold different parameters after training")
 
 
 def _plain(value: Any) -> Any:
