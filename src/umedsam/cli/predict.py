@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from umedsam.inference.backends.factory import ENGINES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``umedsam predict``."""
@@ -40,9 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine",
         default="auto",
-        choices=["auto", "torch", "onnx", "openvino", "onnx-int8"],
+        choices=ENGINES,
         help="inference engine (default auto: the fastest installed engine whose export "
-        "passed parity with PyTorch; see docs/performance.md)",
+        "passed parity with PyTorch; onnx-int8 and openvino-bf16 are faster on some CPUs but "
+        "change masks slightly; see docs/performance.md)",
     )
     parser.add_argument("--checkpoint", type=Path, help="weights file (default: bundled weights)")
     parser.add_argument("--overlay", type=Path, metavar="DIR", help="also write PNG overlays here")

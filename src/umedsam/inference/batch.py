@@ -57,7 +57,7 @@ class ModelSpec:
             For the torch engine it is the checkpoint's hash (``load_pretrained``); for the
             exported engines it is ``factory.weights_sha256`` (the export cache key).
         threads: threads per worker process (None: the engine's default).
-        engine: ``torch``, ``onnx``, ``openvino`` or ``onnx-int8`` (resolve ``auto`` first, see
+        engine: a name of ``factory.ENGINES`` other than ``auto`` (resolve ``auto`` first, see
             :func:`resolve_engine`, so that every worker runs the same engine).
         export_dir: for an exported engine, the folder of its graphs (see
             :func:`prepare_spec_engine`); like ``checkpoint`` it must exist on every worker.

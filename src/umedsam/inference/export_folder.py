@@ -142,8 +142,12 @@ def open_graphs(
     threads: int | None = None,
     cache_dir: Path | None = None,
     encoder_file: str | None = None,
+    precision: str = "f32",
 ) -> Any:
-    """An OnnxBackend or OpenVINOBackend on the graphs of ``folder`` (default file names of ``fmt``)."""
+    """An OnnxBackend or OpenVINOBackend on the graphs of ``folder`` (default file names of ``fmt``).
+
+    ``precision`` is OpenVINO's inference precision hint (``f32`` keeps parity with PyTorch).
+    """
     files = GRAPH_FILES[fmt]
     encoder = folder / (encoder_file or files["encoder"])
     decoder = folder / files["decoder"]
@@ -153,7 +157,9 @@ def open_graphs(
         return OnnxBackend(encoder, decoder, image_size, threads=threads)
     from umedsam.inference.backends.openvino import OpenVINOBackend
 
-    return OpenVINOBackend(encoder, decoder, image_size, threads=threads, cache_dir=cache_dir)
+    return OpenVINOBackend(
+        encoder, decoder, image_size, threads=threads, cache_dir=cache_dir, precision=precision
+    )
 
 
 def describe_parity(manifest: ExportManifest) -> str:

@@ -124,3 +124,49 @@ def test_auto_skips_an_engine_that_fails(monkeypatch, tiny_model) -> None:
 
     monkeypatch.setattr(factory, "_ensure_export", failing)
     assert isinstance(factory.create_backend("auto", "test_tiny"), TorchBackend)
+
+
+def _exported_engine(monkeypatch, tmp_path, tiny_model, engine: str):
+    """``engine`` on the tiny model, exported into a private cache."""
+    import umedsam.models.pretrained as pretrained
+
+    monkeypatch.setenv("UMEDSAM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(factory, "weights_sha256", lambda name, ckpt=None: "d" * 64)
+    monkeypatch.setattr(pretrained, "load_pretrained", _fake_pretrained(tiny_model))
+    return factory.create_backend(engine, "test_tiny", threads=1)
+
+
+@pytest.mark.parametrize(
+    ("engine", "reference", "runtime"),
+    [
+        pytest.param("onnx-int8", "onnx", "onnxruntime", marks=pytest.mark.onnx),
+        pytest.param("openvino-bf16", "openvino", "openvino", marks=pytest.mark.openvino),
+    ],
+)
+def test_reduced_precision_engines_stay_close_to_f32(
+    monkeypatch, tmp_path, tiny_model, engine, reference, runtime
+) -> None:
+    # The opt-in fast engines run the same export with a lower-precision encoder: outputs are
+    # not identical to f32 (that is why they are opt-in) but must stay close to it.
+    pytest.importorskip(runtime)
+    import numpy as np
+
+    fast = _exported_engine(monkeypatch, tmp_path, tiny_model, engine)
+    exact = factory.create_backend(reference, "test_tiny", threads=1)
+    assert fast.name == engine
+    assert engine in factory.available_engines()
+    image = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
+    emb_fast, emb_exact = fast.encode(image), exact.encode(image)
+    assert emb_fast.shape == emb_exact.shape
+    assert np.isfinite(emb_fast).all()
+    corr = np.corrcoef(emb_fast.ravel(), emb_exact.ravel())[0, 1]
+    assert corr > 0.99, corr
+    boxes = np.array([[8, 8, 40, 48], [20, 10, 60, 30]], np.float32)
+    logits_fast, iou_fast = fast.decode(emb_fast, boxes)
+    logits_exact, _ = exact.decode(emb_exact, boxes)
+    assert logits_fast.shape == logits_exact.shape == (2, 1, 64, 64)
+    assert iou_fast.shape == (2, 1)
+    assert np.corrcoef(logits_fast.ravel(), logits_exact.ravel())[0, 1] > 0.99
+    if engine == "openvino-bf16":  # its compiled models never share the f32 cache
+        folder = factory.export_cache_dir("openvino", "test_tiny", "d" * 64)
+        assert (folder / "ov_cache_bf16").is_dir()

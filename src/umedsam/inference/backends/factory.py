@@ -6,6 +6,9 @@ Engines:
     openvino   OpenVINO, f32 precision hint (extra ``openvino``).
     onnx-int8  ONNX Runtime with a dynamically quantized INT8 encoder (extra ``onnx``; opt-in: it
                changes masks slightly, see docs/performance.md).
+    openvino-bf16
+               OpenVINO with the bf16 precision hint (extra ``openvino``; opt-in: it changes masks
+               slightly). Fast on CPUs with AMX or AVX512-BF16; elsewhere OpenVINO runs f32.
     auto       the fastest installed engine whose export passed parity: onnx, then openvino, then
                torch (order measured on a 2-core AVX2 CPU, see docs/performance.md).
 
@@ -28,11 +31,22 @@ from umedsam.inference.backends.base import Backend
 
 logger = logging.getLogger(__name__)
 
-ENGINES = ("auto", "torch", "onnx", "openvino", "onnx-int8")
+ENGINES = ("auto", "torch", "onnx", "openvino", "onnx-int8", "openvino-bf16")
 # Fastest first, among engines whose masks match PyTorch (measured; see docs/performance.md).
 AUTO_ORDER = ("onnx", "openvino", "torch")
-_ENGINE_FORMAT = {"onnx": "onnx", "openvino": "openvino", "onnx-int8": "onnx"}
-_ENGINE_EXTRA = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino")}
+_ENGINE_FORMAT = {
+    "onnx": "onnx",
+    "openvino": "openvino",
+    "onnx-int8": "onnx",
+    "openvino-bf16": "openvino",
+}
+_ENGINE_EXTRA = {
+    "onnx": ("onnxruntime", "onnx"),
+    "openvino": ("openvino", "openvino"),
+    "openvino-bf16": ("openvino", "openvino"),
+}
+# OpenVINO inference precision hint per engine (f32 unless the engine trades accuracy for speed).
+_OPENVINO_PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}
 
 
 def available_engines() -> list[str]:
@@ -43,7 +57,7 @@ def available_engines() -> list[str]:
         if importlib.util.find_spec("onnx") is not None:
             engines.append("onnx-int8")
     if importlib.util.find_spec("openvino") is not None:
-        engines.append("openvino")
+        engines += ["openvino", "openvino-bf16"]
     return engines
 
 
@@ -269,13 +283,18 @@ def _open_export(engine: str, folder: Path, threads: int | None) -> Backend:
         from umedsam.inference.quantize import ensure_int8_encoder
 
         encoder_file = ensure_int8_encoder(folder).name
+    precision = _OPENVINO_PRECISION.get(engine, "f32")
     backend = open_graphs(
         manifest.format,
         folder,
         manifest.image_size,
         threads=threads,
-        cache_dir=folder / "ov_cache" if manifest.format == "openvino" else None,
+        # One compiled-model cache per precision: a bf16 compile must not be served as f32.
+        cache_dir=folder / ("ov_cache" if precision == "f32" else f"ov_cache_{precision}")
+        if manifest.format == "openvino"
+        else None,
         encoder_file=encoder_file,
+        precision=precision,
     )
     backend.name = engine
     return backend
