@@ -21,11 +21,14 @@ afterwards):
 3D synthetic cases and extrapolates linearly in encoder calls (start-up measured separately); the
 table marks such rows with ``~``. ``--accuracy`` instead runs each engine in-process over the whole
 dev folder and reports DSC against ground truth and against the official reference outputs.
+``--calls N`` times single engine calls in-process: the median of N encoder calls (one 256-px
+slice) and N decoder calls (8 boxes) after a warm-up call.
 
 Examples::
 
     python benchmarks/infer_speed.py --dev-cases 4 --synthetic all --runs 3
     python benchmarks/infer_speed.py --accuracy --engines openvino,onnx-int8
+    python benchmarks/infer_speed.py --calls 8 --engines torch,onnx,openvino,openvino-bf16
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED = Path(os.environ.get("UMEDSAM_SHARED_DIR", REPO.parent / "shared"))
-ENGINES = ("torch", "onnx", "openvino", "onnx-int8")
+ENGINES = ("torch", "onnx", "openvino", "onnx-int8", "openvino-bf16")
 SYNTHETIC = ("big3d", "mr3d", "xray2d", "micro2d")
 
 
@@ -395,6 +398,45 @@ def report_case(name: str, gts_path: Path | None, rows: dict[str, Runs]) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- engine calls
+
+
+def engine_calls(engines: list[str], calls: int, threads: int) -> str:
+    """Markdown table: median seconds of one encoder call and one 8-box decoder call per engine."""
+    from umedsam.inference.backends.factory import create_backend
+
+    image = np.random.default_rng(0).random((1, 3, 256, 256), dtype=np.float32)
+    boxes = np.array([[30, 30, 120, 140]] * 8, np.float32)
+    lines = [
+        f"| engine | encoder call (median of {calls}) | decoder call, 8 boxes |",
+        "|---|---|---|",
+    ]
+    for engine in engines:
+        if engine == "torch":  # as the CLI does for the torch engine
+            import torch
+
+            from umedsam.inference.backends.torch import tune_allocator
+
+            torch.set_num_threads(threads)
+            tune_allocator()
+        backend = create_backend(engine, threads=threads)
+        embedding = backend.encode(image)  # warm-up
+        backend.decode(embedding, boxes)
+        enc, dec = [], []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            backend.encode(image)
+            enc.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            backend.decode(embedding, boxes)
+            dec.append(time.perf_counter() - t0)
+        lines.append(
+            f"| {engine} | {statistics.median(enc):.3f} s | {statistics.median(dec):.3f} s |"
+        )
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- accuracy mode
 
 
@@ -501,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
         "--accuracy-prefix", default="", help="only dev cases whose name starts with this"
     )
     parser.add_argument(
+        "--calls", type=int, default=0, help="time N single encoder/decoder calls per engine"
+    )
+    parser.add_argument(
         "--work", type=Path, help="keep generated cases and outputs here (default: temp, deleted)"
     )
     args = parser.parse_args(argv)
@@ -511,6 +556,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.accuracy:
         print(accuracy(args.dev, engines, args.threads, args.reference, args.accuracy_prefix))
+        return 0
+    if args.calls:
+        print(engine_calls(engines, args.calls, args.threads))
         return 0
     work = args.work or Path(tempfile.mkdtemp(prefix="umedsam-bench-"))
     work.mkdir(parents=True, exist_ok=True)

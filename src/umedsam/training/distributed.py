@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ def setup_distributed(device: str) -> DistInfo:
 def teardown(info: DistInfo) -> None:
     """Leave the process group (if one was joined)."""
     if info.enabled and dist.is_initialized():
+        gc.collect()  # drop DDP reducers that still reference the group
         dist.destroy_process_group()
 
 

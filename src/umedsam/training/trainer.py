@@ -602,6 +602,10 @@ def train(
     info = setup_distributed(config.run.device)
     try:
         trainer = Trainer(config, progress=progress, dist_info=info)
-        return trainer.fit()
+        result = trainer.fit()
+        # The DDP wrapper (and its gradient reducer) must be gone before its process group is:
+        # destroying the group under a live reducer made gloo abort some processes at exit.
+        del trainer
+        return result
     finally:
         teardown(info)

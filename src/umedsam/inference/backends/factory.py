@@ -10,7 +10,7 @@ Engines:
                OpenVINO with the bf16 precision hint (extra ``openvino``; opt-in: it changes masks
                slightly). Fast on CPUs with AMX or AVX512-BF16; elsewhere OpenVINO runs f32.
     auto       the fastest installed engine whose export passed parity: onnx, then openvino, then
-               torch (order measured on a 2-core AVX2 CPU, see docs/performance.md).
+               torch (order measured on 2-core AVX2 and AVX-512 CPUs, see docs/performance.md).
 
 A non-torch engine exports the model on first use into
 ``<cache root>/exports/<format>/<model name>-<sha256[:16]>-v<export version>/`` (cache root:
