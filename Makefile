@@ -7,7 +7,7 @@ STAMP := $(VENV)/.umedsam-installed
 # Every optional feature, so that the whole test suite runs (CI uses this same setup).
 EXTRAS := dev,onnx,openvino,nifti,dicom,images,plots,ui,train,dist
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint typecheck clean
 
 $(STAMP): pyproject.toml requirements/base.txt requirements/weights.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,5 +29,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
+typecheck: $(STAMP)
+	$(BIN)/mypy src
+
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) out umedsam-demo

@@ -223,7 +223,10 @@ def save_npz_atomic(path: str | Path, compress: bool = True, **arrays: NDArray) 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            (np.savez_compressed if compress else np.savez)(fh, **arrays)
+            if compress:
+                np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+            else:
+                np.savez(fh, **arrays)  # type: ignore[arg-type]
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp_name, path)

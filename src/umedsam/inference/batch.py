@@ -41,7 +41,7 @@ from umedsam.inference.runner import (
 
 logger = logging.getLogger(__name__)
 
-_BACKENDS: dict[tuple[str, str], Any] = {}
+_BACKENDS: dict[tuple[str, str, str], Any] = {}
 """Per-process model cache of a worker: (model name, checkpoint sha256) -> backend."""
 
 

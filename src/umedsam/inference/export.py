@@ -26,6 +26,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -47,6 +48,7 @@ from umedsam.inference.export_folder import (  # noqa: F401 (re-exported)
     read_manifest,
     require_runtime,
 )
+from umedsam.models.medsam_lite import MedSAMLite
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ logger = logging.getLogger(__name__)
 class EncoderGraph(nn.Module):
     """Trace-friendly image encoder: (B, 3, S, S) float32 in [0, 1] -> (B, C, S/4, S/4)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: MedSAMLite) -> None:
         super().__init__()
         self.image_encoder = model.image_encoder
 
@@ -74,7 +76,13 @@ class DecoderGraph(nn.Module):
         model: a MedSAMLite-style model (``prompt_encoder``, ``mask_decoder``).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    corner_embed: torch.Tensor
+    out_tokens: torch.Tensor
+    dense_embed: torch.Tensor
+    image_pe: torch.Tensor
+    frame_wh: torch.Tensor
+
+    def __init__(self, model: MedSAMLite) -> None:
         super().__init__()
         pe, md = model.prompt_encoder, model.mask_decoder
         self.pe_layer = pe.pe_layer
@@ -83,9 +91,8 @@ class DecoderGraph(nn.Module):
         self.mask_mlp = md.output_hypernetworks_mlps[0]
         self.iou_head = md.iou_prediction_head
         with torch.no_grad():
-            corners = torch.stack(
-                [pe.point_embeddings[2].weight[0], pe.point_embeddings[3].weight[0]]
-            )
+            box_corners = [cast(nn.Embedding, pe.point_embeddings[i]) for i in (2, 3)]
+            corners = torch.stack([e.weight[0] for e in box_corners])
             out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
             dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
             image_pe = pe.get_dense_pe()
@@ -147,7 +154,7 @@ def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def check_parity(
-    model: nn.Module,
+    model: MedSAMLite,
     encode: Callable[[np.ndarray], np.ndarray],
     decode: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
     rtol: float = PARITY_RTOL,
@@ -181,7 +188,7 @@ def check_parity(
     )
 
 
-def _export_onnx_graphs(model: nn.Module, folder: Path, opset: int = ONNX_OPSET) -> None:
+def _export_onnx_graphs(model: MedSAMLite, folder: Path, opset: int = ONNX_OPSET) -> None:
     """Trace both wrappers into folder/encoder.onnx and folder/decoder.onnx."""
     size = int(model.image_size)
     image, boxes = parity_inputs(size, num_boxes=2)  # N=2 so that N is not specialised to 1
@@ -244,9 +251,12 @@ def export_model(
         The manifest written to ``out_dir/manifest.json``.
 
     Raises:
+        TypeError: ``model`` is not a MedSAMLite (encoder, prompt encoder, mask decoder).
         MissingExtraError: the runtime for ``fmt`` is not installed.
         ParityError: the exported graphs disagree with PyTorch.
     """
+    if not isinstance(model, MedSAMLite):
+        raise TypeError(f"export needs a MedSAMLite model; got {type(model).__name__}")
     require_runtime(fmt)
     model = model.eval()
     out = Path(out_dir)
@@ -287,7 +297,7 @@ def export_model(
 
 
 def _make_manifest(
-    model: nn.Module, fmt: str, model_name: str, sha: str, report: ParityReport
+    model: MedSAMLite, fmt: str, model_name: str, sha: str, report: ParityReport
 ) -> ExportManifest:
     from umedsam import __version__
 

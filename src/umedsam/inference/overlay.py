@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 def label_color(label: int) -> tuple[int, int, int]:
     """A stable, distinct RGB colour per label (golden-ratio hue steps)."""
     hue = int((label * 0.618033988749895 % 1.0) * 179)
-    hsv = np.uint8([[[hue, 220, 255]]])
+    hsv = np.array([[[hue, 220, 255]]], dtype=np.uint8)
     r, g, b = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0]
     return int(r), int(g), int(b)
 
@@ -19,8 +19,8 @@ def _to_rgb_uint8(image: NDArray) -> NDArray[np.uint8]:
     img = np.asarray(image, dtype=np.float64)
     lo, hi = float(img.min()), float(img.max())
     img = (img - lo) / max(hi - lo, 1e-8) * 255.0
-    img = img.astype(np.uint8)
-    return np.repeat(img[:, :, None], 3, axis=-1) if img.ndim == 2 else img
+    img8 = img.astype(np.uint8)
+    return np.repeat(img8[:, :, None], 3, axis=-1) if img8.ndim == 2 else img8
 
 
 def render_overlay(

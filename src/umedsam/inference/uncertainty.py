@@ -137,12 +137,12 @@ def flip_boxes(boxes_model: NDArray, width: int) -> NDArray[np.float32]:
 
 def decode_ensemble(
     backend: Backend,
-    embedding: torch.Tensor,
+    embedding: NDArray,
     boxes_model: NDArray,
     new_hw: tuple[int, int],
     config: UncertaintyConfig,
     rng: np.random.Generator,
-    flipped_embedding: torch.Tensor | None = None,
+    flipped_embedding: NDArray | None = None,
 ) -> torch.Tensor:
     """Extra decoder passes of the ensemble, as model-frame logits cropped to ``new_hw``.
 

@@ -7,6 +7,7 @@ to move to pixel centres, as SAM does.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -19,6 +20,7 @@ class RandomFourierPositionEncoding(nn.Module):
 
     def __init__(self, num_feats: int, scale: float = 1.0) -> None:
         super().__init__()
+        self.positional_encoding_gaussian_matrix: torch.Tensor
         self.register_buffer(
             "positional_encoding_gaussian_matrix", scale * torch.randn(2, num_feats)
         )
@@ -95,15 +97,19 @@ class PromptEncoder(nn.Module):
         emb = self.pe_layer.points(points, self.input_image_size)
         lab = labels[..., None]
         emb = torch.where(lab == -1, self.not_a_point_embed.weight.expand_as(emb), emb)
-        emb = emb + (lab == 0) * self.point_embeddings[0].weight
-        emb = emb + (lab == 1) * self.point_embeddings[1].weight
+        emb = emb + (lab == 0) * self._point_weight(0)
+        emb = emb + (lab == 1) * self._point_weight(1)
         return emb
+
+    def _point_weight(self, index: int) -> torch.Tensor:
+        """Weight (1, C) of point embedding ``index`` (0 negative, 1 positive, 2/3 box corners)."""
+        return cast(nn.Embedding, self.point_embeddings[index]).weight
 
     def _embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
         corners = (boxes.reshape(-1, 2, 2) + 0.5).to(torch.float32)
         emb = self.pe_layer.points(corners, self.input_image_size)
-        emb[:, 0, :] += self.point_embeddings[2].weight[0]
-        emb[:, 1, :] += self.point_embeddings[3].weight[0]
+        emb[:, 0, :] += self._point_weight(2)[0]
+        emb[:, 1, :] += self._point_weight(3)[0]
         return emb
 
     def forward(
@@ -130,7 +136,7 @@ class PromptEncoder(nn.Module):
             batch = masks.shape[0]
         else:
             batch = 1
-        device = self.point_embeddings[0].weight.device
+        device = self._point_weight(0).device
         tokens = [torch.empty((batch, 0, self.embed_dim), device=device)]
         if points is not None:
             coords, labels = points

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from torch import nn
 
@@ -17,10 +17,13 @@ _WEIGHTS: dict[str, tuple[str | None, Path]] = {}
 _MODEL_MODULES = ("umedsam.models.medsam_lite", "umedsam.models.zoo")
 
 
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+_BuilderT = TypeVar("_BuilderT", bound=Callable[..., nn.Module])
+
+
+def register_model(name: str) -> Callable[[_BuilderT], _BuilderT]:
     """Decorator registering ``builder`` under ``name``; a duplicate name raises ValueError."""
 
-    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    def decorator(builder: _BuilderT) -> _BuilderT:
         if name in _BUILDERS and _BUILDERS[name] is not builder:
             raise ValueError(f"model name {name!r} is already registered")
         _BUILDERS[name] = builder

@@ -108,3 +108,9 @@ def test_read_manifest_errors(tmp_path) -> None:
 def test_unknown_format_is_rejected(tiny_model, tmp_path) -> None:
     with pytest.raises(ValueError, match="unknown export format"):
         export_model(tiny_model, tmp_path, "tensorrt")
+
+
+def test_export_refuses_a_model_that_is_not_medsam_lite(tmp_path) -> None:
+    with pytest.raises(TypeError, match="needs a MedSAMLite model; got Linear"):
+        export_model(torch.nn.Linear(2, 2), tmp_path / "out", "onnx")
+    assert not (tmp_path / "out").exists()

@@ -6,10 +6,10 @@ import ctypes
 import ctypes.util
 import logging
 import sys
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +58,10 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, model: nn.Module, device: str | torch.device = "cpu") -> None:
+    def __init__(self, model: Any, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        self.image_size = int(model.image_size)
+        self.image_size = int(self.model.image_size)
 
     @torch.inference_mode()
     def encode_tensor(self, images: torch.Tensor) -> torch.Tensor:

@@ -156,6 +156,7 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         index, n_offsets = _relative_offset_index(window)
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, n_offsets))
+        self.attention_bias_idxs: torch.Tensor
         self.register_buffer("attention_bias_idxs", index, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
