@@ -211,8 +211,9 @@ def low_res_to_masks(
 
     Equal, pixel for pixel, to ``logits_to_mask(postprocess_logits(...))[:, 0]``, but it only
     interpolates where a mask pixel is possible. A bilinear output is a convex combination of
-    its four source logits, so it can only reach the threshold if one source does (float
-    rounding is covered by a margin a hundred times larger than its bound). Each object is
+    its four source logits, so it can only reach the threshold if one source does. Float
+    rounding (at most ~1e-6 max|logit| over the two blends) is covered by a margin of
+    1e-3 + 1e-5 max|logit|, ten or more times that bound. Each object is
     therefore interpolated on the output rows and columns whose source cells reach
     ``threshold - margin``; the values there are the very float32 numbers the full resize
     computes, and every other pixel is background. For small objects on large images (many
