@@ -74,3 +74,38 @@ def test_save_npz_atomic(tmp_path: Path) -> None:
     with np.load(out) as data:
         assert data["segs"].sum() == 9
     assert [p.name for p in out.parent.iterdir()] == ["x.npz"]
+
+
+def test_save_npz_atomic_failure_keeps_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = save_npz_atomic(tmp_path / "x.npz", segs=np.ones((3, 3), np.uint8))
+
+    def broken(handle, **arrays) -> None:
+        handle.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_npz_atomic(out, segs=np.zeros((3, 3), np.uint8))
+    with np.load(out) as data:
+        assert data["segs"].sum() == 9
+    assert [p.name for p in tmp_path.iterdir()] == ["x.npz"]
+
+
+def test_save_npz_atomic_temporary_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # resumed runs delete `.{stem}.*.tmp` files (umedsam.inference.manifest): the temporary
+    # file of an interrupted write must match that pattern
+    seen: list[str] = []
+
+    def record(handle, **arrays) -> None:
+        seen.append(Path(handle.name).name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez_compressed", record)
+    with pytest.raises(KeyboardInterrupt):
+        save_npz_atomic(tmp_path / "case.npz", segs=np.zeros((3, 3), np.uint8))
+    assert len(seen) == 1
+    assert Path(seen[0]).match(".case.*.tmp")
+    assert seen[0].startswith(".case.npz.")
+    assert list(tmp_path.iterdir()) == []

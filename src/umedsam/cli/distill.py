@@ -59,12 +59,14 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from umedsam.errors import MissingExtraError, UmedsamError
+    from umedsam.extras import import_optional
 
     try:
-        import yaml
-    except ImportError as err:
-        error = MissingExtraError("pyyaml", "train", "reading a distillation config")
-        print(f"error: {error}", file=sys.stderr)
+        yaml = import_optional(
+            "yaml", package="pyyaml", extra="train", purpose="reading a distillation config"
+        )
+    except MissingExtraError as err:
+        print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from err
     from umedsam.training.distill import distill, load_distill_config
 

@@ -107,7 +107,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the config, train, and print where the checkpoints are; 2 on a config error."""
-    from umedsam.errors import UmedsamError
+    from umedsam.errors import MissingExtraError, UmedsamError
+    from umedsam.extras import import_optional
     from umedsam.training.config import load_config
 
     try:
@@ -116,8 +117,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.print_config:
-        import yaml
-
+        try:
+            yaml = import_optional(
+                "yaml", package="pyyaml", extra="train", purpose="umedsam train --print-config"
+            )
+        except MissingExtraError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         print(yaml.safe_dump(_plain(config.to_dict()), sort_keys=False), end="")
         return 0
 

@@ -9,9 +9,7 @@
 from __future__ import annotations
 
 import math
-import os
 import struct
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from umedsam.atomic import atomic_open
 from umedsam.errors import InputError
 
 MAX_PIXELS = 2**31  # refuse arrays declaring more elements than this (about 2 GB of uint8)
@@ -216,21 +215,21 @@ def load_case(path: str | Path) -> Case:
 def save_npz_atomic(path: str | Path, compress: bool = True, **arrays: NDArray) -> Path:
     """Write an .npz atomically: a temporary file in the same folder, then rename over ``path``.
 
-    A crash mid-write never leaves a partial ``path``; a leftover ``.*.tmp`` file may remain.
+    A crash mid-write never leaves a partial ``path``; a leftover ``.<name>.*.tmp`` file may
+    remain (see :mod:`umedsam.atomic`).
+
+    Args:
+        path: the .npz file to write; its folder is created if needed.
+        compress: use ``np.savez_compressed`` (else ``np.savez``).
+        **arrays: the arrays to store, by key.
+
+    Returns:
+        ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if compress:
-                np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
-            else:
-                np.savez(fh, **arrays)  # type: ignore[arg-type]
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as fh:
+        if compress:
+            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+        else:
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
     return path

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import gzip
 import logging
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
+from umedsam.atomic import write_bytes_atomic
 from umedsam.data.npz import save_npz_atomic
-from umedsam.data.readers.guards import import_optional
 from umedsam.data.readers.meta import ImageMeta
+from umedsam.extras import import_optional
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +97,7 @@ def write_mask(
             raise ValueError(
                 f"OpenCV could not encode a {labels.dtype} mask of shape {labels.shape} as PNG"
             )
-        _atomic_write(path, lambda handle: handle.write(encoded.tobytes()))
+        write_bytes_atomic(path, encoded.tobytes())
     else:
         arrays: dict[str, NDArray] = {"segs": labels}
         if meta is not None and meta.is_3d:
@@ -144,21 +142,4 @@ def _write_nifti(path: Path, labels: NDArray, meta: ImageMeta) -> None:
     payload = image.to_bytes()
     if compressed:
         payload = gzip.compress(payload, compresslevel=6)
-    _atomic_write(path, lambda handle: handle.write(payload), ".nii.gz" if compressed else ".nii")
-
-
-def _atomic_write(path: Path, write: Callable, suffix: str | None = None) -> None:
-    """Run ``write(handle)`` on a temporary file next to ``path``, then rename it onto ``path``."""
-    suffix = suffix if suffix is not None else "".join(path.suffixes)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent
-    )
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, payload)

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from umedsam.errors import MissingExtraError
-from umedsam.evaluation.report import CaseRow, write_bytes_atomic
+from umedsam.atomic import write_bytes_atomic
+from umedsam.evaluation.report import CaseRow
+from umedsam.extras import import_optional
 
 if TYPE_CHECKING:
     from umedsam.evaluation.confidence import ConfidenceReport
@@ -23,11 +24,10 @@ logger = logging.getLogger(__name__)
 
 
 def _new_figure(width: float, height: float) -> Any:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as err:
-        raise MissingExtraError("matplotlib", "plots", "Writing evaluation plots") from err
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+    figure = import_optional(
+        "matplotlib.figure", package="matplotlib", extra="plots", purpose="Writing evaluation plots"
+    )
+    return figure.Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
 def _save(fig: Any, path: str | Path) -> Path:

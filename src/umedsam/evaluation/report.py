@@ -12,9 +12,7 @@ import io
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from umedsam.atomic import write_bytes_atomic
 from umedsam.errors import InputError
 from umedsam.evaluation.metrics import CaseMetrics, SpacingOrder, case_metrics
 
@@ -228,27 +227,6 @@ def summary_to_dict(summary: Summary) -> dict[str, Any]:
         "overall": stats(summary.overall),
         "per_modality": {name: stats(d) for name, d in summary.per_modality.items()},
     }
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
-
-    A reader never sees a half-written file; on error the temporary file is removed.
-
-    Returns:
-        The written path.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_csv_atomic(

@@ -11,15 +11,13 @@ weights_only=True)`` reads it and ``umedsam.models.checkpoint.load_checkpoint`` 
 from __future__ import annotations
 
 import csv
-import io
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from umedsam.atomic import atomic_open
 from umedsam.errors import CheckpointError
 
 __all__ = ["FORMAT_VERSION", "CsvLog", "load_training_checkpoint", "save_atomic"]
@@ -31,17 +29,8 @@ REQUIRED_KEYS = ("format_version", "model_name", "config", "model", "epoch", "st
 def save_atomic(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buffer.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb", fsync=False) as fh:
+        torch.save(obj, fh)
     return path
 
 

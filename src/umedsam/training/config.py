@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from umedsam.extras import import_optional
+
 __all__ = [
     "TRAINABLE_PARTS",
     "DataConfig",
@@ -387,12 +389,7 @@ def read_yaml_sections(path: str | Path | None, purpose: str) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    try:
-        import yaml
-    except ImportError as err:
-        from umedsam.errors import MissingExtraError
-
-        raise MissingExtraError("pyyaml", "train", purpose) from err
+    yaml = import_optional("yaml", package="pyyaml", extra="train", purpose=purpose)
     loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(loaded, dict):
         raise ValueError(f"{path}: expected a mapping of sections; got {type(loaded).__name__}")

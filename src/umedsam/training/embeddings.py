@@ -13,8 +13,6 @@ import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from umedsam.atomic import atomic_open
 from umedsam.data.dataset import PREPROCESS_VERSION
 
 __all__ = ["EmbeddingCache", "module_digest"]
@@ -89,7 +88,7 @@ class EmbeddingCache:
                         "delete the folder or use another cache_dir"
                     )
             else:
-                _write_atomic(meta, json.dumps(self.signature, indent=1).encode())
+                _write_entry(meta, json.dumps(self.signature, indent=1).encode())
 
     def __len__(self) -> int:
         return len(self._memory)
@@ -142,7 +141,7 @@ class EmbeddingCache:
                 self._memory[key] = emb
                 if self.folder is not None:
                     buffer = _tensor_bytes({"key": key, "embedding": emb})
-                    _write_atomic(self._path(key), buffer)
+                    _write_entry(self._path(key), buffer)
         return torch.stack([self._memory[k] for k in keys]).to(self.device, torch.float32)
 
 
@@ -152,12 +151,7 @@ def _tensor_bytes(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write_entry(path: Path, data: bytes) -> None:
+    # a cache entry is recomputed if lost, so no fsync: the rename alone keeps files whole
+    with atomic_open(path, "wb", fsync=False) as fh:
+        fh.write(data)

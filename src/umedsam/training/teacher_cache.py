@@ -14,8 +14,6 @@ import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -25,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from umedsam.atomic import atomic_open
 from umedsam.data.dataset import PREPROCESS_VERSION, NpzSegmentationDataset
 
 __all__ = [
@@ -94,17 +93,6 @@ def teacher_signature(name: str, checkpoint: str, teacher: nn.Module) -> CacheSi
     return CacheSignature(teacher=name, checkpoint_sha256=digest, image_size=size)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class TeacherEmbeddingCache:
     """Teacher image embeddings on disk, one float16 file per image key, bounded in size.
 
@@ -139,7 +127,7 @@ class TeacherEmbeddingCache:
                     "or use another cache_dir"
                 )
         else:
-            _write_atomic(meta, json.dumps(expected, indent=1, sort_keys=True).encode())
+            _write_entry(meta, json.dumps(expected, indent=1, sort_keys=True).encode())
         self.nbytes = sum(p.stat().st_size for p in self.folder.glob("*.pt"))
 
     def path(self, key: str) -> Path:
@@ -197,7 +185,7 @@ class TeacherEmbeddingCache:
         old = path.stat().st_size if path.is_file() else 0
         if self.nbytes - old + len(data) > self.max_bytes:
             return False
-        _write_atomic(path, data)
+        _write_entry(path, data)
         self.nbytes += len(data) - old
         return True
 
@@ -304,3 +292,9 @@ def fill_cache(
         if progress is not None:
             progress(done, len(keys))
     return added
+
+
+def _write_entry(path: Path, data: bytes) -> None:
+    # a cache entry is recomputed if lost, so no fsync: the rename alone keeps files whole
+    with atomic_open(path, "wb", fsync=False) as fh:
+        fh.write(data)

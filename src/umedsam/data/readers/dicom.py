@@ -22,7 +22,6 @@ from umedsam.data.readers.guards import (
     check_declared_size,
     check_nonempty_file,
     first_line,
-    import_optional,
 )
 from umedsam.data.readers.meta import (
     LPS_TO_RAS,
@@ -32,6 +31,7 @@ from umedsam.data.readers.meta import (
     plain_2d_meta,
 )
 from umedsam.errors import InputError
+from umedsam.extras import import_optional
 
 logger = logging.getLogger(__name__)
 

@@ -1,34 +1,14 @@
-"""Checks every reader runs before trusting a file: optional imports and declared sizes."""
+"""Checks every reader runs before trusting a file: non-empty files and declared sizes."""
 
 from __future__ import annotations
 
-import importlib
 import math
 from pathlib import Path
-from types import ModuleType
 
-from umedsam.errors import InputError, MissingExtraError
+from umedsam.errors import InputError
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 """Largest decoded array (bytes) a reader accepts unless told otherwise: 2 GiB."""
-
-
-def import_optional(module: str, *, package: str, extra: str, purpose: str) -> ModuleType:
-    """Import an optional dependency, or raise :class:`MissingExtraError` naming the extra.
-
-    Args:
-        module: importable module name (``"nibabel"``).
-        package: the pip distribution to name in the message.
-        extra: the umedsam extra that installs it (``"nifti"``).
-        purpose: what needs it, e.g. ``"Reading NIfTI files"``.
-
-    Raises:
-        MissingExtraError: the module cannot be imported.
-    """
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise MissingExtraError(package, extra, purpose) from err
 
 
 def check_declared_size(

@@ -18,10 +18,10 @@ from umedsam.data.readers.guards import (
     check_declared_size,
     check_nonempty_file,
     first_line,
-    import_optional,
 )
 from umedsam.data.readers.meta import ImageMeta, meta_from_affine, plain_2d_meta
 from umedsam.errors import InputError
+from umedsam.extras import import_optional
 
 logger = logging.getLogger(__name__)
 
