@@ -19,21 +19,6 @@ def disk(shape: tuple[int, int], center: tuple[int, int], radius: int) -> np.nda
     return (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius**2
 
 
-@pytest.mark.parametrize(
-    ("name", "modality"),
-    [
-        ("2DBox_Dermoscopy_PH2_IMD003.npz", "Dermoscopy"),
-        ("3DBox_CT_DeepLesion_000001_02.npz", "CT"),
-        ("3DBox_MR_HippocampusMSD_003", "MR"),
-        ("some/dir/2DBox_US_HC18_002.npz", "US"),
-        ("case_001.npz", "unknown"),
-        ("2DBox_.npz", "unknown"),
-    ],
-)
-def test_modality_from_name(name: str, modality: str) -> None:
-    assert rep.modality_from_name(name) == modality
-
-
 def test_format_4_rounds_decimal_half_up() -> None:
     assert rep.format_4(0.90045) == "0.9005"  # binary :.4f would print 0.9004
     assert rep.format_4(0.83127) == "0.8313"

@@ -9,7 +9,6 @@ import torch
 from umedsam.data.dataset import (
     NpzSegmentationDataset,
     epoch_order,
-    modality_from_name,
     sample_rng,
 )
 from umedsam.data.transforms import preprocess_image
@@ -101,12 +100,6 @@ def test_epoch_order() -> None:
     assert 0.45 < share_b < 0.55
     with pytest.raises(ValueError, match="empty dataset"):
         epoch_order([], seed=0, epoch=0)
-
-
-def test_modality_from_name() -> None:
-    assert modality_from_name("2DBox_US_HC18_001.npz") == "US"
-    assert modality_from_name("3DBox_MR_HippocampusMSD_001.npz") == "MR"
-    assert modality_from_name("case.npz") == "unknown"
 
 
 def test_bad_folders_and_options(tmp_path, challenge_folder) -> None:

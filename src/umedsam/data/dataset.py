@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from umedsam.data.augment import apply_flips, flip_variant_name, jitter_box, random_flips
 from umedsam.data.boxes import mask_to_box
+from umedsam.data.naming import modality_from_name
 from umedsam.data.npz import load_case
 from umedsam.data.transforms import boxes_to_model_frame, preprocess_image, resized_hw
 from umedsam.errors import InputError
@@ -33,7 +34,6 @@ __all__ = [
     "SliceRef",
     "TrainingSample",
     "epoch_order",
-    "modality_from_name",
     "sample_rng",
 ]
 
@@ -41,17 +41,6 @@ logger = logging.getLogger(__name__)
 
 #: Bumped whenever image preprocessing changes (embedding caches record it).
 PREPROCESS_VERSION = "litemedsam-1"
-
-
-def modality_from_name(name: str) -> str:
-    """Modality from a challenge file name: ``2DBox_US_HC18_001.npz`` -> ``"US"``.
-
-    Returns ``"unknown"`` for names without the ``2DBox_``/``3DBox_`` prefix.
-    """
-    parts = Path(name).name.split("_")
-    if len(parts) >= 3 and parts[0] in ("2DBox", "3DBox", "2D", "3D"):
-        return parts[1]
-    return "unknown"
 
 
 def sample_rng(seed: int, epoch: int, position: int) -> np.random.Generator:

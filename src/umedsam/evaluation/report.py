@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import math
-import re
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from umedsam.atomic import write_bytes_atomic
+from umedsam.data.naming import modality_from_name
 from umedsam.errors import InputError
 from umedsam.evaluation.metrics import CaseMetrics, SpacingOrder, case_metrics
 
@@ -32,24 +32,8 @@ logger = logging.getLogger(__name__)
 #: Decimals of the official metrics.csv.
 DECIMALS = 4
 
-_MODALITY_RE = re.compile(r"^(?:2D|3D)Box_([^_]+)_")
-
 CASE_COLUMNS = ("case", "modality", "dims", "n_labels", "dsc", "nsd")
 LABEL_COLUMNS = ("case", "modality", "label", "dsc", "nsd", "gt_voxels", "pred_voxels")
-
-
-def modality_from_name(name: str) -> str:
-    """Modality parsed from a challenge case name.
-
-    Args:
-        name: a case or file name such as ``2DBox_Dermoscopy_PH2_IMD003.npz`` or
-            ``3DBox_CT_DeepLesion_000001.npz``.
-
-    Returns:
-        The token after ``2DBox_``/``3DBox_`` (e.g. ``"Dermoscopy"``, ``"CT"``), or ``"unknown"``.
-    """
-    match = _MODALITY_RE.match(Path(name).name)
-    return match.group(1) if match else "unknown"
 
 
 def _round(value: float) -> float:
