@@ -12,7 +12,7 @@ from umedsam.models.checkpoint import load_checkpoint
 from umedsam.models.registry import build_model
 from umedsam.training.checkpointing import load_training_checkpoint
 from umedsam.training.config import TrainConfig
-from umedsam.training.embeddings import EmbeddingCache
+from umedsam.training.embeddings import FrozenEncoderEmbeddingCache
 from umedsam.training.trainer import Trainer, train
 
 
@@ -184,7 +184,7 @@ def test_embedding_cache_on_disk(challenge_folder, tmp_path) -> None:
     model = build_model("test_tiny").eval()
     ds = NpzSegmentationDataset(challenge_folder, image_size=64, load_images=False)
     keys = [ds.image_key(0), ds.image_key(1, ("horizontal",))]
-    cache = EmbeddingCache(
+    cache = FrozenEncoderEmbeddingCache(
         model, model_name="test_tiny", cache_dir=tmp_path / "c", storage_dtype=torch.float32
     )
     emb = cache.get(keys, ds.image_for_key)
@@ -193,7 +193,7 @@ def test_embedding_cache_on_disk(challenge_folder, tmp_path) -> None:
         expected = model.encode(torch.stack([ds.image_for_key(k) for k in keys]))
     torch.testing.assert_close(emb, expected)
     assert (cache.hits, cache.misses) == (0, 2)
-    again = EmbeddingCache(
+    again = FrozenEncoderEmbeddingCache(
         model, model_name="test_tiny", cache_dir=tmp_path / "c", storage_dtype=torch.float32
     )
     torch.testing.assert_close(again.get(keys, ds.image_for_key), emb)
@@ -201,7 +201,7 @@ def test_embedding_cache_on_disk(challenge_folder, tmp_path) -> None:
     # Other encoder weights -> another signature -> nothing reused.
     with torch.no_grad():
         next(model.image_encoder.parameters()).add_(1.0)
-    other = EmbeddingCache(
+    other = FrozenEncoderEmbeddingCache(
         model, model_name="test_tiny", cache_dir=tmp_path / "c", storage_dtype=torch.float32
     )
     other.get(keys[:1], ds.image_for_key)

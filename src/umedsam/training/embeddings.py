@@ -24,7 +24,7 @@ from torch import nn
 from umedsam.atomic import atomic_open
 from umedsam.data.dataset import PREPROCESS_VERSION
 
-__all__ = ["EmbeddingCache", "module_digest"]
+__all__ = ["FrozenEncoderEmbeddingCache", "module_digest"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,12 @@ def module_digest(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
-class EmbeddingCache:
-    """Embeddings of preprocessed images by key, computed with ``model.encode`` on demand.
+class FrozenEncoderEmbeddingCache:
+    """Image-encoder embeddings of preprocessed training images by key, for a frozen encoder.
+
+    Computed with ``model.encode`` on demand and reused by every later sample, epoch and run
+    (not to be confused with :class:`umedsam.training.teacher_cache.TeacherEmbeddingCache`,
+    the distillation teacher's, or the per-volume slice cache of 3D inference).
 
     Args:
         model: a model with ``encode(images) -> embeddings`` and an ``image_encoder``.

@@ -48,7 +48,7 @@ from umedsam.training.distributed import (
     shard_batches,
     teardown,
 )
-from umedsam.training.embeddings import EmbeddingCache
+from umedsam.training.embeddings import FrozenEncoderEmbeddingCache
 
 __all__ = ["LossHead", "TrainResult", "Trainer", "train"]
 
@@ -186,7 +186,7 @@ class Trainer:
             )
         self.cache = None
         if self.use_cache:
-            self.cache = EmbeddingCache(
+            self.cache = FrozenEncoderEmbeddingCache(
                 self.model,
                 model_name=config.model.name,
                 cache_dir=config.data.cache_dir,
