@@ -6,9 +6,13 @@ model is actually built).
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("umedsam")  # the one version number is in pyproject.toml
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = ["Predictor", "__version__", "build_model", "list_models", "load_checkpoint"]
 

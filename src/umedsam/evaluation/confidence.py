@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 #: Objects with true DSC below this count as failures.
 FAILURE_DSC = 0.8
 
+#: Header of ``confidence.csv`` (written by :mod:`umedsam.inference.runner`, read here).
 CONFIDENCE_COLUMNS = ("case", "object", "confidence", "predicted_iou", "area")
 OBJECT_COLUMNS = ("case", "object", "confidence", "predicted_iou", "area", "dsc", "failed")
 
