@@ -1,4 +1,8 @@
-"""Shared fixtures: the tiny random model, synthetic challenge cases, the shared data folder."""
+"""Shared fixtures: the tiny random model, synthetic challenge cases, the shared data folder.
+
+Importing :mod:`tiny_models` registers the test-only models ``test_tiny`` and
+``test_tiny_effvit``; subprocesses that build them import it as well (see that module).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+import tiny_models  # noqa: F401 - registers test_tiny and test_tiny_effvit
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,41 @@ def test_registry_lists_and_rejects_unknown() -> None:
     assert "litemedsam" in list_models()
     with pytest.raises(ValueError, match="known models: .*litemedsam"):
         build_model("no_such_model")
+
+
+def test_shipped_registry_has_no_test_models() -> None:
+    code = "from umedsam.models.registry import list_models; print(' '.join(list_models()))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    shipped = out.stdout.split()
+    assert "litemedsam" in shipped
+    assert not [name for name in shipped if name.startswith("test_")]
+
+
+def test_register_same_definition_again_but_not_another(monkeypatch) -> None:
+    from umedsam.models import registry
+
+    monkeypatch.setattr(registry, "_BUILDERS", dict(registry._BUILDERS))
+
+    def make_builder():  # one definition: each call returns a new function object
+        def builder() -> torch.nn.Module:
+            return torch.nn.Identity()
+
+        return builder
+
+    first, second = make_builder(), make_builder()
+    assert first is not second
+    registry.register_model("dup_model")(first)
+    registry.register_model("dup_model")(first)  # the same builder
+    registry.register_model("dup_model")(second)  # the same definition imported again
+    assert registry._BUILDERS["dup_model"] is second
+
+    def other() -> torch.nn.Module:
+        return torch.nn.Identity()
+
+    with pytest.raises(ValueError, match="'dup_model' is already registered"):
+        registry.register_model("dup_model")(other)
 
 
 def test_tiny_forward_shapes(tiny_model) -> None:

@@ -9,6 +9,7 @@ import sys
 
 import torch
 
+import tiny_models
 from umedsam.training.checkpointing import load_training_checkpoint
 from umedsam.training.distributed import shard_batches
 
@@ -27,6 +28,7 @@ def test_shard_batches_disjoint_and_even() -> None:
 def test_torchrun_two_cpu_processes(challenge_folder, tmp_path) -> None:
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # each rank runs tests/tiny_models.py, which registers test_tiny before calling the CLI
     cmd = [
         sys.executable,
         "-m",
@@ -34,8 +36,7 @@ def test_torchrun_two_cpu_processes(challenge_folder, tmp_path) -> None:
         "--standalone",
         "--nproc_per_node",
         "2",
-        "-m",
-        "umedsam.cli.main",
+        str(tiny_models.SCRIPT),
         "train",
         "-q",
         "--data.train-root",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from umedsam.models.encoders.tiny_vit import TinyViT, tiny_vit_5m_256
+from umedsam.models.encoders.tiny_vit import tiny_vit_5m_256
 from umedsam.models.mask_decoder import MaskDecoder, TwoWayTransformer
 from umedsam.models.prompt_encoder import PromptEncoder
 from umedsam.models.registry import register_model
@@ -107,21 +107,3 @@ def build_sam_mask_decoder(
 def litemedsam() -> MedSAMLite:
     """LiteMedSAM: TinyViT-5M at 256 px + SAM prompt encoder + SAM mask decoder (9.8 M params)."""
     return MedSAMLite(tiny_vit_5m_256(), build_sam_prompt_encoder(), build_sam_mask_decoder())
-
-
-@register_model("test_tiny")
-def test_tiny() -> MedSAMLite:
-    """A few-thousand-parameter model on 64-px inputs for fast tests (random weights only)."""
-    encoder = TinyViT(
-        embed_dims=(8, 16, 16, 32),
-        depths=(1, 1, 1, 1),
-        num_heads=(1, 2, 2, 2),
-        window_sizes=(7, 7, 7, 7),
-        merge_strides=(2, 2, 1),
-        out_chans=32,
-    )
-    return MedSAMLite(
-        encoder,
-        build_sam_prompt_encoder(embed_dim=32, image_size=64, mask_in_chans=16),
-        build_sam_mask_decoder(dim=32, mlp_dim=64, num_heads=2, iou_hidden=32),
-    )

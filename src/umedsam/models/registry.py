@@ -21,15 +21,39 @@ _BuilderT = TypeVar("_BuilderT", bound=Callable[..., nn.Module])
 
 
 def register_model(name: str) -> Callable[[_BuilderT], _BuilderT]:
-    """Decorator registering ``builder`` under ``name``; a duplicate name raises ValueError."""
+    """Decorator registering ``builder`` under ``name``.
+
+    A name may be registered again only by the same builder or by the same definition: a function
+    with equal code, qualified name and defaults, as when its module is imported a second time
+    (reloaded, run as a script and also imported, or copied and imported from the copy, as Dask
+    does with a worker preload file). The newer function then replaces the older one.
+
+    Raises:
+        ValueError: ``name`` is already registered for another builder.
+    """
 
     def decorator(builder: _BuilderT) -> _BuilderT:
-        if name in _BUILDERS and _BUILDERS[name] is not builder:
+        known = _BUILDERS.get(name)
+        if known is not None and not _same_definition(known, builder):
             raise ValueError(f"model name {name!r} is already registered")
         _BUILDERS[name] = builder
         return builder
 
     return decorator
+
+
+def _same_definition(a: Callable[..., nn.Module], b: Callable[..., nn.Module]) -> bool:
+    if a is b:
+        return True
+    code_a, code_b = getattr(a, "__code__", None), getattr(b, "__code__", None)
+    return (
+        code_a is not None
+        and code_a == code_b  # compares bytecode, constants, names and lines, not the file
+        and getattr(a, "__qualname__", None) == getattr(b, "__qualname__", None)
+        and getattr(a, "__defaults__", None) == getattr(b, "__defaults__", None)
+        and getattr(a, "__closure__", None) is None
+        and getattr(b, "__closure__", None) is None
+    )
 
 
 def _load_builtin() -> None:

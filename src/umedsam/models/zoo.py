@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from umedsam.models.encoders.efficient_vit import (
-    EfficientViTEncoder,
     efficientvit_b0_256,
     efficientvit_b1_256,
 )
@@ -28,7 +27,6 @@ from umedsam.models.registry import register_model, register_weights
 
 __all__ = [
     "WEIGHTS_DIR",
-    "test_tiny_effvit",
     "umedsam_effvit_b0",
     "umedsam_effvit_b1",
     "umedsam_litemedsam",
@@ -54,23 +52,6 @@ def umedsam_effvit_b0() -> MedSAMLite:
 def umedsam_effvit_b1() -> MedSAMLite:
     """EfficientViT-B1-sized student encoder (5.0 M params, ~1.23 GMACs at 256 px) + SAM heads."""
     return MedSAMLite(efficientvit_b1_256(), build_sam_prompt_encoder(), build_sam_mask_decoder())
-
-
-@register_model("test_tiny_effvit")
-def test_tiny_effvit() -> MedSAMLite:
-    """A tiny random-weight student matching ``test_tiny``'s sizes (64-px input), for tests."""
-    encoder = EfficientViTEncoder(
-        widths=(4, 8, 8, 16, 16),
-        depths=(1, 1, 1, 1, 1),
-        head_dim=8,
-        neck_dim=8,
-        out_chans=32,
-    )
-    return MedSAMLite(
-        encoder,
-        build_sam_prompt_encoder(embed_dim=32, image_size=64, mask_in_chans=16),
-        build_sam_mask_decoder(dim=32, mlp_dim=64, num_heads=2, iou_hidden=32),
-    )
 
 
 for _name in ("umedsam_effvit_b0", "umedsam_effvit_b1"):
