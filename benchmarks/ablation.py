@@ -10,7 +10,7 @@ cached image embeddings of the train split, under the same budget of gradient ev
   (d) as (c) with Sharpness-Aware Minimization (rho 0.05; loss log-variances not perturbed)
   (e) shape-distance loss alone, AdamW
 
-Each arm's final weights predict the dev split with ``umedsam.inference.runner.predict_folder``
+Each arm's final weights predict the dev split with ``umedsam.inference.runner.run_cases``
 and are scored by ``umedsam.evaluation.report.evaluate_folders`` (the code behind
 ``umedsam evaluate``). The image encoder is frozen and shared by all arms, so its outputs on dev
 are memoised across arms (bit-identical to recomputing them).
@@ -189,14 +189,19 @@ def evaluate_arm(
 ) -> dict[str, Any]:
     """Predict dev with the arm's weights and score it; returns overall and per-modality stats."""
     from umedsam.evaluation.report import evaluate_folders
-    from umedsam.inference.runner import predict_folder
+    from umedsam.inference.cases import find_cases
+    from umedsam.inference.engines import Engine, EnginePlan, EngineSpec, weights_sha256
+    from umedsam.inference.runner import run_cases
     from umedsam.models.pretrained import load_pretrained
 
     model, _ = load_pretrained("litemedsam", checkpoint)
-    backend = _memo_backend(model, memo)
+    spec = EngineSpec("litemedsam", None if checkpoint is None else Path(checkpoint), "torch")
+    engine = Engine(
+        _memo_backend(model, memo), EnginePlan(spec, weights_sha256("litemedsam", checkpoint))
+    )
     segs = args.work / f"segs_{arm}"
     start = time.perf_counter()
-    outcomes = predict_folder(backend, args.dev / "imgs", segs)
+    outcomes = run_cases(find_cases(args.dev / "imgs"), segs, engine, resume=False).outcomes
     predict_s = time.perf_counter() - start
     failed = [o for o in outcomes if not o.ok]
     if failed:

@@ -166,7 +166,7 @@ def worker(engine: str, case: Path, out: Path, threads: int | None) -> int:
     """Child process: what ``umedsam predict --engine ENGINE`` does for one case, with timings."""
     t0 = time.perf_counter()
     from umedsam.data.npz import load_case, save_npz_atomic
-    from umedsam.inference.backends.factory import create_backend
+    from umedsam.inference.engines import EngineSpec, open_engine
     from umedsam.inference.segment import segment_case
 
     if engine == "torch":  # as the CLI: only the torch engine imports torch and tunes malloc
@@ -178,7 +178,7 @@ def worker(engine: str, case: Path, out: Path, threads: int | None) -> int:
             torch.set_num_threads(threads)
         tune_allocator()
     t_import = time.perf_counter() - t0
-    backend = create_backend(engine, threads=threads)
+    backend = open_engine(EngineSpec(engine=engine, threads=threads)).backend
     t_load = time.perf_counter() - t0 - t_import
     case_ = load_case(case)
     result = segment_case(backend, case_)
@@ -403,7 +403,7 @@ def report_case(name: str, gts_path: Path | None, rows: dict[str, Runs]) -> str:
 
 def engine_calls(engines: list[str], calls: int, threads: int) -> str:
     """Markdown table: median seconds of one encoder call and one 8-box decoder call per engine."""
-    from umedsam.inference.backends.factory import create_backend
+    from umedsam.inference.engines import EngineSpec, open_engine
 
     image = np.random.default_rng(0).random((1, 3, 256, 256), dtype=np.float32)
     boxes = np.array([[30, 30, 120, 140]] * 8, np.float32)
@@ -419,7 +419,7 @@ def engine_calls(engines: list[str], calls: int, threads: int) -> str:
 
             torch.set_num_threads(threads)
             tune_allocator()
-        backend = create_backend(engine, threads=threads)
+        backend = open_engine(EngineSpec(engine=engine, threads=threads)).backend
         embedding = backend.encode(image)  # warm-up
         backend.decode(embedding, boxes)
         enc, dec = [], []
@@ -447,7 +447,7 @@ def accuracy(
     import torch
 
     from umedsam.data.npz import load_case
-    from umedsam.inference.backends.factory import create_backend
+    from umedsam.inference.engines import EngineSpec, open_engine
     from umedsam.inference.segment import segment_case
 
     if threads:
@@ -459,7 +459,7 @@ def accuracy(
     ]
     for engine in engines:
         t0 = time.perf_counter()
-        backend = create_backend(engine, threads=threads)
+        backend = open_engine(EngineSpec(engine=engine, threads=threads)).backend
         dscs, refs, agree, worse, same = [], [], [], 0, 0
         for path in cases:
             case = load_case(path)
@@ -570,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
                     [
                         sys.executable,
                         "-c",
-                        f"from umedsam.inference.backends.factory import create_backend; create_backend({engine!r}, threads={args.threads})",
+                        f"from umedsam.inference.engines import EngineSpec, open_engine; open_engine(EngineSpec(engine={engine!r}, threads={args.threads}))",
                     ],
                     args.timeout,
                 )

@@ -1,8 +1,7 @@
 """Endurance: predict many small generated cases in one process and watch resident memory.
 
 The run goes through the same path as ``umedsam predict`` without ``--workers``: the run manifest
-(:func:`umedsam.inference.manifest.start_run`), :func:`umedsam.inference.runner.predict_folder`
-with one model loaded once, atomic ``segs`` writes, ``efficiency.csv``. Cases are generated
+(:func:`umedsam.inference.runner.run_cases` on the local executor) with one model loaded once, atomic ``segs`` writes, ``efficiency.csv``. Cases are generated
 deterministically into a temporary folder (deleted afterwards): alternately a 2D image with 1-3
 disks and a small 3D volume with 1-2 spheres, with sizes that vary so buffers of different
 shapes are allocated.
@@ -91,11 +90,9 @@ def soak(args: argparse.Namespace) -> dict:
     """Generate the cases, predict them with samples of RSS, return the measurements."""
     import torch
 
-    from umedsam.inference.backends.torch import TorchBackend
-    from umedsam.inference.manifest import finish_run, start_run
-    from umedsam.inference.runner import find_cases, predict_folder
-    from umedsam.models.checkpoint import file_sha256
-    from umedsam.models.pretrained import load_pretrained
+    from umedsam.inference.cases import find_cases
+    from umedsam.inference.engines import EngineSpec, open_engine
+    from umedsam.inference.runner import run_cases
     from umedsam.models.registry import build_model
 
     torch.set_num_threads(args.threads)
@@ -111,19 +108,15 @@ def soak(args: argparse.Namespace) -> dict:
             torch.manual_seed(0)
             checkpoint = root / "tiny.pt"
             torch.save(build_model("test_tiny").state_dict(), checkpoint)
-        model, report = load_pretrained(args.model, checkpoint)
-        backend = TorchBackend(model)
+        engine = open_engine(EngineSpec(args.model, checkpoint, "torch", args.threads))
         cases = find_cases(inp)
-        out.mkdir()
-        manifest, plan = start_run(
-            cases, out, model=args.model, checkpoint_sha256=file_sha256(report.path)
-        )
         samples: list[tuple[int, float, float]] = [(0, time.perf_counter() - t0, rss_mb())]
         count = [0]
         start = time.perf_counter()
 
-        def on_case(outcome) -> None:  # type: ignore[no-untyped-def]
-            manifest.record(outcome)
+        def on_case(state) -> None:  # type: ignore[no-untyped-def]
+            if state.last is None:
+                return
             count[0] += 1
             if count[0] % args.sample_every == 0 or count[0] == len(cases):
                 samples.append((count[0], time.perf_counter() - start, rss_mb()))
@@ -133,10 +126,9 @@ def soak(args: argparse.Namespace) -> dict:
                         file=sys.stderr,
                     )
 
-        predict_folder(backend, inp, out, on_case=on_case, cases=plan.todo)
-        finish_run(manifest, out)
+        result = run_cases(cases, out, engine, progress=on_case)
         elapsed = time.perf_counter() - start
-        counts = manifest.counts()
+        counts = result.manifest.counts()
     after = [s for s in samples if s[0] >= args.warmup]
     base = after[0][2]
     peak = max(s[2] for s in after)

@@ -103,7 +103,7 @@ def latency(
     """Median encoder seconds per 256-px slice for each (model, engine)."""
     import torch
 
-    from umedsam.inference.backends.factory import available_engines, create_backend
+    from umedsam.inference.engines import EngineSpec, available_engines, open_engine
 
     installed = available_engines()
     image = torch.rand(1, 3, 256, 256).numpy()
@@ -114,7 +114,9 @@ def latency(
             continue
         for name in names:
             try:
-                backend = create_backend(engine, name, weights.get(name), threads=threads)
+                ckpt = weights.get(name)
+                spec = EngineSpec(name, None if ckpt is None else Path(ckpt), engine, threads)
+                backend = open_engine(spec).backend
             except Exception as err:  # noqa: BLE001 - report and continue with the next engine
                 print(f"[skip] {name} on {engine}: {err}", file=sys.stderr)
                 continue

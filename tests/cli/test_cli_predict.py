@@ -98,13 +98,13 @@ def test_exported_engine_predicts_without_importing_torch(tmp_path, make_disk) -
     import subprocess
     import sys
 
-    from umedsam.inference.backends.factory import ensure_export
+    from umedsam.inference.engines import EngineSpec, plan_engine
     from umedsam.models.registry import build_model
 
     torch.manual_seed(0)
     checkpoint = tmp_path / "tiny.pt"
     torch.save(build_model("test_tiny").state_dict(), checkpoint)
-    ensure_export("onnx", "test_tiny", checkpoint)
+    plan_engine(EngineSpec("test_tiny", checkpoint, engine="onnx"))  # exports into the cache
     img, mask = make_disk(70, 90, center=(35, 45), radius=14)
     (tmp_path / "in").mkdir()
     np.savez_compressed(tmp_path / "in" / "2D_disk.npz", imgs=img, boxes=mask_to_box(mask)[None])

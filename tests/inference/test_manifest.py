@@ -15,6 +15,7 @@ import torch
 from umedsam.cli.main import main
 from umedsam.data.npz import load_case, npz_headers
 from umedsam.errors import InputError
+from umedsam.inference.cases import CaseOutcome
 from umedsam.inference.manifest import (
     MANIFEST_NAME,
     RunManifest,
@@ -23,7 +24,6 @@ from umedsam.inference.manifest import (
     start_run,
     validate_output,
 )
-from umedsam.inference.runner import CaseOutcome
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from umedsam.data.npz import label_dtype
 from umedsam.errors import InputError
 from umedsam.inference.predictor import Predictor
-from umedsam.inference.segment import label_dtype, segment_image
+from umedsam.inference.segment import segment_image
 
 
 def test_predict_before_set_image_raises(tiny_model) -> None:

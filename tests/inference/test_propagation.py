@@ -7,7 +7,13 @@ import torch
 
 from umedsam.data.transforms import boxes_to_model_frame, mask_to_model_box, preprocess_image
 from umedsam.inference.backends.torch import TorchBackend
-from umedsam.inference.propagation import EmbeddingCache, PropagationStats, key_slices, propagate
+from umedsam.inference.propagation import (
+    PropagationStats,
+    SliceEmbeddingCache,
+    key_slices,
+    paint_labels,
+    propagate,
+)
 from umedsam.inference.segment import segment_volume_case
 
 
@@ -85,9 +91,9 @@ def test_small_cache_still_correct(tiny_model) -> None:
     full = segment_volume_case(TorchBackend(tiny_model), vol, boxes).segs
     backend = CountingBackend(tiny_model)
     stats = PropagationStats()
-    cache = EmbeddingCache(max_mb=0.0)  # nothing fits: slices needed twice are re-encoded
     segs = np.zeros(vol.shape, np.uint8)
-    for r in propagate(backend, vol, boxes, cache, stats):
+    # nothing fits in the cache: slices needed twice are re-encoded
+    for r in propagate(backend, vol, boxes, cache_mb=0.0, stats=stats):
         for k, i in enumerate(r.object_ids):
             region = r.masks[k] & (segs[r.z] < i + 1)
             segs[r.z][region] = i + 1
@@ -109,3 +115,48 @@ def test_generator_order_and_progress(tiny_model) -> None:
 def test_key_slices_match_official_formula() -> None:
     boxes = np.array([[0, 0, 3, 5, 5, 11], [0, 0, 4, 5, 5, 4], [0, 0, 0, 5, 5, 1]])
     np.testing.assert_array_equal(key_slices(boxes), [7, 4, 0])
+
+
+def test_start_flags_and_iou_per_slice(tiny_model) -> None:
+    vol, boxes = _volume()
+    keys = key_slices(boxes)
+    starts = {}
+    for r in propagate(TorchBackend(tiny_model), vol, boxes):
+        assert r.is_start.shape == r.object_ids.shape == r.iou.shape
+        for i in r.object_ids[r.is_start]:
+            assert int(i) not in starts
+            starts[int(i)] = r.z
+    assert starts == {i: int(k) for i, k in enumerate(keys)}
+
+
+def test_start_slice_can_be_chosen(tiny_model) -> None:
+    vol, boxes = _volume()
+    chosen = np.array([3, 9, 13, 7])  # ends and a middle of each z-range
+    results = list(propagate(TorchBackend(tiny_model), vol, boxes, start_slices=chosen))
+    for r in results:
+        for i, start in zip(r.object_ids, r.is_start, strict=True):
+            assert start == (r.z == chosen[i])
+            assert boxes[i, 2] <= r.z <= boxes[i, 5]
+    covered = {(int(i), r.z) for r in results for i in r.object_ids}
+    assert covered == {(i, z) for i, b in enumerate(boxes) for z in range(b[2], b[5] + 1)}
+    import pytest
+
+    with pytest.raises(ValueError, match="start_slices"):
+        list(propagate(TorchBackend(tiny_model), vol, boxes, start_slices=np.array([0, 9, 13, 7])))
+
+
+def test_callers_cache_is_reused_across_propagations(tiny_model) -> None:
+    """A cache kept for the volume: a second propagation encodes only the slices it lacks."""
+    vol, boxes = _volume()
+    backend = CountingBackend(tiny_model)
+    cache = SliceEmbeddingCache(max_mb=64.0)
+    first = np.zeros(vol.shape, np.uint8)
+    for r in propagate(backend, vol, boxes[:2], embeddings=cache):
+        paint_labels(first[r.z], r.masks, r.object_ids + 1)
+    assert backend.encoded == len(cache) == 9  # z 3..11, every slice kept
+    second = np.zeros(vol.shape, np.uint8)
+    for r in propagate(backend, vol, boxes, embeddings=cache):
+        paint_labels(second[r.z], r.masks, r.object_ids + 1)
+    assert backend.encoded == 14  # only z 0..2 and 12..13 were new
+    fresh = segment_volume_case(TorchBackend(tiny_model), vol, boxes).segs
+    np.testing.assert_array_equal(second, fresh)  # cached float32 embeddings change nothing

@@ -22,7 +22,7 @@ from .conftest import Client  # noqa: E402
 
 
 class CountingLoader:
-    """Model loader that builds the tiny model and counts how often it was asked."""
+    """Engine loader that builds the tiny model and counts how often it was asked."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -30,11 +30,12 @@ class CountingLoader:
     def __call__(self):
         import torch
 
+        from umedsam.inference.backends.torch import TorchBackend
         from umedsam.models.registry import build_model
 
         self.calls += 1
         torch.manual_seed(0)
-        return build_model("test_tiny").eval()
+        return TorchBackend(build_model("test_tiny"))
 
 
 @pytest.fixture
@@ -372,3 +373,29 @@ def test_uncertainty_overlay_when_available(app_client, make_disk, make_sphere):
     )
     assert inside[..., 3].max() > 0
     assert outside[..., 3].max() == 0  # slice 0 lies outside the box's z-range
+
+
+@pytest.mark.onnx
+def test_app_opens_the_engine_predict_uses(serve, tmp_path: Path) -> None:
+    """Without a loader the app opens its engine with open_engine, here ONNX Runtime."""
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from umedsam.models.registry import build_model
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(build_model("test_tiny").state_dict(), ckpt)
+    config = UIConfig(model="test_tiny", checkpoint=str(ckpt), engine="onnx", threads=1)
+    base, app = serve(config)
+    client = Client(base)
+    assert client.get("/api/config").json()["engine"] == "onnx"
+    image = np.zeros((64, 64, 3), np.uint8)
+    cv2.circle(image, (32, 32), 14, (200, 200, 200), -1)
+    opened = client.post("/api/upload?name=disk.png", png_bytes(image)).json()
+    segment = f"/api/sessions/{opened['session']}/segment"
+    result = client.post_json(segment, {"boxes": [[16, 16, 48, 48]]}).json()
+    assert result["objects"][0]["voxels"] > 0
+    assert app.state.model.backend().name == "onnx"
+    with pytest.raises(ValueError, match="unknown engine"):
+        UIConfig(engine="tensorrt")

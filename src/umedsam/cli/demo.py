@@ -7,15 +7,6 @@ import sys
 from pathlib import Path
 
 
-def examples_dir() -> Path:
-    """Folder of the bundled examples (``imgs/`` and ``gts/``), installed or in a source checkout."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[1] / "_examples", here.parents[3] / "examples"):
-        if (candidate / "imgs").is_dir() and (candidate / "gts").is_dir():
-            return candidate
-    raise FileNotFoundError("the bundled example cases are missing from this installation")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``umedsam demo`` (all optional)."""
     parser.add_argument(
@@ -28,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``predict`` then ``evaluate`` on the examples and print metrics and times."""
     from umedsam.cli.main import main
+    from umedsam.examples import examples_dir
 
     ex = examples_dir()
     out = args.output

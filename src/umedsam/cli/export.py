@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Export, check parity against PyTorch and print the largest difference; 1 if parity fails."""
     from umedsam.errors import MissingExtraError, UmedsamError
-    from umedsam.inference.backends.factory import weights_sha256
+    from umedsam.inference.engines import weights_sha256
     from umedsam.inference.export import ParityError, describe_parity, export_model, require_runtime
     from umedsam.models.pretrained import load_pretrained
 

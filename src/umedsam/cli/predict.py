@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-from umedsam.inference.backends.factory import ENGINES
+from umedsam.inference.engines import ENGINES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -132,36 +131,38 @@ def _uncertainty_config(args: argparse.Namespace):  # type: ignore[no-untyped-de
     return UncertaintyConfig(ensemble=k, ensemble_masks=args.ensemble_masks)
 
 
-def _set_threads(args: argparse.Namespace) -> None:
-    """Thread count and allocator tuning for torch (process-wide, so only the CLI does it).
+def _engine_spec(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """EngineSpec from the flags; Dask workers on this machine share its cores."""
+    import os
 
-    Only done when torch will run the model: the ONNX Runtime and OpenVINO engines take their
-    thread count from ``--threads`` directly and never import torch.
-    """
-    if args.engine not in ("torch", "auto") or args.workers or args.scheduler:
-        return  # exported engines and Dask workers set their own threads
-    from umedsam.inference.backends.factory import AUTO_ORDER, available_engines
+    from umedsam.inference.engines import EngineSpec
 
-    if args.engine == "auto" and AUTO_ORDER[0] in available_engines():
-        return
-    import torch
+    threads = args.threads
+    if threads is None and args.workers and args.scheduler is None:
+        threads = max(1, (os.cpu_count() or 1) // args.workers)
+    checkpoint = None if args.checkpoint is None else args.checkpoint.resolve()
+    return EngineSpec(model=args.model, checkpoint=checkpoint, engine=args.engine, threads=threads)
 
-    from umedsam.inference.backends.torch import tune_allocator
 
-    tune_allocator()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def _tune_torch(spec) -> None:  # type: ignore[no-untyped-def]
+    """Allocator tuning when this process will run the model in PyTorch (process-wide)."""
+    from umedsam.inference.engines import torch_runs_model
+
+    if torch_runs_model(spec):
+        from umedsam.inference.backends.torch import tune_allocator
+
+        tune_allocator()
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the model once, predict the folder, print a summary; exit 1 if any case failed."""
-    from umedsam.cli.progress import progress_bar
+    """Predict a case folder (or one image file); print a summary; exit 1 if any case failed."""
     from umedsam.errors import UmedsamError
-    from umedsam.inference.runner import ensure_writable, find_cases, predict_folder
+    from umedsam.inference.cases import CaseOptions, find_cases
+    from umedsam.inference.runner import Executor, LocalExecutor, run_cases
 
-    _set_threads(args)
     try:
         uncertainty = _uncertainty_config(args)
+        spec = _engine_spec(args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -172,102 +173,80 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     if args.boxes is not None or (args.input.exists() and not args.input.is_dir()):
-        return _run_image_file(args)
+        return _run_image_file(args, spec)
     try:
         cases = find_cases(args.input)
-        ensure_writable(args.output)
-        t0 = time.perf_counter()
+        options = CaseOptions(
+            overlay_dir=args.overlay, uncertainty=uncertainty, cache_mb=args.cache_mb
+        )
+        executor: Executor
         if args.workers or args.scheduler:
-            return _run_batch(args, cases, uncertainty)
-        backend, sha256 = _make_backend(args)
-        load_s = time.perf_counter() - t0
+            from umedsam.inference.dask_executor import DaskExecutor
+
+            executor = DaskExecutor(
+                workers=args.workers, scheduler=args.scheduler, retries=args.retries
+            )
+        else:
+            _tune_torch(spec)
+            executor = LocalExecutor()
     except (UmedsamError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    from umedsam.cli.progress import progress_bar
+
+    with progress_bar(total=len(cases), desc="predict", quiet=args.quiet) as bar:
+        seen = [0]
+
+        def on_progress(state) -> None:  # type: ignore[no-untyped-def]
+            if state.last is None:
+                if not args.quiet:
+                    bar.write(
+                        f"model {args.model} on the {state.engine} engine "
+                        f"({state.engine_seconds:.2f} s to prepare); {state.total} cases on "
+                        f"{state.where}"
+                        + (f"; {state.skipped} valid outputs kept" if state.skipped else "")
+                    )
+            elif not state.last.ok:
+                bar.write(f"FAILED {state.last.error}")
+            bar.update(state.finished - seen[0])
+            seen[0] = state.finished
+
+        try:
+            result = run_cases(
+                cases,
+                args.output,
+                spec,
+                options,
+                executor=executor,
+                resume=args.resume,
+                progress=on_progress,
+            )
+        except (UmedsamError, FileNotFoundError, OSError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    state = result.progress
     if not args.quiet:
-        print(
-            f"model {args.model} on the {backend.name} engine ready in {load_s:.2f} s; "
-            f"{len(cases)} cases"
-        )
-    from umedsam.inference.manifest import finish_run, start_run
-
-    manifest, plan = start_run(
-        cases,
-        args.output,
-        model=args.model,
-        checkpoint_sha256=sha256,
-        resume=args.resume,
-        required=("segs",) if uncertainty is None else ("segs", "unc"),
-    )
-    if plan.skipped and not args.quiet:
-        print(f"resuming: {len(plan.skipped)} valid outputs kept, {len(plan.todo)} cases to do")
-    with progress_bar(total=len(plan.todo), desc="predict", quiet=args.quiet) as bar:
-
-        def on_case(outcome):  # type: ignore[no-untyped-def]
-            manifest.record(outcome)
-            bar.update(1)
-            if not outcome.ok:
-                bar.write(f"FAILED {outcome.error}")
-
-        predict_folder(
-            backend,
-            args.input,
-            args.output,
-            args.overlay,
-            args.cache_mb,
-            on_case=on_case,
-            cases=plan.todo,
-            uncertainty=uncertainty,
-        )
-    finish_run(manifest, args.output)
-    outcomes = manifest.outcomes()
-    failed = [o for o in outcomes if not o.ok]
-    ok = len(outcomes) - len(failed)
-    if not args.quiet:
-        for o in outcomes:
+        for o in result.new_outcomes:
             if o.ok:
                 print(f"  {o.name:60s} {o.seconds:8.2f} s")
-    print(f"{ok}/{len(outcomes)} cases written to {args.output}; times in efficiency.csv")
-    if failed:
-        print(f"{len(failed)} failed:", file=sys.stderr)
-        for o in failed:
+    print(
+        f"{state.done} predicted, {state.skipped} kept from an earlier run, {state.failed} failed"
+        + (f" ({state.retried} retries after worker crashes)" if state.retried else "")
+        + f"; outputs, efficiency.csv and manifest.json in {args.output}"
+    )
+    if result.failed:
+        print(f"{len(result.failed)} failed:", file=sys.stderr)
+        for o in result.failed:
             print(f"  {o.error}", file=sys.stderr)
         return 1
     return 0
 
 
-def _make_backend(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """The engine chosen by --engine, and the sha256 of the weights it runs.
-
-    A --checkpoint is read (weights-only) and checked against the model before any engine is
-    exported, so a wrong file fails fast with the key report instead of an export error.
-    """
-    from umedsam.inference.backends.factory import create_backend, weights_sha256
-
-    if args.engine == "torch":
-        from umedsam.inference.backends.torch import TorchBackend
-        from umedsam.models.pretrained import load_pretrained
-
-        model, report = load_pretrained(args.model, args.checkpoint)
-        return TorchBackend(model), report.sha256
-    from umedsam.inference.backends.factory import cached_export
-
-    if (
-        args.checkpoint is not None
-        and cached_export(args.engine, args.model, args.checkpoint) is None
-    ):
-        from umedsam.models.checkpoint import load_checkpoint
-        from umedsam.models.registry import build_model
-
-        load_checkpoint(build_model(args.model), args.checkpoint)
-    backend = create_backend(args.engine, args.model, args.checkpoint, threads=args.threads)
-    return backend, weights_sha256(args.model, args.checkpoint)
-
-
-def _run_image_file(args: argparse.Namespace) -> int:
+def _run_image_file(args: argparse.Namespace, spec) -> int:  # type: ignore[no-untyped-def]
     """Predict one image file with a prompt file; write one mask with the image's geometry."""
     from umedsam.errors import UmedsamError
-    from umedsam.inference.runner import predict_image_file
+    from umedsam.inference.cases import predict_image_file
+    from umedsam.inference.engines import open_engine
 
     if args.boxes is None:
         print(
@@ -276,12 +255,13 @@ def _run_image_file(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        backend, _ = _make_backend(args)
+        _tune_torch(spec)
+        engine = open_engine(spec)
     except (UmedsamError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     outcome = predict_image_file(
-        backend,
+        engine.backend,
         args.input,
         args.boxes,
         args.output,
@@ -296,86 +276,4 @@ def _run_image_file(args: argparse.Namespace) -> int:
         print(f"error: {outcome.error}", file=sys.stderr)
         return 1
     print(f"{outcome.num_objects} objects segmented in {outcome.seconds:.2f} s -> {args.output}")
-    return 0
-
-
-def _run_batch(args: argparse.Namespace, cases: list[Path], uncertainty) -> int:  # type: ignore[no-untyped-def]
-    """``--workers``/``--scheduler``: predict on Dask workers; exit 1 if any case failed.
-
-    ``auto`` is resolved here so every worker runs the same engine, and an exported engine's
-    graphs are exported (once) before the workers start.
-    """
-    import os
-
-    from umedsam.cli.progress import progress_bar
-    from umedsam.errors import UmedsamError
-    from umedsam.inference.batch import (
-        ModelSpec,
-        predict_batch,
-        prepare_spec_engine,
-        resolve_engine,
-    )
-
-    checkpoint = None if args.checkpoint is None else str(args.checkpoint.resolve())
-    threads = args.threads
-    if threads is None and args.scheduler is None:
-        threads = max(1, (os.cpu_count() or 1) // args.workers)
-    engine = resolve_engine(args.engine)
-    try:
-        if engine == "torch":
-            from umedsam.models.pretrained import load_pretrained
-
-            sha256 = load_pretrained(args.model, args.checkpoint)[1].sha256
-        else:
-            from umedsam.inference.backends.factory import weights_sha256
-
-            sha256 = weights_sha256(args.model, checkpoint)
-        spec = ModelSpec(args.model, checkpoint, sha256, threads=threads, engine=engine)
-        spec = prepare_spec_engine(spec)
-    except (UmedsamError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    where = args.scheduler or f"{args.workers} local worker processes"
-    if not args.quiet:
-        print(f"{len(cases)} cases on {where}, {engine} engine")
-    with progress_bar(total=len(cases), desc="predict", quiet=args.quiet) as bar:
-        seen = [0]
-
-        def on_progress(state):  # type: ignore[no-untyped-def]
-            bar.update(state.finished - seen[0])
-            seen[0] = state.finished
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(done=state.done, failed=state.failed, skipped=state.skipped)
-            if state.last is not None and not state.last.ok:
-                bar.write(f"FAILED {state.last.error}")
-
-        try:
-            result = predict_batch(
-                cases,
-                args.output,
-                spec,
-                workers=args.workers,
-                scheduler=args.scheduler,
-                retries=args.retries,
-                overlay_dir=args.overlay,
-                cache_mb=args.cache_mb,
-                resume=args.resume,
-                progress=on_progress,
-                options={"uncertainty": uncertainty} if uncertainty is not None else None,
-            )
-        except (UmedsamError, OSError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-    state = result.progress
-    print(
-        f"{state.done} predicted, {state.skipped} kept from an earlier run, {state.failed} failed "
-        f"({state.retried} retries after worker crashes); outputs, efficiency.csv and "
-        f"manifest.json in {args.output}"
-    )
-    failed = [o for o in result.outcomes if not o.ok]
-    if failed:
-        print(f"{len(failed)} failed:", file=sys.stderr)
-        for o in failed:
-            print(f"  {o.error}", file=sys.stderr)
-        return 1
     return 0

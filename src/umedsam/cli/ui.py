@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from umedsam.inference.engines import ENGINES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``umedsam ui``."""
@@ -29,8 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model", default="litemedsam", help="registered model name")
     parser.add_argument("--checkpoint", help="weights file (default: the bundled weights)")
+    parser.add_argument(
+        "--engine",
+        default="auto",
+        choices=ENGINES,
+        help="inference engine, as for umedsam predict (default auto: ONNX Runtime or OpenVINO "
+        "when installed, else PyTorch)",
+    )
     parser.add_argument("--no-examples", action="store_true", help="hide the bundled examples")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, help="engine threads (default: the engine's choice)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,15 +56,13 @@ def run(args: argparse.Namespace) -> int:
             max_sessions=args.max_sessions,
             model=args.model,
             checkpoint=args.checkpoint,
+            engine=args.engine,
+            threads=args.threads,
             examples=not args.no_examples,
         )
     except ValueError as err:
         print(f"umedsam ui: {err}", file=sys.stderr)
         return 2
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(max(1, args.threads))
     shown = "localhost" if config.host == "127.0.0.1" else config.host
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         print(

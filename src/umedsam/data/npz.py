@@ -212,6 +212,14 @@ def load_case(path: str | Path) -> Case:
     return Case(name=path.name, imgs=imgs, boxes=boxes, spacing=spacing, is_3d=is_3d)
 
 
+def label_dtype(num_objects: int) -> type[np.unsignedinteger]:
+    """dtype of a label map with labels 1..num_objects: uint8 up to 255 objects, else uint16.
+
+    The official code writes uint8 maps, which overflow past 255 objects.
+    """
+    return np.uint8 if num_objects <= 255 else np.uint16
+
+
 def save_npz_atomic(path: str | Path, compress: bool = True, **arrays: NDArray) -> Path:
     """Write an .npz atomically: a temporary file in the same folder, then rename over ``path``.
 

@@ -12,6 +12,8 @@ checkpoint, since those outputs would not be what this run asks for.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import time
@@ -23,9 +25,10 @@ from typing import Any
 import numpy as np
 
 from umedsam import __version__
+from umedsam.atomic import write_text_atomic
 from umedsam.data.npz import NPZ_READ_ERRORS, npz_headers
 from umedsam.errors import InputError
-from umedsam.inference.runner import CaseOutcome, write_efficiency_csv, write_text_atomic
+from umedsam.inference.cases import CaseOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -319,6 +322,17 @@ def start_run(
     _remove_stale_temps(output_dir, (c.name for c in todo))
     manifest.save()
     return manifest, ResumePlan(todo=todo, skipped=skipped, redo=redo)
+
+
+def write_efficiency_csv(path: Path, outcomes: Iterable[CaseOutcome]) -> None:
+    """``case,seconds`` for every successful case, in the challenge's format."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["case", "seconds"])
+    for o in outcomes:
+        if o.ok:
+            writer.writerow([o.name, f"{o.seconds:.4f}"])
+    write_text_atomic(path, buf.getvalue())
 
 
 def finish_run(manifest: RunManifest, output_dir: str | Path) -> None:

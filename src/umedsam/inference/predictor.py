@@ -17,7 +17,6 @@ from umedsam.data.transforms import (
     low_res_to_masks,
     postprocess_logits,
     preprocess_image,
-    resized_hw,
 )
 from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
@@ -112,12 +111,6 @@ class Predictor:
         self._embedding = self.backend.encode(array)
         self._orig_hw = (int(image.shape[0]), int(image.shape[1]))
         self._new_hw = new_hw
-
-    def set_embedding(self, embedding: NDArray, orig_hw: tuple[int, int]) -> None:
-        """Use a precomputed embedding (1, C, h, w) of an image of size ``orig_hw``."""
-        self._embedding = np.asarray(embedding, dtype=np.float32)
-        self._orig_hw = (int(orig_hw[0]), int(orig_hw[1]))
-        self._new_hw = resized_hw(self._orig_hw, self.image_size)
 
     def reset_image(self) -> None:
         """Forget the current image and embedding."""

@@ -1,12 +1,17 @@
-"""3D segmentation by slice-wise propagation, as the official LiteMedSAM code does it, but with
-every slice encoded at most once and all objects on a slice decoded in one batch.
+"""3D segmentation by slice-wise propagation: the only 3D loop (CLI, web app, corrections).
 
-For each 3D box, the middle slice ``int((z_max - z_min) / 2 + z_min)`` is segmented with the box's
-2D extent; then the mask propagates upward to z_max and downward to z_min (both inclusive). Each
-next slice is prompted by the box of this object's previous-slice mask (model frame, widened by
-3 px); an empty previous mask falls back to the original box. All objects advance in lock-step:
-one upward sweep over slices, then one downward sweep. Embeddings computed in the upward sweep
-that the downward sweep will need are kept in a bounded cache.
+As the official LiteMedSAM code does it, but with every slice encoded at most once and all objects
+on a slice decoded in one batch. Each 3D box starts on its key slice, by default the middle slice
+``int((z_max - z_min) / 2 + z_min)`` (:func:`key_slices`), segmented with the box's 2D extent;
+then the mask propagates upward to z_max and downward to z_min (both inclusive). Each next slice
+is prompted by the box of this object's previous-slice mask (model frame, widened by 3 px); an
+empty previous mask falls back to the original box. All objects advance in lock-step: one upward
+sweep over slices, then one downward sweep.
+
+Embeddings: by default a private cache keeps the upward sweep's embeddings that the downward sweep
+will need, and frees them as it goes. A caller that will propagate again on the same volume (the
+web app, 3D corrections) passes its own :class:`SliceEmbeddingCache`: every encoded slice is then
+kept there (up to its bound) and later propagations encode only the slices it lacks.
 """
 
 from __future__ import annotations
@@ -36,11 +41,12 @@ class SliceResult:
 
     Attributes:
         z: slice index.
-        direction: "up" (key slice and above) or "down".
+        direction: "up" (start slice and above) or "down".
         object_ids: (K,) 0-based indices of the boxes segmented on this slice.
         masks: (K, H, W) bool.
         iou: (K,) IoU-head estimates.
         low_res_logits: (K, 1, S, S) model-frame logits.
+        is_start: (K,) whether ``z`` is the object's start (key) slice.
     """
 
     z: int
@@ -49,6 +55,7 @@ class SliceResult:
     masks: NDArray[np.bool_]
     iou: NDArray[np.float32]
     low_res_logits: NDArray[np.float32]
+    is_start: NDArray[np.bool_]
 
 
 @dataclass
@@ -62,8 +69,8 @@ class PropagationStats:
 
 
 @dataclass
-class EmbeddingCache:
-    """Bounded store of slice embeddings; refuses new entries once ``max_mb`` is reached.
+class SliceEmbeddingCache:
+    """Bounded store of one volume's slice embeddings; refuses new entries once ``max_mb`` is full.
 
     ``dtype`` float16 halves the memory but rounds the embeddings, which can move mask edges;
     the default float32 keeps the masks identical to recomputing the embedding.
@@ -80,7 +87,9 @@ class EmbeddingCache:
         return None if emb is None else emb.astype(np.float32, copy=False)
 
     def put(self, z: int, embedding: NDArray) -> bool:
-        """Store if there is room; returns whether it was stored."""
+        """Store if there is room (a slice already held is kept); returns whether it is held."""
+        if z in self._store:
+            return True
         stored = np.asarray(embedding).astype(self.dtype, copy=True)
         if self._bytes + stored.nbytes > self.max_mb * 2**20:
             return False
@@ -93,6 +102,12 @@ class EmbeddingCache:
         emb = self._store.pop(z, None)
         if emb is not None:
             self._bytes -= emb.nbytes
+
+    def __contains__(self, z: object) -> bool:
+        return z in self._store
+
+    def __len__(self) -> int:
+        return len(self._store)
 
     @property
     def megabytes(self) -> float:
@@ -112,7 +127,10 @@ def propagate(
     backend: Backend,
     volume: NDArray,
     boxes_3d: NDArray,
-    cache: EmbeddingCache | None = None,
+    *,
+    start_slices: NDArray | None = None,
+    embeddings: SliceEmbeddingCache | None = None,
+    cache_mb: float = 1024.0,
     stats: PropagationStats | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[SliceResult]:
@@ -122,42 +140,56 @@ def propagate(
         backend: the engine (encode/decode).
         volume: (D, H, W) array.
         boxes_3d: (N, 6) validated boxes x_min, y_min, z_min, x_max, y_max, z_max.
-        cache: embedding cache (default 1 GiB float32).
+        start_slices: (N,) slice each object starts from, within its z-range (default: the key
+            slice of :func:`key_slices`). The box's 2D extent prompts it there.
+        embeddings: a cache the caller keeps for this volume: every encoded slice is stored in it
+            (up to its bound) and never dropped, and slices it holds are not encoded again.
+            None: a private cache of ``cache_mb`` holding only what the downward sweep needs.
+        cache_mb: bound of the private cache.
         stats: optional counters, updated in place.
         progress: called with the number of slices finished after each slice.
 
     Yields:
         SliceResult for each slice of the upward sweep (ascending z), then of the downward sweep
         (descending z).
+
+    Raises:
+        ValueError: a start slice outside its box's z-range.
     """
-    cache = cache or EmbeddingCache()
+    keep_all = embeddings is not None
+    cache = embeddings if embeddings is not None else SliceEmbeddingCache(cache_mb)
     stats = stats or PropagationStats()
     d, h, w = volume.shape
     size = backend.image_size
+    new_hw = resized_hw((h, w), size)
     n = boxes_3d.shape[0]
-    z_lo, z_hi = boxes_3d[:, 2], boxes_3d[:, 5]
-    z_key = key_slices(boxes_3d)
+    z_lo, z_hi = boxes_3d[:, 2].astype(np.int64), boxes_3d[:, 5].astype(np.int64)
+    z_key = key_slices(boxes_3d) if start_slices is None else np.asarray(start_slices, np.int64)
+    if z_key.shape != (n,) or ((z_key < z_lo) | (z_key > z_hi)).any():
+        raise ValueError(
+            f"start_slices must be (N,) = ({n},) slices inside each box's z-range; got {z_key}"
+        )
     key_boxes = boxes_to_model_frame(boxes_3d[:, [0, 1, 3, 4]], (h, w), size)
     labels = np.arange(1, n + 1)
     down_needed = {z for i in range(n) for z in range(int(z_lo[i]), int(z_key[i]))}
 
-    def embed(z: int) -> tuple[NDArray[np.float32], tuple[int, int]]:
+    def embed(z: int, direction: str) -> NDArray[np.float32]:
         cached = cache.get(z)
-        new_hw = resized_hw((h, w), size)
         if cached is not None:
             stats.cache_hits += 1
-            return cached, new_hw
-        array, new_hw = preprocess_slices(volume[z : z + 1], size)
+            return cached
+        array, _ = preprocess_slices(volume[z : z + 1], size)
         emb = backend.encode(array)
         stats.encoder_calls += 1
-        return emb, new_hw
+        wanted = keep_all or (direction == "up" and z in down_needed)
+        if wanted and cache.put(z, emb):
+            stats.cache_peak_mb = max(stats.cache_peak_mb, cache.megabytes)
+        return emb
 
     def run_slice(
         z: int, active: list[int], prev: dict[int, NDArray], direction: str
     ) -> SliceResult:
-        emb, new_hw = embed(z)
-        if direction == "up" and z in down_needed and cache.put(z, emb):
-            stats.cache_peak_mb = max(stats.cache_peak_mb, cache.megabytes)
+        emb = embed(z, direction)
         prompts = []
         for i in active:
             box = None
@@ -174,6 +206,7 @@ def propagate(
             masks=masks,
             iou=np.asarray(iou)[:, 0].astype(np.float32),
             low_res_logits=low_res,
+            is_start=np.array([z == z_key[i] for i in active], dtype=bool),
         )
 
     done = 0
@@ -202,33 +235,14 @@ def propagate(
         if not active:
             continue
         result = run_slice(z, active, prev, "down")
-        cache.discard(z)
+        if not keep_all:
+            cache.discard(z)
         for k, i in enumerate(active):
             prev[i] = result.masks[k]
         done += 1
         if progress:
             progress(done)
         yield result
-
-
-def segment_volume(
-    backend: Backend,
-    volume: NDArray,
-    boxes_3d: NDArray,
-    cache: EmbeddingCache | None = None,
-    stats: PropagationStats | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> NDArray:
-    """Label map (D, H, W) for N boxes: label i+1 for box i; where masks overlap the later box wins.
-
-    The dtype is uint8 for up to 255 objects, else uint16.
-    """
-    n = boxes_3d.shape[0]
-    dtype = np.uint8 if n <= 255 else np.uint16
-    segs = np.zeros(volume.shape, dtype=dtype)
-    for result in propagate(backend, volume, boxes_3d, cache, stats, progress):
-        paint_labels(segs[result.z], result.masks, result.object_ids + 1)
-    return segs
 
 
 def paint_labels(target: NDArray, masks: NDArray[np.bool_], labels: NDArray) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from umedsam.data.npz import Case
+from umedsam.data.npz import Case, label_dtype
 from umedsam.data.transforms import (
     boxes_to_model_frame,
     preprocess_image,
@@ -21,12 +21,7 @@ from umedsam.data.transforms import (
 )
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.predictor import UPSAMPLE_CHUNK, Prediction, Predictor
-from umedsam.inference.propagation import (
-    EmbeddingCache,
-    PropagationStats,
-    paint_labels,
-    propagate,
-)
+from umedsam.inference.propagation import PropagationStats, paint_labels, propagate
 
 if TYPE_CHECKING:  # the uncertainty code uses torch; it is imported only when asked for
     from umedsam.inference import uncertainty as U
@@ -82,11 +77,6 @@ class CaseSegmentation:
     iou: NDArray[np.float32]
     stats: PropagationStats | None = None
     uncertainty: CaseUncertainty | None = None
-
-
-def label_dtype(num_objects: int) -> type[np.unsignedinteger]:
-    """uint8 for up to 255 objects, else uint16 (the official uint8 maps overflow past 255)."""
-    return np.uint8 if num_objects <= 255 else np.uint16
 
 
 def label_areas(segs: NDArray, num_objects: int) -> NDArray[np.int64]:
@@ -199,16 +189,15 @@ def segment_volume_case(
     segs = np.zeros(volume.shape, dtype=label_dtype(n))
     iou = np.zeros(n, dtype=np.float32)
     stats = PropagationStats()
-    key = {int(i): int((b[5] - b[2]) / 2 + b[2]) for i, b in enumerate(boxes_3d)}
     acc = None
     if uncertainty is not None:
         rule = "combined" if uncertainty.rule == "ensemble" else uncertainty.rule
         acc = _VolumeAccumulator(volume.shape, n, backend.image_size, rule)
-    for res in propagate(backend, volume, boxes_3d, EmbeddingCache(cache_mb), stats, progress):
+    for res in propagate(
+        backend, volume, boxes_3d, cache_mb=cache_mb, stats=stats, progress=progress
+    ):
         paint_labels(segs[res.z], res.masks, res.object_ids + 1)
-        for k, i in enumerate(res.object_ids):
-            if res.z == key[int(i)] and res.direction == "up":
-                iou[i] = res.iou[k]
+        iou[res.object_ids[res.is_start]] = res.iou[res.is_start]
         if acc is not None:
             acc.add(res.z, res.object_ids, res.low_res_logits, res.iou)
     if acc is None or uncertainty is None:  # both None together

@@ -191,6 +191,7 @@ def load_checkpoint(
     *,
     partial: bool = False,
     filter_fn: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+    sha256: str | None = None,
 ) -> LoadReport:
     """Load weights into ``model`` strictly (in place).
 
@@ -200,6 +201,8 @@ def load_checkpoint(
         partial: allow the file to cover only part of the model (e.g. a fine-tuned mask decoder
             saved without the frozen encoder); every key it has must still exist with the same shape.
         filter_fn: optional remapping of the state dict (e.g. for upstream key layouts).
+        sha256: the identity of these weights when the caller has already computed it (the
+            engine entry point hashes a checkpoint once); reported instead of hashing again.
 
     Returns:
         A LoadReport.
@@ -225,6 +228,6 @@ def load_checkpoint(
         if message:
             raise CheckpointError(message)
         model.load_state_dict(state, strict=True)
-    digest = file_sha256(path)
+    digest = sha256 if sha256 is not None else file_sha256(path)
     logger.debug("loaded %d tensors from %s (sha256 %s)", len(state), path, digest[:12])
     return LoadReport(path=path, sha256=digest, num_tensors=len(state), partial=partial)

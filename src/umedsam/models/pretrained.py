@@ -11,7 +11,7 @@ from umedsam.models.registry import build_model
 
 
 def load_pretrained(
-    name: str = "litemedsam", checkpoint: str | Path | None = None
+    name: str = "litemedsam", checkpoint: str | Path | None = None, sha256: str | None = None
 ) -> tuple[nn.Module, LoadReport]:
     """Build ``name`` and load ``checkpoint`` (None: the model's default weights), in eval mode.
 
@@ -20,6 +20,10 @@ def load_pretrained(
     ``base`` is set, the tensors of the base checkpoint that fit the model (same name and shape,
     e.g. LiteMedSAM's prompt encoder and decoder under a student encoder) are loaded first and the
     packaged file, which may then be partial, goes on top.
+
+    ``sha256``, when given, is the already computed identity of these weights
+    (``umedsam.inference.engines.weights_sha256``); the report carries it and no file is hashed
+    for it again.
 
     Raises:
         ValueError: unknown model name.
@@ -41,7 +45,7 @@ def load_pretrained(
             load_checkpoint(
                 model, None if base == "litemedsam" else base, partial=True, filter_fn=fitting
             )
-        report = load_checkpoint(model, weights, partial=base is not None)
+        report = load_checkpoint(model, weights, partial=base is not None, sha256=sha256)
     else:
-        report = load_checkpoint(model, checkpoint)
+        report = load_checkpoint(model, checkpoint, sha256=sha256)
     return model.eval(), report

@@ -25,8 +25,10 @@ from importlib import resources
 from pathlib import Path
 from typing import cast
 
-from umedsam.data.readers.guards import import_optional
 from umedsam.errors import InputError, UmedsamError
+from umedsam.extras import import_optional
+from umedsam.inference.backends.base import Backend
+from umedsam.inference.engines import EngineSpec
 from umedsam.ui.session import (
     LoadedImage,
     Session,
@@ -56,6 +58,9 @@ class UIConfig:
         max_sessions: open images kept at once; the least recently used is closed first.
         model: registered model name.
         checkpoint: weights file; None uses the model's bundled weights.
+        engine: inference engine, as ``umedsam predict --engine`` (default auto: ONNX Runtime or
+            OpenVINO when installed).
+        threads: engine threads (None: the engine's default).
         examples: offer the bundled example cases.
     """
 
@@ -66,6 +71,8 @@ class UIConfig:
     max_sessions: int = 8
     model: str = "litemedsam"
     checkpoint: str | None = None
+    engine: str = "auto"
+    threads: int | None = None
     examples: bool = True
 
     def __post_init__(self) -> None:
@@ -78,6 +85,16 @@ class UIConfig:
             raise ValueError(f"max_sessions must be >= 1; got {self.max_sessions}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535; got {self.port}")
+        self.engine_spec()  # validates the engine name and thread count
+
+    def engine_spec(self) -> EngineSpec:
+        """The engine the app opens (the same entry point as ``umedsam predict``)."""
+        return EngineSpec(
+            model=self.model,
+            checkpoint=None if self.checkpoint is None else Path(self.checkpoint),
+            engine=self.engine,
+            threads=self.threads,
+        )
 
     @property
     def max_upload_bytes(self) -> int:
@@ -92,7 +109,7 @@ class UIConfig:
 
 def example_cases() -> dict[str, tuple[Path, Path | None]]:
     """Bundled example cases: name -> (image npz, ground-truth npz or None). Empty if missing."""
-    from umedsam.cli.demo import examples_dir
+    from umedsam.examples import examples_dir
 
     try:
         root = examples_dir()
@@ -106,11 +123,11 @@ def example_cases() -> dict[str, tuple[Path, Path | None]]:
 
 
 class ModelHolder:
-    """Loads the model once, on first use, and serialises inference (one job at a time)."""
+    """Opens the engine once, on first use, and serialises inference (one job at a time)."""
 
-    def __init__(self, loader: Callable[[], object]) -> None:
+    def __init__(self, loader: Callable[[], Backend]) -> None:
         self._loader = loader
-        self._backend: object | None = None
+        self._backend: Backend | None = None
         self.lock = threading.Lock()
 
     @property
@@ -118,13 +135,11 @@ class ModelHolder:
         """Whether the model has been loaded."""
         return self._backend is not None
 
-    def backend(self) -> object:
+    def backend(self) -> Backend:
         """The inference backend; call with :attr:`lock` held."""
         if self._backend is None:
-            from umedsam.inference.predictor import as_backend
-
-            logger.info("loading the model")
-            self._backend = as_backend(self._loader())  # type: ignore[arg-type]
+            logger.info("opening the engine")
+            self._backend = self._loader()
         return self._backend
 
 
@@ -165,12 +180,11 @@ class SessionStore:
         return len(self._sessions)
 
 
-def _default_loader(config: UIConfig) -> Callable[[], object]:
-    def load() -> object:
-        from umedsam.models.pretrained import load_pretrained
+def _default_loader(config: UIConfig) -> Callable[[], Backend]:
+    def load() -> Backend:
+        from umedsam.inference.engines import open_engine
 
-        model, _ = load_pretrained(config.model, config.checkpoint)
-        return model
+        return open_engine(config.engine_spec()).backend
 
     return load
 
@@ -179,13 +193,13 @@ def _static_text(name: str) -> str:
     return resources.files("umedsam.ui").joinpath("static", name).read_text(encoding="utf-8")
 
 
-def create_app(config: UIConfig | None = None, model_loader: Callable[[], object] | None = None):
+def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backend] | None = None):
     """Build the Starlette application.
 
     Args:
         config: settings (defaults: :class:`UIConfig`).
-        model_loader: returns the model (nn.Module or Backend) on first segmentation; default
-            loads ``config.model`` with its bundled weights.
+        model_loader: returns the engine's Backend on first segmentation; default
+            ``open_engine(config.engine_spec())``, as ``umedsam predict`` opens it.
 
     Returns:
         A Starlette ASGI app; ``app.state.store`` and ``app.state.model`` expose its state.
@@ -259,6 +273,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], object
                 "examples": list(examples),
                 "max_upload_mb": config.max_upload_mb,
                 "model": config.model,
+                "engine": config.engine,
                 "model_loaded": holder.loaded,
             }
         )
@@ -359,7 +374,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], object
 
         def run() -> dict:
             with holder.lock, session.lock:
-                return session.segment(holder.backend(), boxes)  # type: ignore[arg-type]
+                return session.segment(holder.backend(), boxes)
 
         result = await guarded(run)
         return result if isinstance(result, Response) else JSONResponse(result)
@@ -413,7 +428,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], object
     return app
 
 
-def serve(config: UIConfig, model_loader: Callable[[], object] | None = None) -> None:
+def serve(config: UIConfig, model_loader: Callable[[], Backend] | None = None) -> None:
     """Run the app with uvicorn until interrupted.
 
     Raises:

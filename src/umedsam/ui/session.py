@@ -21,11 +21,12 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from umedsam.data.npz import load_case, validate_boxes
+from umedsam.data.npz import label_dtype, load_case, validate_boxes
 from umedsam.data.readers.meta import ImageMeta, meta_from_affine, plain_2d_meta
 from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.overlay import label_color
+from umedsam.inference.propagation import SliceEmbeddingCache, propagate
 from umedsam.ui.heat import heat_rgba, object_heat, uncertainty_tools
 
 logger = logging.getLogger(__name__)
@@ -257,6 +258,7 @@ class Session:
     last_used: float = field(default_factory=time.monotonic)
     _objects: dict[tuple[int, ...], ObjectResult] = field(default_factory=dict)
     _predictor: object | None = None
+    _embeddings: SliceEmbeddingCache = field(default_factory=lambda: SliceEmbeddingCache(1024.0))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -366,8 +368,7 @@ class Session:
         new = [k for k in dict.fromkeys(keys) if k not in self._objects]
         if new:
             self._compute(backend, np.asarray(new, dtype=np.int64))
-        dtype = np.uint8 if len(keys) <= 255 else np.uint16
-        segs = np.zeros(self.spatial_shape, dtype=dtype)
+        segs = np.zeros(self.spatial_shape, dtype=label_dtype(len(keys)))
         heat: NDArray[np.uint8] | None = None
         for label, key in enumerate(keys, start=1):
             found = self._objects[key]
@@ -439,9 +440,12 @@ class Session:
             )
 
     def _compute_volume(self, backend: Backend, boxes: NDArray[np.int64]) -> None:
-        """Propagate new 3D boxes; each object's mask, key-slice IoU and uncertainty volume."""
+        """Propagate new 3D boxes; each object's mask, key-slice IoU and uncertainty volume.
+
+        Slice embeddings stay in the session's cache, so a later box on the same volume encodes
+        only the slices no earlier box reached.
+        """
         from umedsam.data.transforms import resized_hw
-        from umedsam.inference.propagation import key_slices, propagate
 
         volume = self.image.pixels
         d, h, w = volume.shape
@@ -449,13 +453,10 @@ class Session:
         masks = np.zeros((n, d, h, w), dtype=bool)
         heats = np.zeros((n, d, h, w), dtype=np.uint8) if uncertainty_tools() else None
         iou = np.zeros(n, dtype=np.float32)
-        keys = key_slices(boxes)
         new_hw = resized_hw((h, w), backend.image_size)
-        for res in propagate(backend, volume, boxes):
+        for res in propagate(backend, volume, boxes, embeddings=self._embeddings):
             masks[res.object_ids, res.z] = res.masks
-            for k, i in enumerate(res.object_ids):
-                if res.z == keys[i] and res.direction == "up":
-                    iou[i] = res.iou[k]
+            iou[res.object_ids[res.is_start]] = res.iou[res.is_start]
             if heats is not None:
                 heat = object_heat(res.low_res_logits, res.iou, new_hw, (h, w))
                 if heat is not None:

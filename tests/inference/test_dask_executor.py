@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,18 +18,19 @@ import numpy as np
 import pytest
 import torch
 
+from tiny_models import TEST_MODELS_PRELOAD, cli_command, subprocess_env
 from umedsam.data.boxes import mask_to_box
 from umedsam.errors import CheckpointError
-from umedsam.inference.batch import (
-    ModelSpec,
+from umedsam.inference.cases import CaseOptions, find_cases
+from umedsam.inference.dask_executor import (
+    DaskExecutor,
     plan_cases,
-    predict_batch,
     predict_case_task,
-    prepare_spec_engine,
-    worker_backend,
+    worker_engine,
 )
+from umedsam.inference.engines import EnginePlan, EngineSpec, plan_engine
 from umedsam.inference.manifest import MANIFEST_NAME, validate_output
-from umedsam.models.checkpoint import file_sha256
+from umedsam.inference.runner import run_cases
 from umedsam.models.registry import build_model
 
 
@@ -44,23 +44,33 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def spec(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
-    """A saved tiny checkpoint and the spec workers load it from."""
+def spec(tmp_path_factory: pytest.TempPathFactory) -> EngineSpec:
+    """A saved tiny checkpoint and the torch engine spec workers open it with."""
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     torch.manual_seed(0)
     torch.save(build_model("test_tiny").state_dict(), path)
-    return ModelSpec("test_tiny", str(path), file_sha256(path), threads=1)
+    return EngineSpec("test_tiny", path, engine="torch", threads=1)
+
+
+@pytest.fixture(scope="module")
+def plan(spec: EngineSpec) -> EnginePlan:
+    """The planned torch engine (what a client sends to its workers)."""
+    return plan_engine(spec)
 
 
 @pytest.fixture(scope="module")
 def cluster():
     """Two local worker processes, configured as ``predict --workers 2`` configures them."""
     pytest.importorskip("distributed")
-    from umedsam.inference.batch import _local_cluster
+    from umedsam.inference.dask_executor import local_cluster
 
-    local = _local_cluster(2)
+    local = local_cluster(2, preload=TEST_MODELS_PRELOAD)
     yield local
     local.close(timeout=20)
+
+
+def _on(cluster) -> DaskExecutor:  # type: ignore[no-untyped-def]
+    return DaskExecutor(scheduler=cluster.scheduler_address)
 
 
 def _make_cases(
@@ -81,12 +91,12 @@ def _make_cases(
     return paths
 
 
-def crashing_task(spec, path, output_dir, *rest):  # type: ignore[no-untyped-def]
+def crashing_task(plan, path, output_dir, options):  # type: ignore[no-untyped-def]
     """Fault injection: ``*crash_always*`` kills its worker every time, ``*crash_once*`` once."""
     import os
     from pathlib import Path
 
-    from umedsam.inference.batch import predict_case_task
+    from umedsam.inference.dask_executor import predict_case_task
 
     name = Path(path).name
     if "crash_always" in name:
@@ -95,7 +105,7 @@ def crashing_task(spec, path, output_dir, *rest):  # type: ignore[no-untyped-def
     if "crash_once" in name and not marker.exists():
         marker.touch()
         os._exit(13)
-    return predict_case_task(spec, path, output_dir, *rest)
+    return predict_case_task(plan, path, output_dir, options)
 
 
 # Workers cannot import a test module, and Dask pickles functions by reference when it can: with
@@ -118,38 +128,32 @@ def test_plan_largest_first(tmp_path: Path, make_disk, make_sphere) -> None:
     ]
 
 
-def test_worker_model_cache(spec: ModelSpec, tmp_path: Path, make_disk, make_sphere) -> None:
-    first = worker_backend(spec)
-    assert worker_backend(spec) is first  # loaded once per process
+def test_worker_engine_cache(plan: EnginePlan, tmp_path: Path, make_disk, make_sphere) -> None:
+    first = worker_engine(plan)
+    assert worker_engine(plan) is first  # opened once per process
     with pytest.raises(CheckpointError, match="differs"):
-        worker_backend(ModelSpec(spec.name, spec.checkpoint, "0" * 64))
+        worker_engine(EnginePlan(plan.spec, "0" * 64))
     path = _make_cases(tmp_path / "in", make_disk, make_sphere, n2d=1, n3d=0)[0]
-    outcome = predict_case_task(spec, str(path), str(tmp_path))
+    outcome = predict_case_task(plan, str(path), str(tmp_path), CaseOptions())
     assert outcome.ok
     assert validate_output(tmp_path / path.name, path) is None
-    bad = predict_case_task(
-        ModelSpec("test_tiny", str(tmp_path / "nope.pt"), "x"), str(path), str(tmp_path)
-    )
+    missing = EnginePlan(EngineSpec("test_tiny", tmp_path / "nope.pt", engine="torch"), "x")
+    bad = predict_case_task(missing, str(path), str(tmp_path), CaseOptions())
     assert not bad.ok
     assert "model not loaded on worker" in bad.error
 
 
-def test_batch_matches_single_process_and_resumes(
-    cluster, spec: ModelSpec, tmp_path: Path, make_disk, make_sphere
+def test_dask_run_matches_single_process_and_resumes(
+    cluster, spec: EngineSpec, tmp_path: Path, make_disk, make_sphere
 ) -> None:
-    from umedsam.inference.backends.torch import TorchBackend
-    from umedsam.inference.runner import predict_folder
-    from umedsam.models.pretrained import load_pretrained
-
     cases = _make_cases(tmp_path / "in", make_disk, make_sphere)
-    model, _ = load_pretrained("test_tiny", spec.checkpoint)
-    predict_folder(TorchBackend(model), tmp_path / "in", tmp_path / "single")
+    run_cases(cases, tmp_path / "single", spec)
     seen = []
-    result = predict_batch(
-        tmp_path / "in",
+    result = run_cases(
+        cases,
         tmp_path / "dist",
         spec,
-        scheduler=cluster.scheduler_address,
+        executor=_on(cluster),
         progress=lambda s: seen.append((s.finished, s.done, s.failed)),
     )
     assert result.progress.done == len(cases)
@@ -164,49 +168,44 @@ def test_batch_matches_single_process_and_resumes(
             np.testing.assert_array_equal(a["segs"], b["segs"])
     manifest = json.loads((tmp_path / "dist" / MANIFEST_NAME).read_text())
     assert manifest["model"] == "test_tiny"
-    assert manifest["checkpoint_sha256"] == spec.sha256
+    assert (
+        manifest["checkpoint_sha256"]
+        == result.manifest.checkpoint_sha256
+        == plan_engine(spec).sha256
+    )
+    single = json.loads((tmp_path / "single" / MANIFEST_NAME).read_text())
+    assert single["checkpoint_sha256"] == manifest["checkpoint_sha256"]
     assert manifest["umedsam_version"]
     assert {r["status"] for r in manifest["cases"].values()} == {"done"}
     assert all(r["seconds"] > 0 and r["attempts"] == 1 for r in manifest["cases"].values())
     assert (tmp_path / "dist" / "efficiency.csv").read_text().count("\n") == len(cases) + 1
 
     mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "dist").glob("*.npz")}
-    again = predict_batch(
-        tmp_path / "in", tmp_path / "dist", spec, scheduler=cluster.scheduler_address
-    )
+    again = run_cases(cases, tmp_path / "dist", spec, executor=_on(cluster))
     assert again.progress.skipped == len(cases)
     assert again.progress.done == 0
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "dist").glob("*.npz")} == mtimes
 
 
 @pytest.mark.onnx
-def test_batch_on_onnx_engine_with_uncertainty(
-    cluster, spec: ModelSpec, tmp_path: Path, make_disk, make_sphere
+def test_two_workers_onnx_uncertainty_match_single_process(
+    cluster, spec: EngineSpec, tmp_path: Path, make_disk, make_sphere
 ) -> None:
-    """Workers run the engine the client chose (exported once, up front) and --uncertainty."""
+    """The CLI with --engine onnx --uncertainty: 2 Dask workers write what one process writes."""
     pytest.importorskip("onnxruntime")
-    from umedsam.inference.backends.factory import create_backend, weights_sha256
-    from umedsam.inference.runner import predict_folder
-    from umedsam.inference.uncertainty_config import UncertaintyConfig
+    from umedsam.cli.main import main
 
     _make_cases(tmp_path / "in", make_disk, make_sphere, n2d=2, n3d=1)
-    sha = weights_sha256("test_tiny", spec.checkpoint)
-    onnx_spec = prepare_spec_engine(
-        ModelSpec("test_tiny", spec.checkpoint, sha, threads=1, engine="onnx")
-    )
-    assert onnx_spec.export_dir is not None
-    assert (Path(onnx_spec.export_dir) / "manifest.json").is_file()
-    config = UncertaintyConfig()
-    local = create_backend("onnx", "test_tiny", spec.checkpoint, export_dir=onnx_spec.export_dir)
-    predict_folder(local, tmp_path / "in", tmp_path / "single", uncertainty=config)
-    result = predict_batch(
-        tmp_path / "in",
-        tmp_path / "dist",
-        onnx_spec,
-        scheduler=cluster.scheduler_address,
-        options={"uncertainty": config},
-    )
-    assert result.progress.done == 3
+    common = ["predict", "-q", "-i", str(tmp_path / "in"), "--model", "test_tiny"]
+    common += ["--checkpoint", str(spec.checkpoint), "--engine", "onnx", "--uncertainty"]
+    common += ["--threads", "1"]
+    assert main([*common, "-o", str(tmp_path / "single")]) == 0
+    argv = [*common, "-o", str(tmp_path / "dist"), "--scheduler", cluster.scheduler_address]
+    assert main(argv) == 0
+    for name in ("efficiency.csv", "confidence.csv", MANIFEST_NAME):
+        assert (tmp_path / "dist" / name).is_file()
+    manifest = json.loads((tmp_path / "dist" / MANIFEST_NAME).read_text())
+    assert manifest["counts"]["done"] == 3
     for case in sorted((tmp_path / "in").glob("*.npz")):
         with (
             np.load(tmp_path / "single" / case.name) as a,
@@ -217,12 +216,15 @@ def test_batch_on_onnx_engine_with_uncertainty(
     rows = (tmp_path / "dist" / "confidence.csv").read_text().splitlines()
     assert rows[0].startswith("case,object,confidence")
     assert len(rows) == 1 + 3  # one object per case
+    assert rows == (tmp_path / "single" / "confidence.csv").read_text().splitlines()
+    onnx_plan = plan_engine(EngineSpec("test_tiny", spec.checkpoint, engine="onnx"))
+    assert onnx_plan.spec.export_dir is not None  # exported once, by the client
     with pytest.raises(CheckpointError, match="sha256"):
-        worker_backend(ModelSpec("test_tiny", spec.checkpoint, "0" * 64, engine="onnx"))
+        worker_engine(EnginePlan(onnx_plan.spec, "0" * 64))
 
 
 def test_worker_crash_retried_then_failed(
-    cluster, spec: ModelSpec, tmp_path: Path, make_disk, make_sphere
+    cluster, spec: EngineSpec, tmp_path: Path, make_disk, make_sphere
 ) -> None:
     inp = tmp_path / "in"
     cases = _make_cases(inp, make_disk, make_sphere, n2d=2, n3d=1)
@@ -231,9 +233,8 @@ def test_worker_crash_retried_then_failed(
         np.savez_compressed(inp / name, imgs=img, boxes=mask_to_box(mask)[None])
     (inp / "2D_empty.npz").write_bytes(b"")  # an input error: reported, never retried
     out = tmp_path / "out"
-    result = predict_batch(
-        inp, out, spec, scheduler=cluster.scheduler_address, retries=1, case_fn=crashing_task
-    )
+    executor = DaskExecutor(scheduler=cluster.scheduler_address, retries=1, task=crashing_task)
+    result = run_cases(find_cases(inp), out, spec, executor=executor)
     records = json.loads((out / MANIFEST_NAME).read_text())["cases"]
     assert records["2D_crash_once.npz"]["status"] == "done"
     assert records["2D_crash_once.npz"]["attempts"] == 2
@@ -269,9 +270,9 @@ def _kill_and_resume(argv: list[str], inp: Path, out: Path, cases: list[Path]) -
     """Start ``umedsam predict`` in a subprocess, SIGKILL it mid-run, then finish in-process."""
     from umedsam.cli.main import main
 
-    code = "import sys; from umedsam.cli.main import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, *argv],
+        cli_command(*argv),
+        env=subprocess_env(),
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -301,7 +302,7 @@ def _kill_and_resume(argv: list[str], inp: Path, out: Path, cases: list[Path]) -
 
 
 def test_killed_client_resumes(
-    cluster, spec: ModelSpec, tmp_path: Path, make_disk, make_sphere
+    cluster, spec: EngineSpec, tmp_path: Path, make_disk, make_sphere
 ) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
     cases = _make_cases(inp, make_disk, make_sphere, n2d=0, n3d=10, depth=12)
@@ -315,7 +316,7 @@ def test_killed_client_resumes(
         "--model",
         "test_tiny",
         "--checkpoint",
-        spec.checkpoint,
+        str(spec.checkpoint),
         "--engine",
         "torch",
         "--threads",
@@ -328,7 +329,7 @@ def test_killed_client_resumes(
 
 @pytest.mark.slow  # the --scheduler variant above runs by default
 def test_killed_single_process_run_resumes(
-    spec: ModelSpec, tmp_path: Path, make_disk, make_sphere
+    spec: EngineSpec, tmp_path: Path, make_disk, make_sphere
 ) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
     cases = _make_cases(inp, make_disk, make_sphere, n2d=0, n3d=10, depth=12)
@@ -342,7 +343,7 @@ def test_killed_single_process_run_resumes(
         "--model",
         "test_tiny",
         "--checkpoint",
-        spec.checkpoint,
+        str(spec.checkpoint),
         "--engine",
         "torch",
         "--threads",
@@ -353,7 +354,7 @@ def test_killed_single_process_run_resumes(
 
 @pytest.mark.slow
 def test_killed_local_cluster_run_resumes(
-    spec: ModelSpec, tmp_path: Path, make_disk, make_sphere
+    spec: EngineSpec, tmp_path: Path, make_disk, make_sphere
 ) -> None:
     pytest.importorskip("distributed")
     inp, out = tmp_path / "in", tmp_path / "out"
@@ -368,7 +369,7 @@ def test_killed_local_cluster_run_resumes(
         "--model",
         "test_tiny",
         "--checkpoint",
-        spec.checkpoint,
+        str(spec.checkpoint),
         "--engine",
         "torch",
         "--threads",

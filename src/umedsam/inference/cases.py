@@ -1,0 +1,228 @@
+"""One case, file to file: read a case, segment it, write its outputs atomically.
+
+This is where prediction touches the disk. A case that cannot be read or segmented becomes a
+failed :class:`CaseOutcome` with a one-line reason naming the file; nothing half-written is left.
+Which cases run, where, and what is recorded about the run is :mod:`umedsam.inference.runner`'s job.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from umedsam.atomic import write_bytes_atomic
+from umedsam.data.npz import Case, load_case, save_npz_atomic
+from umedsam.errors import InputError, UmedsamError
+from umedsam.inference.backends.base import Backend
+from umedsam.inference.overlay import render_overlay
+from umedsam.inference.segment import CaseSegmentation, segment_case
+from umedsam.inference.uncertainty_config import UncertaintyConfig
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_FORMATS = ("npz",)
+"""Output formats of case folders: ``npz`` (challenge ``segs``, plus ``unc`` with uncertainty)."""
+
+
+@dataclass(frozen=True)
+class CaseOptions:
+    """How each case of a run is predicted and written (the same on every executor).
+
+    Attributes:
+        overlay_dir: also write a PNG overlay per case here (None: no overlays).
+        uncertainty: also write ``unc`` and per-object confidence (None: off).
+        cache_mb: bound of a volume's slice-embedding cache.
+        output_format: one of :data:`OUTPUT_FORMATS`.
+    """
+
+    overlay_dir: Path | None = None
+    uncertainty: UncertaintyConfig | None = None
+    cache_mb: float = 1024.0
+    output_format: str = "npz"
+
+    def __post_init__(self) -> None:
+        if self.output_format not in OUTPUT_FORMATS:
+            raise ValueError(
+                f"output format must be one of {', '.join(OUTPUT_FORMATS)}; "
+                f"got {self.output_format!r}"
+            )
+        if self.cache_mb < 0:
+            raise ValueError(f"cache_mb must be >= 0; got {self.cache_mb}")
+        if self.overlay_dir is not None and not isinstance(self.overlay_dir, Path):
+            object.__setattr__(self, "overlay_dir", Path(self.overlay_dir))
+
+    @property
+    def required_arrays(self) -> tuple[str, ...]:
+        """Arrays an output must hold to count as done (for resume)."""
+        return ("segs",) if self.uncertainty is None else ("segs", "unc")
+
+
+@dataclass(frozen=True)
+class CaseOutcome:
+    """What happened to one case.
+
+    Attributes:
+        name: input file name.
+        ok: whether a valid output was written.
+        seconds: wall time for reading, segmenting and writing.
+        error: one-line reason when not ok.
+        num_objects: boxes in the case (0 if unreadable).
+        confidence_rows: with uncertainty, ``(case, object, confidence, predicted_iou, area)``
+            per object (see CaseUncertainty.rows).
+    """
+
+    name: str
+    ok: bool
+    seconds: float
+    error: str = ""
+    num_objects: int = 0
+    confidence_rows: tuple[tuple[str, int, float, float, int], ...] = ()
+
+
+def find_cases(input_dir: str | Path) -> list[Path]:
+    """Sorted ``*.npz`` files of a folder.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        InputError: it holds no .npz files.
+    """
+    folder = Path(input_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"input folder not found: {folder}")
+    cases = sorted(p for p in folder.glob("*.npz") if not p.name.startswith("."))
+    if not cases:
+        raise InputError(folder, "no .npz cases in this folder")
+    return cases
+
+
+def ensure_writable(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and check a file can be written there, before any work.
+
+    Raises:
+        InputError: the folder cannot be created or written.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".umedsam-write-test"):
+            pass
+    except OSError as err:
+        raise InputError(folder, f"output folder is not writable ({err.strerror or err})") from err
+    return folder
+
+
+def _overlay_image(case: Case, result: CaseSegmentation) -> np.ndarray:
+    heat = result.uncertainty.unc if result.uncertainty is not None else None
+    if not case.is_3d:
+        return render_overlay(case.imgs, result.segs, case.boxes, heat=heat)
+    areas = (result.segs > 0).reshape(result.segs.shape[0], -1).sum(1)
+    z = int(np.argmax(areas))
+    boxes = [b[[0, 1, 3, 4]] for b in case.boxes if b[2] <= z <= b[5]]
+    return render_overlay(
+        case.imgs[z],
+        result.segs[z],
+        np.array(boxes) if boxes else None,
+        heat=None if heat is None else heat[z],
+    )
+
+
+def _write_overlay(case: Case, result: CaseSegmentation, overlay_dir: Path) -> None:
+    rgb = _overlay_image(case, result)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"cannot encode the overlay of {case.name} as PNG")
+    write_bytes_atomic(overlay_dir / (Path(case.name).stem + ".png"), buf.tobytes())
+
+
+def predict_case_file(
+    backend: Backend, path: Path, output_dir: Path, options: CaseOptions | None = None
+) -> CaseOutcome:
+    """Predict one case file and write ``output_dir/<name>``; errors become a failed outcome.
+
+    With ``options.uncertainty``, the npz also holds ``unc`` (uint8, shape of ``segs``) and the
+    outcome carries the per-object confidence rows.
+    """
+    options = options or CaseOptions()
+    start = time.perf_counter()
+    n = 0
+    rows: tuple[tuple[str, int, float, float, int], ...] = ()
+    try:
+        case = load_case(path)
+        n = case.num_objects
+        result = segment_case(
+            backend, case, cache_mb=options.cache_mb, uncertainty=options.uncertainty
+        )
+        if result.uncertainty is None:
+            save_npz_atomic(output_dir / case.name, segs=result.segs)
+        else:
+            save_npz_atomic(output_dir / case.name, segs=result.segs, unc=result.uncertainty.unc)
+            rows = tuple(result.uncertainty.rows(case.name))
+        if options.overlay_dir is not None:
+            _write_overlay(case, result, options.overlay_dir)
+    except UmedsamError as err:
+        return CaseOutcome(path.name, False, time.perf_counter() - start, str(err), n)
+    except (MemoryError, RuntimeError, ValueError, OSError) as err:
+        logger.debug("case %s failed", path, exc_info=True)
+        return CaseOutcome(
+            path.name, False, time.perf_counter() - start, f"{path}: {type(err).__name__}: {err}", n
+        )
+    return CaseOutcome(path.name, True, time.perf_counter() - start, "", n, rows)
+
+
+def predict_image_file(
+    backend: Backend,
+    image_path: str | Path,
+    boxes_path: str | Path,
+    output_path: str | Path,
+    fmt: str | None = None,
+    modality: str | None = None,
+    window: str | None = None,
+    level: float | None = None,
+    width: float | None = None,
+    cache_mb: float = 1024.0,
+) -> CaseOutcome:
+    """Segment a NIfTI/NRRD/DICOM/PNG/JPEG/TIFF image with boxes from a JSON/CSV prompt file.
+
+    The image is brought to uint8 like the challenge data (CT window or percentile clipping, see
+    umedsam.data.intensity), segmented (3D by propagation) and the label mask written with the
+    image's geometry (``fmt``: nifti, png or npz; default from the output suffix).
+    """
+    from umedsam.data.intensity import to_rgb, to_uint8
+    from umedsam.data.prompts import load_boxes
+    from umedsam.data.readers import read_image
+    from umedsam.data.writers import write_mask
+    from umedsam.inference.segment import segment_image, segment_volume_case
+
+    image_path = Path(image_path)
+    start = time.perf_counter()
+    n = 0
+    try:
+        arr, meta = read_image(image_path)
+        boxes = load_boxes(boxes_path, shape=meta.shape)
+        n = int(boxes.shape[0])
+        try:
+            img = to_uint8(
+                arr, modality=modality or meta.modality, window=window, level=level, width=width
+            )
+        except ValueError as err:
+            raise InputError(image_path, str(err)) from err
+        if meta.is_3d:
+            if boxes.shape[1] != 6:
+                raise InputError(Path(boxes_path), "a volume needs 3D boxes (N, 6)")
+            result = segment_volume_case(backend, img, boxes, cache_mb)
+        else:
+            if boxes.shape[1] != 4:
+                raise InputError(Path(boxes_path), "a 2D image needs 2D boxes (N, 4)")
+            result = segment_image(backend, to_rgb(img), boxes)
+        write_mask(output_path, result.segs, meta, fmt=fmt)
+    except UmedsamError as err:
+        return CaseOutcome(image_path.name, False, time.perf_counter() - start, str(err), n)
+    except (FileNotFoundError, ValueError) as err:
+        return CaseOutcome(image_path.name, False, time.perf_counter() - start, str(err), n)
+    return CaseOutcome(image_path.name, True, time.perf_counter() - start, "", n)
