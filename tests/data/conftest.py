@@ -1,21 +1,13 @@
-"""Fixtures for the data tests: the shared real-format files (skipped when absent)."""
+"""Fixtures for the data tests: the shared real-format files (skipped when absent).
+
+``shared_dir`` comes from tests/conftest.py.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """The shared data folder: env ``UMEDSAM_SHARED_DIR``, else ``<repo>/../shared``; else skip."""
-    env = os.environ.get("UMEDSAM_SHARED_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared"
-    if not path.is_dir():
-        pytest.skip(f"shared data folder not found: {path} (set UMEDSAM_SHARED_DIR)")
-    return path
 
 
 @pytest.fixture(scope="session")
