@@ -123,6 +123,101 @@ class DecoderGraph(nn.Module):
         return logits, iou
 
 
+class PromptDecoderGraph(nn.Module):
+    """Trace-friendly decoder of interactive prompts: labelled points and a mask prompt.
+
+    Equivalent to ``model.decode_prompts(embedding, coords, labels, mask_input, has_mask)``:
+    labels -1 padding, 0 negative, 1 positive, 2/3 box corners; ``has_mask`` blends each
+    object's downscaled mask prompt with the no-mask embedding.
+
+    Args:
+        model: a MedSAMLite-style model (``prompt_encoder``, ``mask_decoder``).
+    """
+
+    label_embed: torch.Tensor
+    not_a_point: torch.Tensor
+    out_tokens: torch.Tensor
+    dense_embed: torch.Tensor
+    image_pe: torch.Tensor
+    frame_wh: torch.Tensor
+
+    def __init__(self, model: MedSAMLite) -> None:
+        super().__init__()
+        pe, md = model.prompt_encoder, model.mask_decoder
+        self.pe_layer = pe.pe_layer
+        self.mask_downscaling = pe.mask_downscaling
+        self.transformer = md.transformer
+        self.output_upscaling = md.output_upscaling
+        self.mask_mlp = md.output_hypernetworks_mlps[0]
+        self.iou_head = md.iou_prediction_head
+        with torch.no_grad():
+            labels = torch.stack(
+                [cast(nn.Embedding, pe.point_embeddings[i]).weight[0] for i in range(4)]
+            )
+            out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
+            h, w = pe.input_image_size
+            frame = torch.tensor([float(w), float(h)])
+        self.register_buffer("label_embed", labels.clone())
+        self.register_buffer("not_a_point", pe.not_a_point_embed.weight.detach().clone())
+        self.register_buffer("out_tokens", out_tokens.clone())
+        self.register_buffer("dense_embed", pe.no_mask_embed.weight.detach().reshape(1, -1, 1, 1))
+        self.register_buffer("image_pe", pe.get_dense_pe().detach().clone())
+        self.register_buffer("frame_wh", frame)
+
+    def forward(
+        self,
+        embedding: torch.Tensor,
+        coords: torch.Tensor,
+        labels: torch.Tensor,
+        mask_input: torch.Tensor,
+        has_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """embedding (1, C, h, w), coords (N, P, 2), labels (N, P), mask_input (N, 1, S, S),
+        has_mask (N,) -> logits (N, 1, S, S), iou (N, 1)."""
+        n = coords.shape[0]
+        lab = labels.unsqueeze(-1)
+        sparse = self.pe_layer._encode((coords + 0.5) / self.frame_wh)
+        sparse = torch.where(lab == -1, self.not_a_point.expand_as(sparse), sparse)
+        for k in range(4):
+            sparse = sparse + (lab == k).to(sparse.dtype) * self.label_embed[k]
+        tokens = torch.cat([self.out_tokens.unsqueeze(0).expand(n, -1, -1), sparse], dim=1)
+        flag = has_mask.reshape(-1, 1, 1, 1)
+        dense = flag * self.mask_downscaling(mask_input) + (1 - flag) * self.dense_embed
+        c, h, w = embedding.shape[1], embedding.shape[2], embedding.shape[3]
+        src = embedding.expand(n, -1, -1, -1) + dense
+        pos = self.image_pe.expand(n, -1, -1, -1)
+        hs, src_tokens = self.transformer(src, pos, tokens)
+        upscaled = self.output_upscaling(src_tokens.transpose(1, 2).reshape(n, c, h, w))
+        hyper = self.mask_mlp(hs[:, 1, :]).unsqueeze(1)
+        logits = (hyper @ upscaled.flatten(2)).reshape(n, 1, upscaled.shape[2], upscaled.shape[3])
+        iou = self.iou_head(hs[:, 0, :])[:, :1]
+        return logits, iou
+
+
+def prompt_parity_inputs(
+    image_size: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Deterministic interactive prompts for the parity check: 3 objects, 4 tokens each.
+
+    A box with a negative click and a mask prompt, positive and negative clicks without a box
+    (padded), and a box with a positive click.
+    """
+    s = float(image_size)
+    coords = torch.tensor(
+        [
+            [[0.25, 0.2], [0.55, 0.5], [0.3, 0.45], [0.0, 0.0]],
+            [[0.4, 0.35], [0.45, 0.3], [0.8, 0.9], [0.0, 0.0]],
+            [[0.55, 0.6], [0.9, 0.8], [0.7, 0.7], [0.0, 0.0]],
+        ]
+    )
+    coords = (coords * s).floor()
+    labels = torch.tensor([[2.0, 3, 0, -1], [1, 1, 0, -1], [2, 3, 1, -1]])
+    gen = torch.Generator().manual_seed(1)
+    mask_input = torch.randn(3, 1, image_size, image_size, generator=gen) * 4
+    has_mask = torch.tensor([1.0, 0.0, 1.0])
+    return coords, labels, mask_input, has_mask
+
+
 def parity_inputs(image_size: int, num_boxes: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic check input: a (1, 3, S, S) image in [0, 1] with bright shapes, and (N, 4) boxes.
 
@@ -158,6 +253,7 @@ def check_parity(
     encode: Callable[[np.ndarray], np.ndarray],
     decode: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
     rtol: float = PARITY_RTOL,
+    decode_prompts: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> ParityReport:
     """Compare an exported engine with the PyTorch model on ``parity_inputs``.
 
@@ -166,6 +262,8 @@ def check_parity(
         encode: exported encoder, numpy (1, 3, S, S) -> (1, C, h, w).
         decode: exported decoder, numpy (embedding, boxes (N, 4)) -> (logits, iou).
         rtol: tolerance relative to max(1, max |reference|) per output.
+        decode_prompts: exported prompt decoder, numpy (embedding, coords, labels, mask_input,
+            has_mask) -> (logits, iou); checked on ``prompt_parity_inputs`` when given.
 
     Returns:
         ParityReport (the caller decides whether a failure is fatal).
@@ -182,9 +280,21 @@ def check_parity(
         "logits": (_max_abs(logits, ref_logits.numpy()), ref_logits),
         "iou": (_max_abs(iou, ref_iou.numpy()), ref_iou),
     }
+    if decode_prompts is not None:
+        inputs = prompt_parity_inputs(int(model.image_size))
+        with torch.inference_mode():
+            ref_p_logits, ref_p_iou = model.decode_prompts(ref_emb, *inputs)
+        p_logits, p_iou = decode_prompts(ref_emb.numpy(), *(t.numpy() for t in inputs))
+        ref_both = torch.cat([ref_p_logits.flatten(), ref_p_iou.flatten()])
+        both = np.concatenate([np.ravel(p_logits), np.ravel(p_iou)])
+        diffs["prompts"] = (_max_abs(both, ref_both.numpy()), ref_both)
     passed = all(d <= rtol * max(1.0, float(ref.abs().max())) for d, ref in diffs.values())
     return ParityReport(
-        encoder=diffs["encoder"][0], logits=diffs["logits"][0], iou=diffs["iou"][0], passed=passed
+        encoder=diffs["encoder"][0],
+        logits=diffs["logits"][0],
+        iou=diffs["iou"][0],
+        passed=passed,
+        prompts=diffs["prompts"][0] if "prompts" in diffs else 0.0,
     )
 
 
@@ -193,6 +303,7 @@ def _export_onnx_graphs(model: MedSAMLite, folder: Path, opset: int = ONNX_OPSET
     size = int(model.image_size)
     image, boxes = parity_inputs(size, num_boxes=2)  # N=2 so that N is not specialised to 1
     enc, dec = EncoderGraph(model).eval(), DecoderGraph(model).eval()
+    prompt_dec = PromptDecoderGraph(model).eval()
     with torch.no_grad():
         emb = enc(image)
     with warnings.catch_warnings(), torch.no_grad():
@@ -220,6 +331,23 @@ def _export_onnx_graphs(model: MedSAMLite, folder: Path, opset: int = ONNX_OPSET
                 "boxes": {0: "num_boxes"},
                 "logits": {0: "num_boxes"},
                 "iou": {0: "num_boxes"},
+            },
+            opset_version=opset,
+        )
+        torch.onnx.export(
+            prompt_dec,
+            (emb, *prompt_parity_inputs(size)),
+            str(folder / "prompt_decoder.onnx"),
+            dynamo=False,
+            input_names=["embedding", "coords", "labels", "mask_input", "has_mask"],
+            output_names=["logits", "iou"],
+            dynamic_axes={
+                "coords": {0: "num_objects", 1: "num_points"},
+                "labels": {0: "num_objects", 1: "num_points"},
+                "mask_input": {0: "num_objects"},
+                "has_mask": {0: "num_objects"},
+                "logits": {0: "num_objects"},
+                "iou": {0: "num_objects"},
             },
             opset_version=opset,
         )
@@ -269,19 +397,23 @@ def export_model(
             _onnx_to_openvino(tmp)
         logger.info("exported %s graphs in %.1f s", fmt, time.perf_counter() - t0)
         backend = open_graphs(fmt, tmp, int(model.image_size), threads=threads, cache_dir=None)
-        report = check_parity(model, backend.encode, backend.decode, rtol)
+        report = check_parity(
+            model, backend.encode, backend.decode, rtol, decode_prompts=backend.run_prompt_decoder
+        )
         del backend
         logger.info(
-            "parity %s vs torch: max |diff| encoder %.3g, logits %.3g, iou %.3g",
+            "parity %s vs torch: max |diff| encoder %.3g, logits %.3g, iou %.3g, prompts %.3g",
             fmt,
             report.encoder,
             report.logits,
             report.iou,
+            report.prompts,
         )
         if not report.passed:
             raise ParityError(
                 f"{fmt} export differs from PyTorch beyond tolerance (rtol {rtol}): max |diff| "
-                f"encoder {report.encoder:.3g}, logits {report.logits:.3g}, iou {report.iou:.3g}"
+                f"encoder {report.encoder:.3g}, logits {report.logits:.3g}, iou {report.iou:.3g}, "
+                f"prompts {report.prompts:.3g}"
             )
         manifest = _make_manifest(model, fmt, model_name, checkpoint_sha256, report)
         manifest.write(tmp)
@@ -311,7 +443,12 @@ def _make_manifest(
         image_size=size,
         embedding_shape=shape,  # type: ignore[arg-type]
         files=dict(GRAPH_FILES[fmt]),
-        parity={"encoder": report.encoder, "logits": report.logits, "iou": report.iou},
+        parity={
+            "encoder": report.encoder,
+            "logits": report.logits,
+            "iou": report.iou,
+            "prompts": report.prompts,
+        },
         umedsam_version=__version__,
         export_version=EXPORT_VERSION,
         torch_version=torch.__version__,
@@ -320,10 +457,10 @@ def _make_manifest(
 
 
 def _onnx_to_openvino(folder: Path) -> None:
-    """Convert folder/{encoder,decoder}.onnx to OpenVINO IR (f32 weights) and drop the ONNX files."""
+    """Convert folder/{encoder,decoder,prompt_decoder}.onnx to OpenVINO IR (f32 weights) and drop the ONNX files."""
     import openvino as ov
 
-    for role in ("encoder", "decoder"):
+    for role in ("encoder", "decoder", "prompt_decoder"):
         onnx_path = folder / f"{role}.onnx"
         ov_model = ov.convert_model(str(onnx_path))
         # compress_to_fp16 defaults to True, which would round the weights: keep f32 for parity.

@@ -15,14 +15,22 @@ from typing import Any
 from umedsam.errors import MissingExtraError
 
 FORMATS = ("onnx", "openvino")
-EXPORT_VERSION = 1  # bump when the graphs or the folder layout change; invalidates caches
+EXPORT_VERSION = 2  # bump when the graphs or the folder layout change; invalidates caches
 MANIFEST_NAME = "manifest.json"
 ONNX_OPSET = 17
 # Parity tolerance: max |exported - torch| <= PARITY_RTOL * max(1, max |torch|), per output.
 PARITY_RTOL = 1e-3
 GRAPH_FILES = {
-    "onnx": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"},
-    "openvino": {"encoder": "encoder.xml", "decoder": "decoder.xml"},
+    "onnx": {
+        "encoder": "encoder.onnx",
+        "decoder": "decoder.onnx",
+        "prompt_decoder": "prompt_decoder.onnx",
+    },
+    "openvino": {
+        "encoder": "encoder.xml",
+        "decoder": "decoder.xml",
+        "prompt_decoder": "prompt_decoder.xml",
+    },
 }
 
 
@@ -38,18 +46,21 @@ class ParityReport:
         encoder: max |embedding difference|.
         logits: max |decoder logit difference| (several boxes, one call).
         iou: max |IoU difference|.
-        passed: all three within tolerance.
+        passed: all within tolerance.
+        prompts: max |logit or IoU difference| of the prompt decoder (clicks, box corners, mask
+            prompts).
     """
 
     encoder: float
     logits: float
     iou: float
     passed: bool
+    prompts: float = 0.0
 
     @property
     def max_diff(self) -> float:
-        """The largest of the three differences."""
-        return max(self.encoder, self.logits, self.iou)
+        """The largest of the differences."""
+        return max(self.encoder, self.logits, self.iou, self.prompts)
 
 
 @dataclass(frozen=True)
@@ -151,14 +162,23 @@ def open_graphs(
     files = GRAPH_FILES[fmt]
     encoder = folder / (encoder_file or files["encoder"])
     decoder = folder / files["decoder"]
+    prompt_decoder = folder / files["prompt_decoder"]
     if fmt == "onnx":
         from umedsam.inference.backends.onnx import OnnxBackend
 
-        return OnnxBackend(encoder, decoder, image_size, threads=threads)
+        return OnnxBackend(
+            encoder, decoder, image_size, threads=threads, prompt_path=prompt_decoder
+        )
     from umedsam.inference.backends.openvino import OpenVINOBackend
 
     return OpenVINOBackend(
-        encoder, decoder, image_size, threads=threads, cache_dir=cache_dir, precision=precision
+        encoder,
+        decoder,
+        image_size,
+        threads=threads,
+        cache_dir=cache_dir,
+        precision=precision,
+        prompt_path=prompt_decoder,
     )
 
 
@@ -168,6 +188,7 @@ def describe_parity(manifest: ExportManifest) -> str:
     worst = max(p.values()) if p else math.nan
     return (
         f"parity vs torch ({manifest.format}): max |diff| encoder {p.get('encoder', math.nan):.3g}, "
-        f"logits {p.get('logits', math.nan):.3g}, iou {p.get('iou', math.nan):.3g} "
+        f"logits {p.get('logits', math.nan):.3g}, iou {p.get('iou', math.nan):.3g}, "
+        f"prompts {p.get('prompts', math.nan):.3g} "
         f"(largest {worst:.3g})"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from umedsam.data.transforms import (
 )
 from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
+from umedsam.inference.prompts import encode_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -122,11 +124,29 @@ class Predictor:
         """Decode boxes already in the model frame: (N, 4) -> logits (N, 1, S, S), IoU (N, 1)."""
         return self.backend.decode(self.embedding, np.asarray(boxes_model, dtype=np.float32))
 
-    def predict(self, boxes_xyxy: NDArray, return_logits: bool = True) -> Prediction:
-        """Segment each box on the current image.
+    def predict(
+        self,
+        boxes: NDArray | None = None,
+        points: Sequence[NDArray | None] | NDArray | None = None,
+        point_labels: Sequence[NDArray | None] | NDArray | None = None,
+        scribbles: Sequence[NDArray | None] | NDArray | None = None,
+        mask_input: NDArray | None = None,
+        *,
+        return_logits: bool = True,
+    ) -> Prediction:
+        """Segment N objects on the current image from any mix of prompts, in one batch.
+
+        Boxes alone take the official LiteMedSAM path (bit for bit); any click, scribble or mask
+        prompt goes through the prompt decoder (see :mod:`umedsam.inference.prompts`).
 
         Args:
-            boxes_xyxy: (N, 4) or (4,) boxes in original pixels, x_min < x_max <= W, y_min < y_max <= H.
+            boxes: (N, 4) or (4,) xyxy in original pixels, x_min < x_max <= W, y_min < y_max <= H;
+                with other prompts, a row of NaN means "no box" for that object.
+            points: per object (K, 2) xy clicks in original pixels (or an (N, K, 2) array).
+            point_labels: per object (K,) labels, 1 positive (on the object), 0 negative.
+            scribbles: per object an (H, W) map, 1 on positive strokes, -1 on negative ones.
+            mask_input: (N, 1, S, S) ``low_res_logits`` of an earlier prediction (a refinement);
+                a NaN-filled entry means "none" for that object.
             return_logits: also return full-resolution logits (N x H x W float32).
 
         Returns:
@@ -134,14 +154,34 @@ class Predictor:
 
         Raises:
             RuntimeError: set_image was not called.
-            InputError: malformed or out-of-image boxes.
+            InputError: malformed or out-of-image prompts, or an object without any prompt.
         """
         if self._embedding is None or self._orig_hw is None or self._new_hw is None:
-            raise RuntimeError("call set_image(image) before predict(boxes)")
+            raise RuntimeError("call set_image(image) before predict(...)")
         h, w = self._orig_hw
-        boxes = validate_boxes(np.asarray(boxes_xyxy), (h, w), is_3d=False)
-        boxes_model = boxes_to_model_frame(boxes, self._orig_hw, self.image_size)
-        low_res, iou = self.predict_model_frame(boxes_model)
+        if points is None and scribbles is None and mask_input is None:
+            if boxes is None:
+                raise InputError(None, "no prompts: give boxes, points, scribbles or mask_input")
+            checked = validate_boxes(np.asarray(boxes), (h, w), is_3d=False)
+            boxes_model = boxes_to_model_frame(checked, self._orig_hw, self.image_size)
+            low_res, iou = self.predict_model_frame(boxes_model)
+        else:
+            if boxes is not None:
+                boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+                given = ~np.isnan(boxes).all(1)
+                if given.any():
+                    validate_boxes(boxes[given], (h, w), is_3d=False)
+            prompts = encode_prompts(
+                self._orig_hw,
+                self.image_size,
+                boxes=boxes,
+                points=points,
+                point_labels=point_labels,
+                scribbles=scribbles,
+                mask_input=mask_input,
+            )
+            low_res, iou = self.backend.decode_prompts(self.embedding, prompts)
+        n = low_res.shape[0]
         if not return_logits:  # masks only: interpolate just where a mask pixel is possible
             return Prediction(
                 masks=low_res_to_masks(low_res, self._new_hw, (h, w)),
@@ -149,9 +189,9 @@ class Predictor:
                 logits=None,
                 low_res_logits=low_res,
             )
-        masks = np.zeros((boxes.shape[0], h, w), dtype=bool)
-        logits = np.zeros((boxes.shape[0], h, w), dtype=np.float32)
-        for start in range(0, boxes.shape[0], UPSAMPLE_CHUNK):
+        masks = np.zeros((n, h, w), dtype=bool)
+        logits = np.zeros((n, h, w), dtype=np.float32)
+        for start in range(0, n, UPSAMPLE_CHUNK):
             chunk = postprocess_logits(
                 low_res[start : start + UPSAMPLE_CHUNK], self._new_hw, (h, w)
             )

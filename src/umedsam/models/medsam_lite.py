@@ -69,6 +69,40 @@ class MedSAMLite(nn.Module):
             multimask_output=multimask,
         )
 
+    def decode_prompts(
+        self,
+        embeddings: torch.Tensor,
+        coords: torch.Tensor,
+        labels: torch.Tensor,
+        mask_input: torch.Tensor,
+        has_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask logits for labelled points (clicks, scribble points, box corners) and mask prompts.
+
+        The form every interactive prompt is reduced to (see ``umedsam.inference.prompts``).
+        A box given as corner points labelled 2 and 3, with ``has_mask`` 0, decodes exactly as
+        :meth:`decode` with that box.
+
+        Args:
+            embeddings: (1 or N, C, h, w); a batch of one is shared by all objects.
+            coords: (N, P, 2) xy in the S x S model frame.
+            labels: (N, P): -1 padding, 0 negative, 1 positive, 2/3 box corners.
+            mask_input: (N, 1, S, S) previous low-resolution logits (any values where unused).
+            has_mask: (N,) 1 where ``mask_input`` is a prompt, else 0.
+
+        Returns:
+            low-res logits (N, 1, S, S) and predicted IoU (N, 1).
+        """
+        sparse = self.prompt_encoder.embed_labelled_points(coords, labels)
+        dense = self.prompt_encoder.embed_dense(mask_input.to(torch.float32), has_mask)
+        return self.mask_decoder(
+            image_embeddings=embeddings,
+            image_pe=self.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
+
     def forward(
         self, images: torch.Tensor, boxes: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -101,6 +101,36 @@ class PromptEncoder(nn.Module):
         emb = emb + (lab == 1) * self._point_weight(1)
         return emb
 
+    def embed_labelled_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Sparse tokens (N, P, C) of points with labels, boxes included as two corner points.
+
+        Labels: -1 padding (not a point), 0 negative click, 1 positive click, 2 box top-left,
+        3 box bottom-right. A box given as its two corners gives the same tokens as ``boxes=``;
+        no padding token is added (callers add one, label -1, where SAM would: no box).
+
+        Args:
+            coords: (N, P, 2) xy in the model frame.
+            labels: (N, P) integer or float labels.
+        """
+        lab = labels.to(coords.dtype)[..., None]
+        emb = self.pe_layer.points(coords.to(torch.float32) + 0.5, self.input_image_size)
+        emb = torch.where(lab == -1, self.not_a_point_embed.weight.expand_as(emb), emb)
+        for k in range(4):
+            emb = emb + (lab == k) * self._point_weight(k)
+        return emb
+
+    def embed_dense(self, masks: torch.Tensor, has_mask: torch.Tensor) -> torch.Tensor:
+        """Dense embedding (N, C, h, w): each object's mask prompt where ``has_mask``, else none.
+
+        Args:
+            masks: (N, 1, 4h, 4w) mask logits (ignored where ``has_mask`` is 0).
+            has_mask: (N,) 1 where the object has a mask prompt, else 0.
+        """
+        flag = has_mask.to(masks.dtype).reshape(-1, 1, 1, 1)
+        h, w = self.image_embedding_size
+        none = self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(masks.shape[0], -1, h, w)
+        return flag * self.mask_downscaling(masks) + (1 - flag) * none
+
     def _point_weight(self, index: int) -> torch.Tensor:
         """Weight (1, C) of point embedding ``index`` (0 negative, 1 positive, 2/3 box corners)."""
         return cast(nn.Embedding, self.point_embeddings[index]).weight

@@ -6,14 +6,20 @@ whole case without importing it, which is most of the start-up time of a small c
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from umedsam.inference.prompts import DecoderPrompts
 
 
 @runtime_checkable
 class Backend(Protocol):
-    """An engine that encodes preprocessed images and decodes box prompts against embeddings.
+    """An engine that encodes preprocessed images and decodes prompts against embeddings.
+
+    ``decode`` takes boxes only (the official LiteMedSAM path, kept bit for bit);
+    ``decode_prompts`` takes any mix of clicks, scribble points, boxes and mask prompts.
 
     Attributes:
         name: engine name shown to users ("torch", "onnx", "openvino", ...).
@@ -29,4 +35,10 @@ class Backend(Protocol):
 
     def decode(self, embedding: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Embedding (1, C, h, w) and boxes (N, 4) in the model frame -> logits (N, 1, S, S), IoU (N, 1)."""
+        ...
+
+    def decode_prompts(
+        self, embedding: np.ndarray, prompts: DecoderPrompts
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Embedding (1, C, h, w) and N objects' prompts (model frame) -> logits (N, 1, S, S), IoU (N, 1)."""
         ...

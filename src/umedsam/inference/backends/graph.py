@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from umedsam.inference.prompts import DecoderPrompts, decode_grouped
+
 DECODE_CHUNK = 8  # boxes per call: batching saves no compute; each box holds ~40 MB
 
 
@@ -29,6 +31,30 @@ class GraphBackend:
         self, embedding: np.ndarray, boxes: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
+
+    def _run_prompt_decoder(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def run_prompt_decoder(
+        self,
+        embedding: np.ndarray,
+        coords: np.ndarray,
+        labels: np.ndarray,
+        mask_input: np.ndarray,
+        has_mask: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One call of the prompt-decoder graph (inputs made contiguous float32)."""
+        inputs = [
+            np.ascontiguousarray(a, dtype=np.float32)
+            for a in (embedding, coords, labels, mask_input, has_mask)
+        ]
+        return self._run_prompt_decoder(inputs)
+
+    def decode_prompts(
+        self, embedding: np.ndarray, prompts: DecoderPrompts
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Decode N objects' prompts, grouped by token count, DECODE_CHUNK at a time."""
+        return decode_grouped(self.run_prompt_decoder, embedding, prompts, DECODE_CHUNK)
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """(B, 3, S, S) float32 -> (B, C, S/4, S/4) float32."""

@@ -29,6 +29,8 @@ class OnnxBackend(GraphBackend):
     Args:
         encoder_path: graph (B, 3, S, S) -> (B, C, S/4, S/4).
         decoder_path: graph (embedding (1, C, h, w), boxes (N, 4)) -> (logits (N, 1, S, S), iou (N, 1)).
+        prompt_path: graph of interactive prompts (see ``PromptDecoderGraph``), opened on first
+            use; None: this engine decodes boxes only.
         image_size: side S of the model input frame.
         threads: intra-op threads (None: ONNX Runtime's default, one per physical core).
         name: engine name shown to users.
@@ -45,6 +47,7 @@ class OnnxBackend(GraphBackend):
         image_size: int,
         threads: int | None = None,
         name: str = "onnx",
+        prompt_path: str | Path | None = None,
     ) -> None:
         ort = import_onnxruntime()
         for path in (encoder_path, decoder_path):
@@ -59,6 +62,9 @@ class OnnxBackend(GraphBackend):
         providers = ["CPUExecutionProvider"]
         self._encoder = ort.InferenceSession(str(encoder_path), options, providers=providers)
         self._decoder = ort.InferenceSession(str(decoder_path), options, providers=providers)
+        self._session_args = (options, providers)
+        self._prompt_path = None if prompt_path is None else Path(prompt_path)
+        self._prompt_decoder: Any = None  # opened on first use: box-only runs never pay for it
         self.name = name
         self.image_size = int(image_size)
 
@@ -69,4 +75,19 @@ class OnnxBackend(GraphBackend):
         self, embedding: np.ndarray, boxes: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         lo, iou = self._decoder.run(None, {"embedding": embedding, "boxes": boxes})
+        return lo, iou
+
+    def _run_prompt_decoder(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        if self._prompt_decoder is None:
+            if self._prompt_path is None or not self._prompt_path.is_file():
+                raise FileNotFoundError(
+                    f"this ONNX export has no prompt decoder ({self._prompt_path}); export again"
+                )
+            ort = import_onnxruntime()
+            options, providers = self._session_args
+            self._prompt_decoder = ort.InferenceSession(
+                str(self._prompt_path), options, providers=providers
+            )
+        names = ["embedding", "coords", "labels", "mask_input", "has_mask"]
+        lo, iou = self._prompt_decoder.run(None, dict(zip(names, inputs, strict=True)))
         return lo, iou

@@ -35,6 +35,8 @@ class OpenVINOBackend(GraphBackend):
     Args:
         encoder_path: IR or ONNX graph (B, 3, S, S) -> (B, C, S/4, S/4).
         decoder_path: IR or ONNX graph (embedding (1, C, h, w), boxes (N, 4)) -> (logits, iou).
+        prompt_path: graph of interactive prompts (see ``PromptDecoderGraph``), compiled on first
+            use; None: this engine decodes boxes only.
         image_size: side S of the model input frame.
         threads: inference threads (None: OpenVINO's default, all cores).
         cache_dir: compiled-model cache folder (None: no cache).
@@ -55,6 +57,7 @@ class OpenVINOBackend(GraphBackend):
         cache_dir: str | Path | None = None,
         precision: str = "f32",
         name: str = "openvino",
+        prompt_path: str | Path | None = None,
     ) -> None:
         ov = import_openvino()
         for path in (encoder_path, decoder_path):
@@ -77,6 +80,9 @@ class OpenVINOBackend(GraphBackend):
         logger.debug(
             "compiled OpenVINO graphs in %.2f s (cache %s)", self.compile_seconds, cache_dir
         )
+        self._core, self._config = core, config
+        self._prompt_path = None if prompt_path is None else Path(prompt_path)
+        self._prompt_request: Any = None  # compiled on first use: box-only runs never pay for it
         self._enc_request = self._encoder.create_infer_request()
         self._dec_request = self._decoder.create_infer_request()
         self.name = name
@@ -93,4 +99,19 @@ class OpenVINOBackend(GraphBackend):
         return (
             self._dec_request.get_output_tensor(0).data.copy(),
             self._dec_request.get_output_tensor(1).data.copy(),
+        )
+
+    def _run_prompt_decoder(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        if self._prompt_request is None:
+            if self._prompt_path is None or not self._prompt_path.is_file():
+                raise FileNotFoundError(
+                    f"this OpenVINO export has no prompt decoder ({self._prompt_path}); "
+                    "export again"
+                )
+            compiled = self._core.compile_model(str(self._prompt_path), "CPU", self._config)
+            self._prompt_request = compiled.create_infer_request()
+        self._prompt_request.infer(dict(enumerate(inputs)))
+        return (
+            self._prompt_request.get_output_tensor(0).data.copy(),
+            self._prompt_request.get_output_tensor(1).data.copy(),
         )

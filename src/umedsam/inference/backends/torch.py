@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from umedsam.inference.prompts import DecoderPrompts, decode_grouped
+
 logger = logging.getLogger(__name__)
 
 DECODE_CHUNK = 32  # boxes per decoder call; each box costs ~4 MB of activations at 256 px
@@ -83,3 +85,29 @@ class TorchBackend:
             logits.append(lo.float().cpu())
             ious.append(iou.float().cpu())
         return torch.cat(logits).numpy(), torch.cat(ious).numpy()
+
+    @torch.inference_mode()
+    def run_prompt_decoder(
+        self,
+        embedding: np.ndarray,
+        coords: np.ndarray,
+        labels: np.ndarray,
+        mask_input: np.ndarray,
+        has_mask: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One prompt-decoder call (see ``MedSAMLite.decode_prompts``) on numpy arrays."""
+        emb = torch.as_tensor(np.asarray(embedding, dtype=np.float32)).to(self.device)
+
+        def tensor(a: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(a, dtype=np.float32)).to(self.device)
+
+        lo, iou = self.model.decode_prompts(
+            emb, tensor(coords), tensor(labels), tensor(mask_input), tensor(has_mask)
+        )
+        return lo.float().cpu().numpy(), iou.float().cpu().numpy()
+
+    def decode_prompts(
+        self, embedding: np.ndarray, prompts: DecoderPrompts
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Decode N objects' prompts, grouped by token count, DECODE_CHUNK at a time."""
+        return decode_grouped(self.run_prompt_decoder, embedding, prompts, DECODE_CHUNK)
