@@ -1,16 +1,20 @@
 """End-to-end: the real app in headless Chromium, driven like a person would.
 
 Needs Playwright's Python package and a Chromium binary (Debian's ``chromium``; see
-``.ci/install-browser.sh``); skipped cleanly when either is missing. ``UMEDSAM_CHROMIUM`` may name
-another Chromium binary. Set ``UMEDSAM_UI_SCREENSHOT_DIR`` to also save the screenshots there
-(the docs' pictures are made that way).
+``.ci/install-browser.sh``). Without them the tests skip, unless ``UMEDSAM_REQUIRE_BROWSER=1`` (set
+by ``.ci/run``): then they fail, so CI never passes without having driven a browser.
+``UMEDSAM_CHROMIUM`` may name another Chromium binary. Set ``UMEDSAM_UI_SCREENSHOT_DIR`` to also
+save the screenshots there (the docs' pictures are made that way).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import cv2
 import numpy as np
@@ -47,20 +51,40 @@ def chromium_path() -> str | None:
     return None
 
 
+def browser_required() -> bool:
+    """True when the browser tests must run (``UMEDSAM_REQUIRE_BROWSER=1``, as in CI)."""
+    return os.environ.get("UMEDSAM_REQUIRE_BROWSER", "") == "1"
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip the browser tests for ``reason``, or fail them when a browser is required."""
+    if browser_required():
+        pytest.fail(f"{reason}; UMEDSAM_REQUIRE_BROWSER=1 requires the browser tests to run")
+    pytest.skip(reason)
+
+
+def import_or_unavailable(module: str) -> ModuleType:
+    """``module``, or skip/fail (see :func:`unavailable`) when it cannot be imported."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        unavailable(f"{module} is not installed ({err})")
+
+
 @pytest.fixture(scope="module")
 def browser():
-    """A headless Chromium (module-wide), or skip."""
-    pytest.importorskip("starlette")
-    pytest.importorskip("uvicorn")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    """A headless Chromium (module-wide); skip without one, or fail if one is required."""
+    import_or_unavailable("starlette")
+    import_or_unavailable("uvicorn")
+    sync_api = import_or_unavailable("playwright.sync_api")
     executable = chromium_path()
     if executable is None:
-        pytest.skip("no Chromium installed (run .ci/install-browser.sh)")
+        unavailable("no Chromium installed (run .ci/install-browser.sh)")
     with sync_api.sync_playwright() as pw:
         try:
             chromium = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         except sync_api.Error as err:
-            pytest.skip(f"Chromium at {executable} does not start: {str(err).splitlines()[0]}")
+            unavailable(f"Chromium at {executable} does not start: {str(err).splitlines()[0]}")
         yield chromium
         chromium.close()
 
@@ -133,6 +157,10 @@ def test_draw_box_segment_download_2d(browser, serve, tmp_path):
     assert mask_path.name == f"{EXAMPLE_2D}_mask.png"
     mask = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
     assert mask.shape == gts.shape
+    assert np.unique(mask).tolist() == [0, 1]  # one object, label 1: not empty
+    ys, xs = np.nonzero(mask)
+    x0, y0, x1, y1 = box
+    assert x0 <= xs.min() and xs.max() <= x1 and y0 <= ys.min() and ys.max() <= y1  # in its box
     score = dice(mask > 0, gts > 0)
     assert score >= OFFICIAL_DSC_2D - 0.02, score
     assert shown_dsc == pytest.approx(score, abs=1e-3)
@@ -151,21 +179,46 @@ def test_draw_box_segment_download_2d(browser, serve, tmp_path):
     assert errors == []
 
 
-def test_scroll_slices_and_propagate_3d(browser, serve, tmp_path):
-    """3D example with the tiny model: scroll, draw on a key slice, set the z-range, download."""
-    import torch
+class BoxBackend:
+    """A stand-in engine that segments exactly its prompt box, so the expected mask is known.
 
-    from umedsam.models.registry import build_model
+    Implements the two calls of :class:`umedsam.inference.backends.base.Backend` that box
+    segmentation uses: logits are +10 inside the box (model frame) and -10 outside.
+    """
+
+    name = "box"
+    image_size = 64
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """Constant embeddings, one per image."""
+        return np.zeros((len(images), 8, self.image_size // 4, self.image_size // 4), np.float32)
+
+    def decode(self, embedding: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits ``(N, 1, S, S)``: positive on the pixels whose centres lie in each box."""
+        size = self.image_size
+        centres = np.arange(size) + 0.5
+        logits = np.full((len(boxes), 1, size, size), -10.0, np.float32)
+        for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, dtype=np.float64)):
+            rows = (centres >= y0) & (centres <= y1)
+            cols = (centres >= x0) & (centres <= x1)
+            logits[i, 0][np.outer(rows, cols)] = 10.0
+        return logits, np.ones((len(boxes), 1), np.float32)
+
+
+def test_scroll_slices_and_propagate_3d(browser, serve, tmp_path):
+    """3D example: scroll, draw on a key slice, set the z-range, segment, download the volume.
+
+    A stand-in engine segments exactly its box, so the download must hold the drawn box on the
+    key slice, the library's propagation of it on the other slices of the range (each next box
+    is the previous mask's, widened as the official code does), and nothing elsewhere.
+    """
+    from umedsam.inference.propagation import propagate
     from umedsam.ui.app import UIConfig, example_cases
 
     if EXAMPLE_3D not in example_cases():
         pytest.skip("bundled examples not installed")
 
-    def tiny():
-        torch.manual_seed(0)
-        return build_model("test_tiny").eval()
-
-    base, _ = serve(UIConfig(), tiny)
+    base, _ = serve(UIConfig(), BoxBackend)
     page, errors = open_page(browser, base)
     page.click(f"button[data-example='{EXAMPLE_3D}']")
     page.wait_for_function("document.body.dataset.session !== undefined")
@@ -181,7 +234,8 @@ def test_scroll_slices_and_propagate_3d(browser, serve, tmp_path):
     )
     assert not page.locator("#auto").is_checked()  # volumes wait for the Segment button
 
-    drag_box(page, (6, 6, 25, 30), (34, 52))
+    box = (6, 6, 25, 30)  # x0, y0, x1, y1 in image pixels
+    drag_box(page, box, (34, 52))
     page.fill("input[aria-label='box 1 first slice']", "10")
     page.locator("input[aria-label='box 1 first slice']").dispatch_event("change")
     page.fill("input[aria-label='box 1 last slice']", "20")
@@ -200,6 +254,32 @@ def test_scroll_slices_and_propagate_3d(browser, serve, tmp_path):
     with np.load(path) as data:
         segs = data["segs"]
     assert segs.shape == (26, 52, 34)
-    z_any = np.flatnonzero(segs.any(axis=(1, 2)))
-    assert z_any.size == 0 or (z_any.min() >= 9 and z_any.max() <= 19)  # slices 10..20, 1-based
+    assert np.unique(segs).tolist() == [0, 1]  # one object, label 1: not empty
+    assert np.flatnonzero(segs.any(axis=(1, 2))).tolist() == list(range(9, 20))  # slices 10..20
+    # the key slice (the middle of the range: the drawn slice 15) holds the drawn box ...
+    expected = np.zeros((52, 34), dtype=bool)
+    x0, y0, x1, y1 = box
+    expected[y0 : y1 + 1, x0 : x1 + 1] = True
+    key = segs[14] > 0
+    assert (key & expected).sum() / (key | expected).sum() >= 0.8
+    # ... and the volume is what the library's propagation makes of that box with this engine
+    with np.load(example_cases()[EXAMPLE_3D][0]) as data:
+        volume = data["imgs"]
+    reference = np.zeros_like(segs)
+    boxes_3d = np.array([[x0, y0, 9, x1, y1, 19]])
+    for result in propagate(BoxBackend(), volume, boxes_3d):
+        reference[result.z][result.masks[0]] = 1
+    np.testing.assert_array_equal(segs, reference)
     assert errors == []
+
+
+def test_missing_browser_skips_or_fails(monkeypatch):
+    """Without a browser a developer gets a skip; with UMEDSAM_REQUIRE_BROWSER=1 (CI) a failure."""
+    monkeypatch.delenv("UMEDSAM_REQUIRE_BROWSER", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no Chromium"):
+        unavailable("no Chromium installed")
+    monkeypatch.setenv("UMEDSAM_REQUIRE_BROWSER", "1")
+    with pytest.raises(pytest.fail.Exception, match="UMEDSAM_REQUIRE_BROWSER=1"):
+        unavailable("no Chromium installed")
+    with pytest.raises(pytest.fail.Exception, match="no_such_module_umedsam"):
+        import_or_unavailable("no_such_module_umedsam")
