@@ -1,0 +1,89 @@
+"""Simulated interaction: the CVPR 2025 click rule, training clicks, scribble families."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from umedsam.data.interaction import (
+    SCRIBBLE_FAMILIES,
+    challenge_click,
+    correction_click,
+    correction_scribble,
+    simulate_scribble,
+)
+
+
+def _disk(h: int, w: int, cy: int, cx: int, r: int) -> np.ndarray:
+    yy, xx = np.mgrid[:h, :w]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+
+
+def test_challenge_click_is_the_centre_of_the_largest_error_2d() -> None:
+    gt = _disk(64, 64, 32, 32, 12)
+    pred = np.zeros_like(gt)
+    pred[:, :32] = gt[:, :32]  # right half missed
+    pred[2:5, 2:5] = True  # a small false region
+    click = challenge_click(pred, gt)
+    assert click is not None and click.positive
+    y, x = click.index
+    assert gt[y, x] and not pred[y, x]
+    assert 32 <= x <= 44 and abs(y - 32) <= 2  # deep inside the missed half-disk
+
+
+def test_challenge_click_negative_and_perfect_3d() -> None:
+    gt = np.zeros((10, 32, 32), bool)
+    gt[3:7, 10:20, 10:20] = True
+    pred = gt.copy()
+    pred[0:9, 25:31, 25:31] = True  # a false block
+    click = challenge_click(pred, gt)
+    assert click is not None and not click.positive
+    z, y, x = click.index
+    assert pred[z, y, x] and not gt[z, y, x]
+    assert 2 <= z <= 6 and 27 <= y <= 28 and 27 <= x <= 28  # the 9x6x6 block's core
+    assert challenge_click(gt, gt) is None
+
+
+def test_challenge_click_is_deterministic_on_ties() -> None:
+    gt = np.zeros((20, 20), bool)
+    gt[5:15, 5:15] = True
+    pred = np.zeros_like(gt)
+    assert challenge_click(pred, gt) == challenge_click(pred, gt)
+
+
+def test_training_click_random_position_is_in_the_error() -> None:
+    gt = _disk(48, 48, 24, 24, 10)
+    pred = np.zeros_like(gt)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        click = correction_click(pred, gt, rng, centre=False)
+        assert click is not None and click.positive and gt[click.index]
+
+
+@pytest.mark.parametrize("family", SCRIBBLE_FAMILIES)
+def test_scribble_families_stay_on_their_side(family: str) -> None:
+    mask = _disk(96, 96, 48, 48, 25)
+    rng = np.random.default_rng(1)
+    strokes = [simulate_scribble(mask, rng, family) for _ in range(5)]
+    assert sum(s.any() for s in strokes) >= 4
+    for stroke in strokes:
+        if family == "background":
+            assert not (stroke & mask).any()
+        else:
+            assert not (stroke & ~mask).any()
+
+
+def test_scribbles_vary() -> None:
+    mask = _disk(96, 96, 48, 48, 25)
+    rng = np.random.default_rng(2)
+    a, b = simulate_scribble(mask, rng, "curve"), simulate_scribble(mask, rng, "curve")
+    assert not np.array_equal(a, b)
+
+
+def test_correction_scribble_marks_the_missed_region() -> None:
+    gt = _disk(64, 64, 32, 32, 16)
+    pred = gt.copy()
+    pred[:, 32:] = False
+    stroke, positive = correction_scribble(pred, gt, np.random.default_rng(0))
+    assert positive and stroke.any()
+    assert (stroke <= (gt & ~pred)).all()
