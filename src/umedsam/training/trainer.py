@@ -29,14 +29,18 @@ from torch import nn
 from umedsam.data.dataset import NpzSegmentationDataset, TrainingSample, epoch_order, sample_rng
 from umedsam.losses.shape import shape_distance_target
 from umedsam.losses.uncertainty import LossOutput, UncertaintyWeightedLoss
-from umedsam.optim.factory import build_optimizer, build_scheduler
 from umedsam.optim.sam import SAM, sam_step
-from umedsam.training.checkpointing import (
-    FORMAT_VERSION,
-    CsvLog,
-    load_training_checkpoint,
-    save_atomic,
+from umedsam.training.builders import (
+    build_datasets,
+    build_logs,
+    build_loss,
+    build_model,
+    build_optimization,
+    set_trainable,
+    uses_embedding_cache,
+    wrap_distributed,
 )
+from umedsam.training.checkpointing import FORMAT_VERSION, load_training_checkpoint, save_atomic
 from umedsam.training.config import TrainConfig
 from umedsam.training.distributed import (
     DistInfo,
@@ -117,19 +121,6 @@ class LossHead(nn.Module):
         return self.criterion(logits.float(), iou_pred.float(), targets, shape_targets)
 
 
-def _build_model(config: TrainConfig) -> Any:
-    from umedsam.models.checkpoint import load_checkpoint
-    from umedsam.models.registry import build_model
-
-    model = build_model(config.model.name)
-    ckpt = config.model.checkpoint
-    if ckpt == "default":
-        load_checkpoint(model, None)
-    elif ckpt != "none":
-        load_checkpoint(model, ckpt)
-    return model
-
-
 class Trainer:
     """Holds the training state; see :func:`train` for the usual entry point.
 
@@ -156,35 +147,13 @@ class Trainer:
             raise ValueError("data.train_root is required (a folder with imgs/ and gts/)")
         self.output_dir = Path(run.output_dir)
         torch.manual_seed(run.seed)
-        self.model = _build_model(config).to(self.dist.device)
-        self._set_trainable()
-        size = int(self.model.image_size)
-        self.use_cache = (
-            config.data.cache_embeddings and "image_encoder" not in config.model.trainable
+        self.model = build_model(config.model).to(self.dist.device)
+        set_trainable(self.model, self.config.model.trainable)
+        self.use_cache = uses_embedding_cache(config.data, config.model)
+        self.train_set, self.val_set = build_datasets(
+            config.data, image_size=int(self.model.image_size), load_images=not self.use_cache
         )
-        self.train_set = NpzSegmentationDataset(
-            config.data.train_root,
-            image_size=size,
-            max_box_shift=config.data.max_box_shift,
-            flips=config.data.flips,
-            min_area=config.data.min_area,
-            slices_per_volume=config.data.slices_per_volume,
-            modalities=config.data.modalities,
-            load_images=not self.use_cache,
-        )
-        self.val_set = None
-        if config.data.val_root:
-            self.val_set = NpzSegmentationDataset(
-                config.data.val_root,
-                image_size=size,
-                max_box_shift=0,
-                flips=(),
-                min_area=config.data.min_area,
-                slices_per_volume=config.data.val_slices_per_volume,
-                modalities=config.data.modalities,
-                load_images=not self.use_cache,
-            )
-        self.cache = None
+        self.cache: FrozenEncoderEmbeddingCache | None = None
         if self.use_cache:
             self.cache = FrozenEncoderEmbeddingCache(
                 self.model,
@@ -192,40 +161,12 @@ class Trainer:
                 cache_dir=config.data.cache_dir,
                 device=self.dist.device,
             )
-        self.criterion = UncertaintyWeightedLoss(
-            config.loss.terms,
-            mode=config.loss.mode,
-            fixed_weights=config.loss.fixed_weights,
-            init=config.loss.init,
-        ).to(self.dist.device)
-        self.head: nn.Module = LossHead(self.model, self.criterion, embeddings_in=self.use_cache)
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
-            self.head = DistributedDataParallel(self.head, device_ids=ids)
-        o = config.optim
-        self.optimizer = build_optimizer(
-            self.model.parameters(),
-            self.criterion.parameters(),
-            name=o.name,
-            lr=o.lr,
-            weight_decay=o.weight_decay,
-            betas=o.betas,
-            loss_lr=o.loss_lr,
-            loss_weight_decay=o.loss_weight_decay,
-            sharpness=o.sharpness,
-            rho=o.rho,
+        self.criterion = build_loss(config.loss, self.dist.device)
+        self.head: nn.Module = wrap_distributed(
+            LossHead(self.model, self.criterion, embeddings_in=self.use_cache), self.dist
         )
-        plateau_mode = "max" if o.plateau_metric == "val_dsc" else "min"
-        if o.plateau_metric == "val_dsc" and self.val_set is None:
-            raise ValueError("optim.plateau_metric 'val_dsc' needs data.val_root")
-        self.scheduler = build_scheduler(
-            self.optimizer,
-            name=o.scheduler,
-            mode=plateau_mode,
-            factor=o.plateau_factor,
-            patience=o.plateau_patience,
+        self.optimizer, self.scheduler = build_optimization(
+            config.optim, self.model, self.criterion, has_validation=self.val_set is not None
         )
         self.scaler = torch.amp.GradScaler("cuda") if run.amp else None
         self.epoch = 0
@@ -235,13 +176,7 @@ class Trainer:
         self._epoch_loss_sum = 0.0
         self._epoch_loss_count = 0
         self.terms = list(self.criterion.terms)
-        columns = ["step", "epoch", "batch", "lr", "step_seconds", "loss_total"]
-        columns += [f"loss_{t}" for t in self.terms] + [f"weight_{t}" for t in self.terms]
-        self.step_log = CsvLog(self.output_dir / "log.csv", columns)
-        self.epoch_log = CsvLog(
-            self.output_dir / "epochs.csv",
-            ["step", "epoch", "train_loss", "val_dsc", "lr", "epoch_seconds"],
-        )
+        self.step_log, self.epoch_log = build_logs(self.output_dir, self.terms)
         resume_step = self._maybe_resume()
         if self.dist.is_main:
             self.step_log.start(resume_step)
@@ -249,15 +184,6 @@ class Trainer:
             self._write_config()
 
     # ----------------------------------------------------------------------------------- setup
-    def _set_trainable(self) -> None:
-        trainable = set(self.config.model.trainable)
-        self.model.requires_grad_(False)
-        self.model.eval()
-        for part in trainable:
-            module = getattr(self.model, part)
-            module.requires_grad_(True)
-            module.train()
-
     def _write_config(self) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -441,7 +367,7 @@ class Trainer:
             total = pred.sum((1, 2)).double() + gt.sum((1, 2)).double()
             dsc = torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
             scores.extend(dsc.tolist())
-        self._set_trainable()
+        set_trainable(self.model, self.config.model.trainable)
         return float(np.mean(scores)) if scores else None
 
     # ---------------------------------------------------------------------------------- loop
