@@ -82,7 +82,7 @@ def subset_folder(
     src: Path, dst: Path, modalities: list[str] | None, per_modality: int | None
 ) -> Path:
     """A challenge folder of symlinks to the first ``per_modality`` cases of each modality."""
-    from umedsam.data.dataset import modality_from_name
+    from umedsam.data.naming import modality_from_name
 
     counts: dict[str, int] = {}
     for sub in ("imgs", "gts"):
@@ -106,7 +106,7 @@ def precompute_train_embeddings(args: argparse.Namespace) -> dict[str, float]:
     """Fill the on-disk embedding cache the trainer will use; returns counts and seconds."""
     from umedsam.data.dataset import NpzSegmentationDataset
     from umedsam.models.pretrained import load_pretrained
-    from umedsam.training.embeddings import EmbeddingCache
+    from umedsam.training.embeddings import FrozenEncoderEmbeddingCache
 
     model, _ = load_pretrained("litemedsam")
     ds = NpzSegmentationDataset(
@@ -116,7 +116,9 @@ def precompute_train_embeddings(args: argparse.Namespace) -> dict[str, float]:
         slices_per_volume=args.slices_per_volume,
         load_images=False,
     )
-    cache = EmbeddingCache(model, model_name="litemedsam", cache_dir=args.work / "emb_cache")
+    cache = FrozenEncoderEmbeddingCache(
+        model, model_name="litemedsam", cache_dir=args.work / "emb_cache"
+    )
     keys = [ds.image_key(i, f) for i in range(len(ds)) for f in ds.flip_variants()]
     start = time.perf_counter()
     for lo in range(0, len(keys), 4):

@@ -104,6 +104,10 @@ def soak(args: argparse.Namespace) -> dict:
         make_cases(inp, args.cases)
         gen_s = time.perf_counter() - t0
         checkpoint = args.checkpoint
+        if args.model.startswith("test_"):  # test-only models live with the tests
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+            import tiny_models  # noqa: F401 - registers test_tiny
+
         if checkpoint is None and args.model == "test_tiny":
             torch.manual_seed(0)
             checkpoint = root / "tiny.pt"

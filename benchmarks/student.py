@@ -148,7 +148,7 @@ def latency(
 
 
 def _per_modality(metrics_csv: Path) -> dict[str, tuple[float, float, int]]:
-    from umedsam.evaluation.report import modality_from_name
+    from umedsam.data.naming import modality_from_name
 
     groups: dict[str, list[tuple[float, float]]] = {}
     with metrics_csv.open(newline="") as fh:

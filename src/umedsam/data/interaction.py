@@ -26,7 +26,7 @@ stroke along the inside of its contour, and a negative stroke in the background 
 class Click(NamedTuple):
     """A simulated click: array index and whether it marks the object (fg) or not (bg)."""
 
-    index: tuple[int, ...]
+    index: tuple[int, ...]  # type: ignore[assignment]  # a field named like tuple.index
     positive: bool
 
 
@@ -104,13 +104,13 @@ def correction_click(
 def _skeleton(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     """Morphological skeleton (Lantuéjoul): union of erosions minus their openings."""
     kernel = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-    current = mask.astype(np.uint8)
+    current = mask.astype(bool)
     skeleton = np.zeros_like(current)
     while current.any():
-        opened = cv2.morphologyEx(current, cv2.MORPH_OPEN, kernel)
-        skeleton |= current & (1 - opened)
-        current = cv2.erode(current, kernel)
-    return skeleton.astype(bool)
+        opened = cv2.morphologyEx(current.astype(np.uint8), cv2.MORPH_OPEN, kernel).astype(bool)
+        skeleton |= current & ~opened
+        current = cv2.erode(current.astype(np.uint8), kernel).astype(bool)
+    return skeleton
 
 
 def _smooth_curve(points: NDArray, samples: int = 64) -> NDArray:
@@ -210,8 +210,8 @@ def simulate_scribble(
             cut = order[: max(1, int(len(order) * keep))]
             stroke = np.zeros_like(stroke)
             stroke[ys[cut], xs[cut]] = True
-        stroke = cv2.dilate(stroke.astype(np.uint8), np.ones((thickness, thickness), np.uint8))
-        stroke = stroke.astype(bool)
+        kernel = np.ones((thickness, thickness), np.uint8)
+        stroke = cv2.dilate(stroke.astype(np.uint8), kernel).astype(bool)
     elif family == "curve":
         inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         ys, xs = np.nonzero(inner if inner.any() else mask)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from umedsam.errors import MissingExtraError
+from umedsam.extras import import_optional
 
 FORMATS = ("onnx", "openvino")
 EXPORT_VERSION = 2  # bump when the graphs or the folder layout change; invalidates caches
@@ -140,10 +140,7 @@ def require_runtime(fmt: str) -> None:
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     module = "onnxruntime" if fmt == "onnx" else "openvino"
-    try:
-        __import__(module)
-    except ImportError as err:
-        raise MissingExtraError(module, fmt, f"the {fmt} engine") from err
+    import_optional(module, package=module, extra=fmt, purpose=f"the {fmt} engine")
 
 
 def open_graphs(

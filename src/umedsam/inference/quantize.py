@@ -8,11 +8,10 @@ docs/performance.md), so this engine is never the default.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
-from umedsam.errors import MissingExtraError
+from umedsam.atomic import atomic_path
+from umedsam.extras import import_optional
 
 logger = logging.getLogger(__name__)
 
@@ -27,29 +26,25 @@ def quantize_encoder(source: str | Path, target: str | Path) -> Path:
         MissingExtraError: onnx / onnxruntime are not installed.
         FileNotFoundError: ``source`` does not exist.
     """
-    try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError as err:
-        raise MissingExtraError("onnxruntime", "onnx", "INT8 quantization") from err
+    quantization = import_optional(
+        "onnxruntime.quantization", package="onnxruntime", extra="onnx", purpose="INT8 quantization"
+    )
     source, target = Path(source), Path(target)
     if not source.is_file():
         raise FileNotFoundError(f"ONNX encoder not found: {source}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".onnx", dir=target.parent)
-    os.close(fd)
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer logs one INFO line per tensor on the root logger
     try:
-        quantize_dynamic(
-            str(source),
-            tmp,
-            op_types_to_quantize=list(QUANTIZED_OPS),
-            weight_type=QuantType.QInt8,
-        )
-        os.replace(tmp, target)
+        with atomic_path(target, suffix=".onnx") as tmp:
+            quantization.quantize_dynamic(
+                str(source),
+                str(tmp),
+                op_types_to_quantize=list(QUANTIZED_OPS),
+                weight_type=quantization.QuantType.QInt8,
+            )
     finally:
         root.setLevel(level)
-        Path(tmp).unlink(missing_ok=True)
     logger.info("wrote INT8 encoder %s", target)
     return target
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from umedsam.errors import MissingExtraError
+from umedsam.extras import import_optional
 from umedsam.inference.backends.graph import GraphBackend
 
 logger = logging.getLogger(__name__)
@@ -16,11 +16,9 @@ logger = logging.getLogger(__name__)
 
 def import_onnxruntime() -> Any:
     """Import onnxruntime or raise MissingExtraError naming the ``onnx`` extra."""
-    try:
-        import onnxruntime
-    except ImportError as err:
-        raise MissingExtraError("onnxruntime", "onnx", "the onnx engine") from err
-    return onnxruntime
+    return import_optional(
+        "onnxruntime", package="onnxruntime", extra="onnx", purpose="the onnx engine"
+    )
 
 
 class OnnxBackend(GraphBackend):

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from umedsam.errors import MissingExtraError
+from umedsam.extras import import_optional
 from umedsam.inference.backends.graph import GraphBackend
 
 logger = logging.getLogger(__name__)
@@ -22,11 +22,9 @@ logger = logging.getLogger(__name__)
 
 def import_openvino() -> Any:
     """Import openvino or raise MissingExtraError naming the ``openvino`` extra."""
-    try:
-        import openvino
-    except ImportError as err:
-        raise MissingExtraError("openvino", "openvino", "the openvino engine") from err
-    return openvino
+    return import_optional(
+        "openvino", package="openvino", extra="openvino", purpose="the openvino engine"
+    )
 
 
 class OpenVINOBackend(GraphBackend):
