@@ -1,9 +1,21 @@
-"""CVPR24 "MedSAM on Laptop" cases: read and validate ``imgs``/``boxes``/``spacing``, write ``segs``.
+"""Challenge cases: read and validate ``imgs``/``boxes``/``spacing`` and prompts, write ``segs``.
 
 2D case: ``imgs`` (H, W, 3) (or (H, W) grey), ``boxes`` (N, 4) xyxy.
 3D case: ``imgs`` (D, H, W), ``boxes`` (N, 6) as x_min, y_min, z_min, x_max, y_max, z_max, and
 ``spacing`` (3,) as stored by the challenge (SimpleITK x, y, z order).
 2D vs 3D is decided by the array shapes, never by the file name.
+
+Interactive cases (see docs/interactive.md) hold prompts beyond boxes, read into
+:class:`CasePrompts`:
+
+- CVPR 2024 scribble task: ``scribbles``, an integer map of the spatial shape; id k (k >= 1,
+  k != 1000) marks strokes on object k, 1000 background strokes (negative for every object);
+  ``segs`` uses the ids as labels. Optional ``boxes`` give one row per id, in ascending id order.
+- CVPR 2025 interactive task: ``boxes`` (a pickled list of dicts ``z_min, z_max, z_mid,
+  z_mid_x_min, z_mid_y_min, z_mid_x_max, z_mid_y_max``, or a numeric array), ``clicks`` (a
+  pickled list, one ``{'fg': [[z, y, x], ...], 'bg': [...]}`` per object; ``[y, x]`` in 2D),
+  ``clicks_order`` and ``prev_pred`` (the previous label map). Object i is label i + 1. The
+  pickled keys go through :mod:`umedsam.data.safe_pickle`; every other key stays pickle-free.
 """
 
 from __future__ import annotations
@@ -46,11 +58,50 @@ class Case:
     boxes: NDArray[np.int64]
     spacing: NDArray[np.float64] | None
     is_3d: bool
+    prompts: CasePrompts | None = None
 
     @property
     def num_objects(self) -> int:
-        """Number of box prompts (= output labels)."""
+        """Number of objects (= output labels)."""
+        if self.prompts is not None:
+            return len(self.prompts.labels)
         return int(self.boxes.shape[0])
+
+
+SCRIBBLE_BACKGROUND = 1000
+"""Scribble id of background strokes in the CVPR 2024 scribble format."""
+
+
+@dataclass(frozen=True)
+class CasePrompts:
+    """Interactive prompts of a case, one entry per object.
+
+    Attributes:
+        labels: (N,) label of each object in ``segs``.
+        boxes: (N, 4) or (N, 6) float boxes (NaN rows: no box), or None.
+        start_slices: (N,) slice each 3D box starts on (the CVPR 2025 ``z_mid``), or None.
+        clicks: per object (K, 2) ``(y, x)`` or (K, 3) ``(z, y, x)`` int64 indices, in order.
+        click_labels: per object (K,) 1 foreground / 0 background.
+        scribbles: per-object stroke ids map of the spatial shape (CVPR 2024), or None.
+        prev_pred: the previous label map (labels of ``labels``), or None.
+    """
+
+    labels: NDArray[np.int64]
+    boxes: NDArray[np.float64] | None
+    start_slices: NDArray[np.int64] | None
+    clicks: tuple[NDArray[np.int64], ...]
+    click_labels: tuple[NDArray[np.int64], ...]
+    scribbles: NDArray | None = None
+    prev_pred: NDArray | None = None
+
+    def scribble_map(self, i: int) -> NDArray[np.int8] | None:
+        """Object i's scribble as a stroke map: 1 its strokes, -1 background strokes, else 0."""
+        if self.scribbles is None:
+            return None
+        out = np.zeros(self.scribbles.shape, np.int8)
+        out[self.scribbles == SCRIBBLE_BACKGROUND] = -1
+        out[self.scribbles == self.labels[i]] = 1
+        return out
 
 
 def npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -167,23 +218,40 @@ def validate_boxes(
 
 
 def load_case(path: str | Path) -> Case:
-    """Read and validate one challenge case.
+    """Read and validate one challenge case (box, scribble or interactive format).
 
     Raises:
         InputError: unreadable file, missing key, wrong dtype/rank, NaN, empty or constant image,
-            or a bad box; the message names the file and the problem.
+            a bad box or prompt, or a refused pickle; the message names the file and the problem.
     """
     path = Path(path)
-    data = _read_arrays(path, ("imgs", "boxes", "spacing"))
-    for key in ("imgs", "boxes"):
-        if key not in data:
-            have = ", ".join(data["__keys__"].tolist()) or "none"
-            raise InputError(path, f"missing key '{key}' (keys present: {have})")
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise InputError(path, "file is empty (0 bytes)")
+    headers = npz_headers(path)
+    pickled = {k for k, (_, dtype) in headers.items() if dtype.hasobject}
+    refused = sorted(pickled - {"boxes", "clicks", "clicks_order"})
+    if refused:
+        raise InputError(
+            path,
+            f"not a readable .npz file ('{refused[0]}' contains pickled object arrays, which are "
+            "refused; only boxes, clicks and clicks_order of the interactive format may be pickled)",
+        )
+    interactive = bool({"scribbles", "clicks", "prev_pred"} & set(headers)) or "boxes" in pickled
+    keys = ("imgs", "boxes", "spacing", "scribbles", "prev_pred")
+    data = _read_arrays(path, tuple(k for k in keys if k not in pickled))
+    if "imgs" not in data:
+        have = ", ".join(data["__keys__"].tolist()) or "none"
+        raise InputError(path, f"missing key 'imgs' (keys present: {have})")
+    if interactive:
+        return _interactive_case(path, data, pickled)
+    if "boxes" not in data:
+        have = ", ".join(data["__keys__"].tolist()) or "none"
+        raise InputError(path, f"missing key 'boxes' (keys present: {have})")
     imgs, boxes = data["imgs"], np.asarray(data["boxes"])
-    _check_numeric(path, "imgs", imgs)
+    _check_image(path, imgs)
     _check_numeric(path, "boxes", boxes)
-    if imgs.size > MAX_PIXELS:
-        raise InputError(path, f"'imgs' is too large ({imgs.shape})")
     n_cols = boxes.shape[-1] if boxes.ndim >= 1 else 0
     if imgs.ndim == 2:
         is_3d = False
@@ -197,19 +265,215 @@ def load_case(path: str | Path) -> Case:
             f"cannot tell 2D from 3D: imgs shape {imgs.shape} with boxes shape {boxes.shape} "
             "(expected imgs (H, W, 3) with boxes (N, 4), or imgs (D, H, W) with boxes (N, 6))",
         )
+    boxes = validate_boxes(boxes, imgs.shape, is_3d, path)
+    spacing = _spacing(path, data, is_3d)
+    return Case(name=path.name, imgs=imgs, boxes=boxes, spacing=spacing, is_3d=is_3d)
+
+
+def _check_image(path: Path, imgs: NDArray) -> None:
+    _check_numeric(path, "imgs", imgs)
+    if imgs.size > MAX_PIXELS:
+        raise InputError(path, f"'imgs' is too large ({imgs.shape})")
+    if imgs.ndim not in (2, 3):
+        raise InputError(
+            path,
+            f"cannot tell 2D from 3D: 'imgs' must be (H, W), (H, W, 3) or (D, H, W); got {imgs.shape}",
+        )
     if min(imgs.shape) == 0:
         raise InputError(path, f"'imgs' is empty (shape {imgs.shape})")
     if imgs.min() == imgs.max():
         raise InputError(
             path, f"'imgs' is constant (every value is {imgs.flat[0]}): nothing to segment"
         )
-    boxes = validate_boxes(boxes, imgs.shape, is_3d, path)
-    spacing = None
-    if "spacing" in data:
-        spacing = np.asarray(data["spacing"], dtype=np.float64).reshape(-1)
-        if is_3d and (spacing.size != 3 or not np.isfinite(spacing).all() or (spacing <= 0).any()):
-            raise InputError(path, f"'spacing' must be 3 positive numbers; got {spacing.tolist()}")
-    return Case(name=path.name, imgs=imgs, boxes=boxes, spacing=spacing, is_3d=is_3d)
+
+
+def _spacing(path: Path, data: dict[str, NDArray], is_3d: bool) -> NDArray[np.float64] | None:
+    if "spacing" not in data:
+        return None
+    spacing = np.asarray(data["spacing"], dtype=np.float64).reshape(-1)
+    if is_3d and (spacing.size != 3 or not np.isfinite(spacing).all() or (spacing <= 0).any()):
+        raise InputError(path, f"'spacing' must be 3 positive numbers; got {spacing.tolist()}")
+    return spacing
+
+
+_BOX_DICT_KEYS = ("z_mid_x_min", "z_mid_y_min", "z_min", "z_mid_x_max", "z_mid_y_max", "z_max")
+
+
+def _interactive_case(path: Path, data: dict[str, NDArray], pickled: set[str]) -> Case:
+    """A case with scribbles, clicks or a previous prediction (see the module docstring)."""
+    from umedsam.data.safe_pickle import load_pickled_key
+
+    imgs = data["imgs"]
+    _check_image(path, imgs)
+    scribbles, prev = data.get("scribbles"), data.get("prev_pred")
+    box_dicts = load_pickled_key(path, "boxes") if "boxes" in pickled else None
+    numeric_boxes = np.asarray(data["boxes"]) if "boxes" in data else None
+    clicks_raw = load_pickled_key(path, "clicks") if "clicks" in pickled else None
+    if clicks_raw is None and "clicks" in data.get("__keys__", np.array([])).tolist():
+        raise InputError(
+            path, "'clicks' must be a list with one {'fg': [...], 'bg': [...]} per object"
+        )
+    order_raw = load_pickled_key(path, "clicks_order") if "clicks_order" in pickled else None
+    if order_raw is None and "clicks_order" in data.get("__keys__", np.array([])).tolist():
+        with np.load(path, allow_pickle=False) as npz:
+            order_raw = npz["clicks_order"].tolist()
+    # 2D or 3D, from the shapes
+    if imgs.ndim == 2:
+        is_3d = False
+    elif scribbles is not None:
+        is_3d = tuple(scribbles.shape) == tuple(imgs.shape)
+    elif box_dicts is not None:
+        is_3d = True
+    elif numeric_boxes is not None and numeric_boxes.ndim == 2:
+        is_3d = numeric_boxes.shape[1] == 6
+    elif prev is not None:
+        is_3d = tuple(prev.shape) == tuple(imgs.shape)
+    elif clicks_raw:
+        first = next(
+            (
+                c
+                for obj in clicks_raw
+                if isinstance(obj, dict)
+                for c in obj.get("fg", []) + obj.get("bg", [])
+            ),
+            None,
+        )
+        is_3d = first is not None and len(first) == 3
+    else:
+        is_3d = imgs.shape[2] not in (1, 3)
+    spatial = tuple(imgs.shape) if is_3d else tuple(imgs.shape[:2])
+    cols = 6 if is_3d else 4
+    # objects and their boxes
+    start = None
+    boxes: NDArray[np.float64] | None = None
+    if box_dicts is not None:
+        if not isinstance(box_dicts, list) or not all(isinstance(b, dict) for b in box_dicts):
+            raise InputError(path, "'boxes' must be numbers or a list of dicts (z_min, z_max, ...)")
+        try:
+            boxes = np.array([[float(b[k]) for k in _BOX_DICT_KEYS] for b in box_dicts]).reshape(
+                -1, 6
+            )
+            start = np.array([int(b["z_mid"]) for b in box_dicts], dtype=np.int64)
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(
+                path, f"'boxes' dicts need the keys z_mid and {', '.join(_BOX_DICT_KEYS)} ({err})"
+            ) from err
+        if not is_3d:
+            raise InputError(path, "'boxes' dicts describe 3D boxes but the image is 2D")
+    elif numeric_boxes is not None:
+        _check_numeric(path, "boxes", numeric_boxes)
+        boxes = (
+            np.asarray(numeric_boxes, np.float64).reshape(-1, cols)
+            if numeric_boxes.size % cols == 0
+            else None
+        )
+        if boxes is None:
+            raise InputError(path, f"boxes must be (N, {cols}); got shape {numeric_boxes.shape}")
+    if scribbles is not None:
+        if tuple(scribbles.shape) != spatial:
+            raise InputError(
+                path,
+                f"'scribbles' must have the image's spatial shape {spatial}; got {scribbles.shape}",
+            )
+        if scribbles.dtype.kind not in "iub":
+            raise InputError(
+                path, f"'scribbles' must hold integer ids; got dtype {scribbles.dtype}"
+            )
+        ids = np.unique(scribbles)
+        labels = ids[(ids != 0) & (ids != SCRIBBLE_BACKGROUND)].astype(np.int64)
+        if labels.size == 0:
+            what = "only background strokes" if (ids == SCRIBBLE_BACKGROUND).any() else "no strokes"
+            raise InputError(path, f"'scribbles' has {what}: nothing to segment")
+    else:
+        n = len(boxes) if boxes is not None else len(clicks_raw or [])
+        if n == 0:
+            raise InputError(path, "no objects: give 'boxes', 'clicks' or 'scribbles'")
+        labels = np.arange(1, n + 1, dtype=np.int64)
+    n = len(labels)
+    if boxes is not None:
+        if len(boxes) != n:
+            raise InputError(
+                path,
+                f"{len(boxes)} boxes for {n} scribbled objects; give one per id in ascending order",
+            )
+        int_boxes = validate_boxes(boxes, imgs.shape, is_3d, path)
+        boxes = int_boxes.astype(np.float64)
+        if start is not None:
+            bad = (start < int_boxes[:, 2]) | (start > int_boxes[:, 5])
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise InputError(path, f"box {i}: z_mid {start[i]} lies outside its z range")
+    clicks, click_labels = _parse_clicks(path, clicks_raw, order_raw, n, spatial)
+    if prev is not None:
+        if tuple(prev.shape) != spatial:
+            raise InputError(
+                path, f"'prev_pred' shape {prev.shape} does not match the image's {spatial}"
+            )
+        if prev.dtype.kind not in "iub":
+            raise InputError(path, f"'prev_pred' must be a label map; got dtype {prev.dtype}")
+        unknown = np.setdiff1d(np.unique(prev), np.concatenate([[0], labels]))
+        if unknown.size:
+            raise InputError(
+                path,
+                f"'prev_pred' holds labels {unknown[:5].tolist()} that are no object of this case ({labels[:10].tolist()})",
+            )
+    prompts = CasePrompts(labels, boxes, start, clicks, click_labels, scribbles, prev)
+    box_array = np.zeros((0, cols), np.int64) if boxes is None else boxes.astype(np.int64)
+    return Case(path.name, imgs, box_array, _spacing(path, data, is_3d), is_3d, prompts)
+
+
+def _parse_clicks(
+    path: Path, raw: object, order: object, n: int, spatial: tuple[int, ...]
+) -> tuple[tuple[NDArray[np.int64], ...], tuple[NDArray[np.int64], ...]]:
+    """Per-object click indices and labels from the CVPR 2025 ``clicks``/``clicks_order``."""
+    if raw is None:
+        empty = tuple(np.zeros((0, len(spatial)), np.int64) for _ in range(n))
+        return empty, tuple(np.zeros(0, np.int64) for _ in range(n))
+    if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw):
+        raise InputError(
+            path, "'clicks' must be a list with one {'fg': [...], 'bg': [...]} per object"
+        )
+    if len(raw) > n:
+        raise InputError(path, f"'clicks' has {len(raw)} entries for {n} objects")
+    coords_out, labels_out = [], []
+    for i in range(n):
+        entry = raw[i] if i < len(raw) else {}
+        lists = {}
+        for kind in ("fg", "bg"):
+            items = entry.get(kind, [])
+            try:
+                arr = np.asarray(items, dtype=np.float64).reshape(-1, len(spatial))
+            except (TypeError, ValueError) as err:
+                raise InputError(
+                    path,
+                    f"object {i + 1}: '{kind}' clicks must be [{', '.join('zyx'[3 - len(spatial) :])}] indices ({err})",
+                ) from None
+            if not np.isfinite(arr).all() or not np.allclose(arr, np.round(arr)):
+                raise InputError(path, f"object {i + 1}: '{kind}' clicks must be integer indices")
+            arr = arr.astype(np.int64)
+            outside = ((arr < 0) | (arr >= np.asarray(spatial))).any(1)
+            if outside.any():
+                raise InputError(
+                    path,
+                    f"object {i + 1}: click {arr[outside][0].tolist()} lies outside the image {spatial}",
+                )
+            lists[kind] = arr
+        seq = None
+        if isinstance(order, (list, tuple)) and i < len(order):
+            seq = [str(o) for o in np.asarray(order[i]).ravel().tolist()]
+            if sorted(seq) != sorted(["fg"] * len(lists["fg"]) + ["bg"] * len(lists["bg"])):
+                seq = None  # an order that does not match the clicks: fall back to fg, then bg
+        if seq is None:
+            seq = ["fg"] * len(lists["fg"]) + ["bg"] * len(lists["bg"])
+        taken = {"fg": 0, "bg": 0}
+        coords, labs = [], []
+        for kind in seq:
+            coords.append(lists[kind][taken[kind]])
+            labs.append(1 if kind == "fg" else 0)
+            taken[kind] += 1
+        coords_out.append(np.asarray(coords, np.int64).reshape(-1, len(spatial)))
+        labels_out.append(np.asarray(labs, np.int64))
+    return tuple(coords_out), tuple(labels_out)
 
 
 def label_dtype(num_objects: int) -> type[np.unsignedinteger]:

@@ -174,14 +174,26 @@ def expected_segs_shape(case_path: str | Path) -> tuple[int, ...]:
     """The ``segs`` shape a case implies, read from the npz headers without decoding ``imgs``.
 
     2D cases (``imgs`` (H, W) or (H, W, 1|3) with (N, 4) boxes) give (H, W); volumes (D, H, W).
+    Interactive cases: the shape of ``scribbles`` or ``prev_pred``; with pickled 3D box dicts,
+    the volume's shape.
 
     Raises:
         InputError: unreadable input or missing/unusable ``imgs``/``boxes``.
     """
     headers = npz_headers(case_path)
-    if "imgs" not in headers or "boxes" not in headers:
+    if "imgs" not in headers:
+        raise InputError(case_path, "missing 'imgs'")
+    imgs = headers["imgs"][0]
+    for key in ("scribbles", "prev_pred"):
+        if key in headers:
+            return headers[key][0]
+    if "boxes" not in headers:
+        if "clicks" in headers and len(imgs) in (2, 3):
+            return imgs if len(imgs) == 3 and imgs[2] not in (1, 3) else imgs[:2]
         raise InputError(case_path, "missing 'imgs' or 'boxes'")
-    imgs, boxes = headers["imgs"][0], headers["boxes"][0]
+    boxes, boxes_dtype = headers["boxes"]
+    if boxes_dtype.hasobject and len(imgs) == 3:
+        return imgs
     cols = boxes[-1] if boxes else 0
     if len(imgs) == 2:
         return imgs

@@ -25,6 +25,8 @@ from umedsam.errors import InputError
 POSITIVE, NEGATIVE, BOX_TOP_LEFT, BOX_BOTTOM_RIGHT, PADDING = 1, 0, 2, 3, -1
 SCRIBBLE_POINTS = 8
 """Points sampled along the positive strokes of a scribble, and as many along the negative ones."""
+MASK_PROMPT_LOGIT = 8.0
+"""A binary previous mask becomes the dense prompt +8 inside, -8 outside (sigmoid 0.9997)."""
 
 
 @dataclass(frozen=True)
@@ -304,4 +306,83 @@ def encode_prompts(
         for i in range(n):
             if np.isfinite(mask_input[i]).all():
                 masks[i], has_mask[i] = mask_input[i], 1.0
+    return DecoderPrompts(coords_arr, labels_arr, masks, has_mask, num_tokens)
+
+
+def mask_to_logits(mask: NDArray, size: int) -> NDArray[np.float32]:
+    """A binary mask in original pixels as a dense prompt: (1, S, S) pseudo-logits.
+
+    Used where only a previous label map is known (``prev_pred``), not its logits: the mask is
+    resized like the image (nearest neighbour), padded, and mapped to +/-MASK_PROMPT_LOGIT.
+    """
+    import cv2
+
+    from umedsam.data.transforms import resized_hw
+
+    h, w = mask.shape
+    new_h, new_w = resized_hw((h, w), size)
+    small = cv2.resize(mask.astype(np.uint8), (new_w, new_h), interpolation=cv2.INTER_NEAREST)
+    out = np.full((1, size, size), -MASK_PROMPT_LOGIT, np.float32)
+    out[0, :new_h, :new_w][small > 0] = MASK_PROMPT_LOGIT
+    return out
+
+
+@dataclass(frozen=True)
+class ObjectPrompt:
+    """One object's prompt on one slice, ready for the model frame.
+
+    Attributes:
+        box_model: (4,) xyxy box in the model frame, or None.
+        points: (K, 2) xy clicks in original pixels, or None.
+        point_labels: (K,) 1/0 labels of ``points``.
+        mask_logits: (1, S, S) dense prompt, or None.
+    """
+
+    box_model: NDArray | None = None
+    points: NDArray | None = None
+    point_labels: NDArray | None = None
+    mask_logits: NDArray | None = None
+
+    @property
+    def box_only(self) -> bool:
+        """Whether the prompt is a box and nothing else (the official decoder path)."""
+        return (
+            self.box_model is not None
+            and (self.points is None or len(self.points) == 0)
+            and self.mask_logits is None
+        )
+
+
+def model_frame_prompts(items: Sequence[ObjectPrompt], ratio: float, size: int) -> DecoderPrompts:
+    """DecoderPrompts of per-object prompts whose boxes are already in the model frame.
+
+    Clicks are scaled by ``ratio`` (model side / longest image side); an object without a box
+    gets SAM's padding token.
+    """
+    tokens = []
+    for item in items:
+        coords: list[NDArray] = []
+        labels: list[NDArray] = []
+        if item.points is not None and len(item.points):
+            coords.append(np.asarray(item.points, np.float64).reshape(-1, 2) * ratio)
+            labels.append(np.asarray(item.point_labels, np.float64).reshape(-1))
+        if item.box_model is not None:
+            coords.append(np.asarray(item.box_model, np.float64).reshape(2, 2))
+            labels.append(np.array([BOX_TOP_LEFT, BOX_BOTTOM_RIGHT], np.float64))
+        else:
+            coords.append(np.zeros((1, 2)))
+            labels.append(np.array([PADDING], np.float64))
+        tokens.append((np.concatenate(coords), np.concatenate(labels)))
+    n = len(items)
+    num_tokens = np.array([len(t[1]) for t in tokens], np.int64)
+    p = int(num_tokens.max())
+    coords_arr = np.zeros((n, p, 2), np.float32)
+    labels_arr = np.full((n, p), PADDING, np.float32)
+    masks = np.zeros((n, 1, size, size), np.float32)
+    has_mask = np.zeros(n, np.float32)
+    for i, ((c, lab), item) in enumerate(zip(tokens, items, strict=True)):
+        coords_arr[i, : len(c)] = c
+        labels_arr[i, : len(lab)] = lab
+        if item.mask_logits is not None:
+            masks[i], has_mask[i] = item.mask_logits, 1.0
     return DecoderPrompts(coords_arr, labels_arr, masks, has_mask, num_tokens)

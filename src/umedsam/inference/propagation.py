@@ -17,7 +17,7 @@ kept there (up to its bound) and later propagations encode only the slices it la
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +31,7 @@ from umedsam.data.transforms import (
     resized_hw,
 )
 from umedsam.inference.backends.base import Backend
+from umedsam.inference.prompts import ObjectPrompt, mask_to_logits, model_frame_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,29 @@ class SliceEmbeddingCache:
         return self._bytes / 2**20
 
 
+@dataclass(frozen=True)
+class VolumePrompts:
+    """Interactive prompts of a volume's N objects for :func:`propagate` (original pixels).
+
+    Attributes:
+        clicks: (object, z) -> ((K, 2) xy clicks on slice z, (K,) labels 1/0); applied when the
+            propagation reaches slice z.
+        prev_masks: (D, H, W) previous label map; each object's mask on a slice becomes that
+            slice's dense prompt (as pseudo-logits), and on its start slice gives its box.
+        labels: (N,) label of each object in ``prev_masks``.
+        has_box: (N,) False for objects without a box: they are prompted by clicks and their
+            previous mask only, and stop propagating where their mask vanishes.
+        mask_prompts: feed ``prev_masks`` as dense prompts (a model trained for it); False keeps
+            them for start-slice boxes only.
+    """
+
+    clicks: Mapping[tuple[int, int], tuple[NDArray, NDArray]] = field(default_factory=dict)
+    prev_masks: NDArray | None = None
+    labels: NDArray | None = None
+    has_box: NDArray | None = None
+    mask_prompts: bool = True
+
+
 def key_slices(boxes_3d: NDArray) -> NDArray[np.int64]:
     """Middle slice of each (N, 6) box, as the official code computes it."""
     z_min, z_max = boxes_3d[:, 2], boxes_3d[:, 5]
@@ -133,6 +157,7 @@ def propagate(
     cache_mb: float = 1024.0,
     stats: PropagationStats | None = None,
     progress: Callable[[int], None] | None = None,
+    prompts: VolumePrompts | None = None,
 ) -> Iterator[SliceResult]:
     """Yield per-slice results of propagating every box through ``volume``.
 
@@ -148,6 +173,8 @@ def propagate(
         cache_mb: bound of the private cache.
         stats: optional counters, updated in place.
         progress: called with the number of slices finished after each slice.
+        prompts: clicks, a previous label map and box-less objects (interactive correction);
+            None: boxes only, exactly the official algorithm.
 
     Yields:
         SliceResult for each slice of the upward sweep (ascending z), then of the downward sweep
@@ -186,17 +213,50 @@ def propagate(
             stats.cache_peak_mb = max(stats.cache_peak_mb, cache.megabytes)
         return emb
 
+    vp = prompts or VolumePrompts()
+    has_box = np.ones(n, bool) if vp.has_box is None else np.asarray(vp.has_box, bool)
+    ratio = size / max(h, w)
+
+    def prev_mask(i: int, z: int) -> NDArray | None:
+        if vp.prev_masks is None or vp.labels is None:
+            return None
+        mask = vp.prev_masks[z] == vp.labels[i]
+        return mask if mask.any() else None
+
+    def object_prompt(i: int, z: int, prev: dict[int, NDArray]) -> ObjectPrompt:
+        box = None
+        if i in prev:
+            box = mask_to_model_box(prev[i], label=int(labels[i]), size=size)
+        elif z == z_key[i] and (earlier := prev_mask(i, z)) is not None and vp.clicks:
+            box = mask_to_model_box(earlier, label=int(labels[i]), size=size)
+        if box is None and has_box[i]:
+            box = key_boxes[i]
+        points = vp.clicks.get((i, z))
+        dense = None
+        if vp.mask_prompts and (earlier := prev_mask(i, z)) is not None:
+            dense = mask_to_logits(earlier, size)
+        return ObjectPrompt(
+            box_model=box,
+            points=None if points is None else points[0],
+            point_labels=None if points is None else points[1],
+            mask_logits=dense,
+        )
+
     def run_slice(
         z: int, active: list[int], prev: dict[int, NDArray], direction: str
     ) -> SliceResult:
         emb = embed(z, direction)
-        prompts = []
-        for i in active:
-            box = None
-            if i in prev:
-                box = mask_to_model_box(prev[i], label=int(labels[i]), size=size)
-            prompts.append(key_boxes[i] if box is None else box)
-        low_res, iou = backend.decode(emb, np.stack(prompts))
+        items = [object_prompt(i, z, prev) for i in active]
+        plain = [k for k, item in enumerate(items) if item.box_only]
+        rest = [k for k, item in enumerate(items) if not item.box_only]
+        low_res = np.zeros((len(active), 1, size, size), np.float32)
+        iou = np.zeros((len(active), 1), np.float32)
+        if plain:
+            boxes = np.stack([np.asarray(items[k].box_model) for k in plain])
+            low_res[plain], iou[plain] = backend.decode(emb, boxes)
+        if rest:
+            group = model_frame_prompts([items[k] for k in rest], ratio, size)
+            low_res[rest], iou[rest] = backend.decode_prompts(emb, group)
         stats.decoder_boxes += len(active)
         masks = low_res_to_masks(low_res, new_hw, (h, w))
         return SliceResult(
@@ -212,8 +272,9 @@ def propagate(
     done = 0
     prev: dict[int, NDArray] = {}
     key_masks: dict[int, NDArray] = {}
+    stopped: set[int] = set()  # box-less objects whose mask vanished in this sweep
     for z in range(int(z_key.min()), int(z_hi.max()) + 1):
-        active = [i for i in range(n) if z_key[i] <= z <= z_hi[i]]
+        active = [i for i in range(n) if z_key[i] <= z <= z_hi[i] and i not in stopped]
         if not active:
             continue
         for i in active:
@@ -224,14 +285,17 @@ def propagate(
             prev[i] = result.masks[k]
             if z == z_key[i]:
                 key_masks[i] = result.masks[k]
+            if not has_box[i] and not result.masks[k].any():
+                stopped.add(i)
         done += 1
         if progress:
             progress(done)
         yield result
 
     prev = dict(key_masks)
+    stopped = {i for i in range(n) if not has_box[i] and not key_masks.get(i, np.ones(1)).any()}
     for z in range(int(z_key.max()) - 1, int(z_lo.min()) - 1, -1):
-        active = [i for i in range(n) if z_lo[i] <= z < z_key[i]]
+        active = [i for i in range(n) if z_lo[i] <= z < z_key[i] and i not in stopped]
         if not active:
             continue
         result = run_slice(z, active, prev, "down")
@@ -239,6 +303,8 @@ def propagate(
             cache.discard(z)
         for k, i in enumerate(active):
             prev[i] = result.masks[k]
+            if not has_box[i] and not result.masks[k].any():
+                stopped.add(i)
         done += 1
         if progress:
             progress(done)
