@@ -32,6 +32,7 @@ from umedsam.models.medsam_lite import (
     build_sam_mask_decoder,
     build_sam_prompt_encoder,
 )
+from umedsam.models.capabilities import PROMPT_KINDS, register_prompts
 from umedsam.models.registry import register_model
 
 __all__ = [
@@ -93,6 +94,10 @@ def test_tiny_effvit() -> MedSAMLite:
 # pytest would collect the two builders as tests (their names start with "test")
 test_tiny.__test__ = False  # type: ignore[attr-defined]
 test_tiny_effvit.__test__ = False  # type: ignore[attr-defined]
+
+
+for _name in TEST_MODELS:  # the tiny models take every prompt kind (they are never trained)
+    register_prompts(_name, PROMPT_KINDS)
 
 
 def cli_command(*argv: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,24 @@ def test_embedding_cache_on_disk(challenge_folder, tmp_path) -> None:
     assert other.misses == 1
     with pytest.raises(KeyError, match="does not belong"):
         ds.image_for_key("elsewhere|x.npz|2d|none")
+
+
+@pytest.mark.parametrize("sharpness", ["none", "sam"])
+def test_interactive_training_resumes_exactly(challenge_folder, tmp_path, sharpness) -> None:
+    """Simulated interaction (rounds, clicks, scribbles) is deterministic across a resume."""
+    sections = {
+        "interaction": {"enabled": True, "min_rounds": 1, "max_rounds": 3},
+        "model": {"trainable": ["prompt_encoder", "mask_decoder"]},
+        "optim": {"sharpness": sharpness},
+    }
+    full = train(_config(challenge_folder, tmp_path / "full", **sections))
+    assert full.steps >= 4 and all(math.isfinite(v) for v in full.step_losses)
+    out = tmp_path / "split"
+    k = full.steps // 2 + 1
+    train(_config(challenge_folder, out, **sections, run={"max_steps": k}))
+    resumed = train(_config(challenge_folder, out, **sections, run={"resume": "auto"}))
+    assert resumed.step_losses == full.step_losses[k:]
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    b = torch.load(out / "last.pt", weights_only=True)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key

@@ -37,7 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     files.add_argument("--window", help="CT window preset (soft_tissue, lung, bone, brain, liver)")
     files.add_argument("--level", type=float, help="CT window level (HU), with --width")
     files.add_argument("--width", type=float, help="CT window width (HU), with --level")
-    parser.add_argument("--model", default="litemedsam", help="registered model name")
+    parser.add_argument(
+        "--model",
+        help="registered model name (default: litemedsam; umedsam_interactive for case "
+        "folders that hold clicks, scribbles or previous masks)",
+    )
     parser.add_argument(
         "--engine",
         default="auto",
@@ -131,6 +135,26 @@ def _uncertainty_config(args: argparse.Namespace):  # type: ignore[no-untyped-de
     return UncertaintyConfig(ensemble=k, ensemble_masks=args.ensemble_masks)
 
 
+def _choose_model(args: argparse.Namespace, cases: list[Path] | None) -> str:
+    """``--model``, else the interactive model when a case holds clicks/scribbles/masks."""
+    from umedsam.models.capabilities import DEFAULT_MODEL, INTERACTIVE_MODEL, shipped
+
+    if args.model:
+        return str(args.model)
+    if cases and shipped(INTERACTIVE_MODEL):
+        from umedsam.data.npz import holds_interactive_prompts
+
+        interactive = sum(holds_interactive_prompts(c) for c in cases)
+        if interactive:
+            if not args.quiet:
+                print(
+                    f"{interactive} of {len(cases)} cases hold clicks, scribbles or previous "
+                    f"masks: using {INTERACTIVE_MODEL} (--model chooses another)"
+                )
+            return INTERACTIVE_MODEL
+    return DEFAULT_MODEL
+
+
 def _engine_spec(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """EngineSpec from the flags; Dask workers on this machine share its cores."""
     import os
@@ -162,7 +186,6 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         uncertainty = _uncertainty_config(args)
-        spec = _engine_spec(args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -173,11 +196,19 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     if args.boxes is not None or (args.input.exists() and not args.input.is_dir()):
-        return _run_image_file(args, spec)
+        args.model = _choose_model(args, None)
+        return _run_image_file(args, _engine_spec(args))
     try:
+        from umedsam.models.capabilities import model_prompts
+
         cases = find_cases(args.input)
+        args.model = _choose_model(args, cases)
+        spec = _engine_spec(args)
         options = CaseOptions(
-            overlay_dir=args.overlay, uncertainty=uncertainty, cache_mb=args.cache_mb
+            overlay_dir=args.overlay,
+            uncertainty=uncertainty,
+            cache_mb=args.cache_mb,
+            prompt_kinds=model_prompts(args.model),
         )
         executor: Executor
         if args.workers or args.scheduler:

@@ -130,6 +130,14 @@ def npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]
     return out
 
 
+def holds_interactive_prompts(path: str | Path) -> bool:
+    """Whether a case file holds clicks, scribbles or a previous mask (from its headers only)."""
+    try:
+        return bool({"scribbles", "clicks", "prev_pred"} & set(npz_headers(path)))
+    except InputError:
+        return False
+
+
 def _read_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, NDArray]:
     if not path.is_file():
         raise InputError(path, "file not found")

@@ -39,12 +39,15 @@ class CaseOptions:
         uncertainty: also write ``unc`` and per-object confidence (None: off).
         cache_mb: bound of a volume's slice-embedding cache.
         output_format: one of :data:`OUTPUT_FORMATS`.
+        prompt_kinds: prompt kinds the model takes (``umedsam.models.capabilities``); a case
+            holding another kind fails with a message naming a model that takes it.
     """
 
     overlay_dir: Path | None = None
     uncertainty: UncertaintyConfig | None = None
     cache_mb: float = 1024.0
     output_format: str = "npz"
+    prompt_kinds: tuple[str, ...] = ("box",)
 
     def __post_init__(self) -> None:
         if self.output_format not in OUTPUT_FORMATS:
@@ -117,10 +120,32 @@ def ensure_writable(folder: str | Path) -> Path:
     return folder
 
 
+def check_prompt_kinds(case: Case, accepted: tuple[str, ...]) -> None:
+    """Refuse a case holding prompts the model was not trained to take, naming one that was.
+
+    Raises:
+        InputError: naming the case, the prompt kinds and the models that take them.
+    """
+    from umedsam.inference.interactive import case_prompt_kinds
+    from umedsam.models.capabilities import models_taking
+
+    missing = case_prompt_kinds(case) - set(accepted)
+    if missing:
+        takers = models_taking(case_prompt_kinds(case))
+        hint = f"; use --model {takers[0]}" if takers else ""
+        raise InputError(
+            case.name,
+            f"holds {', '.join(sorted(missing))} prompts, which this model was not trained to "
+            f"take (it takes {', '.join(accepted)}){hint}",
+        )
+
+
 def _overlay_image(case: Case, result: CaseSegmentation) -> np.ndarray:
     heat = result.uncertainty.unc if result.uncertainty is not None else None
     if not case.is_3d:
-        return render_overlay(case.imgs, result.segs, case.boxes, heat=heat)
+        return render_overlay(
+            case.imgs, result.segs, case.boxes if len(case.boxes) else None, heat=heat
+        )
     areas = (result.segs > 0).reshape(result.segs.shape[0], -1).sum(1)
     z = int(np.argmax(areas))
     boxes = [b[[0, 1, 3, 4]] for b in case.boxes if b[2] <= z <= b[5]]
@@ -155,8 +180,13 @@ def predict_case_file(
     try:
         case = load_case(path)
         n = case.num_objects
+        check_prompt_kinds(case, options.prompt_kinds)
         result = segment_case(
-            backend, case, cache_mb=options.cache_mb, uncertainty=options.uncertainty
+            backend,
+            case,
+            cache_mb=options.cache_mb,
+            uncertainty=options.uncertainty,
+            mask_prompts="mask" in options.prompt_kinds,
         )
         if result.uncertainty is None:
             save_npz_atomic(output_dir / case.name, segs=result.segs)

@@ -19,6 +19,7 @@ from umedsam.data.transforms import (
     resize_bilinear,
     resized_hw,
 )
+from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.predictor import UPSAMPLE_CHUNK, Prediction, Predictor
 from umedsam.inference.propagation import PropagationStats, paint_labels, propagate
@@ -263,8 +264,28 @@ def segment_case(
     cache_mb: float = 1024.0,
     progress: Callable[[int], None] | None = None,
     uncertainty: UncertaintyConfig | None = None,
+    mask_prompts: bool = True,
 ) -> CaseSegmentation:
-    """Segment a validated challenge case (2D or 3D), optionally with uncertainty outputs."""
+    """Segment a validated challenge case (2D or 3D), optionally with uncertainty outputs.
+
+    A case with interactive prompts (clicks, scribbles, a previous mask) goes through
+    :mod:`umedsam.inference.interactive`; ``mask_prompts`` then says whether its previous mask
+    is fed as the dense prompt (for models trained to take it).
+
+    Raises:
+        InputError: uncertainty asked for an interactive case.
+    """
+    if case.prompts is not None:
+        if uncertainty is not None:
+            raise InputError(
+                case.name,
+                "uncertainty is not available yet for cases with clicks, scribbles or a "
+                "previous mask; predict them without --uncertainty",
+            )
+        from umedsam.inference.interactive import segment_interactive_case
+
+        segs, iou = segment_interactive_case(backend, case, mask_prompts, cache_mb)
+        return CaseSegmentation(segs=segs, iou=iou)
     if case.is_3d:
         return segment_volume_case(
             backend, case.imgs, case.boxes, cache_mb, progress, uncertainty=uncertainty

@@ -29,6 +29,7 @@ __all__ = [
     "WEIGHTS_DIR",
     "umedsam_effvit_b0",
     "umedsam_effvit_b1",
+    "umedsam_interactive",
     "umedsam_litemedsam",
 ]
 
@@ -39,6 +40,12 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 @register_model("umedsam_litemedsam")
 def umedsam_litemedsam() -> MedSAMLite:
     """LiteMedSAM (TinyViT encoder) whose mask decoder was fine-tuned with the U-MedSAM recipe."""
+    return litemedsam()
+
+
+@register_model("umedsam_interactive")
+def umedsam_interactive() -> MedSAMLite:
+    """LiteMedSAM whose prompt encoder and mask decoder learned clicks, scribbles and corrections."""
     return litemedsam()
 
 
@@ -57,6 +64,10 @@ def umedsam_effvit_b1() -> MedSAMLite:
 for _name in ("umedsam_effvit_b0", "umedsam_effvit_b1"):
     if (WEIGHTS_DIR / f"{_name}.pt").is_file():
         register_weights(_name, WEIGHTS_DIR / f"{_name}.pt")
+if (WEIGHTS_DIR / "umedsam_interactive.pt").is_file():  # prompt encoder + decoder only
+    register_weights(
+        "umedsam_interactive", WEIGHTS_DIR / "umedsam_interactive.pt", base="litemedsam"
+    )
 if (WEIGHTS_DIR / "umedsam_litemedsam_decoder.pt").is_file():
     register_weights(
         "umedsam_litemedsam", WEIGHTS_DIR / "umedsam_litemedsam_decoder.pt", base="litemedsam"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from umedsam.extras import import_optional
+from umedsam.training.interaction import InteractionConfig
 
 __all__ = [
     "TRAINABLE_PARTS",
@@ -247,6 +248,7 @@ _SECTIONS: dict[str, type] = {
     "loss": LossConfig,
     "optim": OptimConfig,
     "run": RunConfig,
+    "interaction": InteractionConfig,
 }
 
 
@@ -259,6 +261,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    interaction: InteractionConfig = field(default_factory=InteractionConfig)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:

@@ -28,6 +28,7 @@ from umedsam.data.interaction import correction_click, correction_scribble, simu
 from umedsam.inference.prompts import (
     BOX_BOTTOM_RIGHT,
     BOX_TOP_LEFT,
+    MASK_PROMPT_LOGIT,
     NEGATIVE,
     PADDING,
     POSITIVE,
@@ -53,6 +54,8 @@ class InteractionConfig:
         centre_click: probability that a correction click sits at the error's
             distance-transform maximum (else at a random voxel of the error).
         scribble_points: points sampled along each stroke (as at inference).
+        binary_mask_prompt: probability that an object's previous logits are fed back
+            binarized (+/-MASK_PROMPT_LOGIT), as a previous label map (``prev_pred``) arrives.
     """
 
     enabled: bool = False
@@ -62,6 +65,7 @@ class InteractionConfig:
     scribble_correction: float = 0.2
     centre_click: float = 0.5
     scribble_points: int = 8
+    binary_mask_prompt: float = 0.3
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_rounds <= self.max_rounds:
@@ -73,7 +77,7 @@ class InteractionConfig:
                 f"initial_weights must be {len(INITIAL_PROMPTS)} non-negative numbers for "
                 f"{INITIAL_PROMPTS}; got {self.initial_weights}"
             )
-        for name in ("scribble_correction", "centre_click"):
+        for name in ("scribble_correction", "centre_click", "binary_mask_prompt"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ValueError(f"{name} must be in [0, 1]; got {value}")
@@ -191,6 +195,7 @@ class Rollout:
     rng: np.random.Generator
     config: InteractionConfig
     rounds: list[list[tuple[NDArray, NDArray]]] = field(default_factory=list)
+    binary: list[NDArray[np.bool_]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.num_rounds = int(self.rng.integers(self.config.min_rounds, self.config.max_rounds + 1))
@@ -212,6 +217,7 @@ class Rollout:
                 add_correction(obj, pred, mask, self.rng, self.config)
         current = [obj.tokens() for obj in self._objects]
         self.rounds.append(current)
+        self.binary.append(self.rng.random(len(self._objects)) < self.config.binary_mask_prompt)
         return current
 
 
@@ -267,7 +273,9 @@ def interactive_loss(
         logits, iou = _decode_groups(model.decode_prompts, embeddings, tokens, mask_input, has_mask)
         outputs.append(criterion(logits.float(), iou.float(), targets, shape_targets))
         prev = logits
-        mask_input = logits.detach()
+        binary = torch.from_numpy(rollout.binary[r]).to(targets.device).reshape(-1, 1, 1, 1)
+        fed = logits.detach().float()
+        mask_input = torch.where(binary, torch.sign(fed) * MASK_PROMPT_LOGIT, fed)
         has_mask = torch.ones(b, device=targets.device)
     n = len(outputs)
     total = sum(o.total for o in outputs) / n

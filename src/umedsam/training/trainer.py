@@ -53,6 +53,7 @@ from umedsam.training.distributed import (
     teardown,
 )
 from umedsam.training.embeddings import FrozenEncoderEmbeddingCache
+from umedsam.training.interaction import Rollout, interactive_loss
 
 __all__ = ["LossHead", "TrainResult", "Trainer", "train"]
 
@@ -115,8 +116,13 @@ class LossHead(nn.Module):
         boxes: torch.Tensor,
         targets: torch.Tensor,
         shape_targets: torch.Tensor | None = None,
+        rollout: Rollout | None = None,
     ) -> LossOutput:
         embeddings = inputs if self.embeddings_in else self.model.encode(inputs)
+        if rollout is not None:  # simulated interaction: loss over every round
+            return interactive_loss(
+                self.model, self.criterion, embeddings, targets, rollout, shape_targets
+            )
         logits, iou_pred = self.model.decode(embeddings, boxes)
         return self.criterion(logits.float(), iou_pred.float(), targets, shape_targets)
 
@@ -315,9 +321,19 @@ class Trainer:
             else contextlib.nullcontext()
         )
 
+        rollout = None
+        if self.config.interaction.enabled:
+            rng = np.random.default_rng([self.config.run.seed, self.epoch, self.batch_in_epoch, 17])
+            rollout = Rollout(
+                (targets[:, 0] > 0.5).cpu().numpy(),
+                boxes.cpu().numpy(),
+                rng,
+                self.config.interaction,
+            )
+
         def compute() -> LossOutput:
             with amp:
-                return self.head(inputs, boxes, targets, shape_targets)
+                return self.head(inputs, boxes, targets, shape_targets, rollout=rollout)
 
         max_norm = self.config.optim.max_grad_norm
         if isinstance(self.optimizer, SAM):

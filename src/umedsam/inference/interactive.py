@@ -1,0 +1,231 @@
+"""Interactive cases on arrays: boxes, clicks, scribbles and a previous mask, in 2D and 3D.
+
+2D: every object's prompts (its box if any, all its clicks, its scribble strokes, and its
+previous mask as the dense prompt) are decoded in one batch on one image embedding.
+
+3D corrections (the rule documented in docs/interactive.md): an object without clicks starts on
+its box's start slice (the CVPR 2025 ``z_mid``, else the middle slice) as in box-only
+propagation. An object with clicks restarts on the slice of its newest click: that slice is
+decoded with its clicks, the previous mask's box there (else the object's box) and, for a model
+trained for it, the previous mask as dense prompt; the mask then propagates from there towards
+both ends of the object, and the clicks on other slices are applied when the propagation reaches
+them. The z-range grows to take in foreground clicks beyond the box. Objects without a box stop
+where their mask vanishes. A caller that keeps a :class:`SliceEmbeddingCache` for the volume
+encodes every slice once across all steps.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+from numpy.typing import NDArray
+
+from umedsam.data.npz import Case, CasePrompts, label_dtype
+from umedsam.errors import InputError
+from umedsam.inference.backends.base import Backend
+from umedsam.inference.predictor import Predictor
+from umedsam.inference.prompts import mask_to_logits, sample_stroke_points
+from umedsam.inference.propagation import (
+    PropagationStats,
+    SliceEmbeddingCache,
+    VolumePrompts,
+    key_slices,
+    paint_labels,
+    propagate,
+)
+
+PROMPT_KINDS = ("box", "click", "scribble", "mask")
+"""Prompt kinds a case can hold (``mask``: a previous prediction)."""
+
+
+def case_prompt_kinds(case: Case) -> set[str]:
+    """The kinds of prompt a case holds (see :data:`PROMPT_KINDS`)."""
+    p = case.prompts
+    if p is None:
+        return {"box"}
+    kinds = set()
+    if p.boxes is not None and not np.isnan(p.boxes).all():
+        kinds.add("box")
+    if any(len(c) for c in p.clicks):
+        kinds.add("click")
+    if p.scribbles is not None:
+        kinds.add("scribble")
+    if p.prev_pred is not None:
+        kinds.add("mask")
+    return kinds
+
+
+def _paint(shape: tuple[int, ...], masks: NDArray, labels: NDArray) -> NDArray:
+    """Label map of per-object masks; where they overlap the higher label wins."""
+    segs = np.zeros(shape, dtype=label_dtype(int(labels.max())))
+    order = np.argsort(labels)
+    paint_labels(segs, masks[order], labels[order])
+    return segs
+
+
+def segment_interactive_image(
+    backend: Backend, image: NDArray, prompts: CasePrompts, mask_prompts: bool = True
+) -> tuple[NDArray, NDArray[np.float32]]:
+    """Label map and per-object IoU estimates of a 2D interactive case.
+
+    Args:
+        backend: the engine.
+        image: (H, W) or (H, W, 3).
+        prompts: the case's prompts.
+        mask_prompts: feed ``prompts.prev_pred`` as each object's dense prompt.
+    """
+    n = len(prompts.labels)
+    predictor = Predictor(backend)
+    predictor.set_image(image)
+    size = predictor.image_size
+    points = [c[:, ::-1].astype(np.float64) for c in prompts.clicks]  # (y, x) -> (x, y)
+    scribbles = None
+    if prompts.scribbles is not None:
+        scribbles = [prompts.scribble_map(i) for i in range(n)]
+    mask_input = None
+    if mask_prompts and prompts.prev_pred is not None:
+        mask_input = np.full((n, 1, size, size), np.nan, np.float32)
+        for i, label in enumerate(prompts.labels):
+            previous = prompts.prev_pred == label
+            if previous.any():
+                mask_input[i] = mask_to_logits(previous, size)
+    pred = predictor.predict(
+        prompts.boxes,
+        points=points,
+        point_labels=list(prompts.click_labels),
+        scribbles=scribbles,
+        mask_input=mask_input,
+        return_logits=False,
+    )
+    return _paint(image.shape[:2], pred.masks, prompts.labels), pred.iou
+
+
+def _volume_prompts(
+    prompts: CasePrompts, shape: tuple[int, int, int], scribble_points: int = 8
+) -> tuple[NDArray, NDArray, dict[tuple[int, int], tuple[NDArray, NDArray]], NDArray]:
+    """Boxes (N, 6), start slices, per-slice clicks and box flags of a 3D interactive case."""
+    d, h, w = shape
+    n = len(prompts.labels)
+    has_box = np.zeros(n, bool)
+    boxes = np.zeros((n, 6), np.float64)
+    boxes[:, [3, 4, 5]] = (w, h, d - 1)
+    if prompts.boxes is not None:
+        given = ~np.isnan(prompts.boxes).any(1)
+        boxes[given] = prompts.boxes[given]
+        has_box = given
+    boxes[~has_box, 2] = 0
+    starts = key_slices(boxes)
+    if prompts.start_slices is not None:
+        starts = np.where(has_box, prompts.start_slices, starts)
+    clicks: dict[tuple[int, int], list[tuple[NDArray, int]]] = defaultdict(list)
+    newest: dict[int, int] = {}
+    fg_slices: dict[int, list[int]] = defaultdict(list)
+    for i in range(n):
+        for (z, y, x), label in zip(prompts.clicks[i], prompts.click_labels[i], strict=True):
+            clicks[(i, int(z))].append((np.array([x, y], np.float64), int(label)))
+            newest[i] = int(z)
+            if label == 1:
+                fg_slices[i].append(int(z))
+        if prompts.scribbles is not None:
+            smap = prompts.scribble_map(i)
+            assert smap is not None
+            for z in np.flatnonzero((smap != 0).reshape(d, -1).any(1)):
+                for value, label in ((1, 1), (-1, 0)):
+                    for xy in sample_stroke_points(smap[z] == value, scribble_points):
+                        clicks[(i, int(z))].append((xy, label))
+                        if label == 1:
+                            fg_slices[i].append(int(z))
+                            newest.setdefault(i, int(z))
+    for i in range(n):
+        prev_z = np.zeros(0, np.int64)
+        if prompts.prev_pred is not None:
+            prev_z = np.flatnonzero((prompts.prev_pred == prompts.labels[i]).reshape(d, -1).any(1))
+        if not has_box[i]:
+            if not fg_slices[i] and prev_z.size == 0:
+                raise InputError(
+                    None,
+                    f"object {i + 1} has no box, no foreground click or stroke and no previous "
+                    "mask: nothing says where it is",
+                )
+            boxes[i, 2], boxes[i, 5] = 0, d - 1
+            starts[i] = fg_slices[i][-1] if fg_slices[i] else int(np.median(prev_z))
+        if fg_slices[i]:  # foreground clicks beyond the box extend the object's z-range
+            boxes[i, 2] = min(boxes[i, 2], min(fg_slices[i]))
+            boxes[i, 5] = max(boxes[i, 5], max(fg_slices[i]))
+        if i in newest:
+            starts[i] = int(np.clip(newest[i], boxes[i, 2], boxes[i, 5]))
+    packed = {
+        key: (np.stack([xy for xy, _ in items]), np.array([lab for _, lab in items]))
+        for key, items in clicks.items()
+    }
+    return boxes, starts.astype(np.int64), packed, has_box
+
+
+def segment_interactive_volume(
+    backend: Backend,
+    volume: NDArray,
+    prompts: CasePrompts,
+    mask_prompts: bool = True,
+    embeddings: SliceEmbeddingCache | None = None,
+    cache_mb: float = 1024.0,
+    stats: PropagationStats | None = None,
+) -> tuple[NDArray, NDArray[np.float32]]:
+    """Label map and per-object start-slice IoU of a 3D interactive case (see module docstring).
+
+    Args:
+        backend: the engine.
+        volume: (D, H, W).
+        prompts: the case's prompts.
+        mask_prompts: feed ``prompts.prev_pred`` as dense prompts (a model trained for it).
+        embeddings: a slice-embedding cache kept for this volume across steps (None: private).
+        cache_mb: bound of the private cache.
+        stats: optional counters.
+    """
+    shape = (int(volume.shape[0]), int(volume.shape[1]), int(volume.shape[2]))
+    boxes, starts, clicks, has_box = _volume_prompts(prompts, shape)
+    vp = VolumePrompts(
+        clicks=clicks,
+        prev_masks=prompts.prev_pred,
+        labels=prompts.labels,
+        has_box=has_box,
+        mask_prompts=mask_prompts,
+    )
+    n = len(prompts.labels)
+    masks = np.zeros((n, *shape), bool)
+    iou = np.zeros(n, np.float32)
+    for res in propagate(
+        backend,
+        volume,
+        boxes,
+        start_slices=starts,
+        embeddings=embeddings,
+        cache_mb=cache_mb,
+        stats=stats,
+        prompts=vp,
+    ):
+        masks[res.object_ids, res.z] = res.masks
+        iou[res.object_ids[res.is_start]] = res.iou[res.is_start]
+    return _paint(shape, masks, prompts.labels), iou
+
+
+def segment_interactive_case(
+    backend: Backend,
+    case: Case,
+    mask_prompts: bool = True,
+    cache_mb: float = 1024.0,
+    embeddings: SliceEmbeddingCache | None = None,
+) -> tuple[NDArray, NDArray[np.float32]]:
+    """``segs`` and per-object IoU estimates of a case with interactive prompts."""
+    if case.prompts is None:
+        raise ValueError(f"{case.name} holds no interactive prompts")
+    try:
+        if case.is_3d:
+            return segment_interactive_volume(
+                backend, case.imgs, case.prompts, mask_prompts, embeddings, cache_mb
+            )
+        return segment_interactive_image(backend, case.imgs, case.prompts, mask_prompts)
+    except InputError as err:
+        if err.path is None:
+            raise InputError(case.name, err.problem) from err
+        raise

@@ -1,0 +1,49 @@
+"""Which prompt kinds each model was trained to take (torch-free, so the CLI can ask cheaply).
+
+LiteMedSAM and the models fine-tuned or distilled from it were trained with boxes only; their
+prompt encoder can embed clicks and masks, but untrained those prompts make masks worse (see
+docs/interactive.md), so they refuse them and name a model that takes them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PROMPT_KINDS = ("box", "click", "scribble", "mask")
+"""Boxes, clicks, scribbles and a previous mask (the dense prompt)."""
+
+DEFAULT_MODEL = "litemedsam"
+"""The model of ``umedsam predict`` and the web app when none is named."""
+
+INTERACTIVE_MODEL = "umedsam_interactive"
+"""The model used by default for cases that hold clicks, scribbles or a previous mask."""
+
+_PROMPTS: dict[str, tuple[str, ...]] = {INTERACTIVE_MODEL: PROMPT_KINDS}
+
+
+def shipped(name: str) -> bool:
+    """Whether the package ships weights named ``<name>.pt`` (checked without importing torch)."""
+    return (Path(__file__).resolve().parents[1] / "weights" / f"{name}.pt").is_file()
+
+
+def register_prompts(name: str, kinds: tuple[str, ...]) -> None:
+    """Declare which prompt kinds model ``name`` takes (default: boxes only).
+
+    Raises:
+        ValueError: an unknown kind.
+    """
+    bad = [k for k in kinds if k not in PROMPT_KINDS]
+    if bad:
+        raise ValueError(f"unknown prompt kinds {bad}; expected a subset of {PROMPT_KINDS}")
+    _PROMPTS[name] = tuple(kinds)
+
+
+def model_prompts(name: str) -> tuple[str, ...]:
+    """The prompt kinds model ``name`` takes."""
+    return _PROMPTS.get(name, ("box",))
+
+
+def models_taking(kinds: set[str]) -> list[str]:
+    """Models declared to take every prompt kind in ``kinds``, the shipped interactive one first."""
+    names = [n for n, k in _PROMPTS.items() if kinds <= set(k)]
+    return sorted(names, key=lambda n: (n != INTERACTIVE_MODEL, n))
