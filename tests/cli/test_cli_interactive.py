@@ -147,3 +147,34 @@ def test_box_model_refuses_clicks_and_names_one_that_takes_them(
     err = capsys.readouterr().err
     assert "click prompts, which this model was not trained to take" in err
     assert "umedsam_interactive" in err
+
+
+def test_image_file_with_prompt_json(tmp_path, make_disk, tiny_ckpt) -> None:
+    import json
+
+    import cv2
+
+    img, mask = make_disk(60, 80, center=(30, 40), radius=14)
+    cv2.imwrite(str(tmp_path / "image.png"), img)
+    strokes = np.zeros((60, 80), np.uint8)
+    strokes[30, 34:46] = 2  # object 2's scribble
+    cv2.imwrite(str(tmp_path / "strokes.png"), strokes)
+    prompts = {
+        "objects": [
+            {"box": [26, 16, 54, 44], "clicks": [[40, 30], [5, 5]], "click_labels": [1, 0]},
+            {"clicks": [[42, 31]]},
+        ],
+        "scribbles": "strokes.png",
+    }
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    out = tmp_path / "mask.png"
+    argv = ["predict", "-q", "-i", str(tmp_path / "image.png"), "-o", str(out)]
+    argv += ["--prompts", str(tmp_path / "prompts.json"), "--model", "test_tiny"]
+    argv += ["--checkpoint", str(tiny_ckpt), "--engine", "torch"]
+    assert main(argv) == 0
+    written = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert written.shape == (60, 80) and set(np.unique(written)) <= {0, 1, 2}
+    bad = {"objects": [{"clicks": [[400, 30]]}]}
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    argv[argv.index(str(tmp_path / "prompts.json"))] = str(tmp_path / "bad.json")
+    assert main(argv) == 1

@@ -29,6 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     files = parser.add_argument_group("image-file input (NIfTI, DICOM, PNG ...)")
     files.add_argument("--boxes", type=Path, help="JSON or CSV box prompts (see docs/usage.md)")
     files.add_argument(
+        "--prompts",
+        type=Path,
+        help="JSON of boxes, clicks, scribbles and a previous mask (see docs/interactive.md)",
+    )
+    files.add_argument(
         "--format",
         choices=["nifti", "png", "npz"],
         help="mask format (default: from the output suffix)",
@@ -135,12 +140,18 @@ def _uncertainty_config(args: argparse.Namespace):  # type: ignore[no-untyped-de
     return UncertaintyConfig(ensemble=k, ensemble_masks=args.ensemble_masks)
 
 
-def _choose_model(args: argparse.Namespace, cases: list[Path] | None) -> str:
+def _choose_model(
+    args: argparse.Namespace, cases: list[Path] | None, prompted: bool = False
+) -> str:
     """``--model``, else the interactive model when a case holds clicks/scribbles/masks."""
     from umedsam.models.capabilities import DEFAULT_MODEL, INTERACTIVE_MODEL, shipped
 
     if args.model:
         return str(args.model)
+    if prompted and shipped(INTERACTIVE_MODEL):
+        if not args.quiet:
+            print(f"a prompt file: using {INTERACTIVE_MODEL} (--model chooses another)")
+        return INTERACTIVE_MODEL
     if cases and shipped(INTERACTIVE_MODEL):
         from umedsam.data.npz import holds_interactive_prompts
 
@@ -195,8 +206,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.boxes is not None or (args.input.exists() and not args.input.is_dir()):
-        args.model = _choose_model(args, None)
+    if (
+        args.boxes is not None
+        or args.prompts is not None
+        or (args.input.exists() and not args.input.is_dir())
+    ):
+        args.model = _choose_model(args, None, prompted=args.prompts is not None)
         return _run_image_file(args, _engine_spec(args))
     try:
         from umedsam.models.capabilities import model_prompts
@@ -278,10 +293,12 @@ def _run_image_file(args: argparse.Namespace, spec) -> int:  # type: ignore[no-u
     from umedsam.errors import UmedsamError
     from umedsam.inference.cases import predict_image_file
     from umedsam.inference.engines import open_engine
+    from umedsam.models.capabilities import model_prompts
 
-    if args.boxes is None:
+    if args.boxes is None and args.prompts is None:
         print(
-            f"error: {args.input} is an image file: give its box prompts with --boxes FILE",
+            f"error: {args.input} is an image file: give its prompts with --boxes FILE or "
+            "--prompts FILE",
             file=sys.stderr,
         )
         return 2
@@ -302,6 +319,8 @@ def _run_image_file(args: argparse.Namespace, spec) -> int:  # type: ignore[no-u
         level=args.level,
         width=args.width,
         cache_mb=args.cache_mb,
+        prompts_path=args.prompts,
+        prompt_kinds=model_prompts(args.model),
     )
     if not outcome.ok:
         print(f"error: {outcome.error}", file=sys.stderr)

@@ -201,3 +201,111 @@ def _validate(
                     )
     logger.debug("read %d boxes from %s", len(boxes), path)
     return boxes
+
+
+def load_interactive_prompts(path: str | Path, *, shape: tuple[int, ...]) -> Any:
+    """Boxes, clicks, scribbles and a previous mask for an image file, from a JSON prompt file.
+
+    Schema (coordinates as for boxes: ``x`` = column, ``y`` = row, ``z`` = slice)::
+
+        {"objects": [
+            {"name": "lesion", "box": [x_min, y_min, (z_min,) x_max, y_max, (z_max)],
+             "start_slice": z,                      # 3D, optional: the slice the box is drawn on
+             "clicks": [[x, y, (z)], ...], "click_labels": [1, 0, ...]},
+            ...],
+         "scribbles": "strokes.png",     # optional label map: value i = object i, 1000 = background
+         "previous_mask": "mask.nii.gz"} # optional label map of an earlier result (label i = object i)
+
+    Every key but ``objects`` is optional, and so is each object's box (then it needs clicks, a
+    scribble or a previous mask). Object i (from 1) becomes label i. Map files are read with
+    :func:`umedsam.data.readers.read_image` and must have the image's shape; relative paths are
+    relative to the prompt file.
+
+    Returns:
+        :class:`umedsam.data.npz.CasePrompts`.
+
+    Raises:
+        InputError: malformed JSON, out-of-image clicks or boxes, maps of the wrong shape.
+    """
+    from umedsam.data.npz import SCRIBBLE_BACKGROUND, CasePrompts
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such prompt file")
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(path, f"not valid JSON ({err})") from err
+    if not isinstance(content, dict) or not isinstance(content.get("objects"), list):
+        raise InputError(path, "expected an object with an 'objects' list")
+    objects = content["objects"]
+    if not objects:
+        raise InputError(path, "'objects' is empty")
+    ndim = len(shape)
+    sizes = tuple(reversed(shape))  # x, y(, z)
+    n = len(objects)
+    boxes = np.full((n, 2 * ndim), np.nan)
+    starts = np.full(n, -1, np.int64)
+    clicks, labels = [], []
+    for i, obj in enumerate(objects, start=1):
+        if not isinstance(obj, dict):
+            raise InputError(path, f"object {i}: expected a JSON object; got {obj!r}")
+        if "box" in obj:
+            boxes[i - 1] = _validate(path, [obj["box"]], shape)[0]
+        if "start_slice" in obj:
+            starts[i - 1] = round(_number(path, i, obj["start_slice"]))
+        raw = obj.get("clicks", [])
+        marks = obj.get("click_labels", [1] * len(raw))
+        if not isinstance(raw, list) or not isinstance(marks, list) or len(raw) != len(marks):
+            raise InputError(path, f"object {i}: 'clicks' and 'click_labels' must be equal lists")
+        pts = []
+        for point in raw:
+            if not isinstance(point, list) or len(point) != ndim:
+                raise InputError(path, f"object {i}: a click needs {ndim} numbers; got {point!r}")
+            xyz = [round(_number(path, i, v)) for v in point]
+            if any(not 0 <= v < s for v, s in zip(xyz, sizes, strict=True)):
+                raise InputError(path, f"object {i}: click {xyz} lies outside the image {shape}")
+            pts.append(xyz[::-1])  # (x, y, z) -> array index (z, y, x)
+        if any(m not in (0, 1) for m in marks):
+            raise InputError(path, f"object {i}: click labels must be 1 or 0; got {marks}")
+        clicks.append(np.asarray(pts, np.int64).reshape(-1, ndim))
+        labels.append(np.asarray(marks, np.int64))
+    maps = {}
+    for key in ("scribbles", "previous_mask"):
+        if key in content:
+            from umedsam.data.readers import read_image
+
+            file = (path.parent / str(content[key])).resolve()
+            array, _ = read_image(file)
+            array = np.asarray(array)
+            if array.ndim == ndim + 1 and array.shape[-1] in (1, 3):
+                array = array[..., 0]
+            if tuple(array.shape) != tuple(shape):
+                raise InputError(
+                    file, f"{key} must have the image's shape {shape}; got {array.shape}"
+                )
+            maps[key] = np.rint(array).astype(np.int64)
+    object_labels = np.arange(1, n + 1, dtype=np.int64)
+    if "previous_mask" in maps:
+        unknown = np.setdiff1d(np.unique(maps["previous_mask"]), np.arange(n + 1))
+        if unknown.size:
+            raise InputError(
+                path, f"previous_mask holds labels {unknown[:5].tolist()} beyond the {n} objects"
+            )
+    if "scribbles" in maps:
+        ids = np.unique(maps["scribbles"])
+        bad = np.setdiff1d(ids, [*range(n + 1), SCRIBBLE_BACKGROUND])
+        if bad.size:
+            raise InputError(
+                path, f"scribbles hold ids {bad[:5].tolist()}; expected 1..{n} or 1000"
+            )
+    has_start = starts >= 0
+    return CasePrompts(
+        labels=object_labels,
+        boxes=None if np.isnan(boxes).all() else boxes,
+        start_slices=np.where(has_start, starts, -1) if ndim == 3 and has_start.any() else None,
+        clicks=tuple(clicks),
+        click_labels=tuple(labels),
+        scribbles=maps.get("scribbles"),
+        prev_pred=maps.get("previous_mask"),
+    )

@@ -208,7 +208,7 @@ def predict_case_file(
 def predict_image_file(
     backend: Backend,
     image_path: str | Path,
-    boxes_path: str | Path,
+    boxes_path: str | Path | None,
     output_path: str | Path,
     fmt: str | None = None,
     modality: str | None = None,
@@ -216,12 +216,18 @@ def predict_image_file(
     level: float | None = None,
     width: float | None = None,
     cache_mb: float = 1024.0,
+    prompts_path: str | Path | None = None,
+    prompt_kinds: tuple[str, ...] = ("box",),
 ) -> CaseOutcome:
-    """Segment a NIfTI/NRRD/DICOM/PNG/JPEG/TIFF image with boxes from a JSON/CSV prompt file.
+    """Segment a NIfTI/NRRD/DICOM/PNG/JPEG/TIFF image from a prompt file.
 
-    The image is brought to uint8 like the challenge data (CT window or percentile clipping, see
-    umedsam.data.intensity), segmented (3D by propagation) and the label mask written with the
-    image's geometry (``fmt``: nifti, png or npz; default from the output suffix).
+    ``boxes_path`` is a JSON/CSV box file (:func:`umedsam.data.prompts.load_boxes`);
+    ``prompts_path`` instead a JSON file of boxes, clicks, scribbles and a previous mask
+    (:func:`umedsam.data.prompts.load_interactive_prompts`), which the model must take
+    (``prompt_kinds``). The image is brought to uint8 like the challenge data (CT window or
+    percentile clipping, see umedsam.data.intensity), segmented (3D by propagation) and the label
+    mask written with the image's geometry (``fmt``: nifti, png or npz; default from the output
+    suffix).
     """
     from umedsam.data.intensity import to_rgb, to_uint8
     from umedsam.data.prompts import load_boxes
@@ -234,6 +240,13 @@ def predict_image_file(
     n = 0
     try:
         arr, meta = read_image(image_path)
+        if prompts_path is not None:
+            return _predict_prompted_image(
+                backend, image_path, arr, meta, Path(prompts_path), Path(output_path), fmt,
+                modality, window, level, width, cache_mb, prompt_kinds, start,
+            )  # fmt: skip
+        if boxes_path is None:
+            raise InputError(image_path, "give box prompts (--boxes) or prompts (--prompts)")
         boxes = load_boxes(boxes_path, shape=meta.shape)
         n = int(boxes.shape[0])
         try:
@@ -255,4 +268,50 @@ def predict_image_file(
         return CaseOutcome(image_path.name, False, time.perf_counter() - start, str(err), n)
     except (FileNotFoundError, ValueError) as err:
         return CaseOutcome(image_path.name, False, time.perf_counter() - start, str(err), n)
+    return CaseOutcome(image_path.name, True, time.perf_counter() - start, "", n)
+
+
+def _predict_prompted_image(
+    backend: Backend,
+    image_path: Path,
+    arr: np.ndarray,
+    meta: object,
+    prompts_path: Path,
+    output_path: Path,
+    fmt: str | None,
+    modality: str | None,
+    window: str | None,
+    level: float | None,
+    width: float | None,
+    cache_mb: float,
+    prompt_kinds: tuple[str, ...],
+    start: float,
+) -> CaseOutcome:
+    """The ``prompts_path`` branch of :func:`predict_image_file` (errors reach its caller)."""
+    from umedsam.data.intensity import to_rgb, to_uint8
+    from umedsam.data.prompts import load_interactive_prompts
+    from umedsam.data.writers import write_mask
+
+    shape = tuple(meta.shape)  # type: ignore[attr-defined]
+    prompts = load_interactive_prompts(prompts_path, shape=shape)
+    try:
+        img = to_uint8(
+            arr,
+            modality=modality or meta.modality,  # type: ignore[attr-defined]
+            window=window,
+            level=level,
+            width=width,
+        )
+    except ValueError as err:
+        raise InputError(image_path, str(err)) from err
+    is_3d = bool(meta.is_3d)  # type: ignore[attr-defined]
+    cols = 6 if is_3d else 4
+    boxes = np.zeros((0, cols), np.int64)
+    if prompts.boxes is not None and not np.isnan(prompts.boxes).any():
+        boxes = prompts.boxes.astype(np.int64)
+    case = Case(image_path.name, img if is_3d else to_rgb(img), boxes, None, is_3d, prompts)
+    check_prompt_kinds(case, prompt_kinds)
+    result = segment_case(backend, case, cache_mb=cache_mb, mask_prompts="mask" in prompt_kinds)
+    write_mask(output_path, result.segs, meta, fmt=fmt)  # type: ignore[arg-type]
+    n = case.num_objects
     return CaseOutcome(image_path.name, True, time.perf_counter() - start, "", n)

@@ -81,8 +81,9 @@ def segment_interactive_image(
     size = predictor.image_size
     points = [c[:, ::-1].astype(np.float64) for c in prompts.clicks]  # (y, x) -> (x, y)
     scribbles = None
-    if prompts.scribbles is not None:
-        scribbles = [prompts.scribble_map(i) for i in range(n)]
+    if prompts.scribbles is not None:  # an object without strokes of any kind gets none
+        maps = [prompts.scribble_map(i) for i in range(n)]
+        scribbles = [m if m is not None and m.any() else None for m in maps]
     mask_input = None
     if mask_prompts and prompts.prev_pred is not None:
         mask_input = np.full((n, 1, size, size), np.nan, np.float32)
@@ -116,8 +117,9 @@ def _volume_prompts(
         has_box = given
     boxes[~has_box, 2] = 0
     starts = key_slices(boxes)
-    if prompts.start_slices is not None:
-        starts = np.where(has_box, prompts.start_slices, starts)
+    if prompts.start_slices is not None:  # -1: no start slice given for that object
+        given_start = has_box & (prompts.start_slices >= 0)
+        starts = np.where(given_start, prompts.start_slices, starts)
     clicks: dict[tuple[int, int], list[tuple[NDArray, int]]] = defaultdict(list)
     newest: dict[int, int] = {}
     fg_slices: dict[int, list[int]] = defaultdict(list)

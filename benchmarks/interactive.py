@@ -1,0 +1,354 @@
+"""Interactive segmentation on dev: the CVPR 2025 click protocol, simulated scribbles, latency.
+
+Protocol (``--protocol clicks``, the CVPR 2025 interactive challenge's ``CVPR25_iter_eval.py``):
+step 1 segments every object from its box; steps 2-6 each add one click per object at the
+distance-transform maximum of the largest connected error component (prediction XOR ground
+truth; 26-connected in 3D, 8-connected in 2D), foreground where the ground truth is the object,
+else background (``umedsam.data.interaction.challenge_click``). Every step writes the case in
+the challenge's interactive npz format (``boxes``, pickled ``clicks``/``clicks_order``,
+``prev_pred``) and reads it back through ``umedsam.data.npz.load_case``, as ``umedsam predict``
+does. Per step: DSC and NSD (``umedsam.evaluation.metrics.case_metrics``, the official rules:
+NSD 0 where the case DSC <= 0.2); DSC_AUC and NSD_AUC by the trapezoid rule over the 5 click
+steps (x = 0..4, at most 4.0); final DSC/NSD; seconds per step. 3D boxes are the dev boxes as
+CVPR 2025 dicts (``z_mid`` = the middle slice, so step 1 equals box-only LiteMedSAM); a volume's
+slice embeddings are kept across its steps.
+
+Scribbles (``--protocol scribbles``, 2D cases): per object a simulated scribble of each family
+(``umedsam.data.interaction.simulate_scribble``, seeded), written as CVPR 2024 scribble cases:
+scribble only, scribble + box, positive + background strokes; and the naive baseline of today's
+user: a box drawn around the positive strokes, segmented by LiteMedSAM.
+
+Latency (``--protocol latency``): one 2D correction (prompt encoder + decoder, embedding cached)
+and one 3D correction re-propagating 40 slices with cached embeddings, medians of 7.
+
+Models: ``--model litemedsam --untrained-prompts`` gives LiteMedSAM's own point/mask prompts
+(untrained); ``--model umedsam_interactive`` (or ``--checkpoint``) the trained model.
+
+    python benchmarks/interactive.py --protocol clicks --model litemedsam --untrained-prompts
+    python benchmarks/interactive.py --protocol clicks --model umedsam_interactive --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DEV = REPO.parent / "shared" / "data" / "dev"
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from umedsam.inference.engines import EngineSpec, open_engine
+
+    spec = EngineSpec(args.model, args.checkpoint, args.engine, args.threads)
+    return open_engine(spec)
+
+
+def _case_metrics(segs: np.ndarray, gts: np.ndarray, spacing: Any) -> tuple[float, float]:
+    from umedsam.evaluation.metrics import case_metrics
+
+    m = case_metrics(segs.astype(np.int64), gts.astype(np.int64), spacing)
+    return float(m.dsc), float(m.nsd)
+
+
+def _boxes_entry(boxes: np.ndarray, is_3d: bool) -> Any:
+    """The dev boxes as the interactive format holds them (3D: CVPR 2025 dicts)."""
+    if not is_3d:
+        return boxes
+    from umedsam.inference.propagation import key_slices
+
+    mids = key_slices(boxes)
+    keys = ("z_mid_x_min", "z_mid_y_min", "z_min", "z_mid_x_max", "z_mid_y_max", "z_max")
+    return [
+        {**{k: np.int64(v) for k, v in zip(keys, b, strict=True)}, "z_mid": np.int64(z)}
+        for b, z in zip(boxes, mids, strict=True)
+    ]
+
+
+def click_protocol(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the CVPR 2025 protocol on every dev case; per-case rows and a summary."""
+    from umedsam.data.interaction import challenge_click
+    from umedsam.data.naming import modality_from_name
+    from umedsam.data.npz import load_case
+    from umedsam.inference.interactive import segment_interactive_case
+    from umedsam.inference.propagation import SliceEmbeddingCache
+    from umedsam.inference.segment import segment_case
+
+    engine = _engine(args)
+    mask_prompts = not args.no_mask_prompt
+    rows = []
+    cases = sorted((args.dev / "imgs").glob(f"{args.prefix}*.npz"))
+    tmp = Path(tempfile.mkdtemp(prefix="umedsam-interactive-"))
+    for path in cases:
+        base = load_case(path)
+        with np.load(args.dev / "gts" / path.name) as g:
+            gts = g["gts"]
+            spacing = g["spacing"] if "spacing" in g.files else None
+        n = base.num_objects
+        clicks: list[dict[str, list[list[int]]]] = [{"fg": [], "bg": []} for _ in range(n)]
+        order: list[list[str]] = [[] for _ in range(n)]
+        cache = SliceEmbeddingCache(4096.0) if base.is_3d else None
+        prev = None
+        dscs, nsds, seconds = [], [], []
+        for step in range(6):
+            extra: dict[str, Any] = {}
+            if step > 0:
+                for i in range(n):
+                    click = challenge_click(prev == i + 1, gts == i + 1)
+                    if click is not None:
+                        kind = "fg" if click.positive else "bg"
+                        clicks[i][kind].append(list(click.index))
+                        order[i].append(kind)
+                extra = {
+                    "clicks": np.array(clicks, dtype=object),
+                    "clicks_order": np.array(order, dtype=object),
+                    "prev_pred": prev,
+                }
+            step_file = tmp / path.name
+            arrays = {"imgs": base.imgs, "boxes": _boxes_entry(base.boxes, base.is_3d)}
+            if base.spacing is not None:
+                arrays["spacing"] = base.spacing
+            np.savez(step_file, **arrays, **extra)
+            start = time.perf_counter()
+            case = load_case(step_file)
+            if case.prompts is None:  # a 2D step 1: boxes only, the official path
+                segs = segment_case(engine.backend, case).segs
+            else:
+                segs, _ = segment_interactive_case(
+                    engine.backend, case, mask_prompts=mask_prompts and step > 0, embeddings=cache
+                )
+            seconds.append(time.perf_counter() - start)
+            dsc, nsd = _case_metrics(segs, gts, spacing)
+            dscs.append(dsc)
+            nsds.append(nsd)
+            prev = segs
+        rows.append(
+            {
+                "case": path.name,
+                "modality": modality_from_name(path.name),
+                "dsc": dscs,
+                "nsd": nsds,
+                "seconds": seconds,
+                "dsc_auc": float(np.trapezoid(dscs[1:], dx=1.0)),
+                "nsd_auc": float(np.trapezoid(nsds[1:], dx=1.0)),
+            }
+        )
+        if not args.quiet:
+            print(
+                f"{path.name:60s} DSC " + " ".join(f"{d:.3f}" for d in dscs),
+                file=sys.stderr,
+                flush=True,
+            )
+    return {"rows": rows, "summary": summarize_clicks(rows)}
+
+
+def summarize_clicks(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean DSC/NSD per step, AUCs and seconds, overall and per modality."""
+
+    def block(sel: list[dict[str, Any]]) -> dict[str, Any]:
+        dsc = np.array([r["dsc"] for r in sel])
+        nsd = np.array([r["nsd"] for r in sel])
+        return {
+            "cases": len(sel),
+            "dsc_per_step": dsc.mean(0).round(4).tolist(),
+            "nsd_per_step": nsd.mean(0).round(4).tolist(),
+            "dsc_auc": round(float(np.mean([r["dsc_auc"] for r in sel])), 4),
+            "nsd_auc": round(float(np.mean([r["nsd_auc"] for r in sel])), 4),
+            "final_dsc": round(float(dsc[:, -1].mean()), 4),
+            "final_nsd": round(float(nsd[:, -1].mean()), 4),
+            "rises_every_click": bool((np.diff(dsc.mean(0)) > 0).all()),
+            "seconds_per_step": round(float(np.mean([np.mean(r["seconds"]) for r in sel])), 3),
+        }
+
+    out = {"all": block(rows)}
+    for mod in sorted({r["modality"] for r in rows}):
+        out[mod] = block([r for r in rows if r["modality"] == mod])
+    return out
+
+
+def scribble_protocol(args: argparse.Namespace) -> dict[str, Any]:
+    """Simulated scribbles on the 2D dev cases: scribble only, + box, + background, baseline."""
+    from umedsam.data.interaction import simulate_scribble
+    from umedsam.data.naming import modality_from_name
+    from umedsam.data.npz import SCRIBBLE_BACKGROUND, load_case
+    from umedsam.inference.interactive import segment_interactive_case
+    from umedsam.inference.segment import segment_case
+
+    engine = _engine(args)
+    box_engine = None
+    if args.model != "litemedsam" or args.checkpoint is not None:
+        from umedsam.inference.engines import EngineSpec, open_engine
+
+        box_engine = open_engine(EngineSpec("litemedsam", None, args.engine, args.threads))
+    tmp = Path(tempfile.mkdtemp(prefix="umedsam-scribbles-"))
+    rows = []
+    for path in sorted((args.dev / "imgs").glob(f"{args.prefix or '2D'}*.npz")):
+        base = load_case(path)
+        if base.is_3d:
+            continue
+        with np.load(args.dev / "gts" / path.name) as g:
+            gts = g["gts"]
+        n = base.num_objects
+        row: dict[str, Any] = {"case": path.name, "modality": modality_from_name(path.name)}
+        for family in ("centerline", "curve", "contour"):
+            rng = np.random.default_rng([sum(map(ord, path.name)), len(family)])  # seeded
+            scribbles = np.zeros(gts.shape, np.int32)
+            background = np.zeros(gts.shape, np.int32)
+            for i in range(n):
+                stroke = simulate_scribble(gts == i + 1, rng, family)
+                scribbles[stroke & (scribbles == 0)] = i + 1
+                background[simulate_scribble(gts == i + 1, rng, "background") & (gts == 0)] = 1
+            present = [i for i in range(n) if (scribbles == i + 1).any()]
+            if len(present) < n:  # an object too small for this stroke family: skip the family
+                row[family] = None
+                continue
+            variants = {}
+            for name, extra in (
+                ("scribble", {}),
+                ("scribble_box", {"boxes": base.boxes}),
+                ("scribble_background", {"bg": True}),
+            ):
+                smap = scribbles.copy()
+                if extra.get("bg"):
+                    smap[(background > 0) & (smap == 0)] = SCRIBBLE_BACKGROUND
+                arrays: dict[str, Any] = {"imgs": base.imgs, "scribbles": smap}
+                if "boxes" in extra:
+                    arrays["boxes"] = extra["boxes"]
+                np.savez(tmp / path.name, **arrays)
+                segs, _ = segment_interactive_case(engine.backend, load_case(tmp / path.name))
+                variants[name] = _case_metrics(segs, gts, None)[0]
+            # today's workaround: a box around the positive strokes, segmented by LiteMedSAM
+            boxes = []
+            for i in range(n):
+                ys, xs = np.nonzero(scribbles == i + 1)
+                boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+            np.savez(tmp / path.name, imgs=base.imgs, boxes=np.array(boxes))
+            baseline = segment_case((box_engine or engine).backend, load_case(tmp / path.name))
+            variants["stroke_box_litemedsam"] = _case_metrics(baseline.segs, gts, None)[0]
+            row[family] = variants
+        box_only = segment_case(engine.backend, base)
+        row["box"] = _case_metrics(box_only.segs, gts, None)[0]
+        rows.append(row)
+        if not args.quiet:
+            print(f"{path.name:60s} box {row['box']:.3f}", file=sys.stderr, flush=True)
+    return {"rows": rows, "summary": summarize_scribbles(rows)}
+
+
+def summarize_scribbles(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean DSC per family and variant, with the box-only DSC of the same cases."""
+    out: dict[str, Any] = {}
+    for family in ("centerline", "curve", "contour"):
+        sel = [r for r in rows if r.get(family)]
+        if not sel:
+            continue
+        out[family] = {
+            "cases": len(sel),
+            "box": round(float(np.mean([r["box"] for r in sel])), 4),
+            **{k: round(float(np.mean([r[family][k] for r in sel])), 4) for k in sel[0][family]},
+        }
+    return out
+
+
+def latency(args: argparse.Namespace) -> dict[str, Any]:
+    """Median seconds of a 2D correction and of a 3D correction over 40 slices (cached)."""
+    from umedsam.data.npz import CasePrompts, load_case
+    from umedsam.inference.interactive import segment_interactive_volume
+    from umedsam.inference.predictor import Predictor
+    from umedsam.inference.propagation import SliceEmbeddingCache
+
+    engine = _engine(args)
+    case2d = load_case(next((args.dev / "imgs").glob("2DBox_US_*.npz")))
+    predictor = Predictor(engine.backend)
+    predictor.set_image(case2d.imgs)
+    box = case2d.boxes[:1]
+    first = predictor.predict(box, return_logits=False)
+    cx, cy = (box[0, 0] + box[0, 2]) / 2, (box[0, 1] + box[0, 3]) / 2
+    times2d = []
+    for _ in range(8):
+        start = time.perf_counter()
+        predictor.predict(
+            box,
+            points=[np.array([[cx, cy]])],
+            point_labels=[np.array([1])],
+            mask_input=first.low_res_logits,
+            return_logits=False,
+        )
+        times2d.append(time.perf_counter() - start)
+    vol_path = max(
+        (args.dev / "imgs").glob("3DBox_*.npz"), key=lambda p: load_case(p).imgs.shape[0]
+    )
+    vol = load_case(vol_path)
+    d = vol.imgs.shape[0]
+    z0 = max(0, d // 2 - 20)
+    box3 = np.array([[*vol.boxes[0, :2], z0, *vol.boxes[0, 3:5], min(d - 1, z0 + 39)]], float)
+    cache = SliceEmbeddingCache(8192.0)
+    prompts = CasePrompts(
+        np.array([1]), box3, None, (np.zeros((0, 3), np.int64),), (np.zeros(0, np.int64),)
+    )
+    segs, _ = segment_interactive_volume(engine.backend, vol.imgs, prompts, embeddings=cache)
+    zc = int(box3[0, 2] + 10)
+    ys, xs = np.nonzero(segs[zc])
+    click = np.array([[zc, int(ys.mean()), int(xs.mean())]]) if ys.size else np.array([[zc, 0, 0]])
+    corrected = CasePrompts(np.array([1]), box3, None, (click,), (np.array([1]),), None, segs)
+    times3d = []
+    for _ in range(7):
+        start = time.perf_counter()
+        segment_interactive_volume(engine.backend, vol.imgs, corrected, embeddings=cache)
+        times3d.append(time.perf_counter() - start)
+    return {
+        "engine": engine.name,
+        "correction_2d_s": round(statistics.median(times2d[1:]), 4),
+        "correction_3d_40_slices_s": round(statistics.median(times3d[1:]), 3),
+        "volume": vol_path.name,
+        "slices": int(box3[0, 5] - box3[0, 2] + 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, run the protocol, print the summary and optionally write JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--protocol", choices=["clicks", "scribbles", "latency"], default="clicks")
+    parser.add_argument("--dev", type=Path, default=DEFAULT_DEV)
+    parser.add_argument("--prefix", default="", help="only cases whose name starts with this")
+    parser.add_argument("--model", default="umedsam_interactive")
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--engine", default="onnx")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument(
+        "--untrained-prompts",
+        action="store_true",
+        help="let a box-trained model take clicks and masks (LiteMedSAM's untrained prompts)",
+    )
+    parser.add_argument(
+        "--no-mask-prompt", action="store_true", help="never feed the previous mask back"
+    )
+    parser.add_argument("--json", type=Path, help="write rows and summary here")
+    parser.add_argument("-q", "--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    from umedsam.models.capabilities import PROMPT_KINDS, model_prompts, register_prompts
+
+    if args.untrained_prompts:
+        register_prompts(args.model, PROMPT_KINDS)
+    if args.protocol != "latency" and set(model_prompts(args.model)) != set(PROMPT_KINDS):
+        parser.error(f"{args.model} takes {model_prompts(args.model)}; add --untrained-prompts")
+    runner = {"clicks": click_protocol, "scribbles": scribble_protocol, "latency": latency}
+    result = runner[args.protocol](args)
+    result["config"] = {
+        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "json"
+    }
+    print(json.dumps(result.get("summary", result), indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
