@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from umedsam.data.intensity import to_rgb, to_uint8
+from umedsam.data.npz import label_dtype
 from umedsam.data.readers.meta import ImageMeta
 
 logger = logging.getLogger(__name__)
@@ -242,7 +243,7 @@ def convert_case(
             logger.info("cropping slices %d..%d of %d", z0, z1 - 1, objects.shape[0])
             objects = objects[z0:z1]
             case["imgs"] = np.ascontiguousarray(imgs[z0:z1])
-        case["gts"] = objects.astype(np.uint8 if count <= 255 else np.uint16)
+        case["gts"] = objects.astype(label_dtype(count))
         case["boxes"] = boxes_from_objects(objects)
     elif boxes is not None:
         boxes = np.asarray(boxes, dtype=np.int64)

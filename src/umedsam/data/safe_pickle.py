@@ -103,7 +103,9 @@ def load_pickled_key(path: str | Path, key: str) -> Any:
             return np.lib.format.read_array(fh, allow_pickle=False)
         value = _RestrictedUnpickler(fh).load()
     except pickle.UnpicklingError as err:
-        raise InputError(path, f"'{key}': {err} (only plain data is accepted)") from err
+        if str(err).startswith("refused"):
+            raise InputError(path, f"'{key}': {err} (only plain data is accepted)") from err
+        raise InputError(path, f"'{key}' is not a readable array ({err})") from err
     except Exception as err:  # noqa: BLE001 - a damaged pickle raises many types; all mean "unusable"
         raise InputError(path, f"'{key}' is not a readable array ({type(err).__name__})") from err
     try:

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from umedsam.atomic import write_bytes_atomic
-from umedsam.data.npz import save_npz_atomic
+from umedsam.data.npz import label_dtype, save_npz_atomic
 from umedsam.data.readers.meta import ImageMeta
 from umedsam.extras import import_optional
 
@@ -121,7 +121,7 @@ def _label_array(mask: NDArray) -> NDArray:
     top = int(mask.max()) if mask.size else 0
     if top > np.iinfo(np.uint16).max:
         raise ValueError(f"at most 65535 labels can be written; got label {top}")
-    return mask.astype(np.uint8 if top <= 255 else np.uint16)
+    return mask.astype(label_dtype(top))
 
 
 def _write_nifti(path: Path, labels: NDArray, meta: ImageMeta) -> None:
