@@ -221,32 +221,10 @@ def evaluate_arm(
 
 
 def ship_decoder(checkpoint: str, out: Path) -> dict[str, Any]:
-    """Write the fine-tuned mask decoder of ``checkpoint`` as a packaged weights file.
+    """Write the fine-tuned mask decoder of ``checkpoint`` as a packaged weights file (float16)."""
+    from umedsam.training.checkpointing import save_packaged_weights
 
-    Only ``mask_decoder.*`` tensors are kept (the arms train nothing else), stored as float16
-    (the model computes in float32); ``load_pretrained("umedsam_litemedsam")`` loads them on top
-    of the bundled LiteMedSAM weights. Returns the largest change from LiteMedSAM's decoder.
-    """
-    from umedsam.models.pretrained import load_pretrained
-
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
-    base = load_pretrained("litemedsam")[0].state_dict()
-    decoder = {k: v.to(torch.float16) for k, v in state.items() if k.startswith("mask_decoder.")}
-    changed = {k: float((state[k] - base[k]).abs().max()) for k in decoder}
-    frozen = [
-        k
-        for k, v in state.items()
-        if not k.startswith("mask_decoder.") and not torch.equal(v, base[k])
-    ]
-    if frozen:
-        raise RuntimeError(f"{checkpoint}: tensors outside the decoder changed, e.g. {frozen[0]}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(decoder, out)
-    return {
-        "tensors": len(decoder),
-        "max_abs_change": max(changed.values()),
-        "bytes": out.stat().st_size,
-    }
+    return save_packaged_weights(checkpoint, out, parts=("mask_decoder",))
 
 
 def measure_sam_cost(args: argparse.Namespace) -> dict[str, Any]:

@@ -105,3 +105,35 @@ class CsvLog:
             values.append(f"{value:.6g}" if isinstance(value, float) else value)
         with self.path.open("a", newline="", encoding="utf-8") as fh:
             csv.writer(fh).writerow(values)
+
+
+def save_packaged_weights(
+    checkpoint: str | Path, out: str | Path, parts: tuple[str, ...] = ("mask_decoder",)
+) -> dict[str, Any]:
+    """Write the trained ``parts`` of a training checkpoint as a packaged weights file.
+
+    Only the tensors of ``parts`` (e.g. ``prompt_encoder``, ``mask_decoder``) are kept, stored as
+    float16 (the model computes in float32); ``load_pretrained`` loads them on top of the bundled
+    LiteMedSAM weights (``register_weights(name, file, base="litemedsam")``). Every other tensor
+    must still equal LiteMedSAM's, or the file would not reproduce the trained model.
+
+    Returns:
+        ``tensors``, ``max_abs_change`` (largest change from LiteMedSAM) and ``bytes``.
+
+    Raises:
+        RuntimeError: tensors outside ``parts`` changed in training.
+    """
+    from umedsam.models.pretrained import load_pretrained
+
+    state = load_training_checkpoint(checkpoint)["model"]
+    base = load_pretrained("litemedsam")[0].state_dict()
+    prefixes = tuple(f"{p}." for p in parts)
+    kept = {k: v.to(torch.float16) for k, v in state.items() if k.startswith(prefixes)}
+    frozen = [
+        k for k, v in state.items() if not k.startswith(prefixes) and not torch.equal(v, base[k])
+    ]
+    if frozen:
+        raise RuntimeError(f"{checkpoint}: tensors outside {parts} changed, e.g. {frozen[0]}")
+    changed = max(float((state[k] - base[k]).abs().max()) for k in kept)
+    path = save_atomic(kept, out)
+    return {"tensors": len(kept), "max_abs_change": changed, "bytes": path.stat().st_size}
