@@ -312,6 +312,34 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def plot_clicks(results: list[Path], out: Path) -> None:
+    """DSC after the box and each click, overall and per modality, one line per result file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = [(p.stem, json.loads(p.read_text())["summary"]) for p in results]
+    mods = [m for m in data[0][1] if m != "all"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, summary in data:
+        axes[0].plot(range(6), summary["all"]["dsc_per_step"], marker="o", label=name)
+    axes[0].set_xticks(range(6), ["box", "1", "2", "3", "4", "5"])
+    axes[0].set_xlabel("clicks after the box")
+    axes[0].set_ylabel("mean DSC, 40 dev cases")
+    axes[0].grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    width = 0.8 / len(data)
+    for k, (name, summary) in enumerate(data):
+        finals = [summary[m]["final_dsc"] for m in mods]
+        axes[1].bar(np.arange(len(mods)) + k * width, finals, width, label=name)
+    axes[1].set_xticks(np.arange(len(mods)) + 0.4 - width / 2, mods, rotation=30, fontsize=8)
+    axes[1].set_ylabel("DSC after 5 clicks")
+    axes[1].grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, run the protocol, print the summary and optionally write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -331,8 +359,15 @@ def main(argv: list[str] | None = None) -> int:
         "--no-mask-prompt", action="store_true", help="never feed the previous mask back"
     )
     parser.add_argument("--json", type=Path, help="write rows and summary here")
+    parser.add_argument(
+        "--plot", type=Path, nargs="+", metavar="JSON", help="plot these click-protocol results"
+    )
+    parser.add_argument("--plot-out", type=Path, default=Path("interactive_clicks.png"))
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
+    if args.plot:
+        plot_clicks(args.plot, args.plot_out)
+        return 0
     from umedsam.models.capabilities import PROMPT_KINDS, model_prompts, register_prompts
 
     if args.untrained_prompts:

@@ -108,13 +108,12 @@ def _volume_prompts(
     """Boxes (N, 6), start slices, per-slice clicks and box flags of a 3D interactive case."""
     d, h, w = shape
     n = len(prompts.labels)
-    has_box = np.zeros(n, bool)
     boxes = np.zeros((n, 6), np.float64)
     boxes[:, [3, 4, 5]] = (w, h, d - 1)
+    has_box: NDArray[np.bool_] = np.zeros(n, bool)
     if prompts.boxes is not None:
-        given = ~np.isnan(prompts.boxes).any(1)
-        boxes[given] = prompts.boxes[given]
-        has_box = given
+        has_box = np.asarray(~np.isnan(prompts.boxes).any(1), bool)
+        boxes[has_box] = prompts.boxes[has_box]
     boxes[~has_box, 2] = 0
     starts = key_slices(boxes)
     if prompts.start_slices is not None:  # -1: no start slice given for that object
