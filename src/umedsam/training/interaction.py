@@ -35,52 +35,10 @@ from umedsam.inference.prompts import (
     sample_stroke_points,
 )
 from umedsam.losses.uncertainty import LossOutput
+from umedsam.training.config import INITIAL_PROMPTS, InteractionConfig
 
-INITIAL_PROMPTS = ("box", "clicks", "scribble", "box_scribble", "pos_neg_scribbles")
 MAX_TOKENS = 48
 """Tokens per object at most; older correction tokens beyond it are dropped (never the box)."""
-
-
-@dataclass(frozen=True)
-class InteractionConfig:
-    """How interaction is simulated in training.
-
-    Attributes:
-        enabled: train with simulated interaction (else the usual box-only step).
-        min_rounds: fewest correction rounds after the initial prompt.
-        max_rounds: most correction rounds.
-        initial_weights: probability weights of :data:`INITIAL_PROMPTS`, in that order.
-        scribble_correction: probability that a correction round adds a scribble, not a click.
-        centre_click: probability that a correction click sits at the error's
-            distance-transform maximum (else at a random voxel of the error).
-        scribble_points: points sampled along each stroke (as at inference).
-        binary_mask_prompt: probability that an object's previous logits are fed back
-            binarized (+/-MASK_PROMPT_LOGIT), as a previous label map (``prev_pred``) arrives.
-    """
-
-    enabled: bool = False
-    min_rounds: int = 1
-    max_rounds: int = 8
-    initial_weights: tuple[float, ...] = (0.3, 0.2, 0.2, 0.15, 0.15)
-    scribble_correction: float = 0.2
-    centre_click: float = 0.5
-    scribble_points: int = 8
-    binary_mask_prompt: float = 0.3
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.min_rounds <= self.max_rounds:
-            raise ValueError(
-                f"need 0 <= min_rounds <= max_rounds; got {self.min_rounds}, {self.max_rounds}"
-            )
-        if len(self.initial_weights) != len(INITIAL_PROMPTS) or min(self.initial_weights) < 0:
-            raise ValueError(
-                f"initial_weights must be {len(INITIAL_PROMPTS)} non-negative numbers for "
-                f"{INITIAL_PROMPTS}; got {self.initial_weights}"
-            )
-        for name in ("scribble_correction", "centre_click", "binary_mask_prompt"):
-            value = getattr(self, name)
-            if not 0 <= value <= 1:
-                raise ValueError(f"{name} must be in [0, 1]; got {value}")
 
 
 @dataclass
