@@ -399,3 +399,60 @@ def test_app_opens_the_engine_predict_uses(serve, tmp_path: Path) -> None:
     assert app.state.model.backend().name == "onnx"
     with pytest.raises(ValueError, match="unknown engine"):
         UIConfig(engine="tensorrt")
+
+
+def test_clicks_correct_objects_in_2d_and_3d(serve, make_sphere, tmp_path):
+    """Box, then positive and negative clicks: each request segments the corrected object."""
+    loader = CountingLoader()
+    base, app = serve(UIConfig(model="test_tiny"), loader)
+    client = Client(base)
+    assert "click" in client.get("/api/config").json()["prompts"]
+    image = np.zeros((64, 64, 3), np.uint8)
+    cv2.circle(image, (32, 32), 14, (200, 200, 200), -1)
+    sid = client.post("/api/upload?name=disk.png", png_bytes(image)).json()["session"]
+    url = f"/api/sessions/{sid}/segment"
+    box = [16, 16, 48, 48]
+    first = client.post_json(url, {"boxes": [box]}).json()
+    assert first["objects"][0]["clicks"] == 0
+    one = client.post_json(url, {"boxes": [box], "clicks": [[[32, 32, 1]]]}).json()
+    two = client.post_json(url, {"boxes": [box], "clicks": [[[32, 32, 1], [5, 5, 0]]]}).json()
+    assert one["objects"][0]["clicks"] == 1 and two["objects"][0]["clicks"] == 2
+    assert two["version"] == 3
+    session = app.state.store.get(sid)
+    assert session.segs is not None and session.segs.shape == (64, 64)
+    for bad, message in (
+        ({"boxes": [box], "clicks": [[[99, 5, 1]]]}, "outside the image"),
+        ({"boxes": [box], "clicks": [[[5, 5, 2]]]}, "1 or 0"),
+        ({"boxes": [box], "clicks": [[[5, 5]]]}, "a click is"),
+        ({"boxes": [box], "clicks": [[], []]}, "at most one list per box"),
+    ):
+        reply = client.post_json(url, bad)
+        assert reply.status == 400 and message in reply.json()["error"]
+    # a volume: the correction re-propagates on the session's cached slice embeddings
+    import nibabel as nib
+
+    vol, mask = make_sphere(10, 40, 40)
+    path = tmp_path / "vol.nii.gz"
+    nib.save(nib.Nifti1Image(vol.transpose(2, 1, 0).astype(np.float32), np.eye(4)), path)
+    sid3 = client.post("/api/upload?name=vol.nii.gz", path.read_bytes()).json()["session"]
+    url3 = f"/api/sessions/{sid3}/segment"
+    box3 = [8, 8, 2, 32, 32, 7]
+    client.post_json(url3, {"boxes": [box3]})
+    session3 = app.state.store.get(sid3)
+    encoded = len(session3._embeddings)
+    corrected = client.post_json(url3, {"boxes": [box3], "clicks": [[[20, 20, 4, 1]]]})
+    assert corrected.status == 200 and corrected.json()["objects"][0]["clicks"] == 1
+    assert len(session3._embeddings) == encoded  # no slice encoded again
+
+
+def test_box_model_refuses_clicks_with_a_hint(app_client):
+    client, _, _ = app_client
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[8:24, 8:24] = 200
+    sid = client.post("/api/upload?name=sq.png", png_bytes(image)).json()["session"]
+    reply = client.post_json(
+        f"/api/sessions/{sid}/segment", {"boxes": [[4, 4, 28, 28]], "clicks": [[[16, 16, 1]]]}
+    )
+    assert reply.status == 400
+    assert "not trained to take clicks" in reply.json()["error"]
+    assert "umedsam_interactive" in reply.json()["error"]

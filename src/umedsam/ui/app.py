@@ -218,6 +218,9 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
 
     config = config or UIConfig()
     examples = example_cases() if config.examples else {}
+    from umedsam.models.capabilities import model_prompts
+
+    prompt_kinds = model_prompts(config.model)
     holder = ModelHolder(model_loader or _default_loader(config))
     state: dict[str, SessionStore] = {}
 
@@ -274,6 +277,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
                 "max_upload_mb": config.max_upload_mb,
                 "model": config.model,
                 "engine": config.engine,
+                "prompts": list(prompt_kinds),
                 "model_loaded": holder.loaded,
             }
         )
@@ -368,13 +372,19 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
             if len(body) > MAX_JSON_BYTES:
                 return error(413, f"request larger than {MAX_JSON_BYTES} bytes")
         try:
-            boxes = json.loads(body or b"{}").get("boxes", [])
+            request_body = json.loads(body or b"{}")
+            boxes = request_body.get("boxes", [])
+            clicks = request_body.get("clicks")
         except (ValueError, AttributeError):
-            return error(400, 'expected JSON like {"boxes": [[x0, y0, x1, y1], ...]}')
+            return error(
+                400,
+                'expected JSON like {"boxes": [[x0, y0, x1, y1], ...], '
+                '"clicks": [[[x, y, 1], ...], ...]}',
+            )
 
         def run() -> dict:
             with holder.lock, session.lock:
-                return session.segment(holder.backend(), boxes)
+                return session.segment(holder.backend(), boxes, clicks, prompt_kinds)
 
         result = await guarded(run)
         return result if isinstance(result, Response) else JSONResponse(result)

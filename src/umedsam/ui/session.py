@@ -251,12 +251,14 @@ class Session:
     sid: str
     image: LoadedImage
     folder: Path
-    boxes: list[tuple[int, ...]] = field(default_factory=list)
+    boxes: list[tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]] = field(default_factory=list)
     segs: NDArray | None = None
     uncertainty: NDArray[np.uint8] | None = None
     version: int = 0
     last_used: float = field(default_factory=time.monotonic)
-    _objects: dict[tuple[int, ...], ObjectResult] = field(default_factory=dict)
+    _objects: dict[tuple[tuple[int, ...], tuple[tuple[int, ...], ...]], ObjectResult] = field(
+        default_factory=dict
+    )
     _predictor: object | None = None
     _embeddings: SliceEmbeddingCache = field(default_factory=lambda: SliceEmbeddingCache(1024.0))
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -352,22 +354,53 @@ class Session:
             array.reshape(-1, cols) if array.ndim == 1 else array, shape, self.image.is_3d
         )
 
-    def segment(self, backend: Backend, boxes: object) -> dict:
-        """Segment ``boxes`` (reusing masks of boxes already segmented) and store the label map.
+    def segment(
+        self,
+        backend: Backend,
+        boxes: object,
+        clicks: object = None,
+        prompt_kinds: tuple[str, ...] = ("box", "click", "scribble", "mask"),
+    ) -> dict:
+        """Segment ``boxes`` and their clicks (reusing results already computed); store the map.
 
         2D images are encoded once per session and all new boxes decoded in one batch; volumes
         propagate each new 3D box from the middle slice of its z-range (the challenge's rule).
+        An object with clicks is corrected (see :mod:`umedsam.ui.corrections`).
+
+        Args:
+            backend: the engine.
+            boxes: client boxes, (N, 4) or (N, 6).
+            clicks: per box a list of ``[x, y, (z,) label]`` clicks, or None.
+            prompt_kinds: what the app's model takes; clicks need ``click``.
 
         Returns:
             JSON-ready summary: version, per-object IoU estimate, voxel count and size in mm
             (mm^2 or mm^3), DSC against the ground truth for bundled examples, seconds.
+
+        Raises:
+            InputError: bad boxes or clicks, or clicks for a model that does not take them.
         """
+        from umedsam.ui.corrections import normalise_clicks
+
         start = time.perf_counter()
         array = self.normalise_boxes(boxes)
-        keys = [tuple(int(v) for v in row) for row in array]
+        object_clicks = normalise_clicks(clicks, len(array), self.spatial_shape)
+        if any(object_clicks) and "click" not in prompt_kinds:
+            from umedsam.models.capabilities import models_taking
+
+            takers = models_taking({"box", "click"})
+            hint = f": start the app with --model {takers[0]}" if takers else ""
+            raise InputError(None, f"this model was not trained to take clicks{hint}")
+        keys = [
+            (tuple(int(v) for v in row), c) for row, c in zip(array, object_clicks, strict=True)
+        ]
         new = [k for k in dict.fromkeys(keys) if k not in self._objects]
-        if new:
-            self._compute(backend, np.asarray(new, dtype=np.int64))
+        plain = [k for k in new if not k[1]]
+        corrected = [k for k in new if k[1]]
+        if plain:
+            self._compute(backend, np.asarray([k[0] for k in plain], dtype=np.int64))
+        if corrected:
+            self._correct(backend, corrected, mask_prompts="mask" in prompt_kinds)
         segs = np.zeros(self.spatial_shape, dtype=label_dtype(len(keys)))
         heat: NDArray[np.uint8] | None = None
         for label, key in enumerate(keys, start=1):
@@ -384,7 +417,8 @@ class Session:
             objects.append(
                 {
                     "label": label,
-                    "box": list(key),
+                    "box": list(key[0]),
+                    "clicks": len(key[1]),
                     "iou": round(self._objects[key].iou, 4),
                     "confidence": _rounded(self._objects[key].confidence),
                     "voxels": count,
@@ -432,7 +466,7 @@ class Session:
             boxes_model=boxes_model,
         )
         for i, box in enumerate(boxes):
-            self._objects[tuple(int(v) for v in box)] = ObjectResult(
+            self._objects[(tuple(int(v) for v in box), ())] = ObjectResult(
                 pred.masks[i],
                 float(pred.iou[i]),
                 None if heat is None else heat[0][i],
@@ -463,9 +497,30 @@ class Session:
                     for k, i in enumerate(res.object_ids):
                         heats[i, res.z] = heat[0][k]
         for i, box in enumerate(boxes):
-            self._objects[tuple(int(v) for v in box)] = ObjectResult(
+            self._objects[(tuple(int(v) for v in box), ())] = ObjectResult(
                 masks[i], float(iou[i]), None if heats is None else heats[i]
             )
+
+    def _correct(self, backend: Backend, keys: list, mask_prompts: bool) -> None:
+        """Segment objects that have clicks (see :mod:`umedsam.ui.corrections`)."""
+        from umedsam.inference.predictor import Predictor
+        from umedsam.ui.corrections import segment_corrected
+
+        if not self.image.is_3d and self._predictor is None:
+            predictor = Predictor(backend)
+            predictor.set_image(self.image.pixels)
+            self._predictor = predictor
+        results = segment_corrected(
+            backend,
+            self.image.pixels,
+            keys,
+            self._objects,
+            mask_prompts,
+            self._embeddings,
+            self._predictor,
+        )
+        for key, (mask, iou) in zip(keys, results, strict=True):
+            self._objects[key] = ObjectResult(mask, iou)
 
     # ----- downloads ----------------------------------------------------------------------
     def write_download(self, fmt: str) -> Path:

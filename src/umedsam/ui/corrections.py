@@ -1,0 +1,130 @@
+"""Click corrections in the web app: validate the clients' clicks and segment corrected objects.
+
+An object of the app is its box plus the clicks added to it, in order. A corrected object is
+segmented with all its clicks and, as the dense prompt, the mask it had one click earlier (the
+refinement the interactive model was trained for); a volume goes through the same 3D correction
+rule as ``umedsam predict`` (restart on the newest click's slice, re-propagate), on the
+session's slice-embedding cache, so a correction only runs the decoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from umedsam.errors import InputError
+from umedsam.inference.backends.base import Backend
+from umedsam.inference.propagation import SliceEmbeddingCache
+
+Click = tuple[int, ...]
+"""``(x, y, label)`` in 2D or ``(x, y, z, label)`` in 3D; label 1 positive, 0 negative."""
+ObjectKey = tuple[tuple[int, ...], tuple[Click, ...]]
+"""An object of the app: its box and its clicks, in the order they were added."""
+
+
+def normalise_clicks(
+    clicks: object, num_objects: int, shape: tuple[int, ...]
+) -> list[tuple[Click, ...]]:
+    """Validate client clicks: one list per object of ``[x, y, (z,) label]`` entries.
+
+    Raises:
+        InputError: a malformed click, a label other than 0/1, a click outside the image, or more
+            click lists than boxes.
+    """
+    if clicks is None:
+        return [() for _ in range(num_objects)]
+    if not isinstance(clicks, list) or len(clicks) > num_objects:
+        raise InputError(
+            None, f"clicks must be a list with at most one list per box ({num_objects})"
+        )
+    ndim = len(shape)
+    sizes = tuple(reversed(shape))  # x, y(, z)
+    out: list[tuple[Click, ...]] = []
+    for i in range(num_objects):
+        entry = clicks[i] if i < len(clicks) else []
+        if not isinstance(entry, list):
+            raise InputError(None, f"object {i + 1}: clicks must be a list")
+        checked = []
+        for click in entry:
+            if not isinstance(click, list) or len(click) != ndim + 1:
+                raise InputError(
+                    None, f"object {i + 1}: a click is [x, y{', z' if ndim == 3 else ''}, label]"
+                )
+            try:
+                values = [int(round(float(v))) for v in click]
+            except (TypeError, ValueError) as err:
+                raise InputError(
+                    None, f"object {i + 1}: click {click!r} holds a non-number"
+                ) from err
+            *xyz, label = values
+            if label not in (0, 1):
+                raise InputError(None, f"object {i + 1}: click label must be 1 or 0; got {label}")
+            if any(not 0 <= v < s for v, s in zip(xyz, sizes, strict=True)):
+                raise InputError(None, f"object {i + 1}: click {xyz} lies outside the image")
+            checked.append(tuple(values))
+        out.append(tuple(checked))
+    return out
+
+
+def segment_corrected(
+    backend: Backend,
+    pixels: NDArray,
+    keys: list[ObjectKey],
+    previous: Mapping[ObjectKey, Any],
+    mask_prompts: bool,
+    embeddings: SliceEmbeddingCache | None,
+    predictor: Any = None,
+) -> list[tuple[NDArray[np.bool_], float]]:
+    """Masks and IoU estimates of objects that have clicks.
+
+    Args:
+        backend: the engine.
+        pixels: the session's image, (H, W, 3) or (D, H, W).
+        keys: the objects (box, clicks) to segment.
+        previous: results the session holds; an object's state one click earlier, if present,
+            is its dense prompt.
+        mask_prompts: the model takes the previous mask as a dense prompt.
+        embeddings: the volume's slice-embedding cache (3D).
+        predictor: the session's 2D predictor, image already set.
+    """
+    from umedsam.data.npz import CasePrompts
+    from umedsam.inference.interactive import segment_interactive_volume
+    from umedsam.inference.prompts import mask_to_logits
+
+    out = []
+    is_3d = pixels.ndim == 3 and len(keys[0][0]) == 6
+    for box, clicks in keys:
+        earlier = previous.get((box, clicks[:-1]))
+        labels = np.array([c[-1] for c in clicks], np.int64)
+        if not is_3d:
+            points = np.array([c[:2] for c in clicks], np.float64)
+            mask_input = None
+            if mask_prompts and earlier is not None:
+                mask_input = mask_to_logits(earlier.mask, predictor.image_size)[None]
+            pred = predictor.predict(
+                np.array([box]),
+                points=[points],
+                point_labels=[labels],
+                mask_input=mask_input,
+                return_logits=False,
+            )
+            out.append((pred.masks[0], float(pred.iou[0])))
+            continue
+        zyx = np.array([[c[2], c[1], c[0]] for c in clicks], np.int64)
+        prev = None if earlier is None else earlier.mask.astype(np.uint8)
+        prompts = CasePrompts(
+            labels=np.array([1]),
+            boxes=np.array([box], np.float64),
+            start_slices=None,
+            clicks=(zyx,),
+            click_labels=(labels,),
+            prev_pred=prev,
+        )
+        segs, iou = segment_interactive_volume(
+            backend, pixels, prompts, mask_prompts=mask_prompts, embeddings=embeddings
+        )
+        out.append((segs == 1, float(iou[0])))
+    return out
