@@ -273,6 +273,72 @@ def test_scroll_slices_and_propagate_3d(browser, serve, tmp_path):
     assert errors == []
 
 
+class ClickBackend(BoxBackend):
+    """A stand-in engine for corrections: its box, plus a disk of radius 3 (model frame) around
+    each positive click, minus one around each negative click; clicks applied in order."""
+
+    def decode_prompts(self, embedding: np.ndarray, prompts) -> tuple[np.ndarray, np.ndarray]:
+        """Logits ``(N, 1, S, S)`` of the box and click rule above."""
+        size = self.image_size
+        yy, xx = np.mgrid[:size, :size] + 0.5
+        logits = np.full((len(prompts), 1, size, size), -10.0, np.float32)
+        for i in range(len(prompts)):
+            coords, labels = prompts.coords[i], prompts.labels[i]
+            corners = coords[labels >= 2]
+            if len(corners) == 2:
+                logits[i] = self.decode(embedding, corners.reshape(1, 4))[0][0]
+            for (x, y), label in zip(coords, labels, strict=True):
+                if label in (0, 1):
+                    disk = (xx - x - 0.5) ** 2 + (yy - y - 0.5) ** 2 <= 9
+                    logits[i, 0][disk] = 10.0 if label == 1 else -10.0
+        return logits, np.ones((len(prompts), 1), np.float32)
+
+
+def test_clicks_correct_the_selected_object_2d(browser, serve, tmp_path):
+    """Box, then the click tool: a positive click grows the mask, a negative one cuts it, undo
+    removes the last click; each request's prompts reach the engine as drawn."""
+    from umedsam.ui.app import UIConfig, example_cases
+
+    if EXAMPLE_2D not in example_cases():
+        pytest.skip("bundled examples not installed")
+    base, app = serve(UIConfig(model="test_tiny"), ClickBackend)
+    page, errors = open_page(browser, base)
+    assert page.locator("#tools").is_visible()
+    page.click(f"button[data-example='{EXAMPLE_2D}']")
+    page.wait_for_function("document.body.dataset.session !== undefined")
+    sid = page.evaluate("document.body.dataset.session")
+    session = app.state.store.get(sid)
+    h, w = session.spatial_shape
+    box = (40, 40, 120, 100)
+    drag_box(page, box, (w, h))
+    page.wait_for_selector("body[data-version='1']", timeout=60_000)
+    boxed = session.segs.copy()
+    assert boxed.any()
+
+    page.keyboard.press("c")
+    assert page.locator("#tool-click").is_checked()
+    bb = page.locator("#canvas").bounding_box()
+    sx, sy = bb["width"] / w, bb["height"] / h
+    outside = (200, 160)  # a positive click far outside the box adds a blob there
+    page.mouse.click(bb["x"] + (outside[0] + 0.5) * sx, bb["y"] + (outside[1] + 0.5) * sy)
+    page.wait_for_selector("body[data-version='2']", timeout=60_000)
+    grown = session.segs.copy()
+    assert grown[outside[1], outside[0]] == 1 and grown.sum() > boxed.sum()
+    inside = (80, 70)  # a negative (shift) click inside the box cuts a hole
+    page.keyboard.down("Shift")
+    page.mouse.click(bb["x"] + (inside[0] + 0.5) * sx, bb["y"] + (inside[1] + 0.5) * sy)
+    page.keyboard.up("Shift")
+    page.wait_for_selector("body[data-version='3']", timeout=60_000)
+    assert session.segs[inside[1], inside[0]] == 0 and session.segs.sum() < grown.sum()
+    assert "clicks +1 −1" in page.locator("#box-list").inner_text()
+    save_screenshot(page, tmp_path, "ui-2d-clicks.png")
+
+    page.keyboard.press("Control+z")  # undo the negative click
+    page.wait_for_selector("body[data-version='4']", timeout=60_000)
+    np.testing.assert_array_equal(session.segs, grown)
+    assert errors == []
+
+
 def test_missing_browser_skips_or_fails(monkeypatch):
     """Without a browser a developer gets a skip; with UMEDSAM_REQUIRE_BROWSER=1 (CI) a failure."""
     monkeypatch.delenv("UMEDSAM_REQUIRE_BROWSER", raising=False)

@@ -5,7 +5,11 @@ const $ = (id) => document.getElementById(id);
 const state = {
   info: null,        // session description from the server
   z: 0,              // current slice
-  boxes: [],         // {x0, y0, x1, y1, z0, z1}
+  boxes: [],         // {x0, y0, x1, y1, z0, z1, clicks: [{x, y, z, label}]}
+  selected: -1,      // index of the object that clicks correct
+  history: [],       // interactions for undo: {kind: "box"} or {kind: "click", index}
+  tool: "box",       // "box": drag a box; "click": left = positive, shift/right = negative
+  clicksAllowed: false,
   segmentedKey: null, // JSON of the boxes the current mask belongs to
   version: 0,
   base: null,        // HTMLImageElement of the current slice
@@ -59,8 +63,35 @@ function boxArrays() {
     state.info.is_3d ? [b.x0, b.y0, b.z0, b.x1, b.y1, b.z1] : [b.x0, b.y0, b.x1, b.y1]);
 }
 
+function clickArrays() {
+  return state.boxes.map((b) => b.clicks.map((c) =>
+    state.info.is_3d ? [c.x, c.y, c.z, c.label] : [c.x, c.y, c.label]));
+}
+
+function promptKey() {
+  return JSON.stringify([boxArrays(), clickArrays()]);
+}
+
 function maskIsCurrent() {
-  return state.segmentedKey !== null && state.segmentedKey === JSON.stringify(boxArrays());
+  return state.segmentedKey !== null && state.segmentedKey === promptKey();
+}
+
+function setTool(tool) {
+  if (tool === "click" && !state.clicksAllowed) return;
+  state.tool = tool;
+  $("tool-box").checked = tool === "box";
+  $("tool-click").checked = tool === "click";
+  document.body.dataset.tool = tool;
+}
+
+function undo() {
+  const last = state.history.pop();
+  if (!last) return;
+  if (last.kind === "click") state.boxes[last.index].clicks.pop();
+  else state.boxes.pop();
+  state.selected = Math.min(state.selected, state.boxes.length - 1);
+  renderBoxList();
+  boxesChanged();
 }
 
 // ----- drawing -------------------------------------------------------------------------
@@ -96,10 +127,20 @@ function draw() {
   }
   const s = state.scale;
   state.boxes.forEach((b, i) => {
+    for (const c of b.clicks) {
+      if (state.info.is_3d && c.z !== state.z) continue;
+      ctx.beginPath();
+      ctx.arc((c.x + 0.5) * s, (c.y + 0.5) * s, 5, 0, 2 * Math.PI);
+      ctx.fillStyle = c.label ? "#2ecc40" : "#ff4136";
+      ctx.fill();
+      ctx.strokeStyle = "#fff";
+      ctx.lineWidth = 1.5;
+      ctx.stroke();
+    }
     if (state.info.is_3d && (state.z < b.z0 || state.z > b.z1)) return;
     const key = Math.floor((b.z1 - b.z0) / 2 + b.z0);
     ctx.strokeStyle = labelColor(i + 1);
-    ctx.lineWidth = 2;
+    ctx.lineWidth = i === state.selected ? 3 : 2;
     ctx.setLineDash(state.info.is_3d && state.z !== key ? [6, 4] : []);
     ctx.strokeRect(b.x0 * s, b.y0 * s, (b.x1 - b.x0) * s, (b.y1 - b.y0) * s);
     ctx.setLineDash([]);
@@ -162,6 +203,16 @@ function renderBoxList() {
     sw.className = "swatch";
     sw.style.background = labelColor(i + 1);
     li.append(sw, `x ${b.x0}–${b.x1}, y ${b.y0}–${b.y1}`);
+    if (b.clicks.length) {
+      const pos = b.clicks.filter((c) => c.label).length;
+      li.append(` · clicks +${pos} −${b.clicks.length - pos}`);
+    }
+    li.classList.toggle("selected", i === state.selected);
+    li.addEventListener("click", (e) => {
+      if (e.target instanceof HTMLInputElement) return;
+      state.selected = i;
+      renderBoxList();
+    });
     if (state.info.is_3d) {
       const z = document.createElement("div");
       z.className = "z";
@@ -187,7 +238,7 @@ function renderBoxList() {
     list.append(li);
   });
   const has = state.boxes.length > 0;
-  $("undo").disabled = !has;
+  $("undo").disabled = state.history.length === 0;
   $("clear").disabled = !has && state.segmentedKey === null;
   $("segment").disabled = !state.info || state.busy;
   draw();
@@ -211,8 +262,30 @@ function toImage(event) {
   };
 }
 
+function addClick(event) {
+  const index = state.selected;
+  if (index < 0 || index >= state.boxes.length) {
+    setStatus("Draw a box first, then click to correct its mask.", true);
+    return;
+  }
+  const p = toImage(event);
+  const x = Math.min(state.info.width - 1, Math.floor(p.x));
+  const y = Math.min(state.info.height - 1, Math.floor(p.y));
+  const label = event.shiftKey || event.button === 2 ? 0 : 1;
+  state.boxes[index].clicks.push({ x, y, z: state.info.is_3d ? state.z : 0, label });
+  state.history.push({ kind: "click", index });
+  renderBoxList();
+  segment();
+}
+
 function onPointerDown(event) {
-  if (!state.info || event.button !== 0) return;
+  if (!state.info) return;
+  if (state.tool === "click") {
+    if (event.button === 0 || event.button === 2) addClick(event);
+    event.preventDefault();
+    return;
+  }
+  if (event.button !== 0) return;
   const p = toImage(event);
   state.drag = { x: p.x, y: p.y, x2: p.x, y2: p.y };
   $("canvas").setPointerCapture(event.pointerId);
@@ -243,13 +316,15 @@ function onPointerUp(event) {
     draw();
     return;
   }
-  const box = { x0, y0, x1, y1, z0: 0, z1: 0 };
+  const box = { x0, y0, x1, y1, z0: 0, z1: 0, clicks: [] };
   if (state.info.is_3d) {
     const r = Math.max(2, Math.round(state.info.depth * 0.1));
     box.z0 = Math.max(0, state.z - r);
     box.z1 = Math.min(state.info.depth - 1, state.z + r);
   }
   state.boxes.push(box);
+  state.selected = state.boxes.length - 1;
+  state.history.push({ kind: "box" });
   renderBoxList();
   boxesChanged();
 }
@@ -264,13 +339,14 @@ async function segment() {
   state.busy = true;
   $("segment").disabled = true;
   const boxes = boxArrays();
-  const key = JSON.stringify(boxes);
+  const clicks = clickArrays();
+  const key = promptKey();
   setStatus(boxes.length ? "Segmenting… (the first run loads the model)" : "Clearing…");
   try {
     const result = await api(`/api/sessions/${state.info.session}/segment`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ boxes }),
+      body: JSON.stringify(clicks.some((c) => c.length) ? { boxes, clicks } : { boxes }),
     });
     state.version = result.version;
     state.segmentedKey = boxes.length ? key : null;
@@ -332,6 +408,8 @@ function renderResult(result) {
 function openSession(info) {
   state.info = info;
   state.boxes = [];
+  state.selected = -1;
+  state.history = [];
   state.segmentedKey = null;
   state.version = 0;
   state.base = null;
@@ -362,8 +440,10 @@ function openSession(info) {
 function useStoredBoxes() {
   if (!state.info || !state.info.stored_boxes) return;
   state.boxes = state.info.stored_boxes.map((b) => state.info.is_3d
-    ? { x0: b[0], y0: b[1], z0: b[2], x1: b[3], y1: b[4], z1: b[5] }
-    : { x0: b[0], y0: b[1], x1: b[2], y1: b[3], z0: 0, z1: 0 });
+    ? { x0: b[0], y0: b[1], z0: b[2], x1: b[3], y1: b[4], z1: b[5], clicks: [] }
+    : { x0: b[0], y0: b[1], x1: b[2], y1: b[3], z0: 0, z1: 0, clicks: [] });
+  state.selected = state.boxes.length - 1;
+  state.history = state.boxes.map(() => ({ kind: "box" }));
   if (state.info.is_3d && state.boxes.length) {
     const b = state.boxes[0];
     setSlice(Math.floor((b.z1 - b.z0) / 2 + b.z0));
@@ -410,8 +490,13 @@ async function init() {
   $("slice-down").addEventListener("click", () => setSlice(state.z - 1));
   $("slice-up").addEventListener("click", () => setSlice(state.z + 1));
   $("segment").addEventListener("click", () => segment());
-  $("undo").addEventListener("click", () => { state.boxes.pop(); renderBoxList(); boxesChanged(); });
-  $("clear").addEventListener("click", () => { state.boxes = []; renderBoxList(); boxesChanged(); });
+  canvas.addEventListener("contextmenu", (e) => { if (state.tool === "click") e.preventDefault(); });
+  $("undo").addEventListener("click", undo);
+  $("clear").addEventListener("click", () => {
+    state.boxes = []; state.history = []; state.selected = -1; renderBoxList(); boxesChanged();
+  });
+  $("tool-box").addEventListener("change", () => setTool("box"));
+  $("tool-click").addEventListener("change", () => setTool("click"));
   $("use-stored").addEventListener("click", useStoredBoxes);
   $("show-mask").addEventListener("change", draw);
   $("show-uncertainty").addEventListener("change", () => loadSlice());
@@ -424,14 +509,18 @@ async function init() {
   window.addEventListener("resize", layout);
   document.addEventListener("keydown", (e) => {
     if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement) return;
-    if ((e.ctrlKey || e.metaKey) && e.key === "z" && state.boxes.length) {
-      state.boxes.pop(); renderBoxList(); boxesChanged(); e.preventDefault();
-    } else if (e.key === "ArrowUp" || e.key === "PageUp") { setSlice(state.z + 1); e.preventDefault(); }
+    if ((e.ctrlKey || e.metaKey) && e.key === "z") {
+      undo(); e.preventDefault();
+    } else if (e.key === "b") { setTool("box"); }
+    else if (e.key === "c") { setTool("click"); }
+    else if (e.key === "ArrowUp" || e.key === "PageUp") { setSlice(state.z + 1); e.preventDefault(); }
     else if (e.key === "ArrowDown" || e.key === "PageDown") { setSlice(state.z - 1); e.preventDefault(); }
   });
   try {
     const config = await api("/api/config");
     state.maxMb = config.max_upload_mb;
+    state.clicksAllowed = (config.prompts || []).includes("click");
+    $("tools").hidden = !state.clicksAllowed;
     $("max-mb").textContent = String(config.max_upload_mb);
     const box = $("examples");
     for (const name of config.examples) {
