@@ -160,3 +160,24 @@ def test_callers_cache_is_reused_across_propagations(tiny_model) -> None:
     assert backend.encoded == 14  # only z 0..2 and 12..13 were new
     fresh = segment_volume_case(TorchBackend(tiny_model), vol, boxes).segs
     np.testing.assert_array_equal(second, fresh)  # cached float32 embeddings change nothing
+
+
+def test_volume_encoded_ahead_gives_the_same_masks(tiny_model) -> None:
+    from umedsam.inference.propagation import encode_volume
+
+    vol, boxes = _volume()
+    backend = CountingBackend(tiny_model)
+    cache = SliceEmbeddingCache(max_mb=64.0)
+    seen = []
+    assert encode_volume(backend, vol, cache, progress=seen.append) == 14
+    assert seen[-1] == 14 and backend.encoded == 14
+    segs = np.zeros(vol.shape, np.uint8)
+    for r in propagate(backend, vol, boxes, embeddings=cache):
+        paint_labels(segs[r.z], r.masks, r.object_ids + 1)
+    assert backend.encoded == 14  # propagation encoded nothing more
+    np.testing.assert_array_equal(
+        segs, segment_volume_case(TorchBackend(tiny_model), vol, boxes).segs
+    )
+    stopped = SliceEmbeddingCache(max_mb=64.0)
+    assert encode_volume(backend, vol, stopped, should_stop=lambda: len(stopped) >= 3) == 3
+    assert sorted(stopped._store) == [6, 7, 8]  # the middle first

@@ -46,6 +46,18 @@ def app_client(serve):
     return Client(base), app, loader
 
 
+def wait_until_encoded(client, sid: str, timeout: float = 60.0) -> dict:
+    """Poll the session status until its embeddings are ready; the last status."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        status = client.get(f"/api/sessions/{sid}/status").json()
+        if status["ready"] or status["error"] or time.monotonic() > deadline:
+            return status
+        time.sleep(0.05)
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", image)
     assert ok
@@ -207,7 +219,9 @@ def test_segment_2d_png_and_download(app_client, make_disk, tmp_path):
     assert (info["is_3d"], info["height"], info["width"]) == (False, 96, 128)
     assert info["formats"] == ["nifti", "png", "npz"]
     sid = info["session"]
-    assert loader.calls == 0  # lazy: nothing loaded to open an image
+    status = wait_until_encoded(client, sid)  # the image is encoded as soon as it is opened
+    assert status == {"embedded": 1, "total": 1, "ready": True, "error": None}
+    assert loader.calls == 1
     boxes = [[38, 26, 82, 70], [5, 5, 30, 30]]
     single = client.post_json(f"/api/sessions/{sid}/segment", {"boxes": boxes[:1]}).json()
     result = client.post_json(f"/api/sessions/{sid}/segment", {"boxes": boxes}).json()
@@ -435,11 +449,13 @@ def test_clicks_correct_objects_in_2d_and_3d(serve, make_sphere, tmp_path):
     path = tmp_path / "vol.nii.gz"
     nib.save(nib.Nifti1Image(vol.transpose(2, 1, 0).astype(np.float32), np.eye(4)), path)
     sid3 = client.post("/api/upload?name=vol.nii.gz", path.read_bytes()).json()["session"]
+    assert wait_until_encoded(client, sid3)["embedded"] == 10  # every slice, in the background
     url3 = f"/api/sessions/{sid3}/segment"
     box3 = [8, 8, 2, 32, 32, 7]
     client.post_json(url3, {"boxes": [box3]})
     session3 = app.state.store.get(sid3)
     encoded = len(session3._embeddings)
+    assert encoded == 10
     corrected = client.post_json(url3, {"boxes": [box3], "clicks": [[[20, 20, 4, 1]]]})
     assert corrected.status == 200 and corrected.json()["objects"][0]["clicks"] == 1
     assert len(session3._embeddings) == encoded  # no slice encoded again

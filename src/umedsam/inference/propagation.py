@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -137,6 +139,41 @@ class VolumePrompts:
     labels: NDArray | None = None
     has_box: NDArray | None = None
     mask_prompts: bool = True
+
+
+def encode_volume(
+    backend: Backend,
+    volume: NDArray,
+    cache: SliceEmbeddingCache,
+    progress: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    lock: AbstractContextManager[Any] | None = None,
+) -> int:
+    """Encode the slices of ``volume`` into ``cache`` ahead of any prompt, middle slice first.
+
+    Slices are taken from the middle outwards (where boxes are usually drawn); slices the cache
+    already holds are skipped, and the loop ends when the cache is full or ``should_stop()``.
+    The embeddings are exactly those :func:`propagate` computes (same preprocessing). ``lock``
+    is held around each slice's encoding and storing (a web app serialises engine use with it,
+    so prompts run between two slices).
+
+    Returns:
+        The number of slices the cache holds afterwards.
+    """
+    d = volume.shape[0]
+    middle = d // 2
+    order = sorted(range(d), key=lambda z: (abs(z - middle), z))
+    for z in order:
+        if should_stop is not None and should_stop():
+            break
+        with lock if lock is not None else nullcontext():
+            if z not in cache:
+                array, _ = preprocess_slices(volume[z : z + 1], backend.image_size)
+                if not cache.put(z, backend.encode(array)):
+                    break
+        if progress:
+            progress(len(cache))
+    return len(cache)
 
 
 def key_slices(boxes_3d: NDArray) -> NDArray[np.int64]:

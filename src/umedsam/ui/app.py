@@ -165,6 +165,7 @@ class SessionStore:
             self._sessions[session.sid] = session
             while len(self._sessions) > self.capacity:
                 _, old = self._sessions.popitem(last=False)
+                old.closed = True
                 shutil.rmtree(old.folder, ignore_errors=True)
                 logger.info("closed session %s (limit %d)", old.sid[:6], self.capacity)
 
@@ -241,6 +242,10 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
             raise
         session = Session(sid=sid, image=image, folder=folder)
         store().add(session)
+        # embeddings at open: one call for 2D, every slice of a volume in the background
+        threading.Thread(
+            target=session.precompute, args=(holder.backend, holder.lock), daemon=True
+        ).start()
         logger.info("opened %s %s", image.name, image.pixels.shape)
         return session.info()
 
@@ -389,6 +394,12 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
         result = await guarded(run)
         return result if isinstance(result, Response) else JSONResponse(result)
 
+    async def status(request: Request) -> Response:
+        session = session_or_none(request)
+        if session is None:
+            return error(404, "unknown or closed session; open the image again")
+        return JSONResponse(session.status())
+
     async def download(request: Request) -> Response:
         session = session_or_none(request)
         if session is None:
@@ -430,6 +441,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
         Route("/api/upload", upload, methods=["POST"]),
         Route("/api/sessions/{sid}/{kind}/{z:int}.png", slice_image),
         Route("/api/sessions/{sid}/segment", segment, methods=["POST"]),
+        Route("/api/sessions/{sid}/status", status),
         Route("/api/sessions/{sid}/download/{fmt}", download),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

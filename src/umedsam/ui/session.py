@@ -14,6 +14,7 @@ import re
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from numpy.typing import NDArray
 
 from umedsam.data.npz import label_dtype, load_case, validate_boxes
 from umedsam.data.readers.meta import ImageMeta, meta_from_affine, plain_2d_meta
-from umedsam.errors import InputError
+from umedsam.errors import InputError, UmedsamError
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.overlay import label_color
 from umedsam.inference.propagation import SliceEmbeddingCache, propagate
@@ -262,6 +263,9 @@ class Session:
     _predictor: object | None = None
     _embeddings: SliceEmbeddingCache = field(default_factory=lambda: SliceEmbeddingCache(1024.0))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    embedded: int = 0
+    precompute_error: str = ""
+    closed: bool = False
 
     @property
     def depth(self) -> int:
@@ -292,6 +296,53 @@ class Session:
             "has_ground_truth": self.image.ground_truth is not None,
             "formats": ["nifti", "npz"] if self.image.is_3d else ["nifti", "png", "npz"],
             "uncertainty": uncertainty_tools() is not None,
+        }
+
+    # ----- embeddings ahead of prompts -----------------------------------------------------
+    def precompute(self, backend: Callable[[], Backend], engine_lock: threading.Lock) -> None:
+        """Encode the image (2D) or every slice (3D) before any prompt; runs in a thread.
+
+        Prompts keep working meanwhile: the engine lock is taken per slice, and a prompt
+        that needs a slice not encoded yet encodes it itself. Stops when the session closes.
+        """
+        from umedsam.inference.predictor import Predictor
+        from umedsam.inference.propagation import encode_volume
+
+        try:
+            with engine_lock:
+                engine = backend()
+            if not self.image.is_3d:
+                with engine_lock, self.lock:
+                    if self._predictor is None and not self.closed:
+                        predictor = Predictor(engine)
+                        predictor.set_image(self.image.pixels)
+                        self._predictor = predictor
+                self.embedded = 1
+                return
+
+            def done(count: int) -> None:
+                self.embedded = count
+
+            encode_volume(
+                engine,
+                self.image.pixels,
+                self._embeddings,
+                progress=done,
+                should_stop=lambda: self.closed,
+                lock=engine_lock,
+            )
+        except (UmedsamError, ValueError, OSError, RuntimeError) as err:
+            self.precompute_error = str(err)
+            logger.warning("encoding %s ahead failed: %s", self.image.name, err)
+
+    def status(self) -> dict:
+        """How far the embeddings ahead of prompts are: ``embedded`` of ``total``, ``ready``."""
+        total = self.depth if self.image.is_3d else 1
+        return {
+            "embedded": int(self.embedded),
+            "total": int(total),
+            "ready": self.embedded >= total,
+            "error": self.precompute_error or None,
         }
 
     # ----- pictures -----------------------------------------------------------------------

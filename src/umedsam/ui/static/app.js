@@ -419,6 +419,8 @@ function openSession(info) {
   $("uncertainty-row").hidden = !info.uncertainty;
   document.body.dataset.version = "0";
   document.body.dataset.session = info.session;
+  document.body.dataset.encoded = "0";
+  pollEncoding(info.session);
   $("image-name").textContent =
     `${info.name} (${info.is_3d ? `${info.depth} × ` : ""}${info.height} × ${info.width}` +
     `${info.modality ? `, ${info.modality}` : ""}, ${info.source_format})`;
@@ -435,6 +437,33 @@ function openSession(info) {
   state.z = -1;
   setSlice(info.is_3d ? Math.floor(info.depth / 2) : 0);
   setStatus(`Opened ${info.name}.`);
+}
+
+// The server encodes the image (2D) or every slice (3D) as soon as it is opened.
+async function pollEncoding(sid) {
+  const bar = $("embed-progress");
+  while (state.info && state.info.session === sid) {
+    let st;
+    try {
+      st = await api(`/api/sessions/${sid}/status`);
+    } catch (err) {
+      return;
+    }
+    if (st.error) {
+      bar.textContent = `not encoded ahead (${st.error})`;
+      return;
+    }
+    bar.value = st.embedded / st.total;
+    bar.textContent = `${st.embedded} / ${st.total}`;
+    $("embed-label").textContent = st.ready
+      ? "ready: prompts only run the mask decoder"
+      : `encoding ${state.info.is_3d ? `slices ${st.embedded} / ${st.total}` : "the image"}…`;
+    if (st.ready) {
+      document.body.dataset.encoded = "1";
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 400));
+  }
 }
 
 function useStoredBoxes() {
