@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 
@@ -108,3 +109,50 @@ def serve() -> Iterator[Callable[..., tuple[str, object]]]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+class BoxBackend:
+    """A stand-in engine that segments exactly its prompt box, so the expected mask is known.
+
+    Implements the two calls of :class:`umedsam.inference.backends.base.Backend` that box
+    segmentation uses: logits are +10 inside the box (model frame) and -10 outside.
+    """
+
+    name = "box"
+    image_size = 64
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """Constant embeddings, one per image."""
+        return np.zeros((len(images), 8, self.image_size // 4, self.image_size // 4), np.float32)
+
+    def decode(self, embedding: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits ``(N, 1, S, S)``: positive on the pixels whose centres lie in each box."""
+        size = self.image_size
+        centres = np.arange(size) + 0.5
+        logits = np.full((len(boxes), 1, size, size), -10.0, np.float32)
+        for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, dtype=np.float64)):
+            rows = (centres >= y0) & (centres <= y1)
+            cols = (centres >= x0) & (centres <= x1)
+            logits[i, 0][np.outer(rows, cols)] = 10.0
+        return logits, np.ones((len(boxes), 1), np.float32)
+
+
+class ClickBackend(BoxBackend):
+    """A stand-in engine for corrections: its box, plus a disk of radius 3 (model frame) around
+    each positive click, minus one around each negative click; clicks applied in order."""
+
+    def decode_prompts(self, embedding: np.ndarray, prompts) -> tuple[np.ndarray, np.ndarray]:
+        """Logits ``(N, 1, S, S)`` of the box and click rule above."""
+        size = self.image_size
+        yy, xx = np.mgrid[:size, :size] + 0.5
+        logits = np.full((len(prompts), 1, size, size), -10.0, np.float32)
+        for i in range(len(prompts)):
+            coords, labels = prompts.coords[i], prompts.labels[i]
+            corners = coords[labels >= 2]
+            if len(corners) == 2:
+                logits[i] = self.decode(embedding, corners.reshape(1, 4))[0][0]
+            for (x, y), label in zip(coords, labels, strict=True):
+                if label in (0, 1):
+                    disk = (xx - x - 0.5) ** 2 + (yy - y - 0.5) ** 2 <= 9
+                    logits[i, 0][disk] = 10.0 if label == 1 else -10.0
+        return logits, np.ones((len(prompts), 1), np.float32)

@@ -18,7 +18,7 @@ pytest.importorskip("uvicorn")
 from umedsam.ui.app import UIConfig, example_cases  # noqa: E402
 from umedsam.ui.session import display_stem, extract_series_zip, upload_suffix  # noqa: E402
 
-from .conftest import Client  # noqa: E402
+from .conftest import BoxBackend, Client  # noqa: E402
 
 
 class CountingLoader:
@@ -472,3 +472,19 @@ def test_box_model_refuses_clicks_with_a_hint(app_client):
     assert reply.status == 400
     assert "not trained to take clicks" in reply.json()["error"]
     assert "umedsam_interactive" in reply.json()["error"]
+
+
+def test_new_objects_never_overwrite_earlier_ones_unless_asked(serve):
+    base, _ = serve(UIConfig(), BoxBackend)
+    client = Client(base)
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[8:56, 8:56] = 200
+    sid = client.post("/api/upload?name=sq.png", png_bytes(image)).json()["session"]
+    url = f"/api/sessions/{sid}/segment"
+    boxes = [[8, 8, 40, 40], [24, 24, 56, 56]]  # overlapping on 24..40
+    kept = client.post_json(url, {"boxes": boxes}).json()
+    taken = client.post_json(url, {"boxes": boxes, "overwrite": True}).json()
+    first_kept, first_taken = kept["objects"][0]["voxels"], taken["objects"][0]["voxels"]
+    assert first_kept == 32 * 32  # the earlier object keeps the overlap
+    assert first_taken == 32 * 32 - 16 * 16  # the later one took it
+    assert kept["objects"][1]["voxels"] == 32 * 32 - 16 * 16

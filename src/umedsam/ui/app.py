@@ -380,6 +380,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
             request_body = json.loads(body or b"{}")
             boxes = request_body.get("boxes", [])
             clicks = request_body.get("clicks")
+            overwrite = bool(request_body.get("overwrite", False))
         except (ValueError, AttributeError):
             return error(
                 400,
@@ -389,7 +390,9 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
 
         def run() -> dict:
             with holder.lock, session.lock:
-                return session.segment(holder.backend(), boxes, clicks, prompt_kinds)
+                return session.segment(
+                    holder.backend(), boxes, clicks, prompt_kinds, overwrite=overwrite
+                )
 
         result = await guarded(run)
         return result if isinstance(result, Response) else JSONResponse(result)

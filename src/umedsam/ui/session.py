@@ -411,6 +411,7 @@ class Session:
         boxes: object,
         clicks: object = None,
         prompt_kinds: tuple[str, ...] = ("box", "click", "scribble", "mask"),
+        overwrite: bool = False,
     ) -> dict:
         """Segment ``boxes`` and their clicks (reusing results already computed); store the map.
 
@@ -423,6 +424,9 @@ class Session:
             boxes: client boxes, (N, 4) or (N, 6).
             clicks: per box a list of ``[x, y, (z,) label]`` clicks, or None.
             prompt_kinds: what the app's model takes; clicks need ``click``.
+            overwrite: where masks overlap, a later object takes the pixels (the challenge's
+                rule); by default an earlier object keeps its pixels, so a new object never
+                overwrites one segmented before it.
 
         Returns:
             JSON-ready summary: version, per-object IoU estimate, voxel count and size in mm
@@ -456,7 +460,7 @@ class Session:
         heat: NDArray[np.uint8] | None = None
         for label, key in enumerate(keys, start=1):
             found = self._objects[key]
-            segs[found.mask] = label
+            segs[found.mask if overwrite else found.mask & (segs == 0)] = label
             if found.heat is not None:
                 heat = found.heat.copy() if heat is None else np.maximum(heat, found.heat)
         self.boxes, self.segs, self.uncertainty = keys, segs, heat

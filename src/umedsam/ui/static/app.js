@@ -69,7 +69,7 @@ function clickArrays() {
 }
 
 function promptKey() {
-  return JSON.stringify([boxArrays(), clickArrays()]);
+  return JSON.stringify([boxArrays(), clickArrays(), $("overwrite").checked]);
 }
 
 function maskIsCurrent() {
@@ -346,7 +346,11 @@ async function segment() {
     const result = await api(`/api/sessions/${state.info.session}/segment`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(clicks.some((c) => c.length) ? { boxes, clicks } : { boxes }),
+      body: JSON.stringify({
+        boxes,
+        ...(clicks.some((c) => c.length) ? { clicks } : {}),
+        overwrite: $("overwrite").checked,
+      }),
     });
     state.version = result.version;
     state.segmentedKey = boxes.length ? key : null;
@@ -528,6 +532,7 @@ async function init() {
   $("tool-click").addEventListener("change", () => setTool("click"));
   $("use-stored").addEventListener("click", useStoredBoxes);
   $("show-mask").addEventListener("change", draw);
+  $("overwrite").addEventListener("change", () => { if (state.boxes.length) segment(); });
   $("show-uncertainty").addEventListener("change", () => loadSlice());
   $("opacity").addEventListener("input", draw);
   $("file").addEventListener("change", () => {
