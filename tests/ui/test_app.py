@@ -18,7 +18,7 @@ pytest.importorskip("uvicorn")
 from umedsam.ui.app import UIConfig, example_cases  # noqa: E402
 from umedsam.ui.session import display_stem, extract_series_zip, upload_suffix  # noqa: E402
 
-from .conftest import BoxBackend, Client  # noqa: E402
+from .conftest import BoxBackend, ClickBackend, Client  # noqa: E402
 
 
 class CountingLoader:
@@ -488,3 +488,49 @@ def test_new_objects_never_overwrite_earlier_ones_unless_asked(serve):
     assert first_kept == 32 * 32  # the earlier object keeps the overlap
     assert first_taken == 32 * 32 - 16 * 16  # the later one took it
     assert kept["objects"][1]["voxels"] == 32 * 32 - 16 * 16
+
+
+def test_work_is_saved_and_restored_after_a_restart(serve, tmp_path):
+    """Every change is saved; the same image opened on a new server offers to restore it."""
+    work = tmp_path / "work"
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[8:56, 8:56] = 200
+    base, _ = serve(UIConfig(model="test_tiny", workdir=str(work)), ClickBackend)
+    client = Client(base)
+    info = client.post("/api/upload?name=sq.png", png_bytes(image)).json()
+    assert info["saved"] is None
+    boxes, clicks = [[8, 8, 40, 40], [24, 24, 56, 56]], [[], [[30, 30, 0]]]
+    result = client.post_json(
+        f"/api/sessions/{info['session']}/segment", {"boxes": boxes, "clicks": clicks}
+    ).json()
+    assert result["autosave_error"] is None
+    (folder,) = work.iterdir()
+    with np.load(folder / "labels.npz") as data:
+        saved_segs = data["segs"]
+    assert saved_segs.shape == (64, 64) and set(np.unique(saved_segs)) == {0, 1, 2}
+
+    base2, _ = serve(UIConfig(model="test_tiny", workdir=str(work)), ClickBackend)  # restart
+    client2 = Client(base2)
+    again = client2.post("/api/upload?name=renamed.png", png_bytes(image)).json()
+    assert again["saved"]["objects"] == 2
+    restored = client2.get(f"/api/sessions/{again['session']}/saved").json()
+    assert [o["box"] for o in restored["objects"]] == boxes
+    assert [o["clicks"] for o in restored["objects"]] == clicks
+    shifted = np.roll(image, 3, axis=1)  # another image: no saved work
+    other = client2.post("/api/upload?name=other.png", png_bytes(shifted)).json()
+    assert other["saved"] is None
+    assert client2.get(f"/api/sessions/{other['session']}/saved").status == 404
+
+
+def test_failed_autosave_is_reported_and_work_kept(serve, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    base, app = serve(UIConfig(workdir=str(blocker)), BoxBackend)
+    client = Client(base)
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[4:28, 4:28] = 200
+    sid = client.post("/api/upload?name=sq.png", png_bytes(image)).json()["session"]
+    result = client.post_json(f"/api/sessions/{sid}/segment", {"boxes": [[4, 4, 28, 28]]})
+    assert result.status == 200
+    assert "autosave failed" in result.json()["autosave_error"]
+    assert app.state.store.get(sid).segs.any()  # the work is still there

@@ -39,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "when installed, else PyTorch)",
     )
     parser.add_argument("--no-examples", action="store_true", help="hide the bundled examples")
+    parser.add_argument(
+        "--workdir",
+        help="folder where every image's work is saved after each change (default: the "
+        "umedsam cache folder's ui-work); reopening an image offers to restore it",
+    )
     parser.add_argument("--threads", type=int, help="engine threads (default: the engine's choice)")
 
 
@@ -59,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
             engine=args.engine,
             threads=args.threads,
             examples=not args.no_examples,
+            workdir=args.workdir,
         )
     except ValueError as err:
         print(f"umedsam ui: {err}", file=sys.stderr)

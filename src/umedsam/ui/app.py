@@ -62,6 +62,8 @@ class UIConfig:
             OpenVINO when installed).
         threads: engine threads (None: the engine's default).
         examples: offer the bundled example cases.
+        workdir: where every image's work is saved after each change (None: the cache folder's
+            ``ui-work``); reopening the same image offers to restore it.
     """
 
     host: str = "127.0.0.1"
@@ -74,6 +76,7 @@ class UIConfig:
     engine: str = "auto"
     threads: int | None = None
     examples: bool = True
+    workdir: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_upload_mb <= 0 or self.max_image_mb <= 0:
@@ -219,6 +222,12 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
 
     config = config or UIConfig()
     examples = example_cases() if config.examples else {}
+    if config.workdir is not None:
+        work_root = Path(config.workdir).expanduser()
+    else:
+        from umedsam.inference.export_cache import cache_root
+
+        work_root = cache_root() / "ui-work"
     from umedsam.models.capabilities import model_prompts
 
     prompt_kinds = model_prompts(config.model)
@@ -240,7 +249,11 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        session = Session(sid=sid, image=image, folder=folder)
+        from umedsam.ui.autosave import image_id
+
+        session = Session(
+            sid=sid, image=image, folder=folder, autosave_dir=work_root / image_id(image.pixels)
+        )
         store().add(session)
         # embeddings at open: one call for 2D, every slice of a volume in the background
         threading.Thread(
@@ -397,6 +410,15 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
         result = await guarded(run)
         return result if isinstance(result, Response) else JSONResponse(result)
 
+    async def saved(request: Request) -> Response:
+        session = session_or_none(request)
+        if session is None:
+            return error(404, "unknown or closed session; open the image again")
+        work = session.saved_work()
+        if work is None:
+            return error(404, "no saved work for this image")
+        return JSONResponse(work)
+
     async def status(request: Request) -> Response:
         session = session_or_none(request)
         if session is None:
@@ -445,6 +467,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
         Route("/api/sessions/{sid}/{kind}/{z:int}.png", slice_image),
         Route("/api/sessions/{sid}/segment", segment, methods=["POST"]),
         Route("/api/sessions/{sid}/status", status),
+        Route("/api/sessions/{sid}/saved", saved),
         Route("/api/sessions/{sid}/download/{fmt}", download),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -266,6 +266,7 @@ class Session:
     embedded: int = 0
     precompute_error: str = ""
     closed: bool = False
+    autosave_dir: Path | None = None
 
     @property
     def depth(self) -> int:
@@ -296,7 +297,14 @@ class Session:
             "has_ground_truth": self.image.ground_truth is not None,
             "formats": ["nifti", "npz"] if self.image.is_3d else ["nifti", "png", "npz"],
             "uncertainty": uncertainty_tools() is not None,
+            "saved": self._saved_summary(),
         }
+
+    def _saved_summary(self) -> dict | None:
+        saved = self.saved_work()
+        if not saved or not saved["objects"]:
+            return None
+        return {"objects": len(saved["objects"]), "saved": saved.get("saved", "")}
 
     # ----- embeddings ahead of prompts -----------------------------------------------------
     def precompute(self, backend: Callable[[], Backend], engine_lock: threading.Lock) -> None:
@@ -465,6 +473,7 @@ class Session:
                 heat = found.heat.copy() if heat is None else np.maximum(heat, found.heat)
         self.boxes, self.segs, self.uncertainty = keys, segs, heat
         self.version += 1
+        autosave_error = self._autosave(keys, segs, overwrite)
         voxel = math.prod(self.image.meta.spacing)
         objects = []
         for label, key in enumerate(keys, start=1):
@@ -483,6 +492,7 @@ class Session:
             )
         summary: dict = {
             "version": self.version,
+            "autosave_error": autosave_error,
             "uncertainty": heat is not None,
             "objects": objects,
             "seconds": round(time.perf_counter() - start, 3),
@@ -555,6 +565,27 @@ class Session:
             self._objects[(tuple(int(v) for v in box), ())] = ObjectResult(
                 masks[i], float(iou[i]), None if heats is None else heats[i]
             )
+
+    def _autosave(self, keys: list, segs: NDArray, overwrite: bool) -> str | None:
+        """Save the work of this image; the error message if that failed (work stays in memory)."""
+        if self.autosave_dir is None:
+            return None
+        from umedsam.ui.autosave import save_work
+
+        try:
+            save_work(self.autosave_dir, self.image.name, keys, segs, overwrite)
+        except OSError as err:
+            logger.warning("autosave of %s failed: %s", self.image.name, err)
+            return f"autosave failed ({err.strerror or err}); your work is kept in this page"
+        return None
+
+    def saved_work(self) -> dict | None:
+        """The work saved earlier for this image (prompts, time), or None."""
+        if self.autosave_dir is None:
+            return None
+        from umedsam.ui.autosave import load_work
+
+        return load_work(self.autosave_dir)
 
     def _correct(self, backend: Backend, keys: list, mask_prompts: bool) -> None:
         """Segment objects that have clicks (see :mod:`umedsam.ui.corrections`)."""

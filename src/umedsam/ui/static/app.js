@@ -359,6 +359,7 @@ async function segment() {
     await loadSlice();
     document.body.dataset.version = String(result.version);
     setStatus(boxes.length ? `Done in ${result.seconds.toFixed(2)} s.` : "Cleared.");
+    if (result.autosave_error) setStatus(result.autosave_error, true);
   } catch (err) {
     setStatus(err.message, true);
   } finally {
@@ -432,6 +433,11 @@ function openSession(info) {
   $("slice").max = String(info.depth - 1);
   $("auto").checked = !info.is_3d;
   $("use-stored").hidden = !info.stored_boxes;
+  $("restore").hidden = !info.saved;
+  if (info.saved) {
+    $("restore").textContent =
+      `Restore the ${info.saved.objects} object(s) saved ${info.saved.saved}`;
+  }
   $("draw-hint").textContent = info.is_3d
     ? "Scroll to a slice, drag a box; set its slice range in the list. Propagation starts at the middle slice of the range."
     : "Drag on the image to draw a box; draw more boxes for more structures.";
@@ -467,6 +473,30 @@ async function pollEncoding(sid) {
       return;
     }
     await new Promise((resolve) => setTimeout(resolve, 400));
+  }
+}
+
+async function restoreSaved() {
+  if (!state.info) return;
+  try {
+    const work = await api(`/api/sessions/${state.info.session}/saved`);
+    state.boxes = work.objects.map((o) => {
+      const b = o.box;
+      const clicks = o.clicks.map((c) => state.info.is_3d
+        ? { x: c[0], y: c[1], z: c[2], label: c[3] }
+        : { x: c[0], y: c[1], z: 0, label: c[2] });
+      return state.info.is_3d
+        ? { x0: b[0], y0: b[1], z0: b[2], x1: b[3], y1: b[4], z1: b[5], clicks }
+        : { x0: b[0], y0: b[1], x1: b[2], y1: b[3], z0: 0, z1: 0, clicks };
+    });
+    state.history = state.boxes.map(() => ({ kind: "box" }));
+    state.selected = state.boxes.length - 1;
+    $("overwrite").checked = Boolean(work.overwrite);
+    $("restore").hidden = true;
+    renderBoxList();
+    segment();
+  } catch (err) {
+    setStatus(err.message, true);
   }
 }
 
@@ -531,6 +561,7 @@ async function init() {
   $("tool-box").addEventListener("change", () => setTool("box"));
   $("tool-click").addEventListener("change", () => setTool("click"));
   $("use-stored").addEventListener("click", useStoredBoxes);
+  $("restore").addEventListener("click", restoreSaved);
   $("show-mask").addEventListener("change", draw);
   $("overwrite").addEventListener("change", () => { if (state.boxes.length) segment(); });
   $("show-uncertainty").addEventListener("change", () => loadSlice());
