@@ -296,6 +296,38 @@ def test_clicks_correct_the_selected_object_2d(browser, serve, tmp_path):
     assert errors == []
 
 
+def test_autosave_restores_after_a_server_restart(browser, serve, tmp_path):
+    """Draw, close the server, start a new one on the same workdir: the page offers the work."""
+    from umedsam.ui.app import UIConfig, example_cases
+
+    if EXAMPLE_2D not in example_cases():
+        pytest.skip("bundled examples not installed")
+    config = UIConfig(model="test_tiny", workdir=str(tmp_path / "work"))
+    base, app = serve(config, ClickBackend)
+    page, errors = open_page(browser, base)
+    page.click(f"button[data-example='{EXAMPLE_2D}']")
+    page.wait_for_function("document.body.dataset.session !== undefined")
+    session = app.state.store.get(page.evaluate("document.body.dataset.session"))
+    h, w = session.spatial_shape
+    drag_box(page, (40, 40, 120, 100), (w, h))
+    page.wait_for_selector("body[data-version='1']", timeout=60_000)
+    before = session.segs.copy()
+    page.close()
+
+    base2, app2 = serve(config, ClickBackend)  # a new server process would see the same folder
+    page2, errors2 = open_page(browser, base2)
+    page2.click(f"button[data-example='{EXAMPLE_2D}']")
+    page2.wait_for_selector("#restore:not([hidden])")
+    assert "Restore the 1 object(s)" in page2.locator("#restore").inner_text()
+    page2.click("#restore")
+    page2.wait_for_selector("body[data-version='1']", timeout=60_000)
+    save_screenshot(page2, tmp_path, "ui-restored.png")
+    restored = app2.state.store.get(page2.evaluate("document.body.dataset.session"))
+    np.testing.assert_array_equal(restored.segs, before)
+    assert page2.locator("#box-list li").count() == 1
+    assert errors == errors2 == []
+
+
 def test_missing_browser_skips_or_fails(monkeypatch):
     """Without a browser a developer gets a skip; with UMEDSAM_REQUIRE_BROWSER=1 (CI) a failure."""
     monkeypatch.delenv("UMEDSAM_REQUIRE_BROWSER", raising=False)
