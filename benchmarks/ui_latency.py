@@ -1,0 +1,189 @@
+"""Web-app latency in a real browser: from the user's action to the mask drawn on the page.
+
+Starts ``umedsam ui`` in-process (the default engine, or ``--engine``), drives headless Chromium
+with Playwright and times, with the image's embeddings ready (the app encodes at open):
+
+* 2D box: mouse-up after dragging a box -> the new mask drawn (the page's ``data-version``
+  changes once the mask slice has loaded and been drawn);
+* 2D click: a positive click on the object (click tool) -> its corrected mask drawn;
+* 3D box: the Segment button for a new box propagated over ``--slices`` slices -> mask drawn;
+* 3D correction: a click on another slice -> the re-propagated mask drawn.
+
+Each is repeated ``--repeats`` times with slightly different prompts (no result is reused) and
+the table gives medians. Also printed: the time from opening an image to its ready embeddings.
+
+    python benchmarks/ui_latency.py --model umedsam_interactive
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DEV = REPO.parent / "shared" / "data" / "dev"
+sys.path.insert(0, str(REPO / "tests" / "ui"))
+
+
+def _serve(config):  # type: ignore[no-untyped-def]
+    import socket
+
+    import uvicorn
+
+    from umedsam.ui.app import create_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app = create_app(config)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}", server
+
+
+def _timed(page, action, version: int, timeout: float = 120_000) -> float:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    action()
+    page.wait_for_selector(f"body[data-version='{version}']", timeout=timeout)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the measurements and print a markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="umedsam_interactive")
+    parser.add_argument("--engine", default="auto")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--slices", type=int, default=40)
+    parser.add_argument("--dev", type=Path, default=DEFAULT_DEV)
+    parser.add_argument("--screenshots", type=Path, help="save a screenshot per measurement here")
+    args = parser.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+    from test_browser import CHROMIUM_FLAGS, chromium_path  # the tests' browser settings
+
+    from umedsam.ui.app import UIConfig
+
+    work = Path(tempfile.mkdtemp(prefix="umedsam-ui-latency-"))
+    config = UIConfig(
+        model=args.model, engine=args.engine, threads=args.threads, workdir=str(work), port=0
+    )
+    base, server = _serve(config)
+    rows: dict[str, list[float]] = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(base)
+        page.wait_for_selector("body[data-ready='1']")
+        # ---- 2D: the bundled ultrasound example
+        start = time.perf_counter()
+        page.click("button[data-example='2DBox_US_HC18_002']")
+        page.wait_for_selector("body[data-encoded='1']", timeout=120_000)
+        rows["open 2D image to ready embedding"] = [time.perf_counter() - start]
+        canvas = page.locator("#canvas").bounding_box()
+        info = page.evaluate("[document.body.dataset.session]")
+        assert info
+        w = int(page.evaluate("state.info.width"))
+        h = int(page.evaluate("state.info.height"))
+        sx, sy = canvas["width"] / w, canvas["height"] / h
+        version = 0
+        rows["2D box"] = []
+        for k in range(args.repeats + 1):
+            x0, y0, x1, y1 = 300 + k, 180 + k, 520 + k, 380 + k
+            page.mouse.move(canvas["x"] + x0 * sx, canvas["y"] + y0 * sy)
+            page.mouse.down()
+            page.mouse.move(canvas["x"] + x1 * sx, canvas["y"] + y1 * sy, steps=4)
+            version += 1
+            t = _timed(page, page.mouse.up, version)
+            if k:
+                rows["2D box"].append(t)
+            page.keyboard.press("Control+z")
+            version += 1
+            page.wait_for_selector(f"body[data-version='{version}']")
+        page.mouse.move(canvas["x"] + 300 * sx, canvas["y"] + 180 * sy)
+        page.mouse.down()
+        page.mouse.move(canvas["x"] + 520 * sx, canvas["y"] + 380 * sy, steps=4)
+        version += 1
+        _timed(page, page.mouse.up, version)
+        page.keyboard.press("c")
+        rows["2D click"] = []
+        for k in range(args.repeats + 1):
+            x, y = 410 + 3 * k, 280
+            version += 1
+            t = _timed(
+                page,
+                lambda x=x, y=y: page.mouse.click(canvas["x"] + x * sx, canvas["y"] + y * sy),
+                version,
+            )
+            if k:
+                rows["2D click"].append(t)
+        if args.screenshots:
+            args.screenshots.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(args.screenshots / "latency-2d.png"))
+        # ---- 3D: the dev volume with the most slices, uploaded as a challenge case
+        volume = max(
+            (args.dev / "imgs").glob("3DBox_*.npz"), key=lambda p: np.load(p)["imgs"].shape[0]
+        )
+        page.keyboard.press("b")
+        start = time.perf_counter()
+        page.set_input_files("#file", str(volume))
+        page.wait_for_selector("body[data-encoded='1']", timeout=600_000)
+        depth = int(page.evaluate("state.info.depth"))
+        rows[f"open {depth}-slice volume to ready embeddings"] = [time.perf_counter() - start]
+        canvas = page.locator("#canvas").bounding_box()
+        w = int(page.evaluate("state.info.width"))
+        h = int(page.evaluate("state.info.height"))
+        sx, sy = canvas["width"] / w, canvas["height"] / h
+        box = np.load(volume)["boxes"][0]
+        z_lo = max(0, depth // 2 - args.slices // 2)
+        z_hi = min(depth - 1, z_lo + args.slices - 1)
+        version = 0
+        slices = z_hi - z_lo + 1
+        rows[f"3D box, {slices} slices"] = []
+        for k in range(args.repeats + 1):
+            page.evaluate(
+                f"state.boxes = [{{x0: {box[0] + k}, y0: {box[1]}, x1: {box[3] + k}, y1: {box[4]}, "
+                f"z0: {z_lo}, z1: {z_hi}, clicks: []}}]; state.selected = 0; "
+                "state.history = [{kind: 'box'}]; renderBoxList();"
+            )
+            version += 1
+            t = _timed(page, lambda: page.click("#segment"), version)
+            if k:
+                rows[f"3D box, {slices} slices"].append(t)
+        page.evaluate(f"setSlice({(z_lo + z_hi) // 2 + 3})")
+        page.keyboard.press("c")
+        cx, cy = (box[0] + box[3]) / 2 + args.repeats, (box[1] + box[4]) / 2
+        rows["3D correction (click on another slice)"] = []
+        for k in range(args.repeats + 1):
+            version += 1
+            t = _timed(
+                page,
+                lambda k=k: page.mouse.click(canvas["x"] + (cx + k) * sx, canvas["y"] + cy * sy),
+                version,
+            )
+            if k:
+                rows["3D correction (click on another slice)"].append(t)
+        if args.screenshots:
+            page.screenshot(path=str(args.screenshots / "latency-3d.png"))
+        browser.close()
+    server.should_exit = True
+    engine = config.engine
+    print(f"| action ({args.model}, engine {engine}) | median s | runs |")
+    print("|---|---|---|")
+    for name, values in rows.items():
+        print(f"| {name} | {statistics.median(values):.3f} | {len(values)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
