@@ -25,6 +25,7 @@ import os
 import sys
 from pathlib import Path
 
+from umedsam.models.capabilities import PROMPT_KINDS, register_prompts
 from umedsam.models.encoders.efficient_vit import EfficientViTEncoder
 from umedsam.models.encoders.tiny_vit import TinyViT
 from umedsam.models.medsam_lite import (
@@ -32,7 +33,6 @@ from umedsam.models.medsam_lite import (
     build_sam_mask_decoder,
     build_sam_prompt_encoder,
 )
-from umedsam.models.capabilities import PROMPT_KINDS, register_prompts
 from umedsam.models.registry import register_model
 
 __all__ = [
