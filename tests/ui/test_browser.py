@@ -293,6 +293,16 @@ def test_clicks_correct_the_selected_object_2d(browser, serve, tmp_path):
     page.keyboard.press("Control+z")  # undo the negative click
     page.wait_for_selector("body[data-version='4']", timeout=60_000)
     np.testing.assert_array_equal(session.segs, grown)
+    page.keyboard.press("Control+y")  # redo it
+    page.wait_for_selector("body[data-version='5']", timeout=60_000)
+    assert session.segs[inside[1], inside[0]] == 0
+    page.click("#box-list li button.delete")  # delete the object: nothing left
+    page.wait_for_selector("body[data-version='6']", timeout=60_000)
+    assert page.locator("#box-list li").count() == 0
+    page.click("#undo")  # the deletion is undoable too
+    page.wait_for_selector("body[data-version='7']", timeout=60_000)
+    assert page.locator("#box-list li").count() == 1
+    assert session.segs[inside[1], inside[0]] == 0 and session.segs.any()
     assert errors == []
 
 

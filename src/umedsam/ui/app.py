@@ -394,6 +394,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
             boxes = request_body.get("boxes", [])
             clicks = request_body.get("clicks")
             overwrite = bool(request_body.get("overwrite", False))
+            names = request_body.get("names")
         except (ValueError, AttributeError):
             return error(
                 400,
@@ -404,7 +405,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
         def run() -> dict:
             with holder.lock, session.lock:
                 return session.segment(
-                    holder.backend(), boxes, clicks, prompt_kinds, overwrite=overwrite
+                    holder.backend(), boxes, clicks, prompt_kinds, overwrite=overwrite, names=names
                 )
 
         result = await guarded(run)

@@ -32,7 +32,14 @@ def image_id(pixels: NDArray) -> str:
     return digest.hexdigest()[:16]
 
 
-def save_work(folder: Path, name: str, keys: list[Any], segs: NDArray, overwrite: bool) -> Path:
+def save_work(
+    folder: Path,
+    name: str,
+    keys: list[Any],
+    segs: NDArray,
+    overwrite: bool,
+    names: list[str] | None = None,
+) -> Path:
     """Write the prompts and the label map of an image's work into ``folder`` (atomically).
 
     Args:
@@ -41,6 +48,7 @@ def save_work(folder: Path, name: str, keys: list[Any], segs: NDArray, overwrite
         keys: per object ``(box, clicks)``.
         segs: the label map.
         overwrite: the overlap rule the map was painted with.
+        names: the objects' names given in the page (may be shorter than ``keys``).
 
     Raises:
         OSError: the folder or a file cannot be written.
@@ -52,7 +60,12 @@ def save_work(folder: Path, name: str, keys: list[Any], segs: NDArray, overwrite
         "saved": time.strftime("%Y-%m-%d %H:%M:%S"),
         "overwrite": overwrite,
         "objects": [
-            {"box": list(box), "clicks": [list(c) for c in clicks]} for box, clicks in keys
+            {
+                "box": list(box),
+                "clicks": [list(c) for c in clicks],
+                "name": names[i] if names is not None and i < len(names) else "",
+            }
+            for i, (box, clicks) in enumerate(keys)
         ],
     }
     write_text_atomic(folder / PROMPTS_FILE, json.dumps(record, indent=1) + "\n")

@@ -420,6 +420,7 @@ class Session:
         clicks: object = None,
         prompt_kinds: tuple[str, ...] = ("box", "click", "scribble", "mask"),
         overwrite: bool = False,
+        names: object = None,
     ) -> dict:
         """Segment ``boxes`` and their clicks (reusing results already computed); store the map.
 
@@ -432,6 +433,7 @@ class Session:
             boxes: client boxes, (N, 4) or (N, 6).
             clicks: per box a list of ``[x, y, (z,) label]`` clicks, or None.
             prompt_kinds: what the app's model takes; clicks need ``click``.
+            names: optional object names (kept with the autosaved work).
             overwrite: where masks overlap, a later object takes the pixels (the challenge's
                 rule); by default an earlier object keeps its pixels, so a new object never
                 overwrites one segmented before it.
@@ -473,7 +475,8 @@ class Session:
                 heat = found.heat.copy() if heat is None else np.maximum(heat, found.heat)
         self.boxes, self.segs, self.uncertainty = keys, segs, heat
         self.version += 1
-        autosave_error = self._autosave(keys, segs, overwrite)
+        labels = [str(n)[:100] for n in names] if isinstance(names, list) else []
+        autosave_error = self._autosave(keys, segs, overwrite, labels)
         voxel = math.prod(self.image.meta.spacing)
         objects = []
         for label, key in enumerate(keys, start=1):
@@ -566,14 +569,14 @@ class Session:
                 masks[i], float(iou[i]), None if heats is None else heats[i]
             )
 
-    def _autosave(self, keys: list, segs: NDArray, overwrite: bool) -> str | None:
+    def _autosave(self, keys: list, segs: NDArray, overwrite: bool, names: list[str]) -> str | None:
         """Save the work of this image; the error message if that failed (work stays in memory)."""
         if self.autosave_dir is None:
             return None
         from umedsam.ui.autosave import save_work
 
         try:
-            save_work(self.autosave_dir, self.image.name, keys, segs, overwrite)
+            save_work(self.autosave_dir, self.image.name, keys, segs, overwrite, names)
         except OSError as err:
             logger.warning("autosave of %s failed: %s", self.image.name, err)
             return f"autosave failed ({err.strerror or err}); your work is kept in this page"

@@ -7,7 +7,8 @@ const state = {
   z: 0,              // current slice
   boxes: [],         // {x0, y0, x1, y1, z0, z1, clicks: [{x, y, z, label}]}
   selected: -1,      // index of the object that clicks correct
-  history: [],       // interactions for undo: {kind: "box"} or {kind: "click", index}
+  history: [],       // interactions for undo: {kind: "box"|"click"|"delete"|"rename", ...}
+  redo: [],          // undone interactions, re-applied by redo; a new interaction clears it
   tool: "box",       // "box": drag a box; "click": left = positive, shift/right = negative
   clicksAllowed: false,
   segmentedKey: null, // JSON of the boxes the current mask belongs to
@@ -84,11 +85,41 @@ function setTool(tool) {
   document.body.dataset.tool = tool;
 }
 
+// Every interaction is undoable and redoable: a box, a click, a deletion, a rename.
+function record(entry) {
+  state.history.push(entry);
+  state.redo = [];
+}
+
 function undo() {
   const last = state.history.pop();
   if (!last) return;
-  if (last.kind === "click") state.boxes[last.index].clicks.pop();
-  else state.boxes.pop();
+  if (last.kind === "click") last.click = state.boxes[last.index].clicks.pop();
+  else if (last.kind === "box") last.box = state.boxes.pop();
+  else if (last.kind === "delete") state.boxes.splice(last.index, 0, last.box);
+  else if (last.kind === "rename") state.boxes[last.index].name = last.before;
+  state.redo.push(last);
+  state.selected = Math.min(Math.max(state.selected, 0), state.boxes.length - 1);
+  renderBoxList();
+  boxesChanged();
+}
+
+function redo() {
+  const next = state.redo.pop();
+  if (!next) return;
+  if (next.kind === "click") state.boxes[next.index].clicks.push(next.click);
+  else if (next.kind === "box") state.boxes.push(next.box);
+  else if (next.kind === "delete") state.boxes.splice(next.index, 1);
+  else if (next.kind === "rename") state.boxes[next.index].name = next.after;
+  state.history.push(next);
+  state.selected = Math.min(Math.max(state.selected, 0), state.boxes.length - 1);
+  renderBoxList();
+  boxesChanged();
+}
+
+function deleteObject(index) {
+  const [box] = state.boxes.splice(index, 1);
+  record({ kind: "delete", index, box });
   state.selected = Math.min(state.selected, state.boxes.length - 1);
   renderBoxList();
   boxesChanged();
@@ -202,7 +233,20 @@ function renderBoxList() {
     const sw = document.createElement("span");
     sw.className = "swatch";
     sw.style.background = labelColor(i + 1);
-    li.append(sw, `x ${b.x0}–${b.x1}, y ${b.y0}–${b.y1}`);
+    const name = document.createElement("input");
+    name.className = "name";
+    name.value = b.name || `object ${i + 1}`;
+    name.setAttribute("aria-label", `name of object ${i + 1}`);
+    name.addEventListener("change", () => {
+      record({ kind: "rename", index: i, before: b.name || "", after: name.value });
+      b.name = name.value;
+    });
+    const del = document.createElement("button");
+    del.className = "delete";
+    del.textContent = "×";
+    del.title = `delete object ${i + 1}`;
+    del.addEventListener("click", (e) => { e.stopPropagation(); deleteObject(i); });
+    li.append(sw, name, del, ` x ${b.x0}–${b.x1}, y ${b.y0}–${b.y1}`);
     if (b.clicks.length) {
       const pos = b.clicks.filter((c) => c.label).length;
       li.append(` · clicks +${pos} −${b.clicks.length - pos}`);
@@ -239,6 +283,7 @@ function renderBoxList() {
   });
   const has = state.boxes.length > 0;
   $("undo").disabled = state.history.length === 0;
+  $("redo").disabled = state.redo.length === 0;
   $("clear").disabled = !has && state.segmentedKey === null;
   $("segment").disabled = !state.info || state.busy;
   draw();
@@ -273,7 +318,7 @@ function addClick(event) {
   const y = Math.min(state.info.height - 1, Math.floor(p.y));
   const label = event.shiftKey || event.button === 2 ? 0 : 1;
   state.boxes[index].clicks.push({ x, y, z: state.info.is_3d ? state.z : 0, label });
-  state.history.push({ kind: "click", index });
+  record({ kind: "click", index });
   renderBoxList();
   segment();
 }
@@ -324,7 +369,7 @@ function onPointerUp(event) {
   }
   state.boxes.push(box);
   state.selected = state.boxes.length - 1;
-  state.history.push({ kind: "box" });
+  record({ kind: "box" });
   renderBoxList();
   boxesChanged();
 }
@@ -350,6 +395,7 @@ async function segment() {
         boxes,
         ...(clicks.some((c) => c.length) ? { clicks } : {}),
         overwrite: $("overwrite").checked,
+        names: state.boxes.map((b) => b.name || ""),
       }),
     });
     state.version = result.version;
@@ -415,6 +461,7 @@ function openSession(info) {
   state.boxes = [];
   state.selected = -1;
   state.history = [];
+  state.redo = [];
   state.segmentedKey = null;
   state.version = 0;
   state.base = null;
@@ -485,9 +532,10 @@ async function restoreSaved() {
       const clicks = o.clicks.map((c) => state.info.is_3d
         ? { x: c[0], y: c[1], z: c[2], label: c[3] }
         : { x: c[0], y: c[1], z: 0, label: c[2] });
+      const name = o.name || "";
       return state.info.is_3d
-        ? { x0: b[0], y0: b[1], z0: b[2], x1: b[3], y1: b[4], z1: b[5], clicks }
-        : { x0: b[0], y0: b[1], x1: b[2], y1: b[3], z0: 0, z1: 0, clicks };
+        ? { x0: b[0], y0: b[1], z0: b[2], x1: b[3], y1: b[4], z1: b[5], clicks, name }
+        : { x0: b[0], y0: b[1], x1: b[2], y1: b[3], z0: 0, z1: 0, clicks, name };
     });
     state.history = state.boxes.map(() => ({ kind: "box" }));
     state.selected = state.boxes.length - 1;
@@ -555,6 +603,7 @@ async function init() {
   $("segment").addEventListener("click", () => segment());
   canvas.addEventListener("contextmenu", (e) => { if (state.tool === "click") e.preventDefault(); });
   $("undo").addEventListener("click", undo);
+  $("redo").addEventListener("click", redo);
   $("clear").addEventListener("click", () => {
     state.boxes = []; state.history = []; state.selected = -1; renderBoxList(); boxesChanged();
   });
@@ -574,8 +623,12 @@ async function init() {
   window.addEventListener("resize", layout);
   document.addEventListener("keydown", (e) => {
     if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement) return;
-    if ((e.ctrlKey || e.metaKey) && e.key === "z") {
+    if ((e.ctrlKey || e.metaKey) && (e.key === "y" || (e.key === "z" && e.shiftKey) || e.key === "Z")) {
+      redo(); e.preventDefault();
+    } else if ((e.ctrlKey || e.metaKey) && e.key === "z") {
       undo(); e.preventDefault();
+    } else if (e.key === "Delete" && state.selected >= 0) {
+      deleteObject(state.selected);
     } else if (e.key === "b") { setTool("box"); }
     else if (e.key === "c") { setTool("click"); }
     else if (e.key === "ArrowUp" || e.key === "PageUp") { setSlice(state.z + 1); e.preventDefault(); }
