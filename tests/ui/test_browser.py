@@ -290,17 +290,29 @@ def test_clicks_correct_the_selected_object_2d(browser, serve, tmp_path):
     assert "clicks +1 −1" in page.locator("#box-list").inner_text()
     save_screenshot(page, tmp_path, "ui-2d-clicks.png")
 
-    page.keyboard.press("Control+z")  # undo the negative click
+    page.keyboard.press("s")  # a positive scribble outside the box paints along the stroke
+    page.mouse.move(bb["x"] + 180.5 * sx, bb["y"] + 40.5 * sy)
+    page.mouse.down()
+    page.mouse.move(bb["x"] + 230.5 * sx, bb["y"] + 44.5 * sy, steps=8)
+    page.mouse.up()
     page.wait_for_selector("body[data-version='4']", timeout=60_000)
+    assert (
+        session.segs[40:46, 180:231].any()
+        and "scribbles +1 −0" in page.locator("#box-list").inner_text()
+    )
+    page.keyboard.press("Control+z")  # undo the scribble
+    page.wait_for_selector("body[data-version='5']", timeout=60_000)
+    page.keyboard.press("Control+z")  # undo the negative click
+    page.wait_for_selector("body[data-version='6']", timeout=60_000)
     np.testing.assert_array_equal(session.segs, grown)
     page.keyboard.press("Control+y")  # redo it
-    page.wait_for_selector("body[data-version='5']", timeout=60_000)
+    page.wait_for_selector("body[data-version='7']", timeout=60_000)
     assert session.segs[inside[1], inside[0]] == 0
     page.click("#box-list li button.delete")  # delete the object: nothing left
-    page.wait_for_selector("body[data-version='6']", timeout=60_000)
+    page.wait_for_selector("body[data-version='8']", timeout=60_000)
     assert page.locator("#box-list li").count() == 0
     page.click("#undo")  # the deletion is undoable too
-    page.wait_for_selector("body[data-version='7']", timeout=60_000)
+    page.wait_for_selector("body[data-version='9']", timeout=60_000)
     assert page.locator("#box-list li").count() == 1
     assert session.segs[inside[1], inside[0]] == 0 and session.segs.any()
     assert errors == []

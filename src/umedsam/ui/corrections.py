@@ -25,10 +25,64 @@ ObjectKey = tuple[tuple[int, ...], tuple[Click, ...]]
 """An object of the app: its box and its clicks, in the order they were added."""
 
 
+MAX_STROKE_POINTS = 2000
+MAX_BRUSH_RADIUS = 50
+
+
+def stroke_points(entry: dict, shape: tuple[int, ...], object_index: int) -> list[Click]:
+    """A scribble stroke as the points the model takes: the stroke drawn with its brush radius,
+    then points spread along it (``umedsam.inference.prompts.sample_stroke_points``).
+
+    ``entry``: ``{"stroke": [[x, y], ...], "label": 1|0, "radius": r, "z": slice (3D)}``.
+
+    Raises:
+        InputError: a malformed stroke, a bad label or radius, a stroke outside the image.
+    """
+    import cv2
+
+    from umedsam.inference.prompts import sample_stroke_points
+
+    where = f"object {object_index + 1}"
+    points = entry.get("stroke")
+    label = entry.get("label", 1)
+    radius = entry.get("radius", 3)
+    if not isinstance(points, list) or not 1 <= len(points) <= MAX_STROKE_POINTS:
+        raise InputError(None, f"{where}: a stroke needs 1..{MAX_STROKE_POINTS} points")
+    bad_radius = not isinstance(radius, int | float) or not 0 < radius <= MAX_BRUSH_RADIUS
+    if label not in (0, 1) or bad_radius:
+        raise InputError(
+            None, f"{where}: stroke label must be 1 or 0 and radius 1..{MAX_BRUSH_RADIUS}"
+        )
+    h, w = shape[-2:]
+    try:
+        xy = np.asarray(points, np.float64).reshape(-1, 2)
+    except (TypeError, ValueError) as err:
+        raise InputError(None, f"{where}: stroke points must be [x, y] pairs") from err
+    outside = (xy < 0).any() or (xy[:, 0] >= w).any() or (xy[:, 1] >= h).any()
+    if not np.isfinite(xy).all() or outside:
+        raise InputError(None, f"{where}: a stroke lies outside the image")
+    z = None
+    if len(shape) == 3:
+        z = entry.get("z")
+        if not isinstance(z, int) or not 0 <= z < shape[0]:
+            raise InputError(None, f"{where}: a stroke on a volume needs its slice 'z'")
+    canvas = np.zeros((h, w), np.uint8)
+    pts = np.round(xy).astype(np.int32).reshape(-1, 1, 2)
+    cv2.polylines(canvas, [pts], False, 1, thickness=max(1, int(round(2 * radius))))
+    cv2.circle(canvas, (int(pts[0, 0, 0]), int(pts[0, 0, 1])), int(round(radius)), 1, -1)
+    sampled = sample_stroke_points(canvas > 0)
+    return [
+        (int(x), int(y), label) if z is None else (int(x), int(y), z, label) for x, y in sampled
+    ]
+
+
 def normalise_clicks(
     clicks: object, num_objects: int, shape: tuple[int, ...]
 ) -> list[tuple[Click, ...]]:
     """Validate client clicks: one list per object of ``[x, y, (z,) label]`` entries.
+
+    An entry may also be a scribble stroke (``{"stroke": [[x, y], ...], "label", "radius",
+    "z"}``), which becomes the points the model takes for it (:func:`stroke_points`).
 
     Raises:
         InputError: a malformed click, a label other than 0/1, a click outside the image, or more
@@ -47,8 +101,11 @@ def normalise_clicks(
         entry = clicks[i] if i < len(clicks) else []
         if not isinstance(entry, list):
             raise InputError(None, f"object {i + 1}: clicks must be a list")
-        checked = []
+        checked: list[Click] = []
         for click in entry:
+            if isinstance(click, dict):
+                checked.extend(stroke_points(click, shape, i))
+                continue
             if not isinstance(click, list) or len(click) != ndim + 1:
                 raise InputError(
                     None, f"object {i + 1}: a click is [x, y{', z' if ndim == 3 else ''}, label]"

@@ -9,7 +9,8 @@ const state = {
   selected: -1,      // index of the object that clicks correct
   history: [],       // interactions for undo: {kind: "box"|"click"|"delete"|"rename", ...}
   redo: [],          // undone interactions, re-applied by redo; a new interaction clears it
-  tool: "box",       // "box": drag a box; "click": left = positive, shift/right = negative
+  tool: "box",       // "box" drag a box; "click"/"scribble": left positive, shift/right negative
+  stroke: null,      // the scribble being drawn: {points, label, radius, z}
   clicksAllowed: false,
   segmentedKey: null, // JSON of the boxes the current mask belongs to
   version: 0,
@@ -65,8 +66,13 @@ function boxArrays() {
 }
 
 function clickArrays() {
-  return state.boxes.map((b) => b.clicks.map((c) =>
-    state.info.is_3d ? [c.x, c.y, c.z, c.label] : [c.x, c.y, c.label]));
+  return state.boxes.map((b) => b.clicks.map((c) => {
+    if (c.stroke) {
+      const entry = { stroke: c.stroke, label: c.label, radius: c.radius };
+      return state.info.is_3d ? { ...entry, z: c.z } : entry;
+    }
+    return state.info.is_3d ? [c.x, c.y, c.z, c.label] : [c.x, c.y, c.label];
+  }));
 }
 
 function promptKey() {
@@ -78,11 +84,24 @@ function maskIsCurrent() {
 }
 
 function setTool(tool) {
-  if (tool === "click" && !state.clicksAllowed) return;
+  if (tool !== "box" && !state.clicksAllowed) return;
   state.tool = tool;
   $("tool-box").checked = tool === "box";
   $("tool-click").checked = tool === "click";
+  $("tool-scribble").checked = tool === "scribble";
   document.body.dataset.tool = tool;
+}
+
+function drawStroke(ctx, c, s) {
+  ctx.strokeStyle = c.label ? "rgba(46, 204, 64, 0.8)" : "rgba(255, 65, 54, 0.8)";
+  ctx.lineWidth = Math.max(2, 2 * c.radius * s);
+  ctx.lineCap = "round";
+  ctx.lineJoin = "round";
+  ctx.beginPath();
+  c.stroke.forEach(([x, y], k) => (k ? ctx.lineTo((x + 0.5) * s, (y + 0.5) * s)
+    : ctx.moveTo((x + 0.5) * s, (y + 0.5) * s)));
+  if (c.stroke.length === 1) ctx.lineTo((c.stroke[0][0] + 0.6) * s, (c.stroke[0][1] + 0.5) * s);
+  ctx.stroke();
 }
 
 // Every interaction is undoable and redoable: a box, a click, a deletion, a rename.
@@ -160,6 +179,10 @@ function draw() {
   state.boxes.forEach((b, i) => {
     for (const c of b.clicks) {
       if (state.info.is_3d && c.z !== state.z) continue;
+      if (c.stroke) {
+        drawStroke(ctx, c, s);
+        continue;
+      }
       ctx.beginPath();
       ctx.arc((c.x + 0.5) * s, (c.y + 0.5) * s, 5, 0, 2 * Math.PI);
       ctx.fillStyle = c.label ? "#2ecc40" : "#ff4136";
@@ -179,6 +202,7 @@ function draw() {
     ctx.font = "bold 13px sans-serif";
     ctx.fillText(String(i + 1), b.x0 * s + 3, b.y0 * s + 14);
   });
+  if (state.stroke) drawStroke(ctx, state.stroke, s);
   if (state.drag) {
     const d = state.drag;
     ctx.strokeStyle = "#fff";
@@ -247,9 +271,15 @@ function renderBoxList() {
     del.title = `delete object ${i + 1}`;
     del.addEventListener("click", (e) => { e.stopPropagation(); deleteObject(i); });
     li.append(sw, name, del, ` x ${b.x0}–${b.x1}, y ${b.y0}–${b.y1}`);
-    if (b.clicks.length) {
-      const pos = b.clicks.filter((c) => c.label).length;
-      li.append(` · clicks +${pos} −${b.clicks.length - pos}`);
+    const clicks = b.clicks.filter((c) => !c.stroke);
+    const strokes = b.clicks.filter((c) => c.stroke);
+    if (clicks.length) {
+      const pos = clicks.filter((c) => c.label).length;
+      li.append(` · clicks +${pos} −${clicks.length - pos}`);
+    }
+    if (strokes.length) {
+      const pos = strokes.filter((c) => c.label).length;
+      li.append(` · scribbles +${pos} −${strokes.length - pos}`);
     }
     li.classList.toggle("selected", i === state.selected);
     li.addEventListener("click", (e) => {
@@ -325,6 +355,23 @@ function addClick(event) {
 
 function onPointerDown(event) {
   if (!state.info) return;
+  if (state.tool === "scribble" && (event.button === 0 || event.button === 2)) {
+    if (state.selected < 0 || state.selected >= state.boxes.length) {
+      setStatus("Draw a box first, then scribble to correct its mask.", true);
+      return;
+    }
+    const p = toImage(event);
+    state.stroke = {
+      stroke: [[Math.floor(p.x), Math.floor(p.y)]],
+      label: event.shiftKey || event.button === 2 ? 0 : 1,
+      radius: Number($("brush").value),
+      z: state.info.is_3d ? state.z : 0,
+    };
+    $("canvas").setPointerCapture(event.pointerId);
+    event.preventDefault();
+    draw();
+    return;
+  }
   if (state.tool === "click") {
     if (event.button === 0 || event.button === 2) addClick(event);
     event.preventDefault();
@@ -338,6 +385,15 @@ function onPointerDown(event) {
 }
 
 function onPointerMove(event) {
+  if (state.stroke) {
+    const p = toImage(event);
+    const x = Math.min(state.info.width - 1, Math.floor(p.x));
+    const y = Math.min(state.info.height - 1, Math.floor(p.y));
+    const last = state.stroke.stroke[state.stroke.stroke.length - 1];
+    if (last[0] !== x || last[1] !== y) state.stroke.stroke.push([x, y]);
+    draw();
+    return;
+  }
   if (!state.drag) return;
   const p = toImage(event);
   state.drag.x2 = p.x;
@@ -346,6 +402,15 @@ function onPointerMove(event) {
 }
 
 function onPointerUp(event) {
+  if (state.stroke) {
+    const stroke = state.stroke;
+    state.stroke = null;
+    state.boxes[state.selected].clicks.push(stroke);
+    record({ kind: "click", index: state.selected });
+    renderBoxList();
+    segment();
+    return;
+  }
   if (!state.drag) return;
   const d = state.drag;
   state.drag = null;
@@ -601,7 +666,8 @@ async function init() {
   $("slice-down").addEventListener("click", () => setSlice(state.z - 1));
   $("slice-up").addEventListener("click", () => setSlice(state.z + 1));
   $("segment").addEventListener("click", () => segment());
-  canvas.addEventListener("contextmenu", (e) => { if (state.tool === "click") e.preventDefault(); });
+  canvas.addEventListener("contextmenu", (e) => { if (state.tool !== "box") e.preventDefault(); });
+  $("brush").addEventListener("input", () => { $("brush-size").textContent = $("brush").value; });
   $("undo").addEventListener("click", undo);
   $("redo").addEventListener("click", redo);
   $("clear").addEventListener("click", () => {
@@ -609,6 +675,7 @@ async function init() {
   });
   $("tool-box").addEventListener("change", () => setTool("box"));
   $("tool-click").addEventListener("change", () => setTool("click"));
+  $("tool-scribble").addEventListener("change", () => setTool("scribble"));
   $("use-stored").addEventListener("click", useStoredBoxes);
   $("restore").addEventListener("click", restoreSaved);
   $("show-mask").addEventListener("change", draw);
@@ -631,6 +698,12 @@ async function init() {
       deleteObject(state.selected);
     } else if (e.key === "b") { setTool("box"); }
     else if (e.key === "c") { setTool("click"); }
+    else if (e.key === "s") { setTool("scribble"); }
+    else if (e.key === "[" || e.key === "]") {
+      const brush = $("brush");
+      brush.value = String(Number(brush.value) + (e.key === "]" ? 1 : -1));
+      $("brush-size").textContent = brush.value;
+    }
     else if (e.key === "ArrowUp" || e.key === "PageUp") { setSlice(state.z + 1); e.preventDefault(); }
     else if (e.key === "ArrowDown" || e.key === "PageDown") { setSlice(state.z - 1); e.preventDefault(); }
   });
