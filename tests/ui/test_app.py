@@ -458,6 +458,8 @@ def test_clicks_correct_objects_in_2d_and_3d(serve, make_sphere, tmp_path):
     assert encoded == 10
     corrected = client.post_json(url3, {"boxes": [box3], "clicks": [[[20, 20, 4, 1]]]})
     assert corrected.status == 200 and corrected.json()["objects"][0]["clicks"] == 1
+    per_slice = corrected.json()["objects"][0]["slice_iou"]
+    assert len(per_slice) == 10 and per_slice[0] is None and per_slice[4] is not None
     assert len(session3._embeddings) == encoded  # no slice encoded again
 
 

@@ -221,6 +221,14 @@ def test_scroll_slices_and_propagate_3d(browser, serve, tmp_path):
     page.click("#segment")
     page.wait_for_selector("body[data-version='1']", timeout=60_000)
     save_screenshot(page, tmp_path, "ui-3d.png")
+    assert page.locator("canvas.strip").count() == 1  # per-slice confidence strip
+    page.click("#next-check")  # the least confident slice of the object
+    checked = page.evaluate("document.body.dataset.checked")
+    label, z = checked.split(":")
+    assert label == "1" and 9 <= int(z) <= 19
+    page.wait_for_function(
+        f"document.getElementById('slice-label').textContent.includes('slice {int(z) + 1} ')"
+    )
     assert not page.locator("#dl-png").is_visible() or "disabled" in page.locator(
         "#dl-png"
     ).get_attribute("class")

@@ -171,6 +171,7 @@ def segment_interactive_volume(
     embeddings: SliceEmbeddingCache | None = None,
     cache_mb: float = 1024.0,
     stats: PropagationStats | None = None,
+    slice_iou: NDArray[np.float32] | None = None,
 ) -> tuple[NDArray, NDArray[np.float32]]:
     """Label map and per-object start-slice IoU of a 3D interactive case (see module docstring).
 
@@ -182,6 +183,8 @@ def segment_interactive_volume(
         embeddings: a slice-embedding cache kept for this volume across steps (None: private).
         cache_mb: bound of the private cache.
         stats: optional counters.
+        slice_iou: optional (N, D) array filled with each object's IoU-head estimate per slice
+            (left as given where the object is absent).
     """
     shape = (int(volume.shape[0]), int(volume.shape[1]), int(volume.shape[2]))
     boxes, starts, clicks, has_box = _volume_prompts(prompts, shape)
@@ -207,6 +210,8 @@ def segment_interactive_volume(
     ):
         masks[res.object_ids, res.z] = res.masks
         iou[res.object_ids[res.is_start]] = res.iou[res.is_start]
+        if slice_iou is not None:
+            slice_iou[res.object_ids, res.z] = res.iou
     return _paint(shape, masks, prompts.labels), iou
 
 

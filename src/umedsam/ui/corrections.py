@@ -134,8 +134,8 @@ def segment_corrected(
     mask_prompts: bool,
     embeddings: SliceEmbeddingCache | None,
     predictor: Any = None,
-) -> list[tuple[NDArray[np.bool_], float]]:
-    """Masks and IoU estimates of objects that have clicks.
+) -> list[tuple[NDArray[np.bool_], float, NDArray[np.float32] | None]]:
+    """Masks, IoU estimates and (3D) per-slice IoU estimates of objects that have clicks.
 
     Args:
         backend: the engine.
@@ -151,7 +151,7 @@ def segment_corrected(
     from umedsam.inference.interactive import segment_interactive_volume
     from umedsam.inference.prompts import mask_to_logits
 
-    out = []
+    out: list[tuple[NDArray[np.bool_], float, NDArray[np.float32] | None]] = []
     is_3d = pixels.ndim == 3 and len(keys[0][0]) == 6
     for box, clicks in keys:
         earlier = previous.get((box, clicks[:-1]))
@@ -168,7 +168,7 @@ def segment_corrected(
                 mask_input=mask_input,
                 return_logits=False,
             )
-            out.append((pred.masks[0], float(pred.iou[0])))
+            out.append((pred.masks[0], float(pred.iou[0]), None))
             continue
         zyx = np.array([[c[2], c[1], c[0]] for c in clicks], np.int64)
         prev = None if earlier is None else earlier.mask.astype(np.uint8)
@@ -180,8 +180,14 @@ def segment_corrected(
             click_labels=(labels,),
             prev_pred=prev,
         )
+        per_slice = np.full((1, pixels.shape[0]), np.nan, np.float32)
         segs, iou = segment_interactive_volume(
-            backend, pixels, prompts, mask_prompts=mask_prompts, embeddings=embeddings
+            backend,
+            pixels,
+            prompts,
+            mask_prompts=mask_prompts,
+            embeddings=embeddings,
+            slice_iou=per_slice,
         )
-        out.append((segs == 1, float(iou[0])))
+        out.append((segs == 1, float(iou[0]), per_slice[0]))
     return out

@@ -208,6 +208,13 @@ def load_image_file(
     return LoadedImage(name, np.ascontiguousarray(pixels), meta)
 
 
+def _per_slice(values: NDArray | None) -> list[float | None] | None:
+    """Per-slice estimates for JSON: rounded, None where the object is absent."""
+    if values is None:
+        return None
+    return [None if not np.isfinite(v) else round(float(v), 3) for v in values]
+
+
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
 
@@ -228,12 +235,14 @@ class ObjectResult:
         iou: IoU-head estimate (3D: on the key slice).
         heat: uint8 uncertainty map of the mask's shape (0 certain .. 255 one bit), or None.
         confidence: per-object confidence in [0, 1] (2D only), or None.
+        slice_iou: 3D: (D,) IoU-head estimate on each slice the object covers, NaN elsewhere.
     """
 
     mask: NDArray[np.bool_]
     iou: float
     heat: NDArray[np.uint8] | None = None
     confidence: float | None = None
+    slice_iou: NDArray[np.float32] | None = None
 
 
 @dataclass
@@ -488,6 +497,7 @@ class Session:
                     "clicks": len(key[1]),
                     "iou": round(self._objects[key].iou, 4),
                     "confidence": _rounded(self._objects[key].confidence),
+                    "slice_iou": _per_slice(self._objects[key].slice_iou),
                     "voxels": count,
                     "size_mm": round(count * voxel, 2),
                     "color": list(label_color(label)),
@@ -555,10 +565,12 @@ class Session:
         masks = np.zeros((n, d, h, w), dtype=bool)
         heats = np.zeros((n, d, h, w), dtype=np.uint8) if uncertainty_tools() else None
         iou = np.zeros(n, dtype=np.float32)
+        slice_iou = np.full((n, d), np.nan, np.float32)
         new_hw = resized_hw((h, w), backend.image_size)
         for res in propagate(backend, volume, boxes, embeddings=self._embeddings):
             masks[res.object_ids, res.z] = res.masks
             iou[res.object_ids[res.is_start]] = res.iou[res.is_start]
+            slice_iou[res.object_ids, res.z] = res.iou
             if heats is not None:
                 heat = object_heat(res.low_res_logits, res.iou, new_hw, (h, w))
                 if heat is not None:
@@ -566,7 +578,7 @@ class Session:
                         heats[i, res.z] = heat[0][k]
         for i, box in enumerate(boxes):
             self._objects[(tuple(int(v) for v in box), ())] = ObjectResult(
-                masks[i], float(iou[i]), None if heats is None else heats[i]
+                masks[i], float(iou[i]), None if heats is None else heats[i], None, slice_iou[i]
             )
 
     def _autosave(self, keys: list, segs: NDArray, overwrite: bool, names: list[str]) -> str | None:
@@ -608,8 +620,8 @@ class Session:
             self._embeddings,
             self._predictor,
         )
-        for key, (mask, iou) in zip(keys, results, strict=True):
-            self._objects[key] = ObjectResult(mask, iou)
+        for key, (mask, iou, slice_iou) in zip(keys, results, strict=True):
+            self._objects[key] = ObjectResult(mask, iou, slice_iou=slice_iou)
 
     # ----- downloads ----------------------------------------------------------------------
     def write_download(self, fmt: str) -> Path:

@@ -11,6 +11,8 @@ const state = {
   redo: [],          // undone interactions, re-applied by redo; a new interaction clears it
   tool: "box",       // "box" drag a box; "click"/"scribble": left positive, shift/right negative
   stroke: null,      // the scribble being drawn: {points, label, radius, z}
+  review: [],        // {label, z, score}: what "Next to check" visits, least confident first
+  reviewed: new Set(), // "label:z" already visited
   clicksAllowed: false,
   segmentedKey: null, // JSON of the boxes the current mask belongs to
   version: 0,
@@ -512,6 +514,36 @@ function renderResult(result) {
     table.append(tr);
   }
   out.append(table);
+  state.review = [];
+  for (const o of result.objects) {
+    if (o.slice_iou) {
+      const strip = document.createElement("canvas");
+      strip.className = "strip";
+      strip.width = Math.max(60, Math.min(240, o.slice_iou.length * 4));
+      strip.height = 10;
+      strip.title = `object ${o.label}: IoU estimate per slice (red low, green high); click a slice`;
+      const ctx = strip.getContext("2d");
+      const step = strip.width / o.slice_iou.length;
+      o.slice_iou.forEach((v, z) => {
+        ctx.fillStyle = v === null ? "#333" : `hsl(${Math.round(120 * Math.max(0, Math.min(1, v)))}, 80%, 45%)`;
+        ctx.fillRect(Math.floor(z * step), 0, Math.ceil(step), 10);
+        if (v !== null) state.review.push({ label: o.label, z, score: v });
+      });
+      strip.addEventListener("click", (e) => {
+        const rect = strip.getBoundingClientRect();
+        setSlice(Math.floor(((e.clientX - rect.left) / rect.width) * o.slice_iou.length));
+      });
+      const row = document.createElement("div");
+      row.className = "strip-row";
+      row.append(`${o.label} `, strip);
+      out.append(row);
+    } else {
+      const score = o.confidence !== null && o.confidence !== undefined ? o.confidence : o.iou;
+      state.review.push({ label: o.label, z: null, score });
+    }
+  }
+  state.review.sort((a, b) => a.score - b.score);
+  $("next-check").disabled = state.review.length === 0;
   if (result.dsc !== undefined) {
     const p = document.createElement("div");
     p.className = "dsc";
@@ -521,12 +553,29 @@ function renderResult(result) {
   }
 }
 
+function nextToCheck() {
+  const next = state.review.find((r) => !state.reviewed.has(`${r.label}:${r.z}`));
+  if (!next) {
+    setStatus("Every object (and slice) has been checked.");
+    return;
+  }
+  state.reviewed.add(`${next.label}:${next.z}`);
+  state.selected = next.label - 1;
+  renderBoxList();
+  if (next.z !== null) setSlice(next.z);
+  const where = next.z !== null ? `, slice ${next.z + 1}` : "";
+  setStatus(`Check object ${next.label}${where}: estimate ${next.score.toFixed(2)}.`);
+  document.body.dataset.checked = `${next.label}:${next.z}`;
+}
+
 function openSession(info) {
   state.info = info;
   state.boxes = [];
   state.selected = -1;
   state.history = [];
   state.redo = [];
+  state.review = [];
+  state.reviewed = new Set();
   state.segmentedKey = null;
   state.version = 0;
   state.base = null;
@@ -678,6 +727,7 @@ async function init() {
   $("tool-scribble").addEventListener("change", () => setTool("scribble"));
   $("use-stored").addEventListener("click", useStoredBoxes);
   $("restore").addEventListener("click", restoreSaved);
+  $("next-check").addEventListener("click", nextToCheck);
   $("show-mask").addEventListener("change", draw);
   $("overwrite").addEventListener("change", () => { if (state.boxes.length) segment(); });
   $("show-uncertainty").addEventListener("change", () => loadSlice());
@@ -699,6 +749,7 @@ async function init() {
     } else if (e.key === "b") { setTool("box"); }
     else if (e.key === "c") { setTool("click"); }
     else if (e.key === "s") { setTool("scribble"); }
+    else if (e.key === "n") { nextToCheck(); }
     else if (e.key === "[" || e.key === "]") {
       const brush = $("brush");
       brush.value = String(Number(brush.value) + (e.key === "]" ? 1 : -1));
