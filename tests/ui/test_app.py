@@ -559,3 +559,34 @@ def test_scribble_strokes_become_points_along_them(serve):
     ):
         reply = client.post_json(url, {"boxes": [box], "clicks": [[bad]]})
         assert reply.status == 400 and message in reply.json()["error"], bad
+
+
+def test_import_a_mask_as_objects_to_refine(serve, tmp_path):
+    base, app = serve(UIConfig(model="test_tiny"), ClickBackend)
+    client = Client(base)
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[8:56, 8:56] = 200
+    sid = client.post("/api/upload?name=sq.png", png_bytes(image)).json()["session"]
+    labels = np.zeros((64, 64), np.uint8)
+    labels[10:20, 12:30] = 1
+    labels[40:50, 40:44] = 3
+    imported = client.post(f"/api/sessions/{sid}/import?name=mask.png", png_bytes(labels)).json()
+    assert imported["labels"] == [1, 3]
+    assert imported["boxes"] == [[12, 10, 30, 20], [40, 40, 44, 50]]
+    url = f"/api/sessions/{sid}/segment"
+    shown = client.post_json(url, {"boxes": imported["boxes"]}).json()
+    segs = app.state.store.get(sid).segs
+    np.testing.assert_array_equal(segs > 0, labels > 0)  # shown as imported
+    assert [o["voxels"] for o in shown["objects"]] == [180, 40]
+    refined = client.post_json(
+        url, {"boxes": imported["boxes"], "clicks": [[[50, 30, 1]], []]}
+    ).json()  # a click refines object 1 (the stand-in adds a disk there)
+    assert refined["objects"][0]["clicks"] == 1 and app.state.store.get(sid).segs[30, 50] == 1
+    wrong = client.post(f"/api/sessions/{sid}/import?name=m.png", png_bytes(labels[:32]))
+    assert wrong.status == 400 and "this image is (64, 64)" in wrong.json()["error"]
+    empty = client.post(f"/api/sessions/{sid}/import?name=m.png", png_bytes(labels * 0))
+    assert empty.status == 400 and "no labels" in empty.json()["error"]
+    npz = tmp_path / "m.npz"
+    np.savez(npz, segs=labels)
+    again = client.post(f"/api/sessions/{sid}/import?name=m.npz", npz.read_bytes()).json()
+    assert again["labels"] == [1, 3]

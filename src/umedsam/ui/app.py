@@ -411,6 +411,37 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
         result = await guarded(run)
         return result if isinstance(result, Response) else JSONResponse(result)
 
+    async def import_mask(request: Request) -> Response:
+        session = session_or_none(request)
+        if session is None:
+            return error(404, "unknown or closed session; open the image again")
+        filename = request.query_params.get("name", "")
+        try:
+            suffix = upload_suffix(filename)
+        except InputError as err:
+            return error(400, str(err))
+        limit = config.max_upload_bytes
+        target = session.folder / f"import{suffix}"
+        size = 0
+        with target.open("wb") as handle:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    break
+                handle.write(chunk)
+        if size > limit:
+            target.unlink(missing_ok=True)
+            return error(413, f"the mask is larger than the {config.max_upload_mb:g} MiB limit")
+        shown = filename.replace("\\", "/").rsplit("/", 1)[-1]
+
+        def run() -> dict:
+            with session.lock:
+                return session.import_mask(target, shown, config.max_image_bytes)
+
+        result = await guarded(run, {str(target): shown, str(session.folder): shown})
+        target.unlink(missing_ok=True)
+        return result if isinstance(result, Response) else JSONResponse(result)
+
     async def saved(request: Request) -> Response:
         session = session_or_none(request)
         if session is None:
@@ -469,6 +500,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
         Route("/api/sessions/{sid}/segment", segment, methods=["POST"]),
         Route("/api/sessions/{sid}/status", status),
         Route("/api/sessions/{sid}/saved", saved),
+        Route("/api/sessions/{sid}/import", import_mask, methods=["POST"]),
         Route("/api/sessions/{sid}/download/{fmt}", download),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

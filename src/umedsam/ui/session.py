@@ -315,6 +315,65 @@ class Session:
             return None
         return {"objects": len(saved["objects"]), "saved": saved.get("saved", "")}
 
+    # ----- imported masks -----------------------------------------------------------------
+    def import_mask(self, path: Path, shown_name: str, max_bytes: int) -> dict:
+        """Take the labels of an existing mask (NIfTI, NRRD, PNG, npz ``segs``/``gts``) as objects.
+
+        Each label becomes an object: its box is the label's bounding box (3D: with its slice
+        range) and its current mask is the imported one, so it is shown as it is and the first
+        click or scribble refines it (the imported mask is the dense prompt).
+
+        Returns:
+            ``{"boxes": [...], "labels": [...]}`` in label order.
+
+        Raises:
+            InputError: unreadable file, a shape other than the image's, no labels, non-integer
+                or negative values, more than 255 labels.
+        """
+        from umedsam.data.boxes import mask_to_box
+
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                key = next((k for k in ("segs", "gts") if k in data.files), None)
+                if key is None:
+                    raise InputError(shown_name, "an npz mask needs a 'segs' or 'gts' array")
+                labels = np.asarray(data[key])
+        else:
+            from umedsam.data.readers import read_image
+
+            labels, _ = read_image(path, labels=True, max_bytes=max_bytes)
+            labels = np.asarray(labels)
+            if labels.ndim == len(self.spatial_shape) + 1 and labels.shape[-1] == 1:
+                labels = labels[..., 0]
+        if tuple(labels.shape) != self.spatial_shape:
+            raise InputError(
+                shown_name, f"the mask is {labels.shape}; this image is {self.spatial_shape}"
+            )
+        if labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels)):
+            raise InputError(shown_name, "the mask must hold integer labels")
+        labels = np.rint(labels).astype(np.int64)
+        if labels.min() < 0:
+            raise InputError(shown_name, "the mask holds negative labels")
+        ids = [int(v) for v in np.unique(labels) if v > 0]
+        if not ids:
+            raise InputError(shown_name, "the mask holds no labels: nothing to import")
+        if len(ids) > 255:
+            raise InputError(shown_name, f"the mask holds {len(ids)} labels; at most 255")
+        boxes = []
+        for label in ids:
+            mask = labels == label
+            tight = mask_to_box(mask)
+            assert tight is not None
+            if self.image.is_3d:
+                x0, y0, z0, x1, y1, z1 = (int(v) for v in tight)
+                box = (x0, y0, z0, x1 + 1, y1 + 1, z1)
+            else:
+                x0, y0, x1, y1 = (int(v) for v in tight)
+                box = (x0, y0, x1 + 1, y1 + 1)
+            self._objects[(box, ())] = ObjectResult(mask, 1.0)
+            boxes.append(list(box))
+        return {"boxes": boxes, "labels": ids}
+
     # ----- embeddings ahead of prompts -----------------------------------------------------
     def precompute(self, backend: Callable[[], Backend], engine_lock: threading.Lock) -> None:
         """Encode the image (2D) or every slice (3D) before any prompt; runs in a thread.

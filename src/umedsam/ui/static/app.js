@@ -637,6 +637,29 @@ async function pollEncoding(sid) {
   }
 }
 
+async function importMask(file) {
+  if (!state.info) return;
+  setStatus(`Importing ${file.name}…`);
+  try {
+    const params = new URLSearchParams({ name: file.name });
+    const result = await api(`/api/sessions/${state.info.session}/import?${params}`, {
+      method: "POST", body: file,
+    });
+    for (const b of result.boxes) {
+      state.boxes.push(state.info.is_3d
+        ? { x0: b[0], y0: b[1], z0: b[2], x1: b[3], y1: b[4], z1: b[5], clicks: [], name: "" }
+        : { x0: b[0], y0: b[1], x1: b[2], y1: b[3], z0: 0, z1: 0, clicks: [], name: "" });
+      record({ kind: "box" });
+    }
+    state.selected = state.boxes.length - 1;
+    renderBoxList();
+    await segment();
+    setStatus(`Imported ${result.labels.length} object(s): correct them with clicks or scribbles.`);
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
 async function restoreSaved() {
   if (!state.info) return;
   try {
@@ -727,6 +750,11 @@ async function init() {
   $("tool-scribble").addEventListener("change", () => setTool("scribble"));
   $("use-stored").addEventListener("click", useStoredBoxes);
   $("restore").addEventListener("click", restoreSaved);
+  $("import").addEventListener("change", () => {
+    const file = $("import").files[0];
+    if (file) importMask(file);
+    $("import").value = "";
+  });
   $("next-check").addEventListener("click", nextToCheck);
   $("show-mask").addEventListener("change", draw);
   $("overwrite").addEventListener("change", () => { if (state.boxes.length) segment(); });
