@@ -590,3 +590,29 @@ def test_import_a_mask_as_objects_to_refine(serve, tmp_path):
     np.savez(npz, segs=labels)
     again = client.post(f"/api/sessions/{sid}/import?name=m.npz", npz.read_bytes()).json()
     assert again["labels"] == [1, 3]
+
+
+def test_dicom_series_downloads_as_dicom_seg(serve, shared_dir, tmp_path):
+    hd = pytest.importorskip("highdicom")
+    series = shared_dir / "data" / "formats" / "dicom" / "ct_series"
+    if not series.is_dir():
+        pytest.skip("shared DICOM files missing")
+    archive = tmp_path / "series.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for file in sorted(series.glob("ct_*.dcm")):
+            zf.write(file, file.name)
+    base, _ = serve(UIConfig(), BoxBackend)
+    client = Client(base)
+    info = client.post("/api/upload?name=series.zip", archive.read_bytes()).json()
+    assert "dicom-seg" in info["formats"]
+    sid = info["session"]
+    client.post_json(f"/api/sessions/{sid}/segment", {"boxes": [[200, 200, 0, 320, 300, 1]]})
+    reply = client.get(f"/api/sessions/{sid}/download/dicom-seg")
+    assert reply.status == 200
+    (tmp_path / "seg.dcm").write_bytes(reply.body)
+    seg = hd.seg.segread(str(tmp_path / "seg.dcm"))
+    assert seg.number_of_segments == 1
+    picture = np.zeros((8, 8, 3), np.uint8)
+    picture[2:6, 2:6] = 200
+    png = client.post("/api/upload?name=a.png", png_bytes(picture)).json()
+    assert png["formats"] == ["nifti", "png", "npz"]  # no DICOM source: no SEG

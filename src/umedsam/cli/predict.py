@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     files.add_argument(
         "--format",
-        choices=["nifti", "png", "npz"],
+        choices=["nifti", "png", "npz", "dicom-seg"],
         help="mask format (default: from the output suffix)",
     )
     files.add_argument("--modality", help="modality hint, e.g. CT or MR (default: from metadata)")

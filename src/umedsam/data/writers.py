@@ -20,11 +20,12 @@ from umedsam.extras import import_optional
 
 logger = logging.getLogger(__name__)
 
-MASK_FORMATS = ("nifti", "png", "npz")
+MASK_FORMATS = ("nifti", "png", "npz", "dicom-seg")
 
 
 def mask_format(path: str | Path) -> str:
-    """The mask format implied by a file name: ``nifti`` (.nii/.nii.gz), ``png`` or ``npz``.
+    """The mask format implied by a file name: ``nifti`` (.nii/.nii.gz), ``png``, ``npz`` or
+    ``dicom-seg`` (.dcm).
 
     Raises:
         ValueError: any other suffix.
@@ -32,11 +33,15 @@ def mask_format(path: str | Path) -> str:
     name = Path(path).name.lower()
     if name.endswith((".nii", ".nii.gz")):
         return "nifti"
+    if name.endswith(".dcm"):
+        return "dicom-seg"
     if name.endswith(".png"):
         return "png"
     if name.endswith(".npz"):
         return "npz"
-    raise ValueError(f"cannot tell the mask format of {path}: use .nii.gz, .nii, .png or .npz")
+    raise ValueError(
+        f"cannot tell the mask format of {path}: use .nii.gz, .nii, .png, .npz or .dcm (DICOM SEG)"
+    )
 
 
 def write_mask(
@@ -50,7 +55,8 @@ def write_mask(
             spatial shape of the image it belongs to (``meta.shape``).
         meta: the :class:`ImageMeta` returned by :func:`umedsam.data.readers.read_image` for that
             image. Required for NIfTI; optional for PNG and npz (only the shape is checked).
-        fmt: ``"nifti"``, ``"png"`` or ``"npz"``; default from the suffix of ``path``.
+        fmt: ``"nifti"``, ``"png"``, ``"npz"`` or ``"dicom-seg"``; default from the suffix of
+            ``path`` (``.dcm`` is a DICOM SEG).
 
     Returns:
         The written path.
@@ -64,6 +70,9 @@ def write_mask(
           binary mask looks nearly black in a viewer.
         * ``npz``: the challenge output, key ``segs`` (plus ``spacing`` in (x, y, z) order for
           volumes when ``meta`` is given).
+        * ``dicom-seg``: a DICOM Segmentation object (highdicom, extra ``dicom``) referencing the
+          source series: one segment per label, frames aligned with the source slices. Needs a
+          DICOM source (``meta.source_files``).
 
     Raises:
         ValueError: unknown format, a 3D mask for PNG, non-integer labels, or a shape that
@@ -83,7 +92,15 @@ def write_mask(
     if labels.ndim not in (2, 3):
         raise ValueError(f"mask must be (H, W) or (D, H, W); got shape {labels.shape}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "nifti":
+    if fmt == "dicom-seg":
+        if meta is None or not meta.source_files:
+            raise ValueError(
+                "a DICOM SEG references its source images: write it for a DICOM input only"
+            )
+        from umedsam.data.dicom_seg import write_dicom_seg
+
+        write_dicom_seg(path, labels, meta.source_files)
+    elif fmt == "nifti":
         if meta is None:
             raise ValueError("writing a NIfTI mask needs the image's ImageMeta for its affine")
         _write_nifti(path, labels, meta)

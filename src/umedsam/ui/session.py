@@ -50,7 +50,12 @@ UPLOAD_SUFFIXES = (
 """File types the app accepts; a ``.zip`` holds one DICOM series."""
 
 MAX_ZIP_MEMBERS = 5000
-MASK_FORMATS = {"nifti": "_mask.nii.gz", "png": "_mask.png", "npz": "_mask.npz"}
+MASK_FORMATS = {
+    "nifti": "_mask.nii.gz",
+    "png": "_mask.png",
+    "npz": "_mask.npz",
+    "dicom-seg": "_seg.dcm",
+}
 
 
 def upload_suffix(filename: str) -> str:
@@ -304,7 +309,8 @@ class Session:
             "modality": self.image.meta.modality,
             "stored_boxes": None if stored is None else stored.tolist(),
             "has_ground_truth": self.image.ground_truth is not None,
-            "formats": ["nifti", "npz"] if self.image.is_3d else ["nifti", "png", "npz"],
+            "formats": (["nifti", "npz"] if self.image.is_3d else ["nifti", "png", "npz"])
+            + (["dicom-seg"] if self.image.meta.source_files else []),
             "uncertainty": uncertainty_tools() is not None,
             "saved": self._saved_summary(),
         }
@@ -684,10 +690,11 @@ class Session:
 
     # ----- downloads ----------------------------------------------------------------------
     def write_download(self, fmt: str) -> Path:
-        """Write the current label map as ``fmt`` (nifti, png, npz) in the session folder.
+        """Write the current label map as ``fmt`` (nifti, png, npz, dicom-seg) in the session folder.
 
         Raises:
-            InputError: nothing segmented yet, or PNG asked for a volume.
+            InputError: nothing segmented yet, PNG asked for a volume, or a DICOM SEG for an
+                image that is not DICOM.
             ValueError: unknown format.
             MissingExtraError: nibabel missing for NIfTI.
         """
@@ -697,6 +704,8 @@ class Session:
             raise InputError(None, "nothing to download yet: draw a box and press Segment")
         if fmt == "png" and self.image.is_3d:
             raise InputError(None, "PNG holds 2D masks only; download a volume as NIfTI or npz")
+        if fmt == "dicom-seg" and not self.image.meta.source_files:
+            raise InputError(None, "a DICOM SEG references DICOM source images: this image is not")
         from umedsam.data.writers import write_mask
 
         out = self.folder / "downloads" / f"{self.image.name}{MASK_FORMATS[fmt]}"

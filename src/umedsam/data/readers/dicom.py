@@ -163,6 +163,7 @@ def _read_series(
         modality=_modality(first_ds),
         source_dtype=str(volume.dtype),
     )
+    meta = replace(meta, source_files=tuple(str(file.resolve()) for file, _ in ordered))
     logger.debug("read series %s: %s slices, spacing %s", folder, len(slices), meta.spacing)
     return volume, meta
 
@@ -248,6 +249,7 @@ def _read_file(path: Path, *, max_bytes: int | None) -> tuple[NDArray, ImageMeta
         modality=modality,
         channels=channels,
         source_dtype=str(array.dtype),
+        source_files=(str(path.resolve()),),
     )
     return array, meta
 

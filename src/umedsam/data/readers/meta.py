@@ -51,6 +51,8 @@ class ImageMeta:
         channels: number of colour channels of the returned array (1 for grey, 3 for RGB).
         nifti_codes: ``(qform_code, sform_code)`` of a NIfTI source, reused when writing a mask.
         source_dtype: dtype name of the stored data before any rescale (informational).
+        source_files: DICOM only: the files of the image, in the array's slice order (a DICOM
+            SEG export references them).
     """
 
     shape: tuple[int, ...]
@@ -63,6 +65,7 @@ class ImageMeta:
     channels: int = 1
     nifti_codes: tuple[int, int] | None = None
     source_dtype: str | None = None
+    source_files: tuple[str, ...] = ()
 
     @property
     def ndim(self) -> int:

@@ -489,8 +489,9 @@ function renderResult(result) {
   const out = $("result");
   out.innerHTML = "";
   const ready = result.objects.length > 0;
-  for (const fmt of ["nifti", "png", "npz"]) {
+  for (const fmt of ["nifti", "png", "npz", "dicom-seg"]) {
     const a = $(`dl-${fmt}`);
+    a.hidden = fmt === "dicom-seg" && !state.info.formats.includes(fmt);
     const ok = ready && state.info.formats.includes(fmt);
     a.classList.toggle("disabled", !ok);
     if (ok) a.href = `/api/sessions/${state.info.session}/download/${fmt}?v=${result.version}`;
