@@ -370,12 +370,11 @@ class Session:
             mask = labels == label
             tight = mask_to_box(mask)
             assert tight is not None
-            if self.image.is_3d:
-                x0, y0, z0, x1, y1, z1 = (int(v) for v in tight)
-                box = (x0, y0, z0, x1 + 1, y1 + 1, z1)
-            else:
-                x0, y0, x1, y1 = (int(v) for v in tight)
-                box = (x0, y0, x1 + 1, y1 + 1)
+            corners = [int(v) for v in tight]
+            half = len(corners) // 2  # x_max, y_max exclusive as drawn boxes are; z inclusive
+            corners[half] += 1
+            corners[half + 1] += 1
+            box: tuple[int, ...] = tuple(corners)
             self._objects[(box, ())] = ObjectResult(mask, 1.0)
             boxes.append(list(box))
         return {"boxes": boxes, "labels": ids}
