@@ -616,3 +616,23 @@ def test_dicom_series_downloads_as_dicom_seg(serve, shared_dir, tmp_path):
     picture[2:6, 2:6] = 200
     png = client.post("/api/upload?name=a.png", png_bytes(picture)).json()
     assert png["formats"] == ["nifti", "png", "npz"]  # no DICOM source: no SEG
+
+
+def test_switching_the_model_encodes_the_open_images_again(serve):
+    base, app = serve(UIConfig(), BoxBackend)  # the stand-in answers for every model name
+    client = Client(base)
+    config = client.get("/api/config").json()
+    names = [m["name"] for m in config["models"]]
+    assert names[0] == "litemedsam" and "umedsam_effvit_b0" in names
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[4:28, 4:28] = 200
+    sid = client.post("/api/upload?name=sq.png", png_bytes(image)).json()["session"]
+    assert wait_until_encoded(client, sid)["ready"]
+    client.post_json(f"/api/sessions/{sid}/segment", {"boxes": [[4, 4, 28, 28]]})
+    switched = client.post_json("/api/model", {"model": "umedsam_effvit_b0"}).json()
+    assert switched["model"] == "umedsam_effvit_b0" and switched["prompts"] == ["box"]
+    assert client.get("/api/config").json()["model"] == "umedsam_effvit_b0"
+    assert wait_until_encoded(client, sid)["ready"]  # encoded again for the new model
+    assert app.state.store.get(sid)._objects == {}  # nothing computed by the old model kept
+    bad = client.post_json("/api/model", {"model": "../../etc"})
+    assert bad.status == 400 and "unknown model" in bad.json()["error"]

@@ -20,10 +20,32 @@ INTERACTIVE_MODEL = "umedsam_interactive"
 
 _PROMPTS: dict[str, tuple[str, ...]] = {INTERACTIVE_MODEL: PROMPT_KINDS}
 
+WEIGHT_FILES = {
+    INTERACTIVE_MODEL: "umedsam_interactive.pt",
+    "umedsam_litemedsam": "umedsam_litemedsam_decoder.pt",
+    "umedsam_effvit_b0": "umedsam_effvit_b0.pt",
+    "umedsam_effvit_b1": "umedsam_effvit_b1.pt",
+}
+"""Weights files shipped in ``umedsam/weights`` per model (LiteMedSAM's come from its package)."""
+
+MODEL_DESCRIPTIONS = {
+    DEFAULT_MODEL: "LiteMedSAM, official weights (boxes)",
+    INTERACTIVE_MODEL: "LiteMedSAM + trained clicks, scribbles, corrections",
+    "umedsam_litemedsam": "LiteMedSAM, fine-tuned decoder (boxes)",
+    "umedsam_effvit_b0": "EfficientViT-B0 student: fastest (boxes)",
+    "umedsam_effvit_b1": "EfficientViT-B1 student (boxes)",
+}
+
 
 def shipped(name: str) -> bool:
-    """Whether the package ships weights named ``<name>.pt`` (checked without importing torch)."""
-    return (Path(__file__).resolve().parents[1] / "weights" / f"{name}.pt").is_file()
+    """Whether the package ships the weights of ``name`` (checked without importing torch)."""
+    file = WEIGHT_FILES.get(name, f"{name}.pt")
+    return (Path(__file__).resolve().parents[1] / "weights" / file).is_file()
+
+
+def available_models() -> list[str]:
+    """Models a user can pick: LiteMedSAM and every model whose weights ship."""
+    return [DEFAULT_MODEL, *(n for n in WEIGHT_FILES if shipped(n))]
 
 
 def register_prompts(name: str, kinds: tuple[str, ...]) -> None:

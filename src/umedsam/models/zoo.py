@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from umedsam.models.capabilities import WEIGHT_FILES
 from umedsam.models.encoders.efficient_vit import (
     efficientvit_b0_256,
     efficientvit_b1_256,
@@ -61,14 +62,9 @@ def umedsam_effvit_b1() -> MedSAMLite:
     return MedSAMLite(efficientvit_b1_256(), build_sam_prompt_encoder(), build_sam_mask_decoder())
 
 
-for _name in ("umedsam_effvit_b0", "umedsam_effvit_b1"):
-    if (WEIGHTS_DIR / f"{_name}.pt").is_file():
-        register_weights(_name, WEIGHTS_DIR / f"{_name}.pt")
-if (WEIGHTS_DIR / "umedsam_interactive.pt").is_file():  # prompt encoder + decoder only
-    register_weights(
-        "umedsam_interactive", WEIGHTS_DIR / "umedsam_interactive.pt", base="litemedsam"
-    )
-if (WEIGHTS_DIR / "umedsam_litemedsam_decoder.pt").is_file():
-    register_weights(
-        "umedsam_litemedsam", WEIGHTS_DIR / "umedsam_litemedsam_decoder.pt", base="litemedsam"
-    )
+# Students ship whole; the LiteMedSAM derivatives ship only what training changed (partial files
+# loaded over the bundled LiteMedSAM weights).
+for _name, _file in WEIGHT_FILES.items():
+    if (WEIGHTS_DIR / _file).is_file():
+        _base = None if _name.startswith("umedsam_effvit") else "litemedsam"
+        register_weights(_name, WEIGHTS_DIR / _file, base=_base)

@@ -11,6 +11,7 @@ by name in a list fixed at start-up, and sessions by random token.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import secrets
@@ -29,6 +30,7 @@ from umedsam.errors import InputError, UmedsamError
 from umedsam.extras import import_optional
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.engines import EngineSpec
+from umedsam.models.capabilities import MODEL_DESCRIPTIONS, available_models
 from umedsam.ui.session import (
     LoadedImage,
     Session,
@@ -126,12 +128,32 @@ def example_cases() -> dict[str, tuple[Path, Path | None]]:
 
 
 class ModelHolder:
-    """Opens the engine once, on first use, and serialises inference (one job at a time)."""
+    """Opens the engine once, on first use, and serialises inference (one job at a time).
 
-    def __init__(self, loader: Callable[[], Backend]) -> None:
-        self._loader = loader
+    Args:
+        loader_for: model name -> a function opening that model's engine.
+        model: the model to start with.
+    """
+
+    def __init__(self, loader_for: Callable[[str], Callable[[], Backend]], model: str) -> None:
+        self._loader_for = loader_for
+        self.model = model
+        self._loader = loader_for(model)
         self._backend: Backend | None = None
         self.lock = threading.Lock()
+
+    @property
+    def prompt_kinds(self) -> tuple[str, ...]:
+        """The prompt kinds the current model takes."""
+        from umedsam.models.capabilities import model_prompts
+
+        return model_prompts(self.model)
+
+    def switch(self, model: str) -> None:
+        """Use ``model`` from now on (opened at its first use); call with :attr:`lock` held."""
+        self.model = model
+        self._loader = self._loader_for(model)
+        self._backend = None
 
     @property
     def loaded(self) -> bool:
@@ -183,6 +205,11 @@ class SessionStore:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    def sessions(self) -> list[Session]:
+        """The open sessions."""
+        with self._lock:
+            return list(self._sessions.values())
+
 
 def _default_loader(config: UIConfig) -> Callable[[], Backend]:
     def load() -> Backend:
@@ -228,10 +255,12 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
         from umedsam.inference.export_cache import cache_root
 
         work_root = cache_root() / "ui-work"
-    from umedsam.models.capabilities import model_prompts
-
-    prompt_kinds = model_prompts(config.model)
-    holder = ModelHolder(model_loader or _default_loader(config))
+    if model_loader is not None:
+        holder = ModelHolder(lambda _name: model_loader, config.model)
+    else:
+        holder = ModelHolder(
+            lambda name: _default_loader(dataclasses.replace(config, model=name)), config.model
+        )
     state: dict[str, SessionStore] = {}
 
     def error(status: int, message: str) -> JSONResponse:
@@ -293,9 +322,13 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
             {
                 "examples": list(examples),
                 "max_upload_mb": config.max_upload_mb,
-                "model": config.model,
+                "model": holder.model,
+                "models": [
+                    {"name": n, "description": MODEL_DESCRIPTIONS.get(n, n)}
+                    for n in available_models()
+                ],
                 "engine": config.engine,
-                "prompts": list(prompt_kinds),
+                "prompts": list(holder.prompt_kinds),
                 "model_loaded": holder.loaded,
             }
         )
@@ -405,7 +438,12 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
         def run() -> dict:
             with holder.lock, session.lock:
                 return session.segment(
-                    holder.backend(), boxes, clicks, prompt_kinds, overwrite=overwrite, names=names
+                    holder.backend(),
+                    boxes,
+                    clicks,
+                    holder.prompt_kinds,
+                    overwrite=overwrite,
+                    names=names,
                 )
 
         result = await guarded(run)
@@ -441,6 +479,29 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
         result = await guarded(run, {str(target): shown, str(session.folder): shown})
         target.unlink(missing_ok=True)
         return result if isinstance(result, Response) else JSONResponse(result)
+
+    async def choose_model(request: Request) -> Response:
+        try:
+            name = json.loads(await request.body() or b"{}").get("model", "")
+        except (ValueError, AttributeError):
+            return error(400, 'expected JSON like {"model": "umedsam_interactive"}')
+        if name not in available_models():
+            return error(400, f"unknown model {name!r}; available: {', '.join(available_models())}")
+
+        def run() -> None:
+            with holder.lock:
+                holder.switch(name)
+            for session in store().sessions():  # other embeddings: every image encodes again
+                with session.lock:
+                    session.forget_model()
+                threading.Thread(
+                    target=session.precompute, args=(holder.backend, holder.lock), daemon=True
+                ).start()
+
+        result = await guarded(run)
+        if isinstance(result, Response):
+            return result
+        return JSONResponse({"model": holder.model, "prompts": list(holder.prompt_kinds)})
 
     async def saved(request: Request) -> Response:
         session = session_or_none(request)
@@ -500,6 +561,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
         Route("/api/sessions/{sid}/segment", segment, methods=["POST"]),
         Route("/api/sessions/{sid}/status", status),
         Route("/api/sessions/{sid}/saved", saved),
+        Route("/api/model", choose_model, methods=["POST"]),
         Route("/api/sessions/{sid}/import", import_mask, methods=["POST"]),
         Route("/api/sessions/{sid}/download/{fmt}", download),
     ]

@@ -281,6 +281,7 @@ class Session:
     precompute_error: str = ""
     closed: bool = False
     autosave_dir: Path | None = None
+    generation: int = 0  # bumped when the model changes; older precompute threads stop
 
     @property
     def depth(self) -> int:
@@ -389,32 +390,48 @@ class Session:
         from umedsam.inference.predictor import Predictor
         from umedsam.inference.propagation import encode_volume
 
+        generation = self.generation
+
+        def outdated() -> bool:
+            return self.closed or self.generation != generation
+
         try:
             with engine_lock:
                 engine = backend()
             if not self.image.is_3d:
                 with engine_lock, self.lock:
-                    if self._predictor is None and not self.closed:
+                    if self._predictor is None and not outdated():
                         predictor = Predictor(engine)
                         predictor.set_image(self.image.pixels)
                         self._predictor = predictor
-                self.embedded = 1
+                if not outdated():
+                    self.embedded = 1
                 return
 
             def done(count: int) -> None:
-                self.embedded = count
+                if not outdated():
+                    self.embedded = count
 
             encode_volume(
                 engine,
                 self.image.pixels,
                 self._embeddings,
                 progress=done,
-                should_stop=lambda: self.closed,
+                should_stop=outdated,
                 lock=engine_lock,
             )
         except (UmedsamError, ValueError, OSError, RuntimeError) as err:
             self.precompute_error = str(err)
             logger.warning("encoding %s ahead failed: %s", self.image.name, err)
+
+    def forget_model(self) -> None:
+        """Drop everything computed with the previous model (embeddings, masks); keep the image."""
+        self.generation += 1
+        self._embeddings = SliceEmbeddingCache(self._embeddings.max_mb)
+        self._predictor = None
+        self._objects = {}
+        self.embedded = 0
+        self.precompute_error = ""
 
     def status(self) -> dict:
         """How far the embeddings ahead of prompts are: ``embedded`` of ``total``, ``ready``."""

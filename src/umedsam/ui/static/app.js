@@ -725,6 +725,35 @@ async function uploadFile(file) {
   }
 }
 
+function applyModel(name, prompts) {
+  state.clicksAllowed = prompts.includes("click");
+  $("tools").hidden = !state.clicksAllowed;
+  if (!state.clicksAllowed) setTool("box");
+  document.body.dataset.model = name;
+}
+
+async function chooseModel(name) {
+  setStatus(`Switching to ${name}…`);
+  try {
+    const result = await api("/api/model", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ model: name }),
+    });
+    applyModel(result.model, result.prompts);
+    if (state.info) {
+      if (!state.clicksAllowed) state.boxes.forEach((b) => { b.clicks = []; });
+      document.body.dataset.encoded = "0";
+      pollEncoding(state.info.session);
+      renderBoxList();
+      if (state.boxes.length) await segment();
+    }
+    setStatus(`Model: ${name}.`);
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
 async function init() {
   const canvas = $("canvas");
   canvas.addEventListener("pointerdown", onPointerDown);
@@ -747,6 +776,7 @@ async function init() {
     state.boxes = []; state.history = []; state.selected = -1; renderBoxList(); boxesChanged();
   });
   $("tool-box").addEventListener("change", () => setTool("box"));
+  $("model").addEventListener("change", () => chooseModel($("model").value));
   $("tool-click").addEventListener("change", () => setTool("click"));
   $("tool-scribble").addEventListener("change", () => setTool("scribble"));
   $("use-stored").addEventListener("click", useStoredBoxes);
@@ -790,8 +820,15 @@ async function init() {
   try {
     const config = await api("/api/config");
     state.maxMb = config.max_upload_mb;
-    state.clicksAllowed = (config.prompts || []).includes("click");
-    $("tools").hidden = !state.clicksAllowed;
+    applyModel(config.model, config.prompts || []);
+    const select = $("model");
+    for (const m of config.models || []) {
+      const option = document.createElement("option");
+      option.value = m.name;
+      option.textContent = m.description;
+      option.selected = m.name === config.model;
+      select.append(option);
+    }
     $("max-mb").textContent = String(config.max_upload_mb);
     const box = $("examples");
     for (const name of config.examples) {
