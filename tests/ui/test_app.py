@@ -16,7 +16,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 from umedsam.ui.app import UIConfig, example_cases  # noqa: E402
-from umedsam.ui.session import display_stem, extract_series_zip, upload_suffix  # noqa: E402
+from umedsam.ui.images import display_stem, extract_series_zip, upload_suffix  # noqa: E402
 
 from .conftest import BoxBackend, ClickBackend, Client  # noqa: E402
 

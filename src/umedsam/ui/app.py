@@ -31,15 +31,15 @@ from umedsam.extras import import_optional
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.engines import EngineSpec
 from umedsam.models.capabilities import MODEL_DESCRIPTIONS, available_models
-from umedsam.ui.session import (
+from umedsam.ui.images import (
     LoadedImage,
-    Session,
     display_stem,
     extract_series_zip,
     load_image_file,
     load_npz_case,
     upload_suffix,
 )
+from umedsam.ui.session import Session
 
 logger = logging.getLogger(__name__)
 
