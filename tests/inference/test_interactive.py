@@ -1,0 +1,81 @@
+"""Interactive cases on arrays: 2D batches, 3D corrections, box-less objects, 3D scribbles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from umedsam.data.npz import CasePrompts
+from umedsam.errors import InputError
+from umedsam.inference.backends.torch import TorchBackend
+from umedsam.inference.interactive import (
+    _volume_prompts,
+    segment_interactive_image,
+    segment_interactive_volume,
+)
+from umedsam.inference.propagation import PropagationStats, SliceEmbeddingCache
+
+
+def _no_clicks(n: int, ndim: int):
+    return tuple(np.zeros((0, ndim), np.int64) for _ in range(n)), tuple(
+        np.zeros(0, np.int64) for _ in range(n)
+    )
+
+
+def test_2d_case_labels_follow_the_prompt_ids(tiny_model, make_disk) -> None:
+    img, mask = make_disk(48, 64, center=(24, 30), radius=10)
+    scribbles = np.zeros((48, 64), np.int32)
+    scribbles[24, 25:35] = 9
+    clicks, labels = _no_clicks(1, 2)
+    prompts = CasePrompts(np.array([9]), None, None, clicks, labels, scribbles)
+    segs, iou = segment_interactive_image(TorchBackend(tiny_model), img, prompts)
+    assert segs.shape == (48, 64) and set(np.unique(segs)) <= {0, 9} and iou.shape == (1,)
+
+
+def test_correction_restarts_on_the_newest_click_and_extends_the_range() -> None:
+    d, h, w = 12, 32, 32
+    box = np.array([[4.0, 4.0, 3.0, 20.0, 20.0, 6.0]])
+    clicks = (np.array([[5, 10, 10], [9, 12, 12]]),)  # the second (newest) lies beyond z_max
+    prompts = CasePrompts(np.array([1]), box, np.array([4]), clicks, (np.array([1, 0]),))
+    boxes, starts, per_slice, has_box = _volume_prompts(prompts, (d, h, w))
+    assert has_box.tolist() == [True]
+    assert boxes[0, 2] == 3 and boxes[0, 5] == 6  # a negative click does not extend the range
+    assert starts.tolist() == [6]  # the newest click's slice, clipped into the range
+    assert set(per_slice) == {(0, 5), (0, 9)}
+    fg = CasePrompts(
+        np.array([1]), box, np.array([4]), (np.array([[9, 12, 12]]),), (np.array([1]),)
+    )
+    boxes, starts, _, _ = _volume_prompts(fg, (d, h, w))
+    assert boxes[0, 5] == 9 and starts.tolist() == [9]  # a foreground click extends it
+
+
+def test_boxless_object_and_cached_embeddings(tiny_model) -> None:
+    d, h, w = 10, 32, 32
+    vol = np.random.default_rng(1).integers(0, 255, (d, h, w)).astype(np.uint8)
+    prompts = CasePrompts(np.array([1]), None, None, (np.array([[5, 16, 16]]),), (np.array([1]),))
+    cache = SliceEmbeddingCache(64.0)
+    stats = PropagationStats()
+    backend = TorchBackend(tiny_model)
+    segs, _ = segment_interactive_volume(backend, vol, prompts, embeddings=cache, stats=stats)
+    assert segs.shape == (d, h, w)
+    first = stats.encoder_calls
+    again = PropagationStats()
+    segment_interactive_volume(backend, vol, prompts, embeddings=cache, stats=again)
+    assert again.encoder_calls == 0 and first >= 1  # a second step encodes nothing
+    nothing = CasePrompts(np.array([1]), None, None, (np.array([[5, 16, 16]]),), (np.array([0]),))
+    with pytest.raises(InputError, match="nothing says where it is"):
+        segment_interactive_volume(backend, vol, nothing)
+
+
+def test_3d_scribbles_become_points_on_their_slices(tiny_model) -> None:
+    d, h, w = 8, 32, 32
+    scribbles = np.zeros((d, h, w), np.int32)
+    scribbles[3, 10, 5:25] = 1
+    scribbles[5, 2, 0:10] = 1000
+    clicks, labels = _no_clicks(1, 3)
+    prompts = CasePrompts(np.array([1]), None, None, clicks, labels, scribbles)
+    _, starts, per_slice, has_box = _volume_prompts(prompts, (d, h, w))
+    assert not has_box[0] and starts.tolist() == [3]
+    xy, lab = per_slice[(0, 3)]
+    assert len(xy) == 8 and (lab == 1).all() and (xy[:, 1] == 10).all()
+    assert (per_slice[(0, 5)][1] == 0).all()  # background strokes: negative points
