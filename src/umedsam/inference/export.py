@@ -65,18 +65,13 @@ class EncoderGraph(nn.Module):
         return self.image_encoder(images)
 
 
-class DecoderGraph(nn.Module):
-    """Trace-friendly box decoder: one embedding, N boxes -> single-mask logits and IoU.
-
-    Equivalent to ``model.decode(embedding, boxes)`` with ``multimask=False`` and no mask prompt,
-    written with tensor ops only: the box embedding without in-place writes, the shared embedding
-    broadcast with ``expand`` and only the first mask token's hypernetwork evaluated.
+class _SingleMaskDecoder(nn.Module):
+    """What both decoder graphs share: the two-way transformer and the first mask token's head.
 
     Args:
         model: a MedSAMLite-style model (``prompt_encoder``, ``mask_decoder``).
     """
 
-    corner_embed: torch.Tensor
     out_tokens: torch.Tensor
     dense_embed: torch.Tensor
     image_pe: torch.Tensor
@@ -91,29 +86,24 @@ class DecoderGraph(nn.Module):
         self.mask_mlp = md.output_hypernetworks_mlps[0]
         self.iou_head = md.iou_prediction_head
         with torch.no_grad():
-            box_corners = [cast(nn.Embedding, pe.point_embeddings[i]) for i in (2, 3)]
-            corners = torch.stack([e.weight[0] for e in box_corners])
             out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
             dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
             image_pe = pe.get_dense_pe()
             h, w = pe.input_image_size
             frame = torch.tensor([float(w), float(h)])
-        self.register_buffer("corner_embed", corners.clone())
         self.register_buffer("out_tokens", out_tokens.clone())
         self.register_buffer("dense_embed", dense.clone())
         self.register_buffer("image_pe", image_pe.clone())
         self.register_buffer("frame_wh", frame)
 
-    def forward(
-        self, embedding: torch.Tensor, boxes: torch.Tensor
+    def masks(
+        self, src: torch.Tensor, sparse: torch.Tensor, chw: tuple[int, int, int]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """embedding (1, C, h, w), boxes (N, 4) xyxy model frame -> logits (N, 1, 4h, 4w), iou (N, 1)."""
-        n = boxes.shape[0]
-        corners = (boxes.reshape(-1, 2, 2) + 0.5) / self.frame_wh
-        sparse = self.pe_layer._encode(corners) + self.corner_embed
+        """Image tokens ``src`` (N, C, h, w) with the dense prompt added and ``sparse`` prompt
+        tokens (N, T, C) -> logits (N, 1, 4h, 4w) and IoU (N, 1)."""
+        n = sparse.shape[0]
+        c, h, w = chw
         tokens = torch.cat([self.out_tokens.unsqueeze(0).expand(n, -1, -1), sparse], dim=1)
-        c, h, w = embedding.shape[1], embedding.shape[2], embedding.shape[3]
-        src = (embedding + self.dense_embed).expand(n, -1, -1, -1)
         pos = self.image_pe.expand(n, -1, -1, -1)
         hs, src_tokens = self.transformer(src, pos, tokens)
         upscaled = self.output_upscaling(src_tokens.transpose(1, 2).reshape(n, c, h, w))
@@ -123,7 +113,40 @@ class DecoderGraph(nn.Module):
         return logits, iou
 
 
-class PromptDecoderGraph(nn.Module):
+class DecoderGraph(_SingleMaskDecoder):
+    """Trace-friendly box decoder: one embedding, N boxes -> single-mask logits and IoU.
+
+    Equivalent to ``model.decode(embedding, boxes)`` with ``multimask=False`` and no mask prompt,
+    written with tensor ops only: the box embedding without in-place writes, the shared embedding
+    broadcast with ``expand`` and only the first mask token's hypernetwork evaluated.
+
+    Args:
+        model: a MedSAMLite-style model (``prompt_encoder``, ``mask_decoder``).
+    """
+
+    corner_embed: torch.Tensor
+
+    def __init__(self, model: MedSAMLite) -> None:
+        super().__init__(model)
+        pe = model.prompt_encoder
+        with torch.no_grad():
+            box_corners = [cast(nn.Embedding, pe.point_embeddings[i]) for i in (2, 3)]
+            corners = torch.stack([e.weight[0] for e in box_corners])
+        self.register_buffer("corner_embed", corners.clone())
+
+    def forward(
+        self, embedding: torch.Tensor, boxes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """embedding (1, C, h, w), boxes (N, 4) xyxy model frame -> logits (N, 1, 4h, 4w), iou (N, 1)."""
+        n = boxes.shape[0]
+        corners = (boxes.reshape(-1, 2, 2) + 0.5) / self.frame_wh
+        sparse = self.pe_layer._encode(corners) + self.corner_embed
+        src = (embedding + self.dense_embed).expand(n, -1, -1, -1)
+        chw = (embedding.shape[1], embedding.shape[2], embedding.shape[3])
+        return self.masks(src, sparse, chw)
+
+
+class PromptDecoderGraph(_SingleMaskDecoder):
     """Trace-friendly decoder of interactive prompts: labelled points and a mask prompt.
 
     Equivalent to ``model.decode_prompts(embedding, coords, labels, mask_input, has_mask)``:
@@ -136,33 +159,17 @@ class PromptDecoderGraph(nn.Module):
 
     label_embed: torch.Tensor
     not_a_point: torch.Tensor
-    out_tokens: torch.Tensor
-    dense_embed: torch.Tensor
-    image_pe: torch.Tensor
-    frame_wh: torch.Tensor
 
     def __init__(self, model: MedSAMLite) -> None:
-        super().__init__()
-        pe, md = model.prompt_encoder, model.mask_decoder
-        self.pe_layer = pe.pe_layer
+        super().__init__(model)
+        pe = model.prompt_encoder
         self.mask_downscaling = pe.mask_downscaling
-        self.transformer = md.transformer
-        self.output_upscaling = md.output_upscaling
-        self.mask_mlp = md.output_hypernetworks_mlps[0]
-        self.iou_head = md.iou_prediction_head
         with torch.no_grad():
             labels = torch.stack(
                 [cast(nn.Embedding, pe.point_embeddings[i]).weight[0] for i in range(4)]
             )
-            out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
-            h, w = pe.input_image_size
-            frame = torch.tensor([float(w), float(h)])
         self.register_buffer("label_embed", labels.clone())
         self.register_buffer("not_a_point", pe.not_a_point_embed.weight.detach().clone())
-        self.register_buffer("out_tokens", out_tokens.clone())
-        self.register_buffer("dense_embed", pe.no_mask_embed.weight.detach().reshape(1, -1, 1, 1))
-        self.register_buffer("image_pe", pe.get_dense_pe().detach().clone())
-        self.register_buffer("frame_wh", frame)
 
     def forward(
         self,
@@ -180,18 +187,11 @@ class PromptDecoderGraph(nn.Module):
         sparse = torch.where(lab == -1, self.not_a_point.expand_as(sparse), sparse)
         for k in range(4):
             sparse = sparse + (lab == k).to(sparse.dtype) * self.label_embed[k]
-        tokens = torch.cat([self.out_tokens.unsqueeze(0).expand(n, -1, -1), sparse], dim=1)
         flag = has_mask.reshape(-1, 1, 1, 1)
         dense = flag * self.mask_downscaling(mask_input) + (1 - flag) * self.dense_embed
-        c, h, w = embedding.shape[1], embedding.shape[2], embedding.shape[3]
         src = embedding.expand(n, -1, -1, -1) + dense
-        pos = self.image_pe.expand(n, -1, -1, -1)
-        hs, src_tokens = self.transformer(src, pos, tokens)
-        upscaled = self.output_upscaling(src_tokens.transpose(1, 2).reshape(n, c, h, w))
-        hyper = self.mask_mlp(hs[:, 1, :]).unsqueeze(1)
-        logits = (hyper @ upscaled.flatten(2)).reshape(n, 1, upscaled.shape[2], upscaled.shape[3])
-        iou = self.iou_head(hs[:, 0, :])[:, :1]
-        return logits, iou
+        chw = (embedding.shape[1], embedding.shape[2], embedding.shape[3])
+        return self.masks(src, sparse, chw)
 
 
 def prompt_parity_inputs(

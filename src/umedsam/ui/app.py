@@ -291,6 +291,17 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
         logger.info("opened %s %s", image.name, image.pixels.shape)
         return session.info()
 
+    async def receive_file(request: Request, target: Path, limit: int) -> int:
+        """Stream the request body into ``target``; stop past ``limit`` bytes. Bytes received."""
+        size = 0
+        with target.open("wb") as handle:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    break
+                handle.write(chunk)
+        return size
+
     async def guarded(call: Callable[[], object], redact: dict[str, str] | None = None) -> object:
         """Run blocking work in a thread, mapping user errors to 400 responses.
 
@@ -366,13 +377,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
             return error(413, too_big)
         sid, folder = store().new_folder()
         target = folder / f"upload{suffix}"
-        size = 0
-        with target.open("wb") as handle:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    break
-                handle.write(chunk)
+        size = await receive_file(request, target, limit)
         if size > limit:
             shutil.rmtree(folder, ignore_errors=True)
             return error(413, too_big)
@@ -460,13 +465,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
             return error(400, str(err))
         limit = config.max_upload_bytes
         target = session.folder / f"import{suffix}"
-        size = 0
-        with target.open("wb") as handle:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    break
-                handle.write(chunk)
+        size = await receive_file(request, target, limit)
         if size > limit:
             target.unlink(missing_ok=True)
             return error(413, f"the mask is larger than the {config.max_upload_mb:g} MiB limit")
