@@ -61,15 +61,6 @@ class DecoderPrompts:
             self.num_tokens[index],
         )
 
-    @property
-    def box_only(self) -> bool:
-        """Whether every object has exactly a box (two corners) and no mask prompt."""
-        return (
-            self.labels.shape[1] == 2
-            and bool((self.labels == [BOX_TOP_LEFT, BOX_BOTTOM_RIGHT]).all())
-            and not self.has_mask.any()
-        )
-
     def groups(self) -> list[tuple[NDArray[np.int64], DecoderPrompts]]:
         """Objects grouped by token count, each group without batch padding.
 

@@ -72,10 +72,6 @@ class ObjectTokens:
         return coords, labels
 
 
-def _stroke_points(stroke: NDArray, count: int) -> NDArray:
-    return sample_stroke_points(stroke, count)
-
-
 def initial_prompt(
     mask: NDArray[np.bool_],
     box: NDArray,
@@ -94,19 +90,21 @@ def initial_prompt(
             positive = np.stack([xs[pick], ys[pick]], 1)
         else:
             family = str(rng.choice(("centerline", "curve", "contour")))
-            positive = _stroke_points(simulate_scribble(mask, rng, family), config.scribble_points)
+            positive = sample_stroke_points(
+                simulate_scribble(mask, rng, family), config.scribble_points
+            )
         if len(positive) == 0:  # a tiny object: fall back to its box
             kind = "box"
         else:
             obj.add(positive, POSITIVE)
         if kind == "pos_neg_scribbles":
             negative = simulate_scribble(mask, rng, "background")
-            obj.add(_stroke_points(negative, config.scribble_points), NEGATIVE)
+            obj.add(sample_stroke_points(negative, config.scribble_points), NEGATIVE)
     if kind in ("box", "box_scribble"):
         if kind == "box_scribble":
             stroke = simulate_scribble(mask, rng)
             label = NEGATIVE if not (stroke & mask).any() and stroke.any() else POSITIVE
-            obj.add(_stroke_points(stroke, config.scribble_points), label)
+            obj.add(sample_stroke_points(stroke, config.scribble_points), label)
         obj.add(np.asarray(box, np.float64).reshape(2, 2), BOX_TOP_LEFT)
         obj.labels[-1] = BOX_BOTTOM_RIGHT
         obj.has_box = True
@@ -125,7 +123,7 @@ def add_correction(
         scribble = correction_scribble(pred, mask, rng)
         if scribble is not None:
             stroke, positive = scribble
-            points = _stroke_points(stroke, config.scribble_points)
+            points = sample_stroke_points(stroke, config.scribble_points)
             if len(points):
                 obj.add(points, POSITIVE if positive else NEGATIVE)
                 return True
