@@ -358,6 +358,66 @@ def test_autosave_restores_after_a_server_restart(browser, serve, tmp_path):
     assert errors == errors2 == []
 
 
+def test_corrections_raise_the_dsc_with_the_trained_model(browser, serve, tmp_path):
+    """The shipped interactive model in the page: box, then a negative click, a positive click
+    and a scribble placed where the mask is wrong (as the challenge's protocol places clicks);
+    the DSC against the reference mask rises."""
+    from umedsam.data.interaction import challenge_click
+    from umedsam.models.capabilities import INTERACTIVE_MODEL, shipped
+    from umedsam.ui.app import UIConfig, example_cases
+
+    if not shipped(INTERACTIVE_MODEL) or EXAMPLE_2D not in example_cases():
+        pytest.skip("the interactive model's weights or the examples are not installed")
+    base, app = serve(UIConfig(model=INTERACTIVE_MODEL))
+    page, errors = open_page(browser, base)
+    page.click(f"button[data-example='{EXAMPLE_2D}']")
+    page.wait_for_selector("body[data-encoded='1']", timeout=120_000)
+    session = app.state.store.get(page.evaluate("document.body.dataset.session"))
+    gts = np.asarray(session.image.ground_truth) > 0
+    h, w = session.spatial_shape
+    ys, xs = np.nonzero(gts)
+    box = (int(xs.min()) + 12, int(ys.min()) + 12, int(xs.max()) - 12, int(ys.max()) - 12)
+    drag_box(page, box, (w, h))  # a box a little too tight: the mask misses the rim
+    version = 1
+    page.wait_for_selector(f"body[data-version='{version}']", timeout=120_000)
+
+    def dsc() -> float:
+        return float(page.locator("#dsc").inner_text().rsplit(" ", 1)[-1])
+
+    scores = [dsc()]
+    bb = page.locator("#canvas").bounding_box()
+    sx, sy = bb["width"] / w, bb["height"] / h
+    page.keyboard.press("c")
+    for _ in range(2):  # two corrections where the error is largest
+        click = challenge_click(session.segs > 0, gts)
+        assert click is not None
+        y, x = click.index
+        if not click.positive:
+            page.keyboard.down("Shift")
+        page.mouse.click(bb["x"] + (x + 0.5) * sx, bb["y"] + (y + 0.5) * sy)
+        if not click.positive:
+            page.keyboard.up("Shift")
+        version += 1
+        page.wait_for_selector(f"body[data-version='{version}']", timeout=120_000)
+        scores.append(dsc())
+    page.keyboard.press("s")  # a positive scribble along the largest missed region
+    missed = gts & ~(session.segs > 0)
+    click = challenge_click(session.segs > 0, gts)
+    if click is not None and missed.any():
+        y, x = click.index
+        page.mouse.move(bb["x"] + (x - 3 + 0.5) * sx, bb["y"] + (y + 0.5) * sy)
+        page.mouse.down()
+        page.mouse.move(bb["x"] + (x + 3 + 0.5) * sx, bb["y"] + (y + 0.5) * sy, steps=4)
+        page.mouse.up()
+        version += 1
+        page.wait_for_selector(f"body[data-version='{version}']", timeout=120_000)
+        scores.append(dsc())
+    save_screenshot(page, tmp_path, "ui-2d-corrections.png")
+    assert max(scores[1:]) > scores[0], scores
+    assert scores[-1] >= scores[0], scores
+    assert errors == []
+
+
 def test_missing_browser_skips_or_fails(monkeypatch):
     """Without a browser a developer gets a skip; with UMEDSAM_REQUIRE_BROWSER=1 (CI) a failure."""
     monkeypatch.delenv("UMEDSAM_REQUIRE_BROWSER", raising=False)
