@@ -340,6 +340,23 @@ def plot_clicks(results: list[Path], out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
+def markdown_clicks(path: Path) -> str:
+    """Markdown table of a click-protocol result: DSC per step, AUC, final DSC/NSD per modality."""
+    summary = json.loads(path.read_text())["summary"]
+    lines = [
+        "| modality (cases) | box | +1 | +2 | +3 | +4 | +5 clicks | DSC_AUC | NSD_AUC | final NSD |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, block in summary.items():
+        steps = " | ".join(f"{v:.4f}" for v in block["dsc_per_step"])
+        label = f"**all ({block['cases']})**" if name == "all" else f"{name} ({block['cases']})"
+        lines.append(
+            f"| {label} | {steps} | {block['dsc_auc']:.3f} | {block['nsd_auc']:.3f} | "
+            f"{block['final_nsd']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, run the protocol, print the summary and optionally write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -367,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.plot:
         plot_clicks(args.plot, args.plot_out)
+        for path in args.plot:
+            print(f"\n{path.stem}\n\n{markdown_clicks(path)}")
         return 0
     from umedsam.models.capabilities import PROMPT_KINDS, model_prompts, register_prompts
 
