@@ -8,7 +8,7 @@ that resume runs clean up (see :mod:`umedsam.inference.manifest`).
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,11 +28,13 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=f"{suffix}.tmp", dir=path.parent
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
+    while True:  # created like open() creates files: mode 0o666 minus the umask (mkstemp: 0o600)
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{suffix}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield tmp
         os.replace(tmp, path)
