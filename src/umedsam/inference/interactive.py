@@ -6,10 +6,11 @@ previous mask as the dense prompt) are decoded in one batch on one image embeddi
 3D corrections (the rule documented in docs/interactive.md): an object without clicks starts on
 its box's start slice (the CVPR 2025 ``z_mid``, else the middle slice) as in box-only
 propagation. An object with clicks restarts on the slice of its newest click: that slice is
-decoded with its clicks, the previous mask's box there (else the object's box) and, for a model
-trained for it, the previous mask as dense prompt; the mask then propagates from there towards
-both ends of the object, and the clicks on other slices are applied when the propagation reaches
-them. The z-range grows to take in foreground clicks beyond the box. Objects without a box stop
+decoded with its clicks, the object's box and, for a model trained for it, the previous mask as
+dense prompt; the mask then propagates from there towards both ends of the object, each slice
+with the box of its neighbour's new mask, its own clicks and its previous mask, and stops in a
+direction as soon as a new mask agrees with the previous one on its slice (DSC >= 0.9): a
+correction changes the slices it reaches, the previous masks stand beyond. The z-range grows to take in foreground clicks beyond the box. Objects without a box stop
 where their mask vanishes. A caller that keeps a :class:`SliceEmbeddingCache` for the volume
 encodes every slice once across all steps.
 """
@@ -197,6 +198,9 @@ def segment_interactive_volume(
     )
     n = len(prompts.labels)
     masks = np.zeros((n, *shape), bool)
+    if prompts.prev_pred is not None:  # slices a correction does not reach keep their masks
+        for i, label in enumerate(prompts.labels):
+            masks[i] = prompts.prev_pred == label
     iou = np.zeros(n, np.float32)
     for res in propagate(
         backend,

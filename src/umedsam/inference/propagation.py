@@ -132,6 +132,10 @@ class VolumePrompts:
             previous mask only, and stop propagating where their mask vanishes.
         mask_prompts: feed ``prev_masks`` as dense prompts (a model trained for it); False keeps
             them for start-slice boxes only.
+        settle_dsc: with ``prev_masks``, an object stops propagating in a direction once its new
+            mask on a slice agrees with the previous one there (DSC at least this): a correction
+            re-propagates only as far as it changes something, and the previous masks stand
+            beyond (None: propagate to the ends).
     """
 
     clicks: Mapping[tuple[int, int], tuple[NDArray, NDArray]] = field(default_factory=dict)
@@ -139,6 +143,7 @@ class VolumePrompts:
     labels: NDArray | None = None
     has_box: NDArray | None = None
     mask_prompts: bool = True
+    settle_dsc: float | None = 0.9
 
 
 def encode_volume(
@@ -264,8 +269,6 @@ def propagate(
         box = None
         if i in prev:
             box = mask_to_model_box(prev[i], label=int(labels[i]), size=size)
-        elif z == z_key[i] and (earlier := prev_mask(i, z)) is not None and vp.clicks:
-            box = mask_to_model_box(earlier, label=int(labels[i]), size=size)
         if box is None and has_box[i]:
             box = key_boxes[i]
         points = vp.clicks.get((i, z))
@@ -278,6 +281,15 @@ def propagate(
             point_labels=None if points is None else points[1],
             mask_logits=dense,
         )
+
+    def settled(i: int, z: int, mask: NDArray) -> bool:
+        """Whether object i's new mask on slice z agrees with its previous one (corrections)."""
+        if vp.prev_masks is None or vp.settle_dsc is None or z == z_key[i]:
+            return False
+        earlier = vp.prev_masks[z] == vp.labels[i]  # type: ignore[index]
+        total = int(earlier.sum()) + int(mask.sum())
+        agreement = 1.0 if total == 0 else 2.0 * int((earlier & mask).sum()) / total
+        return agreement >= vp.settle_dsc
 
     def run_slice(
         z: int, active: list[int], prev: dict[int, NDArray], direction: str
@@ -322,7 +334,7 @@ def propagate(
             prev[i] = result.masks[k]
             if z == z_key[i]:
                 key_masks[i] = result.masks[k]
-            if not has_box[i] and not result.masks[k].any():
+            if (not has_box[i] and not result.masks[k].any()) or settled(i, z, result.masks[k]):
                 stopped.add(i)
         done += 1
         if progress:
@@ -340,7 +352,7 @@ def propagate(
             cache.discard(z)
         for k, i in enumerate(active):
             prev[i] = result.masks[k]
-            if not has_box[i] and not result.masks[k].any():
+            if (not has_box[i] and not result.masks[k].any()) or settled(i, z, result.masks[k]):
                 stopped.add(i)
         done += 1
         if progress:
