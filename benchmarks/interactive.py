@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -357,6 +358,14 @@ def markdown_clicks(path: Path) -> str:
     return "\n".join(lines)
 
 
+def _shown(path: Path) -> str:
+    """A path as recorded in results: relative to the repository's parent when inside it."""
+    try:
+        return os.path.relpath(path.resolve(), REPO)
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, run the protocol, print the summary and optionally write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -396,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     runner = {"clicks": click_protocol, "scribbles": scribble_protocol, "latency": latency}
     result = runner[args.protocol](args)
     result["config"] = {
-        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "json"
+        k: _shown(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "json"
     }
     print(json.dumps(result.get("summary", result), indent=1))
     if args.json:
