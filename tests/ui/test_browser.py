@@ -146,6 +146,8 @@ def test_draw_box_segment_download_2d(browser, serve, tmp_path):
     with np.load(examples[EXAMPLE_2D][1]) as data:
         gts, box = data["gts"], data["boxes"][0].tolist()
     height, width = gts.shape
+    # the app encodes the image at open; the first use of an engine also exports its graphs
+    page.wait_for_selector("body[data-encoded='1']", timeout=600_000)
     drag_box(page, box, (width, height))
     page.wait_for_selector("body[data-version='1']", timeout=120_000)  # auto-segments
     assert page.locator("#box-list li").count() == 1
@@ -359,9 +361,9 @@ def test_autosave_restores_after_a_server_restart(browser, serve, tmp_path):
 
 
 def test_corrections_raise_the_dsc_with_the_trained_model(browser, serve, tmp_path):
-    """The shipped interactive model in the page: box, then a negative click, a positive click
-    and a scribble placed where the mask is wrong (as the challenge's protocol places clicks);
-    the DSC against the reference mask rises."""
+    """The shipped interactive model in the page: box, then two clicks and a scribble dab, each
+    placed where the mask is most wrong (as the challenge's protocol places clicks, positive or
+    negative as the error requires); the DSC against the reference mask rises."""
     from umedsam.data.interaction import challenge_click
     from umedsam.models.capabilities import INTERACTIVE_MODEL, shipped
     from umedsam.ui.app import UIConfig, example_cases
@@ -371,7 +373,7 @@ def test_corrections_raise_the_dsc_with_the_trained_model(browser, serve, tmp_pa
     base, app = serve(UIConfig(model=INTERACTIVE_MODEL))
     page, errors = open_page(browser, base)
     page.click(f"button[data-example='{EXAMPLE_2D}']")
-    page.wait_for_selector("body[data-encoded='1']", timeout=120_000)
+    page.wait_for_selector("body[data-encoded='1']", timeout=600_000)  # first use: export
     session = app.state.store.get(page.evaluate("document.body.dataset.session"))
     gts = np.asarray(session.image.ground_truth) > 0
     h, w = session.spatial_shape
@@ -387,34 +389,29 @@ def test_corrections_raise_the_dsc_with_the_trained_model(browser, serve, tmp_pa
     scores = [dsc()]
     bb = page.locator("#canvas").bounding_box()
     sx, sy = bb["width"] / w, bb["height"] / h
-    page.keyboard.press("c")
-    for _ in range(2):  # two corrections where the error is largest
+
+    def correct(tool: str) -> None:
+        nonlocal version
+        page.keyboard.press(tool)
         click = challenge_click(session.segs > 0, gts)
         assert click is not None
         y, x = click.index
         if not click.positive:
             page.keyboard.down("Shift")
-        page.mouse.click(bb["x"] + (x + 0.5) * sx, bb["y"] + (y + 0.5) * sy)
+        page.mouse.move(bb["x"] + (x + 0.5) * sx, bb["y"] + (y + 0.5) * sy)
+        page.mouse.down()
+        page.mouse.up()  # a click, or a brush dab with the scribble tool
         if not click.positive:
             page.keyboard.up("Shift")
         version += 1
         page.wait_for_selector(f"body[data-version='{version}']", timeout=120_000)
         scores.append(dsc())
-    page.keyboard.press("s")  # a positive scribble along the largest missed region
-    missed = gts & ~(session.segs > 0)
-    click = challenge_click(session.segs > 0, gts)
-    if click is not None and missed.any():
-        y, x = click.index
-        page.mouse.move(bb["x"] + (x - 3 + 0.5) * sx, bb["y"] + (y + 0.5) * sy)
-        page.mouse.down()
-        page.mouse.move(bb["x"] + (x + 3 + 0.5) * sx, bb["y"] + (y + 0.5) * sy, steps=4)
-        page.mouse.up()
-        version += 1
-        page.wait_for_selector(f"body[data-version='{version}']", timeout=120_000)
-        scores.append(dsc())
+
+    correct("s")  # a scribble dab (brush radius 3) where the mask is most wrong
+    correct("c")  # then two clicks, each where the mask is most wrong
+    correct("c")
     save_screenshot(page, tmp_path, "ui-2d-corrections.png")
-    assert max(scores[1:]) > scores[0], scores
-    assert scores[-1] >= scores[0], scores
+    assert scores[-1] > scores[0], scores  # the corrections raised the DSC
     assert errors == []
 
 
