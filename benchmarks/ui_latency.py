@@ -29,7 +29,16 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DEV = REPO.parent / "shared" / "data" / "dev"
-sys.path.insert(0, str(REPO / "tests" / "ui"))
+CHROMIUM_FLAGS = [  # as tests/ui/test_browser.py starts Debian's Chromium
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _serve(config):  # type: ignore[no-untyped-def]
@@ -69,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev", type=Path, default=DEFAULT_DEV)
     parser.add_argument("--screenshots", type=Path, help="save a screenshot per measurement here")
     args = parser.parse_args(argv)
+    import shutil
+
     from playwright.sync_api import sync_playwright
-    from test_browser import CHROMIUM_FLAGS, chromium_path  # the tests' browser settings
 
     from umedsam.ui.app import UIConfig
 
@@ -81,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     base, server = _serve(config)
     rows: dict[str, list[float]] = {}
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        chromium = shutil.which("chromium") or "/usr/bin/chromium"
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(base)
         page.wait_for_selector("body[data-ready='1']")
@@ -135,9 +146,14 @@ def main(argv: list[str] | None = None) -> int:
             (args.dev / "imgs").glob("3DBox_*.npz"), key=lambda p: np.load(p)["imgs"].shape[0]
         )
         page.keyboard.press("b")
+        previous = page.evaluate("document.body.dataset.session")
         start = time.perf_counter()
         page.set_input_files("#file", str(volume))
-        page.wait_for_selector("body[data-encoded='1']", timeout=600_000)
+        page.wait_for_function(
+            f"document.body.dataset.session !== '{previous}' && "
+            "document.body.dataset.encoded === '1'",
+            timeout=600_000,
+        )
         depth = int(page.evaluate("state.info.depth"))
         rows[f"open {depth}-slice volume to ready embeddings"] = [time.perf_counter() - start]
         canvas = page.locator("#canvas").bounding_box()
