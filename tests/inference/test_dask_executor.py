@@ -290,7 +290,11 @@ def _kill_and_resume(argv: list[str], inp: Path, out: Path, cases: list[Path]) -
             assert validate_output(target, case) is None
             finished[case.name] = target.stat().st_mtime_ns
     assert len(finished) >= 2
-    assert main(argv) == 0
+    import dask
+
+    # an in-process --workers run starts its own cluster: its workers preload the test models
+    with dask.config.set({"distributed.worker.preload": list(TEST_MODELS_PRELOAD)}):
+        assert main(argv) == 0
     after = json.loads((out / MANIFEST_NAME).read_text())
     for case in cases:
         assert validate_output(out / case.name, case) is None
@@ -301,29 +305,18 @@ def _kill_and_resume(argv: list[str], inp: Path, out: Path, cases: list[Path]) -
     assert not list(out.glob(".*.tmp"))
 
 
+def _predict_argv(inp: Path, out: Path, spec: EngineSpec) -> list[str]:
+    """``umedsam predict`` on the tiny model, torch engine, one thread."""
+    argv = ["predict", "-q", "-i", str(inp), "-o", str(out), "--model", "test_tiny"]
+    return [*argv, "--checkpoint", str(spec.checkpoint), "--engine", "torch", "--threads", "1"]
+
+
 def test_killed_client_resumes(
     cluster, spec: EngineSpec, tmp_path: Path, make_disk, make_sphere
 ) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
     cases = _make_cases(inp, make_disk, make_sphere, n2d=0, n3d=10, depth=12)
-    argv = [
-        "predict",
-        "-q",
-        "-i",
-        str(inp),
-        "-o",
-        str(out),
-        "--model",
-        "test_tiny",
-        "--checkpoint",
-        str(spec.checkpoint),
-        "--engine",
-        "torch",
-        "--threads",
-        "1",
-        "--scheduler",
-        cluster.scheduler_address,
-    ]
+    argv = [*_predict_argv(inp, out, spec), "--scheduler", cluster.scheduler_address]
     _kill_and_resume(argv, inp, out, cases)
 
 
@@ -333,22 +326,7 @@ def test_killed_single_process_run_resumes(
 ) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
     cases = _make_cases(inp, make_disk, make_sphere, n2d=0, n3d=10, depth=12)
-    argv = [
-        "predict",
-        "-q",
-        "-i",
-        str(inp),
-        "-o",
-        str(out),
-        "--model",
-        "test_tiny",
-        "--checkpoint",
-        str(spec.checkpoint),
-        "--engine",
-        "torch",
-        "--threads",
-        "1",
-    ]
+    argv = _predict_argv(inp, out, spec)
     _kill_and_resume(argv, inp, out, cases)
 
 
@@ -359,22 +337,5 @@ def test_killed_local_cluster_run_resumes(
     pytest.importorskip("distributed")
     inp, out = tmp_path / "in", tmp_path / "out"
     cases = _make_cases(inp, make_disk, make_sphere, n2d=0, n3d=12, depth=16)
-    argv = [
-        "predict",
-        "-q",
-        "-i",
-        str(inp),
-        "-o",
-        str(out),
-        "--model",
-        "test_tiny",
-        "--checkpoint",
-        str(spec.checkpoint),
-        "--engine",
-        "torch",
-        "--threads",
-        "1",
-        "--workers",
-        "2",
-    ]
+    argv = [*_predict_argv(inp, out, spec), "--workers", "2"]
     _kill_and_resume(argv, inp, out, cases)
