@@ -38,6 +38,9 @@ import torch
 
 logger = logging.getLogger("ablation")
 
+MULTI_SEED_ARMS = ("b", "c", "d")
+"""Arms trained with every seed of ``--seeds``; (a) has no training and (e) runs once."""
+
 ARMS: dict[str, dict[str, Any]] = {
     "a": {"label": "(a) LiteMedSAM, no fine-tuning"},
     "b": {
@@ -117,7 +120,7 @@ def precompute_train_embeddings(args: argparse.Namespace) -> dict[str, float]:
         load_images=False,
     )
     cache = FrozenEncoderEmbeddingCache(
-        model, model_name="litemedsam", cache_dir=args.work / "emb_cache"
+        model, model_name="litemedsam", cache_dir=args.cache_dir or args.work / "emb_cache"
     )
     keys = [ds.image_key(i, f) for i in range(len(ds)) for f in ds.flip_variants()]
     start = time.perf_counter()
@@ -135,14 +138,25 @@ def precompute_train_embeddings(args: argparse.Namespace) -> dict[str, float]:
     }
 
 
-def train_arm(
-    arm: str, args: argparse.Namespace, steps: int | None = None, output_dir: Path | None = None
-) -> dict[str, Any]:
-    """Fine-tune one arm; returns timing and the learned loss weights.
+def run_key(arm: str, seed: int) -> str:
+    """Results key and run-folder suffix of one arm trained with one seed."""
+    return f"{arm}_s{seed}"
 
-    ``steps`` defaults to the arm's share of ``--grad-evals`` (half for SAM) and ``output_dir``
-    to ``WORK/run_<arm>``.
+
+def train_arm(
+    arm: str,
+    args: argparse.Namespace,
+    steps: int | None = None,
+    output_dir: Path | None = None,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """Fine-tune one arm with one seed; returns timing and the learned loss weights.
+
+    ``steps`` defaults to the arm's share of ``--grad-evals`` (half for SAM), ``seed`` to
+    ``--seed`` and ``output_dir`` to ``WORK/run_<arm>_s<seed>``. A run folder that holds a
+    ``last.pt`` is resumed exactly (the trainer's ``resume: auto``).
     """
+    seed = args.seed if seed is None else seed
     from umedsam.training.config import TrainConfig
     from umedsam.training.trainer import train
 
@@ -151,7 +165,7 @@ def train_arm(
     if steps is None:
         steps = args.grad_evals // 2 if sam else args.grad_evals
     if output_dir is None:
-        output_dir = args.work / f"run_{arm}"
+        output_dir = args.work / f"run_{run_key(arm, seed)}"
     config = TrainConfig.from_dict(
         {
             "data": {
@@ -159,7 +173,8 @@ def train_arm(
                 "flips": list(args.flips),
                 "slices_per_volume": args.slices_per_volume,
                 "balanced": True,
-                "cache_dir": str(args.work / "emb_cache"),
+                "modality_weights": args.modality_weights or None,
+                "cache_dir": str(args.cache_dir or args.work / "emb_cache"),
             },
             "model": {"name": "litemedsam", "checkpoint": "default"},
             "loss": spec["loss"],
@@ -169,7 +184,10 @@ def train_arm(
                 "epochs": 1000,
                 "batch_size": args.batch_size,
                 "max_steps": steps,
-                "seed": args.seed,
+                "seed": seed,
+                "resume": "auto",
+                "save_every_steps": 25,
+                "num_threads": args.threads,
             },
         }
     )
@@ -260,34 +278,67 @@ def measure_sam_cost(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _mean_sd(values: list[float]) -> str:
+    """``mean`` for one value, ``mean ± sd`` (sample sd over seeds) for more."""
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+
+
 def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
-    """ablation.md (tables) and training_curves.png into --work."""
-    arms = [a for a in args.arms if a in results["arms"]]
-    mods = sorted({m for a in arms for m in results["arms"][a]["eval"]["per_modality"]})
-    lines = ["| arm | " + " | ".join(mods) + " | mean DSC | mean NSD |"]
-    lines.append("|---" * (len(mods) + 3) + "|")
-    for a in arms:
-        ev = results["arms"][a]["eval"]
-        cells = [
-            f"{ev['per_modality'][m]['dsc']:.4f} / {ev['per_modality'][m]['nsd']:.4f}" for m in mods
+    """ablation.md (tables over seeds) and training_curves.png into --work."""
+    runs = results["arms"]
+    arms = [a for a in ARMS if any(k.split("_s")[0] == a and "eval" in runs[k] for k in runs)]
+    keys = {
+        a: [k for k in sorted(runs) if k.split("_s")[0] == a and "eval" in runs[k]] for a in arms
+    }
+    mods = sorted({m for k in runs if "eval" in runs[k] for m in runs[k]["eval"]["per_modality"]})
+    n_cases = {m: runs[keys[arms[0]][0]]["eval"]["per_modality"][m]["n"] for m in mods}
+    lines: list[str] = []
+    for metric in ("dsc", "nsd"):
+        name = metric.upper()
+        lines += [
+            f"{name} per modality: mean ± sd over seeds (sample sd); one value for a single run.",
+            "",
+            "| arm | seeds | "
+            + " | ".join(f"{m} ({n_cases[m]})" for m in mods)
+            + f" | mean {name} |",
+            "|---" * (len(mods) + 3) + "|",
         ]
-        lines.append(
-            f"| {ARMS[a]['label']} | "
-            + " | ".join(cells)
-            + f" | {ev['overall']['dsc']:.4f} | {ev['overall']['nsd']:.4f} |"
-        )
-    lines += ["", "| arm | steps | samples | train s | samples/s | s/step | final weights |"]
-    lines.append("|---|---|---|---|---|---|---|")
+        for a in arms:
+            ks = keys[a]
+            cells = [
+                _mean_sd([runs[k]["eval"]["per_modality"][m][metric] for k in ks]) for m in mods
+            ]
+            overall = _mean_sd([runs[k]["eval"]["overall"][metric] for k in ks])
+            lines.append(
+                f"| {ARMS[a]['label']} | {len(ks)} | " + " | ".join(cells) + f" | {overall} |"
+            )
+        lines.append("")
+    lines += [
+        "| run | mean DSC | mean NSD | steps | samples | train s | s/step | final weights |",
+    ]
+    lines.append("|---|---|---|---|---|---|---|---|")
     for a in arms:
-        tr = results["arms"][a].get("train")
-        if tr is None:
-            continue
-        weights = ", ".join(f"{k} {v:.3f}" for k, v in tr["final_weights"].items())
-        lines.append(
-            f"| {ARMS[a]['label']} | {tr['steps']} | {tr['samples']} | {tr['train_seconds']:.0f} | "
-            f"{tr['samples_per_s']:.2f} | {tr['seconds_per_step']:.2f} | {weights} |"
-        )
+        for k in keys[a]:
+            ev, tr = runs[k]["eval"], runs[k].get("train")
+            row = f"| {k} | {ev['overall']['dsc']:.4f} | {ev['overall']['nsd']:.4f} | "
+            if tr is None:
+                lines.append(row + "- | - | - | - | - |")
+                continue
+            weights = ", ".join(f"{n} {v:.3f}" for n, v in tr["final_weights"].items())
+            lines.append(
+                row + f"{tr['steps']} | {tr['samples']} | {tr['train_seconds']:.0f} | "
+                f"{tr['seconds_per_step']:.2f} | {weights} |"
+            )
     (args.work / "ablation.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _plot_curves(runs, keys, args)
+
+
+def _plot_curves(
+    runs: dict[str, Any], keys: dict[str, list[str]], args: argparse.Namespace
+) -> None:
+    """Dice term of each training batch (smoothed) and the learned weights, per run."""
     try:
         import matplotlib
 
@@ -298,22 +349,39 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         return
     import csv
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for a in arms:
-        log = args.work / f"run_{a}" / "log.csv"
-        if not log.is_file():
-            continue
-        with log.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        grad_evals = 2 if "sharpness" in ARMS[a].get("optim", {}) else 1
-        x = [int(r["step"]) * grad_evals * args.batch_size for r in rows]
-        if "loss_dice" in rows[0]:
-            ax1.plot(x, [float(r["loss_dice"]) for r in rows], label=ARMS[a]["label"], lw=1)
-        for col in rows[0]:
-            if col.startswith("weight_") and ARMS[a]["loss"]["mode"] == "kendall":
-                ax2.plot(x, [float(r[col]) for r in rows], label=f"{a}: {col[7:]}", lw=1)
+    colours = {"b": "tab:blue", "c": "tab:orange", "d": "tab:green", "e": "tab:red"}
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for a, ks in keys.items():
+        for i, k in enumerate(ks):
+            log = args.work / f"run_{k}" / "log.csv"
+            if a not in colours or not log.is_file():
+                continue
+            with log.open(newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            grad_evals = 2 if "sharpness" in ARMS[a].get("optim", {}) else 1
+            x = np.array([int(r["step"]) * grad_evals * args.batch_size for r in rows])
+            label = ARMS[a]["label"] if i == 0 else None
+            if "loss_dice" in rows[0]:
+                y = np.array([float(r["loss_dice"]) for r in rows])
+                w = min(25, len(y))
+                smooth = np.convolve(y, np.ones(w) / w, mode="valid")
+                ax1.plot(x[w - 1 :], smooth, color=colours[a], lw=1, label=label)
+            if ARMS[a]["loss"]["mode"] == "kendall":
+                for col, style in zip(
+                    [c for c in rows[0] if c.startswith("weight_")],
+                    ("-", "--", ":", "-."),
+                    strict=False,
+                ):
+                    ax2.plot(
+                        x,
+                        [float(r[col]) for r in rows],
+                        color=colours[a],
+                        ls=style,
+                        lw=1,
+                        label=f"{a}: {col[7:]}" if i == 0 else None,
+                    )
     ax1.set_xlabel("training samples x passes (gradient evaluations x batch)")
-    ax1.set_ylabel("Dice loss of the training batch")
+    ax1.set_ylabel("Dice loss of the training batch (moving mean of 25)")
     ax1.legend(fontsize=7)
     ax2.set_xlabel("training samples x passes")
     ax2.set_ylabel("learned weight 0.5 exp(-s)")
@@ -339,7 +407,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flips", nargs="*", default=[], help="random flips (cached variants)")
     parser.add_argument("--modalities", nargs="*", help="restrict train and dev to these")
     parser.add_argument("--train-per-modality", type=int, help="first N train cases per modality")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of --sam-cost runs")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="seeds of arms b, c, d (a, e: the first)"
+    )
+    parser.add_argument(
+        "--epochs",
+        type=float,
+        help="budget per arm in passes over the training items (overrides --grad-evals)",
+    )
+    parser.add_argument(
+        "--modality-weights",
+        nargs="*",
+        default=[],
+        metavar="MOD=W",
+        help="relative weight of a modality in the balanced draw (e.g. CT=0.25)",
+    )
+    parser.add_argument("--cache-dir", type=Path, help="embedding cache (default WORK/emb_cache)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--sam-cost",
@@ -348,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cost-steps", type=int, default=8, help="steps per timing run")
     parser.add_argument("--cost-rounds", type=int, default=3, help="alternating timing rounds")
-    parser.add_argument("--ship", help="arm whose fine-tuned decoder becomes a packaged file")
+    parser.add_argument("--ship", help="run (e.g. b_s0) whose decoder becomes a packaged file")
     parser.add_argument(
         "--ship-to",
         type=Path,
@@ -360,6 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     args.arms = list(args.arms)
+    args.modality_weights = {
+        k: float(v) for k, v in (item.split("=", 1) for item in args.modality_weights)
+    }
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     from umedsam.inference.backends.torch import tune_allocator
@@ -388,26 +475,44 @@ def main(argv: list[str] | None = None) -> int:
         results_path.write_text(json.dumps(results, indent=1), encoding="utf-8")
         print(json.dumps(results["sam_cost"], indent=1))
         return 0
+    if args.epochs is not None:
+        items = results["train_embeddings"]["items"]
+        args.grad_evals = int(round(args.epochs * items / args.batch_size))
+        results["settings"]["grad_evals"] = args.grad_evals
+        logger.info(
+            "%s epochs of %d items: %d gradient evaluations per arm",
+            args.epochs,
+            items,
+            args.grad_evals,
+        )
     memo: dict[str, np.ndarray] = {}
-    for arm in args.arms:
-        entry = results["arms"].get(arm, {})
+    plan = [
+        (arm, seed)
+        for i, seed in enumerate(args.seeds)
+        for arm in args.arms
+        if i == 0 or arm in MULTI_SEED_ARMS
+    ]
+    for arm, seed in plan:
+        key = run_key(arm, seed)
+        entry = results["arms"].get(key, {})
         if "eval" in entry:
-            logger.info("arm %s already done", arm)
+            logger.info("run %s already done", key)
             continue
         checkpoint = None
         if arm != "a":
-            entry["train"] = train_arm(arm, args)
+            entry["train"] = train_arm(arm, args, seed=seed)
             checkpoint = entry["train"]["checkpoint"]
-            logger.info("arm %s trained: %s", arm, entry["train"])
-        entry["eval"] = evaluate_arm(arm, checkpoint, args, memo)
-        logger.info("arm %s dev: %s", arm, entry["eval"]["overall"])
-        results["arms"][arm] = entry
+            logger.info("run %s trained: %s", key, entry["train"])
+        entry["eval"] = evaluate_arm(key, checkpoint, args, memo)
+        logger.info("run %s dev: %s", key, entry["eval"]["overall"])
+        results["arms"][key] = entry
         results_path.write_text(json.dumps(results, indent=1), encoding="utf-8")
+        write_report(results, args)
     write_report(results, args)
     print((args.work / "ablation.md").read_text(encoding="utf-8"))
     if args.ship:
         shipped = ship_decoder(results["arms"][args.ship]["train"]["checkpoint"], args.ship_to)
-        print(f"arm {args.ship} decoder -> {args.ship_to}: {shipped}")
+        print(f"run {args.ship} decoder -> {args.ship_to}: {shipped}")
     return 0
 
 

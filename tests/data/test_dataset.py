@@ -102,6 +102,19 @@ def test_epoch_order() -> None:
         epoch_order([], seed=0, epoch=0)
 
 
+def test_epoch_order_modality_weights() -> None:
+    mods = ["A"] * 8 + ["B"] * 2
+    kw = {"seed": 0, "epoch": 0, "num_samples": 4000, "balanced": True}
+    plain = epoch_order(mods, **kw)
+    assert np.array_equal(plain, epoch_order(mods, modality_weights={"A": 1.0}, **kw))
+    capped = epoch_order(mods, modality_weights={"B": 0.25}, **kw)
+    assert 0.17 < np.isin(capped, [8, 9]).mean() < 0.23  # 0.25 / 1.25
+    only_a = epoch_order(mods, modality_weights={"B": 0.0}, **kw)
+    assert not np.isin(only_a, [8, 9]).any()
+    with pytest.raises(ValueError, match="no modality"):
+        epoch_order(mods, modality_weights={"A": 0.0, "B": 0.0}, **kw)
+
+
 def test_bad_folders_and_options(tmp_path, challenge_folder) -> None:
     with pytest.raises(FileNotFoundError, match="folder not found"):
         NpzSegmentationDataset(tmp_path / "nothing")

@@ -148,6 +148,29 @@ def test_fill_cache_computes_missing_images_once(challenge_folder: Path, tmp_pat
     )
 
 
+def test_fill_cache_copies_embeddings_of_a_training_cache(
+    challenge_folder: Path, tmp_path: Path
+) -> None:
+    from umedsam.training.embeddings import FrozenEncoderEmbeddingCache
+
+    teacher = build_model("test_tiny").eval()
+    ds = NpzSegmentationDataset(challenge_folder, image_size=64)
+    items = select_items(ds, max_images=4)
+    keys = [ds.image_key(i, f) for i, f in items]
+    train_cache = FrozenEncoderEmbeddingCache(
+        teacher, model_name="test_tiny", cache_dir=tmp_path / "train"
+    )
+    made = train_cache.get(keys[:3], ds.image_for_key)  # 3 of 4 already computed by training
+    reopened = FrozenEncoderEmbeddingCache(
+        teacher, model_name="test_tiny", cache_dir=tmp_path / "train"
+    )
+    cache = TeacherEmbeddingCache(tmp_path / "teacher", SIG, 1 << 24)
+    assert fill_cache(teacher, ds, cache, items, known=reopened.lookup) == 1  # only the 4th
+    for key, embedding in zip(keys[:3], made, strict=True):
+        torch.testing.assert_close(cache.get(key).float(), embedding)
+    assert keys[3] in cache
+
+
 # ----------------------------------------------------------------------------------- config
 def test_config_validation_and_overrides(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown key"):

@@ -11,7 +11,7 @@ exactly (resume) and split across processes (DDP) without shared state.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -55,6 +55,7 @@ def epoch_order(
     epoch: int,
     num_samples: int | None = None,
     balanced: bool = False,
+    modality_weights: Mapping[str, float] | None = None,
 ) -> NDArray[np.int64]:
     """Item indices to visit in one epoch.
 
@@ -65,6 +66,9 @@ def epoch_order(
         num_samples: samples per epoch (default: the dataset size).
         balanced: draw a modality uniformly first, then an item of it (with replacement);
             otherwise a permutation (repeated when ``num_samples`` exceeds the size).
+        modality_weights: with ``balanced``, draw modality ``m`` with probability proportional
+            to ``modality_weights.get(m, 1)`` instead of uniformly (e.g. ``{"CT": 0.25}`` caps how
+            often a scarce modality's few items repeat).
 
     Returns:
         ``(num_samples,)`` int64 indices.
@@ -84,7 +88,13 @@ def epoch_order(
         for i, mod in enumerate(modalities):
             groups.setdefault(mod, []).append(i)
         names = sorted(groups)
-        picks = rng.integers(0, len(names), size=total)
+        weights = np.array([(modality_weights or {}).get(m, 1.0) for m in names], dtype=float)
+        if weights.sum() <= 0:
+            raise ValueError(f"modality_weights leave no modality to draw: {modality_weights}")
+        if np.all(weights == 1.0):
+            picks = rng.integers(0, len(names), size=total)
+        else:
+            picks = rng.choice(len(names), size=total, p=weights / weights.sum())
         return np.array(
             [groups[names[g]][rng.integers(0, len(groups[names[g]]))] for g in picks],
             dtype=np.int64,

@@ -58,6 +58,9 @@ class DataConfig:
         val_slices_per_volume: the same for validation volumes.
         modalities: restrict to these modalities (file-name token; None: all).
         balanced: draw modalities uniformly (then an item of the modality).
+        modality_weights: with ``balanced``, relative weights of some modalities in that draw
+            (others weigh 1), e.g. ``{CT: 0.25}`` so that a modality with few items does not
+            repeat them far more often than the others.
         samples_per_epoch: samples per epoch (None: one pass over the items).
         cache_embeddings: with a frozen image encoder, compute each image embedding once per
             flip variant and reuse it (decoder-only training becomes ~20x faster on CPU).
@@ -73,6 +76,7 @@ class DataConfig:
     val_slices_per_volume: int | None = 3
     modalities: tuple[str, ...] | None = None
     balanced: bool = False
+    modality_weights: dict[str, float] | None = None
     samples_per_epoch: int | None = None
     cache_embeddings: bool = True
     cache_dir: str | None = None
@@ -84,6 +88,11 @@ class DataConfig:
         _check(self.min_area >= 1, f"data.min_area must be >= 1; got {self.min_area}")
         bad = [f for f in self.flips if f not in ("horizontal", "vertical")]
         _check(not bad, f"data.flips must be 'horizontal'/'vertical'; got {list(self.flips)}")
+        weights = self.modality_weights or {}
+        _check(
+            all(w >= 0 for w in weights.values()),
+            f"data.modality_weights must be >= 0; got {weights}",
+        )
         for name in ("slices_per_volume", "val_slices_per_volume", "samples_per_epoch"):
             value = getattr(self, name)
             _check(value is None or value >= 1, f"data.{name} must be >= 1 or null; got {value}")

@@ -281,6 +281,13 @@ def distill_stage1(
         if progress is not None:
             progress({"phase": "cache", "done": done, "total": total})
 
+    known = None
+    if data.training_cache_dir is not None:
+        from umedsam.training.embeddings import FrozenEncoderEmbeddingCache
+
+        known = FrozenEncoderEmbeddingCache(
+            teacher, model_name=config.teacher.name, cache_dir=data.training_cache_dir
+        ).lookup
     fill_cache(
         teacher,
         dataset,
@@ -289,7 +296,9 @@ def distill_stage1(
         batch_size=config.teacher.batch_size,
         time_budget_s=data.cache_time_budget_s,
         progress=cache_progress,
+        known=known,
     )
+    del known  # the copied embeddings are in the teacher cache now
     pool = _Pool(dataset, cache, keys)
     logger.info(
         "teacher cache %s: %d of %d images available", cache.folder, len(pool.keys), len(keys)

@@ -43,6 +43,8 @@ class DistillDataConfig:
         tensor_flips: also flip the preprocessed image and its cached embedding together at
             random (free augmentation; the student learns flip-equivariance).
         cache_dir: folder of the teacher-embedding cache (required).
+        training_cache_dir: a ``umedsam train`` embedding cache (its ``data.cache_dir``) made
+            with the same teacher; embeddings found there are copied instead of recomputed.
         cache_max_mb: the cache never grows beyond this many MiB (2 MiB per 256-px image).
         cache_time_budget_s: stop computing teacher embeddings after this long and train on
             what is cached (None: no limit).
@@ -59,6 +61,7 @@ class DistillDataConfig:
     teacher_flips: tuple[tuple[str, ...], ...] = ((),)
     tensor_flips: bool = True
     cache_dir: str = ""
+    training_cache_dir: str | None = None
     cache_max_mb: float = 4096.0
     cache_time_budget_s: float | None = None
     refresh_every: int | None = None

@@ -102,7 +102,8 @@ class FrozenEncoderEmbeddingCache:
             raise RuntimeError("embedding cache has no folder")
         return self.folder / (hashlib.sha1(key.encode()).hexdigest() + ".pt")
 
-    def _lookup(self, key: str) -> torch.Tensor | None:
+    def lookup(self, key: str) -> torch.Tensor | None:
+        """The stored embedding ``(C, h, w)`` of ``key`` (memory, then disk), or None."""
         if key in self._memory:
             return self._memory[key]
         if self.folder is not None:
@@ -129,7 +130,7 @@ class FrozenEncoderEmbeddingCache:
         Returns:
             ``(len(keys), C, h, w)`` float32 embeddings on the cache's device.
         """
-        missing = [k for k in dict.fromkeys(keys) if self._lookup(k) is None]
+        missing = [k for k in dict.fromkeys(keys) if self.lookup(k) is None]
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
         if missing:

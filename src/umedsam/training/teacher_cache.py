@@ -243,6 +243,7 @@ def fill_cache(
     batch_size: int = 1,
     time_budget_s: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    known: Callable[[str], torch.Tensor | None] | None = None,
 ) -> int:
     """Encode the images of ``items`` missing from ``cache`` with the teacher and store them.
 
@@ -257,15 +258,26 @@ def fill_cache(
         batch_size: images per teacher call.
         time_budget_s: stop after this many seconds (None: no limit).
         progress: called with (items done or found, total items).
+        known: returns the teacher's embedding of a key when it was computed elsewhere (e.g.
+            :meth:`umedsam.training.embeddings.FrozenEncoderEmbeddingCache.lookup` of a
+            ``umedsam train`` cache of the same teacher), so it is copied, not recomputed.
 
     Returns:
-        Number of newly encoded images.
+        Number of newly encoded images (copied ones not counted).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     teacher.eval()
     keys = [dataset.image_key(i, f) for i, f in items]
     missing = [(k, it) for k, it in zip(keys, items, strict=True) if k not in cache]
+    if known is not None:
+        copied = 0
+        for key, _ in missing:
+            embedding = known(key)
+            if embedding is not None and cache.put(key, embedding):
+                copied += 1
+        missing = [(k, it) for k, it in missing if k not in cache]
+        logger.info("copied %d teacher embeddings from an existing cache", copied)
     done = len(keys) - len(missing)
     if progress is not None:
         progress(done, len(keys))

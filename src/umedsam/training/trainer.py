@@ -304,6 +304,7 @@ class Trainer:
                 epoch=epoch,
                 num_samples=data.samples_per_epoch,
                 balanced=data.balanced,
+                modality_weights=data.modality_weights,
             )
         )
         return shard_batches(order_len, self.dist.rank, self.dist.world_size, run.batch_size)
@@ -410,6 +411,7 @@ class Trainer:
                 epoch=self.epoch,
                 num_samples=self.config.data.samples_per_epoch,
                 balanced=self.config.data.balanced,
+                modality_weights=self.config.data.modality_weights,
             )
             while self.batch_in_epoch < len(batches):
                 if self._out_of_budget(start):
