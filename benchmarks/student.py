@@ -8,6 +8,8 @@ Sections (each optional):
 ``--latency``   encoder latency per 256-px slice: median of ``--runs`` calls after warm-up, for
                 each model on each engine of ``--engines`` (torch, onnx, openvino: whatever is
                 installed), all in this process, one after the other.
+``--profile``   where the time of whole cases goes (encoder calls, decoder calls, the rest),
+                in process, per model and engine.
 ``--accuracy``  DSC/NSD on the dev folder (``umedsam predict`` + ``umedsam evaluate`` in-process)
                 per modality for each model, and end-to-end seconds per case.
 
@@ -147,6 +149,92 @@ def latency(
     return rows
 
 
+def profile(
+    names: list[str],
+    engines: list[str],
+    cases: list[Path],
+    runs: int,
+    threads: int | None,
+    weights: dict[str, str | None],
+) -> list[dict[str, float | str]]:
+    """Where one case's in-process time goes: encoder calls, decoder calls, the rest.
+
+    Each (model, engine, case) is segmented ``runs`` times after one warm-up run (the same
+    function as ``umedsam predict``: ``segment_case``); encoder and decoder calls are timed by
+    wrapping the backend. Medians over the runs.
+    """
+    from umedsam.data.npz import load_case
+    from umedsam.inference.engines import EngineSpec, available_engines, open_engine
+    from umedsam.inference.segment import segment_case
+
+    installed = available_engines()
+    rows = []
+    for engine in engines:
+        if engine not in installed:
+            print(f"[skip] engine {engine} is not installed", file=sys.stderr)
+            continue
+        for name in names:
+            ckpt = weights.get(name)
+            spec = EngineSpec(name, None if ckpt is None else Path(ckpt), engine, threads)
+            backend = open_engine(spec).backend
+            timers = _wrap_timers(backend)
+            for path in cases:
+                case = load_case(path)
+                samples: list[dict[str, float]] = []
+                for run in range(runs + 1):
+                    for t in timers.values():
+                        t[:] = [0.0, 0.0]
+                    start = time.perf_counter()
+                    segment_case(backend, case)
+                    total = time.perf_counter() - start
+                    if run == 0:
+                        continue  # warm-up
+                    samples.append(
+                        {
+                            "total_s": total,
+                            "encoder_s": timers["encode"][0],
+                            "encoder_calls": timers["encode"][1],
+                            "decoder_s": timers["decode"][0] + timers["decode_prompts"][0],
+                            "decoder_calls": timers["decode"][1] + timers["decode_prompts"][1],
+                        }
+                    )
+                med = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
+                rows.append(
+                    {
+                        "model": name,
+                        "engine": engine,
+                        "case": path.stem[:40],
+                        "objects": len(case.boxes),
+                        **med,
+                        "other_s": med["total_s"] - med["encoder_s"] - med["decoder_s"],
+                        "ms_per_encode": 1000 * med["encoder_s"] / max(med["encoder_calls"], 1),
+                        "ms_per_decode": 1000 * med["decoder_s"] / max(med["decoder_calls"], 1),
+                    }
+                )
+    return rows
+
+
+def _wrap_timers(backend: object) -> dict[str, list[float]]:
+    """Replace the backend's encode/decode methods by timed ones; [seconds, calls] per method."""
+    timers: dict[str, list[float]] = {}
+    for method in ("encode", "decode", "decode_prompts"):
+        original = getattr(backend, method, None)
+        timers[method] = [0.0, 0.0]
+        if original is None:
+            continue
+
+        def timed(*a, _f=original, _t=timers[method], **k):  # noqa: ANN001, ANN002, ANN003
+            start = time.perf_counter()
+            try:
+                return _f(*a, **k)
+            finally:
+                _t[0] += time.perf_counter() - start
+                _t[1] += 1
+
+        setattr(backend, method, timed)
+    return timers
+
+
 def _per_modality(metrics_csv: Path) -> dict[str, tuple[float, float, int]]:
     from umedsam.data.naming import modality_from_name
 
@@ -235,6 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cost", action="store_true")
     parser.add_argument("--latency", action="store_true")
     parser.add_argument("--accuracy", action="store_true")
+    parser.add_argument(
+        "--profile",
+        nargs="+",
+        type=Path,
+        metavar="CASE",
+        help="cases (npz) to profile: encoder, decoder and other seconds per model and engine",
+    )
     parser.add_argument("--engines", default="torch,onnx,openvino")
     parser.add_argument("--accuracy-engine", default="torch")
     parser.add_argument("--runs", type=int, default=5)
@@ -250,8 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         help="take the teacher's dev metrics from the official reference metrics.csv",
     )
     args = parser.parse_args(argv)
-    if not (args.cost or args.latency or args.accuracy):
-        parser.error("choose at least one of --cost, --latency, --accuracy")
+    if not (args.cost or args.latency or args.accuracy or args.profile):
+        parser.error("choose at least one of --cost, --latency, --accuracy, --profile")
 
     import torch
 
@@ -273,6 +368,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.latency:
             print(f"## encoder latency per slice (median of {args.runs})")
             _print_table(latency(names, args.engines.split(","), args.runs, args.threads, weights))
+        if args.profile:
+            print(f"## where the time goes, in process (median of {args.runs} after a warm-up)")
+            _print_table(
+                profile(
+                    names, args.engines.split(","), args.profile, args.runs, args.threads, weights
+                )
+            )
         if args.accuracy:
             ref = DEFAULT_SHARED / "reference" / "official_dev" / "metrics.csv"
             out_root = args.out or tmp / "pred"

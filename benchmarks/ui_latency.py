@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DEV = REPO.parent / "shared" / "data" / "dev"
 CHROMIUM_FLAGS = [  # as tests/ui/test_browser.py starts Debian's Chromium
     "--headless",
     "--no-sandbox",
@@ -67,6 +66,29 @@ def _timed(page, action, version: int, timeout: float = 120_000) -> float:  # ty
     return time.perf_counter() - start
 
 
+DEFAULT_VOLUME = REPO.parent / "shared" / "data" / "formats" / "nrrd" / "brain1"
+
+
+def make_volume(stem: Path, depth: int, out: Path) -> Path:
+    """A ``depth``-slice challenge case from a real NRRD volume and its label.
+
+    The MR brain volume of ``shared/data/formats`` (25 slices of 256 x 256) is resampled
+    linearly along z to ``depth`` slices; its box spans the label's extent in x/y and every
+    slice in z, so a box propagates through all ``depth`` slices.
+    """
+    from scipy.ndimage import zoom
+
+    from umedsam.data.readers import read_image
+
+    image, _ = read_image(stem.with_name(stem.name + "_image.nrrd"))
+    label, _ = read_image(stem.with_name(stem.name + "_label.nrrd"), labels=True)
+    volume = zoom(image.astype(np.float32), (depth / image.shape[0], 1, 1), order=1)
+    ys, xs = np.nonzero(label.any(axis=0))
+    box = [xs.min(), ys.min(), 0, xs.max(), ys.max(), depth - 1]
+    np.savez(out, imgs=volume.astype(np.int16), boxes=np.array([box]))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the measurements and print a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -75,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--slices", type=int, default=40)
-    parser.add_argument("--dev", type=Path, default=DEFAULT_DEV)
+    parser.add_argument(
+        "--volume",
+        type=Path,
+        default=DEFAULT_VOLUME,
+        help="NRRD stem (STEM_image.nrrd, STEM_label.nrrd) resampled to --slices slices",
+    )
     parser.add_argument("--screenshots", type=Path, help="save a screenshot per measurement here")
     args = parser.parse_args(argv)
     import shutil
@@ -141,10 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.screenshots:
             args.screenshots.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(args.screenshots / "latency-2d.png"))
-        # ---- 3D: the dev volume with the most slices, uploaded as a challenge case
-        volume = max(
-            (args.dev / "imgs").glob("3DBox_*.npz"), key=lambda p: np.load(p)["imgs"].shape[0]
-        )
+        # ---- 3D: a real MR volume resampled to --slices slices, uploaded as a challenge case
+        volume = make_volume(args.volume, args.slices, work / f"3DBox_MR_{args.slices}.npz")
         page.keyboard.press("b")
         previous = page.evaluate("document.body.dataset.session")
         start = time.perf_counter()

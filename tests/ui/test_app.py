@@ -432,6 +432,13 @@ def test_clicks_correct_objects_in_2d_and_3d(serve, make_sphere, tmp_path):
     two = client.post_json(url, {"boxes": [box], "clicks": [[[32, 32, 1], [5, 5, 0]]]}).json()
     assert one["objects"][0]["clicks"] == 1 and two["objects"][0]["clicks"] == 2
     assert two["version"] == 3
+    from umedsam.ui.heat import uncertainty_tools
+
+    if uncertainty_tools() is not None:  # a corrected object gets its own confidence and map
+        assert 0.0 <= two["objects"][0]["confidence"] <= 1.0
+        assert two["uncertainty"] is True
+        heat = client.get(f"/api/sessions/{sid}/uncertainty/0.png")
+        assert heat.status == 200
     session = app.state.store.get(sid)
     assert session.segs is not None and session.segs.shape == (64, 64)
     for bad, message in (
@@ -456,6 +463,7 @@ def test_clicks_correct_objects_in_2d_and_3d(serve, make_sphere, tmp_path):
     session3 = app.state.store.get(sid3)
     encoded = len(session3._embeddings)
     assert encoded == 10
+    assert session3._embeddings.megabytes == 10 * 32 * 16 * 16 * 2 / 2**20  # float16 slices
     corrected = client.post_json(url3, {"boxes": [box3], "clicks": [[[20, 20, 4, 1]]]})
     assert corrected.status == 200 and corrected.json()["objects"][0]["clicks"] == 1
     per_slice = corrected.json()["objects"][0]["slice_iou"]

@@ -10,7 +10,7 @@ session's slice-embedding cache, so a correction only runs the decoder.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -126,6 +126,25 @@ def normalise_clicks(
     return out
 
 
+class Corrected(NamedTuple):
+    """A corrected object's new state.
+
+    Attributes:
+        mask: (H, W) or (D, H, W) bool.
+        iou: IoU-head estimate (3D: on the restart slice).
+        slice_iou: 3D: (D,) per-slice IoU-head estimates (NaN where the object is absent).
+        heat: 2D: uint8 uncertainty map of the new mask (0 certain .. 255 one bit), or None.
+        confidence: 2D: per-object confidence of the new mask (entropy and IoU head; the box
+            agreement cue is left out because clicks may rightly take the mask beyond the box).
+    """
+
+    mask: NDArray[np.bool_]
+    iou: float
+    slice_iou: NDArray[np.float32] | None = None
+    heat: NDArray[np.uint8] | None = None
+    confidence: float | None = None
+
+
 def segment_corrected(
     backend: Backend,
     pixels: NDArray,
@@ -134,8 +153,8 @@ def segment_corrected(
     mask_prompts: bool,
     embeddings: SliceEmbeddingCache | None,
     predictor: Any = None,
-) -> list[tuple[NDArray[np.bool_], float, NDArray[np.float32] | None]]:
-    """Masks, IoU estimates and (3D) per-slice IoU estimates of objects that have clicks.
+) -> list[Corrected]:
+    """New masks, IoU estimates and confidence (2D) or per-slice IoU (3D) of objects with clicks.
 
     Args:
         backend: the engine.
@@ -151,7 +170,7 @@ def segment_corrected(
     from umedsam.inference.interactive import segment_interactive_volume
     from umedsam.inference.prompts import mask_to_logits
 
-    out: list[tuple[NDArray[np.bool_], float, NDArray[np.float32] | None]] = []
+    out: list[Corrected] = []
     is_3d = pixels.ndim == 3 and len(keys[0][0]) == 6
     for box, clicks in keys:
         earlier = previous.get((box, clicks[:-1]))
@@ -168,7 +187,7 @@ def segment_corrected(
                 mask_input=mask_input,
                 return_logits=False,
             )
-            out.append((pred.masks[0], float(pred.iou[0]), None))
+            out.append(_with_confidence(pred, pixels.shape[:2], predictor.image_size))
             continue
         zyx = np.array([[c[2], c[1], c[0]] for c in clicks], np.int64)
         prev = None if earlier is None else earlier.mask.astype(np.uint8)
@@ -189,5 +208,19 @@ def segment_corrected(
             embeddings=embeddings,
             slice_iou=per_slice,
         )
-        out.append((segs == 1, float(iou[0]), per_slice[0]))
+        out.append(Corrected(segs == 1, float(iou[0]), per_slice[0]))
     return out
+
+
+def _with_confidence(pred: Any, orig_hw: tuple[int, int], image_size: int) -> Corrected:
+    """A 2D prediction of one object with its uncertainty map and confidence."""
+    from umedsam.data.transforms import resized_hw
+    from umedsam.ui.heat import object_heat
+
+    heat = object_heat(pred.low_res_logits, pred.iou, resized_hw(orig_hw, image_size), orig_hw)
+    return Corrected(
+        pred.masks[0],
+        float(pred.iou[0]),
+        heat=None if heat is None else heat[0][0],
+        confidence=None if heat is None else float(heat[1][0]),
+    )

@@ -49,6 +49,12 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
 
 
+def _session_cache(max_mb: float) -> SliceEmbeddingCache:
+    """A volume's slice embeddings, kept as float16: half the memory of float32, and on all 3D
+    dev cases the masks were identical to float32 ones (``benchmarks/slice_cache_dtype.py``)."""
+    return SliceEmbeddingCache(max_mb, np.float16)
+
+
 def _encode_png(image: NDArray) -> bytes:
     ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
@@ -100,7 +106,7 @@ class Session:
         default_factory=dict
     )
     _predictor: object | None = None
-    _embeddings: SliceEmbeddingCache = field(default_factory=lambda: SliceEmbeddingCache(1024.0))
+    _embeddings: SliceEmbeddingCache = field(default_factory=lambda: _session_cache(1024.0))
     lock: threading.Lock = field(default_factory=threading.Lock)
     embedded: int = 0
     precompute_error: str = ""
@@ -252,7 +258,7 @@ class Session:
     def forget_model(self) -> None:
         """Drop everything computed with the previous model (embeddings, masks); keep the image."""
         self.generation += 1
-        self._embeddings = SliceEmbeddingCache(self._embeddings.max_mb)
+        self._embeddings = _session_cache(self._embeddings.max_mb)
         self._predictor = None
         self._objects = {}
         self.embedded = 0
@@ -526,8 +532,10 @@ class Session:
             self._embeddings,
             self._predictor,
         )
-        for key, (mask, iou, slice_iou) in zip(keys, results, strict=True):
-            self._objects[key] = ObjectResult(mask, iou, slice_iou=slice_iou)
+        for key, new in zip(keys, results, strict=True):
+            self._objects[key] = ObjectResult(
+                new.mask, new.iou, new.heat, new.confidence, new.slice_iou
+            )
 
     # ----- downloads ----------------------------------------------------------------------
     def write_download(self, fmt: str) -> Path:
