@@ -123,11 +123,22 @@ def main(argv: list[str] | None = None) -> int:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(base)
         page.wait_for_selector("body[data-ready='1']")
-        # ---- 2D: the bundled ultrasound example
-        start = time.perf_counter()
-        page.click("button[data-example='2DBox_US_HC18_002']")
-        page.wait_for_selector("body[data-encoded='1']", timeout=120_000)
-        rows["open 2D image to ready embedding"] = [time.perf_counter() - start]
+        # ---- 2D: the bundled ultrasound example, opened first (engine start) and again
+        for label in ("first", "next"):
+            previous = page.evaluate("document.body.dataset.session || ''")
+            start = time.perf_counter()
+            page.click("button[data-example='2DBox_US_HC18_002']")
+            page.wait_for_function(
+                f"document.body.dataset.session !== '{previous}' && "
+                "document.body.dataset.encoded === '1'",
+                timeout=600_000,
+            )
+            name = "open 2D image to ready embedding"
+            rows[
+                f"{name} ({label} image: engine start included)"
+                if label == "first"
+                else f"{name} (engine running)"
+            ] = [time.perf_counter() - start]
         canvas = page.locator("#canvas").bounding_box()
         info = page.evaluate("[document.body.dataset.session]")
         assert info

@@ -78,6 +78,30 @@ def test_weights_sha256_of_a_checkpoint(tmp_path) -> None:
         engines.weights_sha256("test_tiny", tmp_path / "missing.pth")
 
 
+def test_shipped_weights_are_identified_without_torch() -> None:
+    """An exported engine of a shipped model starts without importing torch (about 1-2 s)."""
+    import subprocess
+    import sys
+
+    from umedsam.models.capabilities import WEIGHT_FILES, shipped
+
+    names = [n for n in WEIGHT_FILES if shipped(n)]
+    assert names
+    code = (
+        "import sys\n"
+        "from umedsam.inference.engines import weights_sha256\n"
+        f"ids = [weights_sha256(n) for n in {names!r}]\n"
+        "print(len(set(ids)), 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(len(names)), "False"]
+    from umedsam.models.registry import default_weights
+
+    for name in names:  # the registry (with torch) declares the same files
+        base, path = default_weights(name)
+        assert path.is_file() and (base is None) == name.startswith("umedsam_effvit")
+
+
 def _count_hashes_and_loads(monkeypatch) -> dict[str, int]:
     """Count checkpoint hashes and state-dict reads from here on."""
     import umedsam.models.checkpoint as checkpoint

@@ -161,9 +161,14 @@ def weights_sha256(model_name: str, checkpoint: str | Path | None = None) -> str
         return file_sha256(path)
     if model_name == "litemedsam":
         return LITEMEDSAM_SHA256
-    from umedsam.models.registry import default_weights
+    from umedsam.models.capabilities import shipped_weights
 
-    base, weights = default_weights(model_name)
+    found = shipped_weights(model_name)  # torch-free for the shipped models
+    if found is None:
+        from umedsam.models.registry import default_weights
+
+        found = default_weights(model_name)
+    base, weights = found
     parts = [file_sha256(weights)]
     if base == "litemedsam":
         parts.insert(0, LITEMEDSAM_SHA256)

@@ -15,6 +15,9 @@ PROMPT_KINDS = ("box", "click", "scribble", "mask")
 DEFAULT_MODEL = "litemedsam"
 """The model of ``umedsam predict`` and the web app when none is named."""
 
+DEFAULT_MODEL_BASE = "litemedsam"
+"""The model whose official weights the fine-tuned models are loaded over."""
+
 INTERACTIVE_MODEL = "umedsam_interactive"
 """The model used by default for cases that hold clicks, scribbles or a previous mask."""
 
@@ -37,10 +40,25 @@ MODEL_DESCRIPTIONS = {
 }
 
 
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+"""Where the package's own weight files live."""
+
+
 def shipped(name: str) -> bool:
     """Whether the package ships the weights of ``name`` (checked without importing torch)."""
-    file = WEIGHT_FILES.get(name, f"{name}.pt")
-    return (Path(__file__).resolve().parents[1] / "weights" / file).is_file()
+    return (WEIGHTS_DIR / WEIGHT_FILES.get(name, f"{name}.pt")).is_file()
+
+
+def shipped_weights(name: str) -> tuple[str | None, Path] | None:
+    """``(base, file)`` of the weights the package ships for ``name``, or None (torch-free).
+
+    The students ship whole (base None); the LiteMedSAM derivatives ship only what training
+    changed, loaded over the bundled LiteMedSAM weights (base ``"litemedsam"``).
+    """
+    if name not in WEIGHT_FILES or not shipped(name):
+        return None
+    base = None if name.startswith("umedsam_effvit") else DEFAULT_MODEL_BASE
+    return base, WEIGHTS_DIR / WEIGHT_FILES[name]
 
 
 def available_models() -> list[str]:

@@ -11,9 +11,7 @@ them. See docs/models.md for the model cards.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from umedsam.models.capabilities import WEIGHT_FILES
+from umedsam.models.capabilities import WEIGHT_FILES, WEIGHTS_DIR, shipped_weights
 from umedsam.models.encoders.efficient_vit import (
     efficientvit_b0_256,
     efficientvit_b1_256,
@@ -33,9 +31,6 @@ __all__ = [
     "umedsam_interactive",
     "umedsam_litemedsam",
 ]
-
-#: Folder of the weights shipped inside the package.
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
 @register_model("umedsam_litemedsam")
@@ -62,9 +57,8 @@ def umedsam_effvit_b1() -> MedSAMLite:
     return MedSAMLite(efficientvit_b1_256(), build_sam_prompt_encoder(), build_sam_mask_decoder())
 
 
-# Students ship whole; the LiteMedSAM derivatives ship only what training changed (partial files
-# loaded over the bundled LiteMedSAM weights).
-for _name, _file in WEIGHT_FILES.items():
-    if (WEIGHTS_DIR / _file).is_file():
-        _base = None if _name.startswith("umedsam_effvit") else "litemedsam"
-        register_weights(_name, WEIGHTS_DIR / _file, base=_base)
+# Shipped weights (see umedsam.models.capabilities.shipped_weights for what ships and its base).
+for _name in WEIGHT_FILES:
+    _found = shipped_weights(_name)
+    if _found is not None:
+        register_weights(_name, _found[1], base=_found[0])
