@@ -6,13 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from umedsam.models.capabilities import DEFAULT_MODEL
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``umedsam demo`` (all optional)."""
     parser.add_argument(
         "-o", "--output", type=Path, default=Path("umedsam-demo"), help="output folder"
     )
-    parser.add_argument("--model", default="litemedsam", help="registered model name")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"registered model name (default {DEFAULT_MODEL})"
+    )
     parser.add_argument("--checkpoint", type=Path, help="weights file (default: bundled weights)")
 
 

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from umedsam.models.capabilities import DEFAULT_MODEL
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``umedsam export``."""
@@ -14,7 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format", required=True, choices=["onnx", "openvino"], help="graph format to write"
     )
     parser.add_argument("-o", "--output", required=True, type=Path, help="folder for the graphs")
-    parser.add_argument("--model", default="litemedsam", help="registered model name")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"registered model name (default {DEFAULT_MODEL})"
+    )
     parser.add_argument("--checkpoint", type=Path, help="weights file (default: bundled weights)")
     parser.add_argument(
         "--int8", action="store_true", help="also write a dynamically quantized encoder (onnx only)"

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from umedsam.inference.engines import ENGINES
+from umedsam.models.capabilities import DEFAULT_MODEL
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-sessions", type=int, default=8, help="open images kept in memory at once"
     )
-    parser.add_argument("--model", default="litemedsam", help="registered model name")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"registered model name (default {DEFAULT_MODEL})"
+    )
     parser.add_argument("--checkpoint", help="weights file (default: the bundled weights)")
     parser.add_argument(
         "--engine",

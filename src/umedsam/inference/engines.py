@@ -33,6 +33,7 @@ from pathlib import Path
 
 from umedsam.errors import MissingExtraError, UmedsamError
 from umedsam.inference.backends.base import Backend
+from umedsam.models.capabilities import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class EngineSpec:
             :func:`plan_engine` so that workers open the graphs the client prepared.
     """
 
-    model: str = "litemedsam"
+    model: str = DEFAULT_MODEL
     checkpoint: Path | None = None
     engine: str = "auto"
     threads: int | None = None

@@ -30,7 +30,7 @@ from umedsam.errors import InputError, UmedsamError
 from umedsam.extras import import_optional
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.engines import EngineSpec
-from umedsam.models.capabilities import MODEL_DESCRIPTIONS, available_models
+from umedsam.models.capabilities import DEFAULT_MODEL, MODEL_DESCRIPTIONS, available_models
 from umedsam.ui.images import (
     LoadedImage,
     display_stem,
@@ -73,7 +73,7 @@ class UIConfig:
     max_upload_mb: float = 256.0
     max_image_mb: float = 1024.0
     max_sessions: int = 8
-    model: str = "litemedsam"
+    model: str = DEFAULT_MODEL
     checkpoint: str | None = None
     engine: str = "auto"
     threads: int | None = None
