@@ -21,7 +21,8 @@ afterwards):
 3D synthetic cases and extrapolates linearly in encoder calls (start-up measured separately); the
 table marks such rows with ``~``. ``--accuracy`` instead runs each engine in-process over the whole
 dev folder and reports DSC against ground truth and against the official reference outputs.
-``--calls N`` times single engine calls in-process: the median of N encoder calls (one 256-px
+An engine may name a model, ``MODEL:ENGINE`` (e.g. ``umedsam_effvit_b0:onnx``); a bare engine
+runs the default model. ``--calls N`` times single engine calls in-process: the median of N encoder calls (one 256-px
 slice) and N decoder calls (8 boxes) after a warm-up call.
 
 Examples::
@@ -163,13 +164,19 @@ def make_synthetic(name: str, folder: Path) -> Path:
 
 
 def worker(engine: str, case: Path, out: Path, threads: int | None) -> int:
-    """Child process: what ``umedsam predict --engine ENGINE`` does for one case, with timings."""
+    """Child process: what ``umedsam predict --engine ENGINE`` does for one case, with timings.
+
+    ``engine`` may name a model too, ``MODEL:ENGINE`` (e.g. ``umedsam_effvit_b0:onnx``); a bare
+    engine runs the default model.
+    """
     t0 = time.perf_counter()
+    model, _, engine = engine.rpartition(":")
     from umedsam.data.npz import load_case, save_npz_atomic
     from umedsam.inference.engines import EngineSpec, open_engine
     from umedsam.inference.segment import segment_case
 
-    if engine == "torch":  # as the CLI: only the torch engine imports torch and tunes malloc
+    if engine == "torch" or (engine == "auto" and not _exported_runtime()):
+        # as the CLI: only the torch engine imports torch and tunes malloc
         import torch
 
         from umedsam.inference.backends.torch import tune_allocator
@@ -178,7 +185,10 @@ def worker(engine: str, case: Path, out: Path, threads: int | None) -> int:
             torch.set_num_threads(threads)
         tune_allocator()
     t_import = time.perf_counter() - t0
-    backend = open_engine(EngineSpec(engine=engine, threads=threads)).backend
+    spec = EngineSpec(engine=engine, threads=threads)
+    if model:
+        spec = EngineSpec(model=model, engine=engine, threads=threads)
+    backend = open_engine(spec).backend
     t_load = time.perf_counter() - t0 - t_import
     case_ = load_case(case)
     result = segment_case(backend, case_)
@@ -193,6 +203,13 @@ def worker(engine: str, case: Path, out: Path, threads: int | None) -> int:
     }
     print(json.dumps(info))
     return 0
+
+
+def _exported_runtime() -> bool:
+    """Whether ONNX Runtime or OpenVINO is installed (``auto`` then avoids torch)."""
+    import importlib.util
+
+    return any(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "openvino"))
 
 
 # --------------------------------------------------------------------------- measurement
