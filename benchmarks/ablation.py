@@ -63,19 +63,34 @@ ARMS: dict[str, dict[str, Any]] = {
 }
 
 
-def _memo_backend(model: torch.nn.Module, memo: dict[str, np.ndarray]) -> Any:
-    """A TorchBackend whose encoder outputs are memoised by input bytes (shared across arms)."""
+def _memo_backend(
+    model: torch.nn.Module, memo: dict[str, np.ndarray], folder: Path | None = None
+) -> Any:
+    """A TorchBackend whose encoder outputs are memoised by input bytes (shared across arms).
+
+    With ``folder``, the memo also lives on disk (one ``.npy`` per input), so a restarted run
+    does not encode the dev images again.
+    """
     from umedsam.inference.backends.torch import TorchBackend
+
+    def recall(key: str) -> bool:
+        if key not in memo and folder is not None and (folder / f"{key}.npy").is_file():
+            memo[key] = np.load(folder / f"{key}.npy")
+        return key in memo
 
     class MemoBackend(TorchBackend):
         def encode(self, images: np.ndarray) -> np.ndarray:
             images = np.ascontiguousarray(images)
             keys = [hashlib.sha1(img.tobytes()).hexdigest() for img in images]
-            missing = [i for i, k in enumerate(keys) if k not in memo]
+            missing = [i for i, k in enumerate(keys) if not recall(k)]
             if missing:
                 out = super().encode(images[missing])
                 for i, emb in zip(missing, out, strict=True):
                     memo[keys[i]] = emb.copy()
+                    if folder is not None:
+                        folder.mkdir(parents=True, exist_ok=True)
+                        np.save(folder / f"{keys[i]}.tmp.npy", memo[keys[i]])
+                        (folder / f"{keys[i]}.tmp.npy").replace(folder / f"{keys[i]}.npy")
             return np.stack([memo[k] for k in keys])
 
     return MemoBackend(model)
@@ -217,7 +232,8 @@ def evaluate_arm(
     model, _ = load_pretrained("litemedsam", checkpoint)
     spec = EngineSpec("litemedsam", None if checkpoint is None else Path(checkpoint), "torch")
     engine = Engine(
-        _memo_backend(model, memo), EnginePlan(spec, weights_sha256("litemedsam", checkpoint))
+        _memo_backend(model, memo, args.work / "dev_encoder_memo"),
+        EnginePlan(spec, weights_sha256("litemedsam", checkpoint)),
     )
     segs = args.work / f"segs_{arm}"
     start = time.perf_counter()
