@@ -220,7 +220,13 @@ def test_segment_2d_png_and_download(app_client, make_disk, tmp_path):
     assert info["formats"] == ["nifti", "png", "npz"]
     sid = info["session"]
     status = wait_until_encoded(client, sid)  # the image is encoded as soon as it is opened
-    assert status == {"embedded": 1, "total": 1, "ready": True, "error": None}
+    assert {k: status[k] for k in ("embedded", "total", "ready", "error")} == {
+        "embedded": 1,
+        "total": 1,
+        "ready": True,
+        "error": None,
+    }
+    assert status["model"] == "litemedsam" and status["seconds"] >= 0
     assert loader.calls == 1
     boxes = [[38, 26, 82, 70], [5, 5, 30, 30]]
     single = client.post_json(f"/api/sessions/{sid}/segment", {"boxes": boxes[:1]}).json()
@@ -456,7 +462,9 @@ def test_clicks_correct_objects_in_2d_and_3d(serve, make_sphere, tmp_path):
     path = tmp_path / "vol.nii.gz"
     nib.save(nib.Nifti1Image(vol.transpose(2, 1, 0).astype(np.float32), np.eye(4)), path)
     sid3 = client.post("/api/upload?name=vol.nii.gz", path.read_bytes()).json()["session"]
-    assert wait_until_encoded(client, sid3)["embedded"] == 10  # every slice, in the background
+    status = wait_until_encoded(client, sid3)
+    assert status["embedded"] == 10  # every slice, in the background
+    assert status["model"] == "test_tiny" and status["seconds"] > 0  # shown in the page
     url3 = f"/api/sessions/{sid3}/segment"
     box3 = [8, 8, 2, 32, 32, 7]
     client.post_json(url3, {"boxes": [box3]})

@@ -203,7 +203,8 @@ def test_scroll_slices_and_propagate_3d(browser, serve, tmp_path):
     depth = int(page.locator("#slice").get_attribute("max")) + 1
     assert depth == 26
     page.wait_for_selector("body[data-encoded='1']", timeout=60_000)  # every slice, ahead
-    assert "ready" in page.locator("#embed-label").inner_text()
+    label = page.locator("#embed-label").inner_text()
+    assert "ready in" in label and "(litemedsam encoder)" in label  # how long, and which model
     page.wait_for_function(
         "document.getElementById('slice-label').textContent.includes('slice 14')"
     )

@@ -286,7 +286,9 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
         store().add(session)
         # embeddings at open: one call for 2D, every slice of a volume in the background
         threading.Thread(
-            target=session.precompute, args=(holder.backend, holder.lock), daemon=True
+            target=session.precompute,
+            args=(holder.backend, holder.lock, holder.model),
+            daemon=True,
         ).start()
         logger.info("opened %s %s", image.name, image.pixels.shape)
         return session.info()
@@ -494,7 +496,9 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
                 with session.lock:
                     session.forget_model()
                 threading.Thread(
-                    target=session.precompute, args=(holder.backend, holder.lock), daemon=True
+                    target=session.precompute,
+                    args=(holder.backend, holder.lock, holder.model),
+                    daemon=True,
                 ).start()
 
         result = await guarded(run)

@@ -113,6 +113,8 @@ class Session:
     closed: bool = False
     autosave_dir: Path | None = None
     generation: int = 0  # bumped when the model changes; older precompute threads stop
+    encode_seconds: float | None = None  # from opening to every embedding ready
+    encoded_by: str = ""  # the model whose encoder computed the embeddings
 
     @property
     def depth(self) -> int:
@@ -212,16 +214,22 @@ class Session:
         return {"boxes": boxes, "labels": ids}
 
     # ----- embeddings ahead of prompts -----------------------------------------------------
-    def precompute(self, backend: Callable[[], Backend], engine_lock: threading.Lock) -> None:
+    def precompute(
+        self, backend: Callable[[], Backend], engine_lock: threading.Lock, model: str = ""
+    ) -> None:
         """Encode the image (2D) or every slice (3D) before any prompt; runs in a thread.
 
         Prompts keep working meanwhile: the engine lock is taken per slice, and a prompt
         that needs a slice not encoded yet encodes it itself. Stops when the session closes.
+        ``model`` names the encoder for the status line; the seconds until every embedding
+        is ready (engine start included) are kept in :attr:`encode_seconds`.
         """
         from umedsam.inference.predictor import Predictor
         from umedsam.inference.propagation import encode_volume
 
         generation = self.generation
+        start = time.monotonic()
+        self.encoded_by, self.encode_seconds = model, None
 
         def outdated() -> bool:
             return self.closed or self.generation != generation
@@ -236,11 +244,14 @@ class Session:
                         predictor.set_image(self.image.pixels)
                         self._predictor = predictor
                 if not outdated():
+                    self.encode_seconds = time.monotonic() - start  # before "ready" shows
                     self.embedded = 1
                 return
 
             def done(count: int) -> None:
                 if not outdated():
+                    if count >= self.depth:
+                        self.encode_seconds = time.monotonic() - start  # before "ready" shows
                     self.embedded = count
 
             encode_volume(
@@ -272,6 +283,8 @@ class Session:
             "total": int(total),
             "ready": self.embedded >= total,
             "error": self.precompute_error or None,
+            "seconds": _rounded(self.encode_seconds),
+            "model": self.encoded_by or None,
         }
 
     # ----- pictures -----------------------------------------------------------------------

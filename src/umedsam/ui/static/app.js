@@ -627,8 +627,10 @@ async function pollEncoding(sid) {
     }
     bar.value = st.embedded / st.total;
     bar.textContent = `${st.embedded} / ${st.total}`;
+    const took = st.seconds == null ? "" : ` in ${st.seconds.toFixed(1)} s`;
+    const by = st.model ? ` (${st.model} encoder)` : "";
     $("embed-label").textContent = st.ready
-      ? "ready: prompts only run the mask decoder"
+      ? `ready${took}${by}: prompts only run the mask decoder`
       : `encoding ${state.info.is_3d ? `slices ${st.embedded} / ${st.total}` : "the image"}…`;
     if (st.ready) {
       document.body.dataset.encoded = "1";
