@@ -9,6 +9,9 @@ cached image embeddings of the train split, under the same budget of gradient ev
   (c) uncertainty-weighted Dice + BCE + IoU-MSE + shape distance (Kendall form), AdamW
   (d) as (c) with Sharpness-Aware Minimization (rho 0.05; loss log-variances not perturbed)
   (e) shape-distance loss alone, AdamW
+  (f) as (b), but half the slices of volumes are prompted with the object's box on an adjacent
+      slice, as 3D propagation prompts them (added after (b) over-segmented the ends of CT
+      lesions on dev; not part of the paper's ablation)
 
 Each arm's final weights predict the dev split with ``umedsam.inference.runner.run_cases``
 and are scored by ``umedsam.evaluation.report.evaluate_folders`` (the code behind
@@ -59,6 +62,11 @@ ARMS: dict[str, dict[str, Any]] = {
     "e": {
         "label": "(e) shape-distance loss alone, AdamW",
         "loss": {"terms": ["shape"], "mode": "fixed"},
+    },
+    "f": {
+        "label": "(f) as (b), half the volume slices prompted with a neighbour slice's box",
+        "loss": {"terms": ["dice", "bce"], "mode": "fixed"},
+        "data": {"neighbour_box_prob": 0.5},
     },
 }
 
@@ -190,6 +198,7 @@ def train_arm(
                 "balanced": True,
                 "modality_weights": args.modality_weights or None,
                 "cache_dir": str(args.cache_dir or args.work / "emb_cache"),
+                **spec.get("data", {}),
             },
             "model": {"name": "litemedsam", "checkpoint": "default"},
             "loss": spec["loss"],
@@ -365,7 +374,13 @@ def _plot_curves(
         return
     import csv
 
-    colours = {"b": "tab:blue", "c": "tab:orange", "d": "tab:green", "e": "tab:red"}
+    colours = {
+        "b": "tab:blue",
+        "c": "tab:orange",
+        "d": "tab:green",
+        "e": "tab:red",
+        "f": "tab:purple",
+    }
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
     for a, ks in keys.items():
         for i, k in enumerate(ks):
@@ -412,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", type=Path, required=True, help="challenge train folder")
     parser.add_argument("--dev", type=Path, required=True, help="challenge dev folder")
     parser.add_argument("--work", type=Path, required=True, help="scratch folder for everything")
-    parser.add_argument("--arms", default="abcde", help="subset of 'abcde'")
+    parser.add_argument("--arms", default="abcde", help="subset of 'abcdef'")
     parser.add_argument("--grad-evals", type=int, default=60, help="per arm; SAM steps = half")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-4)

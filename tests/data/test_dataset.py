@@ -125,3 +125,37 @@ def test_bad_folders_and_options(tmp_path, challenge_folder) -> None:
     ds = NpzSegmentationDataset(challenge_folder, image_size=64)
     with pytest.raises(ValueError, match="label 7 is not on"):
         ds.make_sample(0, label=7)
+
+
+def test_neighbour_box_prompts_a_slice_with_the_adjacent_slices_box(tmp_path) -> None:
+    """As 3D propagation does: slice z prompted with the object's box on z-1 or z+1."""
+    for sub in ("imgs", "gts"):
+        (tmp_path / sub).mkdir()
+    imgs = np.random.default_rng(0).integers(0, 255, (3, 64, 64), dtype=np.uint8)
+    gts = np.zeros((3, 64, 64), np.uint8)
+    for z, (lo, hi) in enumerate([(10, 40), (16, 34), (22, 28)]):  # shrinking towards z = 2
+        gts[z, lo:hi, lo:hi] = 1
+    box = np.array([[10, 10, 0, 39, 39, 2]])
+    np.savez(tmp_path / "imgs" / "3DBox_MR_s.npz", imgs=imgs, boxes=box)
+    np.savez(tmp_path / "gts" / "3DBox_MR_s.npz", gts=gts)
+    common = {"image_size": 64, "max_box_shift": 0, "flips": (), "load_images": False}
+    own = {
+        tuple(NpzSegmentationDataset(tmp_path, **common).make_sample(i, 1).box.tolist())
+        for i in range(3)
+    }
+    assert own == {(10.0, 10.0, 39.0, 39.0), (16.0, 16.0, 33.0, 33.0), (22.0, 22.0, 27.0, 27.0)}
+    ds = NpzSegmentationDataset(tmp_path, neighbour_box_prob=1.0, **common)
+    by_z = {ref.z: i for i, ref in enumerate(ds.refs)}
+    first = ds.make_sample(by_z[0], 1, rng=np.random.default_rng(0)).box.tolist()
+    assert first == [16.0, 16.0, 33.0, 33.0]  # slice 0 has one neighbour
+    middle = {
+        tuple(ds.make_sample(by_z[1], 1, rng=np.random.default_rng(s)).box.tolist())
+        for s in range(8)
+    }
+    assert middle == {(10.0, 10.0, 39.0, 39.0), (22.0, 22.0, 27.0, 27.0)}
+    off = NpzSegmentationDataset(tmp_path, neighbour_box_prob=0.0, **common)
+    rng = np.random.default_rng(5)
+    off.make_sample(by_z[1], 1, rng=rng)
+    assert rng.random() == np.random.default_rng(5).random()  # no draw: old runs unchanged
+    with pytest.raises(ValueError, match="neighbour_box_prob"):
+        NpzSegmentationDataset(tmp_path, neighbour_box_prob=1.5, **common)

@@ -158,6 +158,11 @@ class NpzSegmentationDataset:
         modalities: keep only cases of these modalities (None: all).
         load_images: return preprocessed images (False when embeddings come from a cache).
         progress: called with the number of cases indexed so far.
+        neighbour_box_prob: for a slice of a volume, the probability that its prompt is the
+            object's box on an adjacent slice (where the object is present there), as 3D
+            propagation prompts each slice with the box of its neighbour's mask: a model trained
+            on tight boxes only learns to fill the box, and over-segments where an object
+            shrinks from one slice to the next.
 
     Raises:
         FileNotFoundError: if ``root/imgs`` or ``root/gts`` is missing.
@@ -178,6 +183,7 @@ class NpzSegmentationDataset:
         modalities: Sequence[str] | None = None,
         load_images: bool = True,
         progress: Callable[[int], None] | None = None,
+        neighbour_box_prob: float = 0.0,
     ) -> None:
         self.root = Path(root)
         for sub in ("imgs", "gts"):
@@ -198,6 +204,9 @@ class NpzSegmentationDataset:
         apply_flips(np.zeros((1, 1)), self.flips)  # validates the names
         if not 0.0 <= flip_prob <= 1.0:
             raise ValueError(f"flip_prob must be in [0, 1]; got {flip_prob}")
+        if not 0.0 <= neighbour_box_prob <= 1.0:
+            raise ValueError(f"neighbour_box_prob must be in [0, 1]; got {neighbour_box_prob}")
+        self.neighbour_box_prob = float(neighbour_box_prob)
         self.flip_prob = flip_prob
         self.min_area = min_area
         self.load_images = load_images
@@ -345,6 +354,13 @@ class NpzSegmentationDataset:
         tight = mask_to_box(mask)
         if tight is None:  # indexing keeps only labels present on the item
             raise ValueError(f"label {label} has an empty mask on {ref.case} (z={ref.z})")
+        if (  # short-circuits: the rng is untouched when the option is off
+            rng is not None
+            and ref.z is not None
+            and self.neighbour_box_prob > 0
+            and rng.random() < self.neighbour_box_prob
+        ):
+            tight = self._neighbour_box(ref.case, ref.z, label, flips, rng, tight)
         box = boxes_to_model_frame(tight[None], orig_hw, self.image_size)[0]
         if rng is not None and self.max_box_shift > 0:
             box = jitter_box(box, rng, self.max_box_shift, new_hw)
@@ -365,6 +381,24 @@ class NpzSegmentationDataset:
             label=int(label),
             new_hw=new_hw,
         )
+
+    def _neighbour_box(
+        self,
+        case: str,
+        z0: int,
+        label: int,
+        flips: tuple[str, ...],
+        rng: np.random.Generator,
+        own: NDArray,
+    ) -> NDArray:
+        """The object's tight box on slice z0-1 or z0+1 (random order; ``own`` if on neither)."""
+        _, gts = self._load(case)
+        for z in rng.permutation([z0 - 1, z0 + 1]):
+            if 0 <= z < gts.shape[0]:
+                box = mask_to_box(apply_flips(gts[int(z)] == label, flips))
+                if box is not None:
+                    return box
+        return own
 
     def sample(self, index: int, rng: np.random.Generator) -> TrainingSample:
         """A random training sample of item ``index``: random flips, object and box jitter."""

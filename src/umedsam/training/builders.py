@@ -93,6 +93,7 @@ def build_datasets(
         slices_per_volume=data.slices_per_volume,
         modalities=data.modalities,
         load_images=load_images,
+        neighbour_box_prob=data.neighbour_box_prob,
     )
     val_set = None
     if data.val_root:

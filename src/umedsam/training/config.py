@@ -61,6 +61,8 @@ class DataConfig:
         modality_weights: with ``balanced``, relative weights of some modalities in that draw
             (others weigh 1), e.g. ``{CT: 0.25}`` so that a modality with few items does not
             repeat them far more often than the others.
+        neighbour_box_prob: for slices of volumes, the probability that the prompt box is the
+            object's box on an adjacent slice, as 3D propagation prompts (0: always its own).
         samples_per_epoch: samples per epoch (None: one pass over the items).
         cache_embeddings: with a frozen image encoder, compute each image embedding once per
             flip variant and reuse it (decoder-only training becomes ~20x faster on CPU).
@@ -77,6 +79,7 @@ class DataConfig:
     modalities: tuple[str, ...] | None = None
     balanced: bool = False
     modality_weights: dict[str, float] | None = None
+    neighbour_box_prob: float = 0.0
     samples_per_epoch: int | None = None
     cache_embeddings: bool = True
     cache_dir: str | None = None
@@ -88,6 +91,10 @@ class DataConfig:
         _check(self.min_area >= 1, f"data.min_area must be >= 1; got {self.min_area}")
         bad = [f for f in self.flips if f not in ("horizontal", "vertical")]
         _check(not bad, f"data.flips must be 'horizontal'/'vertical'; got {list(self.flips)}")
+        _check(
+            0.0 <= self.neighbour_box_prob <= 1.0,
+            f"data.neighbour_box_prob must be in [0, 1]; got {self.neighbour_box_prob}",
+        )
         weights = self.modality_weights or {}
         _check(
             all(w >= 0 for w in weights.values()),
