@@ -170,10 +170,12 @@ def worker(engine: str, case: Path, out: Path, threads: int | None) -> int:
     engine runs the default model.
     """
     t0 = time.perf_counter()
-    model, _, engine = engine.rpartition(":")
     from umedsam.data.npz import load_case, save_npz_atomic
-    from umedsam.inference.engines import EngineSpec, open_engine
+    from umedsam.inference.engines import open_engine
     from umedsam.inference.segment import segment_case
+
+    spec = engine_spec(engine, threads)
+    engine = spec.engine
 
     if engine == "torch" or (engine == "auto" and not _exported_runtime()):
         # as the CLI: only the torch engine imports torch and tunes malloc
@@ -185,9 +187,6 @@ def worker(engine: str, case: Path, out: Path, threads: int | None) -> int:
             torch.set_num_threads(threads)
         tune_allocator()
     t_import = time.perf_counter() - t0
-    spec = EngineSpec(engine=engine, threads=threads)
-    if model:
-        spec = EngineSpec(model=model, engine=engine, threads=threads)
     backend = open_engine(spec).backend
     t_load = time.perf_counter() - t0 - t_import
     case_ = load_case(case)
@@ -203,6 +202,16 @@ def worker(engine: str, case: Path, out: Path, threads: int | None) -> int:
     }
     print(json.dumps(info))
     return 0
+
+
+def engine_spec(entry: str, threads: int | None):  # type: ignore[no-untyped-def]
+    """The EngineSpec of an ``--engines`` entry: ``ENGINE`` or ``MODEL:ENGINE``."""
+    from umedsam.inference.engines import EngineSpec
+
+    model, _, engine = entry.rpartition(":")
+    if model:
+        return EngineSpec(model=model, engine=engine, threads=threads)
+    return EngineSpec(engine=engine, threads=threads)
 
 
 def _exported_runtime() -> bool:
@@ -420,7 +429,7 @@ def report_case(name: str, gts_path: Path | None, rows: dict[str, Runs]) -> str:
 
 def engine_calls(engines: list[str], calls: int, threads: int) -> str:
     """Markdown table: median seconds of one encoder call and one 8-box decoder call per engine."""
-    from umedsam.inference.engines import EngineSpec, open_engine
+    from umedsam.inference.engines import open_engine
 
     image = np.random.default_rng(0).random((1, 3, 256, 256), dtype=np.float32)
     boxes = np.array([[30, 30, 120, 140]] * 8, np.float32)
@@ -436,7 +445,7 @@ def engine_calls(engines: list[str], calls: int, threads: int) -> str:
 
             torch.set_num_threads(threads)
             tune_allocator()
-        backend = open_engine(EngineSpec(engine=engine, threads=threads)).backend
+        backend = open_engine(engine_spec(engine, threads)).backend
         embedding = backend.encode(image)  # warm-up
         backend.decode(embedding, boxes)
         enc, dec = [], []
@@ -464,7 +473,7 @@ def accuracy(
     import torch
 
     from umedsam.data.npz import load_case
-    from umedsam.inference.engines import EngineSpec, open_engine
+    from umedsam.inference.engines import open_engine
     from umedsam.inference.segment import segment_case
 
     if threads:
@@ -476,7 +485,7 @@ def accuracy(
     ]
     for engine in engines:
         t0 = time.perf_counter()
-        backend = open_engine(EngineSpec(engine=engine, threads=threads)).backend
+        backend = open_engine(engine_spec(engine, threads)).backend
         dscs, refs, agree, worse, same = [], [], [], 0, 0
         for path in cases:
             case = load_case(path)
@@ -582,12 +591,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Warm the export caches first so timed runs measure a normal (cached) start.
         for engine in engines:
-            if engine != "torch":
+            if engine.rpartition(":")[2] != "torch":
                 wall, _, _, _ = run_process(
                     [
                         sys.executable,
                         "-c",
-                        f"from umedsam.inference.engines import EngineSpec, open_engine; open_engine(EngineSpec(engine={engine!r}, threads={args.threads}))",
+                        "import sys; sys.path.insert(0, sys.argv[1]); "
+                        "from infer_speed import engine_spec; "
+                        "from umedsam.inference.engines import open_engine; "
+                        f"open_engine(engine_spec({engine!r}, {args.threads}))",
+                        str(Path(__file__).resolve().parent),
                     ],
                     args.timeout,
                 )

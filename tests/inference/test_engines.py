@@ -169,6 +169,27 @@ def test_auto_falls_back_to_torch(monkeypatch, tiny_ckpt) -> None:
     assert engine.plan.engine == "torch" and engine.plan.spec.engine == "torch"
 
 
+def test_auto_runs_a_bf16_validated_model_in_bf16_on_a_bf16_cpu(monkeypatch) -> None:
+    """Only shipped weights validated in bf16, and only where the CPU has bf16 instructions."""
+    tried: list[str] = []
+
+    def prepare(spec, sha256):
+        tried.append(spec.engine)
+        return engines.EnginePlan(spec, sha256)
+
+    monkeypatch.setattr(engines, "_prepare", prepare)
+    installed = ["torch", "onnx", "openvino", "openvino-bf16"]
+    monkeypatch.setattr(engines, "available_engines", lambda: installed)
+    for has_bf16, model, first in (
+        (True, "umedsam_effvit_b0", "openvino-bf16"),
+        (False, "umedsam_effvit_b0", "onnx"),
+        (True, "litemedsam", "onnx"),  # the teacher stays exact
+    ):
+        monkeypatch.setattr(engines, "cpu_has_bf16", lambda has_bf16=has_bf16: has_bf16)
+        tried.clear()
+        assert engines.plan_engine(EngineSpec(model)).spec.engine == first
+
+
 def test_auto_skips_an_engine_that_fails(monkeypatch, tiny_ckpt) -> None:
     import umedsam.inference.export_cache as export_cache
     from umedsam.inference.export_folder import ParityError

@@ -11,6 +11,8 @@ Engines (``EngineSpec.engine``):
                slightly). Fast on CPUs with AMX or AVX512-BF16; elsewhere OpenVINO runs f32.
     auto       the first engine of :data:`AUTO_ORDER` that is installed and whose export passed
                parity with PyTorch; an engine that fails is logged and the next one is tried.
+               For a model validated in bf16 (``umedsam.models.capabilities.BF16_VALIDATED``)
+               on a CPU with bf16 instructions, ``openvino-bf16`` comes first.
 
 Opening an engine happens in two steps, so that a Dask client can do the first and ship its
 result to the workers: :func:`plan_engine` resolves ``auto``, computes the weights identity (the
@@ -201,6 +203,19 @@ def _prepare(spec: EngineSpec, sha256: str) -> EnginePlan:
     return EnginePlan(replace(spec, export_dir=folder), sha256)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX; read from /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
 def plan_engine(spec: EngineSpec) -> EnginePlan:
     """Resolve ``auto``, hash the weights once and prepare an exported engine's graphs.
 
@@ -215,8 +230,12 @@ def plan_engine(spec: EngineSpec) -> EnginePlan:
         return _prepare(spec, sha256)
     installed = available_engines()
     from umedsam.inference.export_folder import ParityError
+    from umedsam.models.capabilities import BF16_VALIDATED
 
-    for engine in AUTO_ORDER:
+    order = AUTO_ORDER
+    if spec.model in BF16_VALIDATED and spec.checkpoint is None and cpu_has_bf16():
+        order = ("openvino-bf16", *AUTO_ORDER)
+    for engine in order:
         if engine not in installed:
             continue
         try:

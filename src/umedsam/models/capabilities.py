@@ -44,6 +44,11 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 """Where the package's own weight files live."""
 
 
+BF16_VALIDATED = frozenset({"umedsam_effvit_b0"})
+"""Shipped models whose dev DSC in bf16 stayed within 0.5 points of float32 in every modality;
+``--engine auto`` runs them in bf16 (OpenVINO) on CPUs with bf16 instructions (docs/models.md)."""
+
+
 def shipped(name: str) -> bool:
     """Whether the package ships the weights of ``name`` (checked without importing torch)."""
     return (WEIGHTS_DIR / WEIGHT_FILES.get(name, f"{name}.pt")).is_file()
