@@ -17,6 +17,7 @@ const state = {
   segmentedKey: null, // JSON of the boxes the current mask belongs to
   version: 0,
   base: null,        // HTMLImageElement of the current slice
+  baseKey: null,     // "session:z" of state.base
   mask: null,        // HTMLImageElement of the current mask slice
   heat: null,        // HTMLImageElement of the current uncertainty slice
   hasHeat: false,    // the last segmentation came with an uncertainty map
@@ -221,17 +222,19 @@ async function loadSlice() {
   const token = ++state.loadToken;
   const base = `/api/sessions/${state.info.session}`;
   try {
-    const img = await loadImage(`${base}/image/${state.z}.png`);
-    let mask = null;
-    let heat = null;
-    if (state.segmentedKey !== null) {
-      mask = await loadImage(`${base}/mask/${state.z}.png?v=${state.version}`);
-      if (state.hasHeat && $("show-uncertainty").checked) {
-        heat = await loadImage(`${base}/uncertainty/${state.z}.png?v=${state.version}`);
-      }
-    }
+    // a slice's pixels never change while the image is open: fetch them once per slice shown
+    const sliceKey = `${state.info.session}:${state.z}`;
+    const reuse = state.baseKey === sliceKey && state.base;
+    const segmented = state.segmentedKey !== null;
+    const wantHeat = segmented && state.hasHeat && $("show-uncertainty").checked;
+    const [img, mask, heat] = await Promise.all([
+      reuse ? state.base : loadImage(`${base}/image/${state.z}.png`),
+      segmented ? loadImage(`${base}/mask/${state.z}.png?v=${state.version}`) : null,
+      wantHeat ? loadImage(`${base}/uncertainty/${state.z}.png?v=${state.version}`) : null,
+    ]);
     if (token !== state.loadToken) return;
     state.base = img;
+    state.baseKey = sliceKey;
     state.mask = mask;
     state.heat = heat;
     $("slice-label").textContent = `slice ${state.z + 1} / ${state.info.depth}`;
@@ -580,6 +583,7 @@ function openSession(info) {
   state.segmentedKey = null;
   state.version = 0;
   state.base = null;
+  state.baseKey = null;
   state.mask = null;
   state.heat = null;
   state.hasHeat = false;
