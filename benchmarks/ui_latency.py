@@ -59,6 +59,11 @@ def _serve(config):  # type: ignore[no-untyped-def]
     return f"http://127.0.0.1:{port}", server
 
 
+def _check_encoded(page) -> None:  # type: ignore[no-untyped-def]
+    if page.evaluate("document.body.dataset.encoded") != "1":
+        raise SystemExit("encoding at open failed: " + page.inner_text("#embed-label"))
+
+
 def _timed(page, action, version: int, timeout: float = 120_000) -> float:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     action()
@@ -130,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
             page.click("button[data-example='2DBox_US_HC18_002']")
             page.wait_for_function(
                 f"document.body.dataset.session !== '{previous}' && "
-                "document.body.dataset.encoded === '1'",
+                "document.body.dataset.encoded !== undefined && document.body.dataset.encoded !== '0'",
                 timeout=600_000,
             )
+            _check_encoded(page)
             name = "open 2D image to ready embedding"
             rows[
                 f"{name} ({label} image: engine start included)"
@@ -188,9 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         page.set_input_files("#file", str(volume))
         page.wait_for_function(
             f"document.body.dataset.session !== '{previous}' && "
-            "document.body.dataset.encoded === '1'",
+            "document.body.dataset.encoded !== undefined && document.body.dataset.encoded !== '0'",
             timeout=600_000,
         )
+        _check_encoded(page)
         depth = int(page.evaluate("state.info.depth"))
         rows[f"open {depth}-slice volume to ready embeddings"] = [time.perf_counter() - start]
         canvas = page.locator("#canvas").bounding_box()

@@ -76,3 +76,15 @@ def tiny_model_backend(model):
     from umedsam.inference.backends.torch import TorchBackend
 
     return TorchBackend(model)
+
+
+def test_as_backend_tolerates_torch_being_imported_by_another_thread(monkeypatch) -> None:
+    """A web-app thread met a partly initialised torch module (no ``nn`` yet) and crashed."""
+    import sys
+    import types
+
+    from umedsam.inference.predictor import as_backend
+
+    backend = object()
+    monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))  # no attributes yet
+    assert as_backend(backend) is backend

@@ -51,8 +51,10 @@ def as_backend(model_or_backend: Any) -> Backend:
     torch is only consulted when it is already imported: an object cannot be an ``nn.Module``
     otherwise, and the ONNX Runtime / OpenVINO paths stay free of it.
     """
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(model_or_backend, torch.nn.Module):
+    # getattr: another thread may be importing torch right now (a partly initialised module)
+    nn = getattr(sys.modules.get("torch"), "nn", None)
+    module_type = getattr(nn, "Module", None)
+    if module_type is not None and isinstance(model_or_backend, module_type):
         from umedsam.inference.backends.torch import TorchBackend
 
         return TorchBackend(model_or_backend)

@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from umedsam.data.npz import label_dtype, validate_boxes
-from umedsam.errors import InputError, UmedsamError
+from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.overlay import label_color
 from umedsam.inference.propagation import SliceEmbeddingCache, propagate
@@ -262,9 +262,9 @@ class Session:
                 should_stop=outdated,
                 lock=engine_lock,
             )
-        except (UmedsamError, ValueError, OSError, RuntimeError) as err:
-            self.precompute_error = str(err)
-            logger.warning("encoding %s ahead failed: %s", self.image.name, err)
+        except Exception as err:  # noqa: BLE001 - a background thread: report it in the page
+            self.precompute_error = str(err) or type(err).__name__
+            logger.warning("encoding %s ahead failed: %r", self.image.name, err)
 
     def forget_model(self) -> None:
         """Drop everything computed with the previous model (embeddings, masks); keep the image."""

@@ -627,6 +627,8 @@ async function pollEncoding(sid) {
     }
     if (st.error) {
       bar.textContent = `not encoded ahead (${st.error})`;
+      $("embed-label").textContent = `not encoded ahead: ${st.error}`;
+      document.body.dataset.encoded = "error";
       return;
     }
     bar.value = st.embedded / st.total;
