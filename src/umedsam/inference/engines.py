@@ -232,7 +232,7 @@ def plan_engine(spec: EngineSpec) -> EnginePlan:
     from umedsam.inference.export_folder import ParityError
     from umedsam.models.capabilities import BF16_VALIDATED
 
-    order = AUTO_ORDER
+    order: tuple[str, ...] = AUTO_ORDER
     if spec.model in BF16_VALIDATED and spec.checkpoint is None and cpu_has_bf16():
         order = ("openvino-bf16", *AUTO_ORDER)
     for engine in order:
