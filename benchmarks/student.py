@@ -95,6 +95,17 @@ def cost(names: list[str]) -> list[dict[str, float | str]]:
     return rows
 
 
+def _installed(engines: list[str]) -> list[str]:
+    """The engines of ``engines`` whose runtime is installed (the others are reported)."""
+    from umedsam.inference.engines import available_engines
+
+    installed = available_engines()
+    for engine in engines:
+        if engine not in installed:
+            print(f"[skip] engine {engine} is not installed", file=sys.stderr)
+    return [e for e in engines if e in installed]
+
+
 def latency(
     names: list[str],
     engines: list[str],
@@ -105,15 +116,11 @@ def latency(
     """Median encoder seconds per 256-px slice for each (model, engine)."""
     import torch
 
-    from umedsam.inference.engines import EngineSpec, available_engines, open_engine
+    from umedsam.inference.engines import EngineSpec, open_engine
 
-    installed = available_engines()
     image = torch.rand(1, 3, 256, 256).numpy()
     rows = []
-    for engine in engines:
-        if engine not in installed:
-            print(f"[skip] engine {engine} is not installed", file=sys.stderr)
-            continue
+    for engine in _installed(engines):
         for name in names:
             try:
                 ckpt = weights.get(name)
@@ -164,15 +171,11 @@ def profile(
     wrapping the backend. Medians over the runs.
     """
     from umedsam.data.npz import load_case
-    from umedsam.inference.engines import EngineSpec, available_engines, open_engine
+    from umedsam.inference.engines import EngineSpec, open_engine
     from umedsam.inference.segment import segment_case
 
-    installed = available_engines()
     rows = []
-    for engine in engines:
-        if engine not in installed:
-            print(f"[skip] engine {engine} is not installed", file=sys.stderr)
-            continue
+    for engine in _installed(engines):
         for name in names:
             ckpt = weights.get(name)
             spec = EngineSpec(name, None if ckpt is None else Path(ckpt), engine, threads)
