@@ -64,11 +64,29 @@ def _check_encoded(page) -> None:  # type: ignore[no-untyped-def]
         raise SystemExit("encoding at open failed: " + page.inner_text("#embed-label"))
 
 
+# Timed inside the page: Playwright's own waits poll at up to 100 ms intervals, which would
+# round every latency up. The page records when the user's action ended (the last pointer-up or
+# click) and the first animation frame after the new mask was drawn (``data-version`` changes
+# right after drawing); the latency is the difference.
+LATENCY_PROBE = """
+window.__latency = {action: 0, drawn: {}};
+for (const kind of ["pointerup", "click"]) {
+  document.addEventListener(kind, () => { window.__latency.action = performance.now(); }, true);
+}
+new MutationObserver(() => {
+  const version = document.body.dataset.version;
+  const action = window.__latency.action;
+  requestAnimationFrame(() => { window.__latency.drawn[version] = performance.now() - action; });
+}).observe(document, {subtree: true, attributes: true, attributeFilter: ["data-version"]});
+"""
+
+
 def _timed(page, action, version: int, timeout: float = 120_000) -> float:  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
+    """Seconds from the end of ``action`` (mouse-up or click) to the frame showing ``version``."""
+    page.evaluate(f"delete window.__latency.drawn['{version}']")  # versions restart per image
     action()
-    page.wait_for_selector(f"body[data-version='{version}']", timeout=timeout)
-    return time.perf_counter() - start
+    page.wait_for_function(f"window.__latency.drawn['{version}'] !== undefined", timeout=timeout)
+    return float(page.evaluate(f"window.__latency.drawn['{version}']")) / 1000
 
 
 DEFAULT_VOLUME = REPO.parent / "shared" / "data" / "formats" / "nrrd" / "brain1"
@@ -126,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         chromium = shutil.which("chromium") or "/usr/bin/chromium"
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.add_init_script(LATENCY_PROBE)
         page.goto(base)
         page.wait_for_selector("body[data-ready='1']")
         # ---- 2D: the bundled ultrasound example, opened first (engine start) and again

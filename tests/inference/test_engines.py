@@ -190,6 +190,32 @@ def test_auto_runs_a_bf16_validated_model_in_bf16_on_a_bf16_cpu(monkeypatch) -> 
         assert engines.plan_engine(EngineSpec(model)).spec.engine == first
 
 
+def test_auto_for_interactive_work_prefers_openvino(monkeypatch) -> None:
+    """The web app's order: OpenVINO's encoder first; batch work keeps ONNX Runtime first."""
+    monkeypatch.setattr(engines, "_prepare", lambda spec, sha256: engines.EnginePlan(spec, sha256))
+    monkeypatch.setattr(engines, "cpu_has_bf16", lambda: True)
+    for installed, interactive, model, first in (
+        (["torch", "onnx", "openvino", "openvino-bf16"], True, "litemedsam", "openvino"),
+        (["torch", "onnx", "openvino", "openvino-bf16"], False, "litemedsam", "onnx"),
+        (["torch", "onnx"], True, "litemedsam", "onnx"),
+        (
+            ["torch", "onnx", "openvino", "openvino-bf16"],
+            True,
+            "umedsam_effvit_b0",
+            "openvino-bf16",
+        ),
+    ):
+        monkeypatch.setattr(engines, "available_engines", lambda installed=installed: installed)
+        spec = EngineSpec(model, interactive=interactive)
+        assert engines.plan_engine(spec).spec.engine == first
+
+
+def test_the_web_app_opens_its_engine_in_the_interactive_order() -> None:
+    from umedsam.ui.app import UIConfig
+
+    assert UIConfig().engine_spec().interactive
+
+
 def test_auto_skips_an_engine_that_fails(monkeypatch, tiny_ckpt) -> None:
     import umedsam.inference.export_cache as export_cache
     from umedsam.inference.export_folder import ParityError

@@ -38,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--engine",
         default="auto",
         choices=ENGINES,
-        help="inference engine, as for umedsam predict (default auto: ONNX Runtime or OpenVINO "
-        "when installed, else PyTorch)",
+        help="inference engine, as for umedsam predict (default auto: OpenVINO, then ONNX "
+        "Runtime, when installed, else PyTorch)",
     )
     parser.add_argument("--no-examples", action="store_true", help="hide the bundled examples")
     parser.add_argument(

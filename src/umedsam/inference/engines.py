@@ -9,7 +9,8 @@ Engines (``EngineSpec.engine``):
     openvino-bf16
                OpenVINO with the bf16 precision hint (extra ``openvino``; opt-in: it changes masks
                slightly). Fast on CPUs with AMX or AVX512-BF16; elsewhere OpenVINO runs f32.
-    auto       the first engine of :data:`AUTO_ORDER` that is installed and whose export passed
+    auto       the first engine of :data:`AUTO_ORDER` (:data:`INTERACTIVE_AUTO_ORDER` for an
+               interactive spec, as the web app opens) that is installed and whose export passed
                parity with PyTorch; an engine that fails is logged and the next one is tried.
                For a model validated in bf16 (``umedsam.models.capabilities.BF16_VALIDATED``)
                on a CPU with bf16 instructions, ``openvino-bf16`` comes first.
@@ -42,6 +43,9 @@ logger = logging.getLogger(__name__)
 ENGINES = ("auto", "torch", "onnx", "openvino", "onnx-int8", "openvino-bf16")
 # Fastest first, among engines whose masks match PyTorch (measured; see docs/performance.md).
 AUTO_ORDER = ("onnx", "openvino", "torch")
+# One prompt at a time and every slice of a volume encoded at open (the web app): the encoder
+# decides the wait, and OpenVINO's f32 encoder is the faster one (docs/performance.md).
+INTERACTIVE_AUTO_ORDER = ("openvino", "onnx", "torch")
 # engine -> (graph format, runtime module, umedsam extra, OpenVINO precision hint)
 _EXPORTED = {
     "onnx": ("onnx", "onnxruntime", "onnx", None),
@@ -62,6 +66,8 @@ class EngineSpec:
         threads: runtime threads (None: the runtime's default). Only entry points choose this.
         export_dir: folder of an exported engine's graphs (None: the export cache); set by
             :func:`plan_engine` so that workers open the graphs the client prepared.
+        interactive: ``auto`` serves one prompt at a time on images encoded ahead (the web
+            app) and follows :data:`INTERACTIVE_AUTO_ORDER`.
     """
 
     model: str = DEFAULT_MODEL
@@ -69,6 +75,7 @@ class EngineSpec:
     engine: str = "auto"
     threads: int | None = None
     export_dir: Path | None = None
+    interactive: bool = False
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -232,9 +239,9 @@ def plan_engine(spec: EngineSpec) -> EnginePlan:
     from umedsam.inference.export_folder import ParityError
     from umedsam.models.capabilities import BF16_VALIDATED
 
-    order: tuple[str, ...] = AUTO_ORDER
+    order: tuple[str, ...] = INTERACTIVE_AUTO_ORDER if spec.interactive else AUTO_ORDER
     if spec.model in BF16_VALIDATED and spec.checkpoint is None and cpu_has_bf16():
-        order = ("openvino-bf16", *AUTO_ORDER)
+        order = ("openvino-bf16", *order)
     for engine in order:
         if engine not in installed:
             continue

@@ -60,8 +60,8 @@ class UIConfig:
         max_sessions: open images kept at once; the least recently used is closed first.
         model: registered model name.
         checkpoint: weights file; None uses the model's bundled weights.
-        engine: inference engine, as ``umedsam predict --engine`` (default auto: ONNX Runtime or
-            OpenVINO when installed).
+        engine: inference engine, as ``umedsam predict --engine`` (default auto: OpenVINO, then
+            ONNX Runtime, when installed: its encoder is the faster one).
         threads: engine threads (None: the engine's default).
         examples: offer the bundled example cases.
         workdir: where every image's work is saved after each change (None: the cache folder's
@@ -93,12 +93,13 @@ class UIConfig:
         self.engine_spec()  # validates the engine name and thread count
 
     def engine_spec(self) -> EngineSpec:
-        """The engine the app opens (the same entry point as ``umedsam predict``)."""
+        """The engine the app opens: the entry point of ``umedsam predict``, interactive order."""
         return EngineSpec(
             model=self.model,
             checkpoint=None if self.checkpoint is None else Path(self.checkpoint),
             engine=self.engine,
             threads=self.threads,
+            interactive=True,
         )
 
     @property

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from types import ModuleType
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -66,9 +65,3 @@ def object_heat(
         logger.warning("uncertainty overlay unavailable: %s", err)
         return None
     return heat, confidence
-
-
-def heat_rgba(heat: NDArray[np.uint8]) -> NDArray[np.uint8]:
-    """(H, W) uint8 uncertainty -> (H, W, 4) BGRA picture: inferno colours, alpha = uncertainty."""
-    colored = cv2.applyColorMap(np.asarray(heat, dtype=np.uint8), cv2.COLORMAP_INFERNO)
-    return np.dstack([colored, heat]).astype(np.uint8)

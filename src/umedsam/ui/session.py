@@ -25,8 +25,9 @@ from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.overlay import label_color
 from umedsam.inference.propagation import SliceEmbeddingCache, propagate
-from umedsam.ui.heat import heat_rgba, object_heat, uncertainty_tools
+from umedsam.ui.heat import object_heat, uncertainty_tools
 from umedsam.ui.images import LoadedImage
+from umedsam.ui.png import heat_png, mask_png
 
 logger = logging.getLogger(__name__)
 
@@ -301,18 +302,11 @@ class Session:
         return _encode_png(cv2.cvtColor(self.image.pixels, cv2.COLOR_RGB2BGR))
 
     def mask_png(self, z: int) -> bytes:
-        """RGBA PNG of the labels on slice ``z``: label colours, transparent background."""
+        """PNG of the labels on slice ``z``: label colours, transparent background."""
         self._check_slice(z)
-        h, w = self.spatial_shape[-2:]
-        rgba = np.zeros((h, w, 4), dtype=np.uint8)
-        if self.segs is not None:
-            labels = self.segs[z] if self.image.is_3d else self.segs
-            for label in np.unique(labels):
-                if label == 0:
-                    continue
-                r, g, b = label_color(int(label))
-                rgba[labels == label] = (b, g, r, 255)  # OpenCV writes BGRA
-        return _encode_png(rgba)
+        if self.segs is None:
+            return mask_png(np.zeros(self.spatial_shape[-2:], dtype=np.uint8))
+        return mask_png(self.segs[z] if self.image.is_3d else self.segs)
 
     def uncertainty_png(self, z: int) -> bytes:
         """RGBA PNG of the uncertainty on slice ``z`` (inferno colours, alpha = uncertainty).
@@ -326,7 +320,7 @@ class Session:
                 None, "no uncertainty map: segment first (needs the uncertainty module)"
             )
         heat = self.uncertainty[z] if self.image.is_3d else self.uncertainty
-        return _encode_png(heat_rgba(heat))
+        return heat_png(heat)
 
     # ----- segmentation -------------------------------------------------------------------
     def normalise_boxes(self, boxes: object) -> NDArray[np.int64]:

@@ -87,6 +87,9 @@ def test_export_writes_graphs_manifest_and_passes_parity(tiny_model, tmp_path, f
         assert logits.shape == (n, 1, 64, 64)
         assert iou.shape == (n, 1)
         np.testing.assert_allclose(logits, ref_logits[:n].numpy(), atol=1e-3)
+    if fmt == "onnx":  # no busy-waiting threads between calls (they slow the app on 2 cores)
+        options = backend._session_args[0]
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 @pytest.mark.onnx
