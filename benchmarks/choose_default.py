@@ -10,7 +10,8 @@ The rule (written down before the candidates were scored):
    and no modality's mean NSD more than 2 points below;
 2. the default is the fastest qualifying candidate whose mean DSC beats the baseline's by at
    least 2 points; else the most accurate qualifying candidate above the baseline; else the
-   baseline stays.
+   baseline stays. Among equally fast candidates (the same network, timed as one) the more
+   accurate wins; the written rule left this tie open until two merges of one network tied.
 
     python benchmarks/choose_default.py --gts ../shared/data/dev/gts \\
         --baseline litemedsam=runs/ablation16/segs_a_s0 \\
@@ -67,7 +68,11 @@ def choose(candidates: list[Scored], baseline: Scored) -> tuple[str, str]:
     qualified = [c for c in candidates if not losses(c, baseline)]
     strong = [c for c in qualified if c.overall[0] >= baseline.overall[0] + MEAN_GAIN]
     if strong:
-        fastest = min(strong, key=lambda c: c.seconds if not math.isnan(c.seconds) else math.inf)
+        # equal seconds (the same network, e.g. decoders over one encoder): the more accurate
+        fastest = min(
+            strong,
+            key=lambda c: (c.seconds if not math.isnan(c.seconds) else math.inf, -c.overall[0]),
+        )
         return fastest.name, "fastest qualifying candidate at least 2 DSC points above"
     better = [c for c in qualified if c.overall[0] > baseline.overall[0]]
     if better:

@@ -30,6 +30,12 @@ def test_fastest_strong_candidate_wins() -> None:
     assert rule.choose([slow, fast], BASE)[0] == "fast"
 
 
+def test_equally_fast_strong_candidates_go_to_the_more_accurate() -> None:
+    quarter = _model("quarter", (0.86, 0.97), (0.50, 0.70), 100.0)
+    half = _model("half", (0.86, 0.97), (0.55, 0.70), 100.0)
+    assert rule.choose([quarter, half], BASE)[0] == "half"
+
+
 def test_a_modality_loss_disqualifies() -> None:
     ct_dsc = _model("ct_dsc", (0.83, 0.97), (0.70, 0.80), 1.0)  # CT -2 DSC points
     mr_nsd = _model("mr_nsd", (0.86, 0.98), (0.60, 0.63), 1.0)  # MR -3 NSD points

@@ -28,7 +28,7 @@ def test_nifti_hippocampus_round_trip(real_model, shared_dir: Path, tmp_path: Pa
     prompts.write_text(json.dumps({"boxes": boxes}))
     out = tmp_path / "mask.nii.gz"
     args = ["predict", "-q", "-i", str(image), "--boxes", str(prompts), "-o", str(out)]
-    assert main([*args, "--modality", "MR", "--engine", "torch"]) == 0
+    assert main([*args, "--modality", "MR", "--engine", "torch", "--model", "litemedsam"]) == 0
     src, mask = nib.load(image), nib.load(out)
     assert mask.shape == src.shape
     np.testing.assert_allclose(mask.affine, src.affine, atol=1e-5)

@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
+from umedsam.models.capabilities import DEFAULT_MODEL
+
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
@@ -226,7 +228,7 @@ def test_segment_2d_png_and_download(app_client, make_disk, tmp_path):
         "ready": True,
         "error": None,
     }
-    assert status["model"] == "litemedsam" and status["seconds"] >= 0
+    assert status["model"] == DEFAULT_MODEL and status["seconds"] >= 0
     assert loader.calls == 1
     boxes = [[38, 26, 82, 70], [5, 5, 30, 30]]
     single = client.post_json(f"/api/sessions/{sid}/segment", {"boxes": boxes[:1]}).json()

@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 import pytest
 
+from umedsam.models.capabilities import DEFAULT_MODEL
+
 pytestmark = pytest.mark.browser
 
 from .conftest import BoxBackend, ClickBackend  # noqa: E402
@@ -138,7 +140,7 @@ def test_draw_box_segment_download_2d(browser, serve, tmp_path):
     examples = example_cases()
     if EXAMPLE_2D not in examples:
         pytest.skip("bundled examples not installed")
-    base, _ = serve(UIConfig())
+    base, _ = serve(UIConfig(model="litemedsam"))  # the official model: its DSC is known
     page, errors = open_page(browser, base)
 
     page.click(f"button[data-example='{EXAMPLE_2D}']")
@@ -204,7 +206,7 @@ def test_scroll_slices_and_propagate_3d(browser, serve, tmp_path):
     assert depth == 26
     page.wait_for_selector("body[data-encoded='1']", timeout=60_000)  # every slice, ahead
     label = page.locator("#embed-label").inner_text()
-    assert "ready in" in label and "(litemedsam encoder)" in label  # how long, and which model
+    assert "ready in" in label and f"({DEFAULT_MODEL} encoder)" in label  # how long, which model
     page.wait_for_function(
         "document.getElementById('slice-label').textContent.includes('slice 14')"
     )

@@ -12,8 +12,9 @@ from pathlib import Path
 PROMPT_KINDS = ("box", "click", "scribble", "mask")
 """Boxes, clicks, scribbles and a previous mask (the dense prompt)."""
 
-DEFAULT_MODEL = "litemedsam"
-"""The model of ``umedsam predict`` and the web app when none is named."""
+DEFAULT_MODEL = "umedsam_merged"
+"""The model of ``umedsam predict`` and the web app when none is named (chosen by the rule of
+docs/models.md; ``litemedsam`` is the official model)."""
 
 DEFAULT_MODEL_BASE = "litemedsam"
 """The model whose official weights the fine-tuned models are loaded over."""
@@ -26,15 +27,17 @@ _PROMPTS: dict[str, tuple[str, ...]] = {INTERACTIVE_MODEL: PROMPT_KINDS}
 WEIGHT_FILES = {
     INTERACTIVE_MODEL: "umedsam_interactive.pt",
     "umedsam_litemedsam": "umedsam_litemedsam_decoder.pt",
+    "umedsam_merged": "umedsam_merged.pt",
     "umedsam_effvit_b0": "umedsam_effvit_b0.pt",
     "umedsam_effvit_b1": "umedsam_effvit_b1.pt",
 }
 """Weights files shipped in ``umedsam/weights`` per model (LiteMedSAM's come from its package)."""
 
 MODEL_DESCRIPTIONS = {
-    DEFAULT_MODEL: "LiteMedSAM, official weights (boxes)",
+    DEFAULT_MODEL_BASE: "LiteMedSAM, official weights (boxes)",
     INTERACTIVE_MODEL: "LiteMedSAM + trained clicks, scribbles, corrections",
     "umedsam_litemedsam": "LiteMedSAM, fine-tuned decoder (boxes)",
+    "umedsam_merged": "LiteMedSAM, decoder merged with the fine-tuned one (boxes)",
     "umedsam_effvit_b0": "EfficientViT-B0 student: fastest (boxes)",
     "umedsam_effvit_b1": "EfficientViT-B1 student (boxes)",
 }
@@ -68,7 +71,7 @@ def shipped_weights(name: str) -> tuple[str | None, Path] | None:
 
 def available_models() -> list[str]:
     """Models a user can pick: LiteMedSAM and every model whose weights ship."""
-    return [DEFAULT_MODEL, *(n for n in WEIGHT_FILES if shipped(n))]
+    return [DEFAULT_MODEL_BASE, *(n for n in WEIGHT_FILES if shipped(n))]
 
 
 def register_prompts(name: str, kinds: tuple[str, ...]) -> None:

@@ -2,7 +2,8 @@
 
 ``umedsam_litemedsam`` is LiteMedSAM with the mask decoder fine-tuned by the U-MedSAM recipe
 (``benchmarks/ablation.py``); its packaged file holds only the decoder and goes on top of the
-bundled LiteMedSAM weights. The students pair EfficientViT image encoders with the LiteMedSAM
+bundled LiteMedSAM weights; ``umedsam_merged`` averages that decoder with LiteMedSAM's
+(``benchmarks/merge.py``). The students pair EfficientViT image encoders with the LiteMedSAM
 prompt encoder and decoder and are trained by distillation (``umedsam distill``). Weights shipped
 in ``umedsam/weights`` are declared here with ``register_weights``, so
 ``load_pretrained("umedsam_effvit_b0")`` and ``umedsam predict --model umedsam_effvit_b0`` use
@@ -30,12 +31,19 @@ __all__ = [
     "umedsam_effvit_b1",
     "umedsam_interactive",
     "umedsam_litemedsam",
+    "umedsam_merged",
 ]
 
 
 @register_model("umedsam_litemedsam")
 def umedsam_litemedsam() -> MedSAMLite:
     """LiteMedSAM (TinyViT encoder) whose mask decoder was fine-tuned with the U-MedSAM recipe."""
+    return litemedsam()
+
+
+@register_model("umedsam_merged")
+def umedsam_merged() -> MedSAMLite:
+    """LiteMedSAM whose mask decoder is the half-way merge of its own and the fine-tuned one."""
     return litemedsam()
 
 
