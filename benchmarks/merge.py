@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     for alpha in args.alpha:
         name = f"merge_a{round(alpha * 100):03d}"
         full, packaged = merged_weights(args.tuned, alpha, out)
-        ev = evaluate_arm(name, str(full), types.SimpleNamespace(work=args.work, dev=args.dev), memo)
+        ev = evaluate_arm(
+            name, str(full), types.SimpleNamespace(work=args.work, dev=args.dev), memo
+        )
         results[name] = {"alpha": alpha, "tuned": args.tuned, "packaged": str(packaged), **ev}
         results_path.write_text(json.dumps(results, indent=1))
         logger.info("%s: dev DSC %.4f NSD %.4f", name, ev["overall"]["dsc"], ev["overall"]["nsd"])
