@@ -22,7 +22,8 @@ afterwards):
 table marks such rows with ``~``. ``--accuracy`` instead runs each engine in-process over the whole
 dev folder and reports DSC against ground truth and against the official reference outputs.
 An engine may name a model, ``MODEL:ENGINE`` (e.g. ``umedsam_effvit_b0:onnx``); a bare engine
-runs the default model. ``--calls N`` times single engine calls in-process: the median of N encoder calls (one 256-px
+runs LiteMedSAM, the official model whose masks the official pipeline's are compared with (the
+default model is ``umedsam_merged:ENGINE``). ``--calls N`` times single engine calls in-process: the median of N encoder calls (one 256-px
 slice) and N decoder calls (8 boxes) after a warm-up call.
 
 Examples::
@@ -167,7 +168,7 @@ def worker(engine: str, case: Path, out: Path, threads: int | None) -> int:
     """Child process: what ``umedsam predict --engine ENGINE`` does for one case, with timings.
 
     ``engine`` may name a model too, ``MODEL:ENGINE`` (e.g. ``umedsam_effvit_b0:onnx``); a bare
-    engine runs the default model.
+    engine runs LiteMedSAM.
     """
     t0 = time.perf_counter()
     from umedsam.data.npz import load_case, save_npz_atomic
@@ -209,9 +210,7 @@ def engine_spec(entry: str, threads: int | None):  # type: ignore[no-untyped-def
     from umedsam.inference.engines import EngineSpec
 
     model, _, engine = entry.rpartition(":")
-    if model:
-        return EngineSpec(model=model, engine=engine, threads=threads)
-    return EngineSpec(engine=engine, threads=threads)
+    return EngineSpec(model=model or "litemedsam", engine=engine, threads=threads)
 
 
 def _exported_runtime() -> bool:

@@ -389,8 +389,17 @@ def main(argv: list[str] | None = None) -> int:
         "--plot", type=Path, nargs="+", metavar="JSON", help="plot these click-protocol results"
     )
     parser.add_argument("--plot-out", type=Path, default=Path("interactive_clicks.png"))
+    parser.add_argument(
+        "--click-reach",
+        type=int,
+        help="slices on each side a 3D click reaches (default: the package's CLICK_REACH)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
+    if args.click_reach is not None:
+        import umedsam.inference.interactive as interactive
+
+        interactive.CLICK_REACH = args.click_reach
     if args.plot:
         plot_clicks(args.plot, args.plot_out)
         for path in args.plot:

@@ -10,6 +10,7 @@ from umedsam.errors import InputError
 from umedsam.inference.backends.torch import TorchBackend
 from umedsam.inference.interactive import (
     _volume_prompts,
+    carried_slices,
     segment_interactive_image,
     segment_interactive_volume,
 )
@@ -47,6 +48,35 @@ def test_correction_restarts_on_the_newest_click_and_extends_the_range() -> None
     )
     boxes, starts, _, _ = _volume_prompts(fg, (d, h, w))
     assert boxes[0, 5] == 9 and starts.tolist() == [9]  # a foreground click extends it
+
+
+def test_a_click_reaches_the_neighbours_where_the_previous_mask_is_wrong_the_same_way() -> None:
+    previous = np.zeros((10, 8, 8), bool)
+    previous[2:7, 3, 3] = True  # the previous mask covers (3, 3) on slices 2..6
+    # a negative click on slice 4 contradicts the mask there: copied while the mask is on
+    assert carried_slices(previous, 4, 3, 3, 0, reach=2) == [3, 2, 5, 6]
+    assert carried_slices(previous, 4, 3, 3, 0, reach=1) == [3, 5]
+    assert carried_slices(previous, 6, 3, 3, 0, reach=3) == [5, 4, 3]  # slice 7 is already off
+    # a positive click off the mask is copied to neighbours where the mask is off too
+    assert carried_slices(previous, 8, 3, 3, 1, reach=2) == [7, 9]
+    # a click that agrees with the previous mask, no previous mask, or no reach: its slice only
+    assert carried_slices(previous, 4, 3, 3, 1, reach=2) == []
+    assert carried_slices(None, 4, 3, 3, 0, reach=2) == []
+    assert carried_slices(previous, 4, 3, 3, 0, reach=0) == []
+
+
+def test_carried_clicks_join_the_neighbour_slices_prompts() -> None:
+    d, h, w = 12, 32, 32
+    box = np.array([[4.0, 4.0, 2.0, 20.0, 20.0, 9.0]])
+    prev = np.zeros((d, h, w), np.uint8)
+    prev[3:8, 6:16, 6:16] = 1
+    clicks = (np.array([[5, 10, 10]]),)
+    prompts = CasePrompts(np.array([1]), box, None, clicks, (np.array([0]),), None, prev)
+    _, _, per_slice, _ = _volume_prompts(prompts, (d, h, w), click_reach=2)
+    assert set(per_slice) == {(0, 3), (0, 4), (0, 5), (0, 6), (0, 7)}
+    assert per_slice[(0, 4)][1].tolist() == [0]
+    _, _, per_slice, _ = _volume_prompts(prompts, (d, h, w), click_reach=0)
+    assert set(per_slice) == {(0, 5)}
 
 
 def test_boxless_object_and_cached_embeddings(tiny_model) -> None:

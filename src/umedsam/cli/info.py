@@ -18,7 +18,10 @@ def run(args: argparse.Namespace) -> int:
     from umedsam.models.registry import list_models
 
     print(f"umedsam {__version__}")
+    from umedsam.models.capabilities import DEFAULT_MODEL
+
     print("models: " + ", ".join(list_models()))
+    print(f"default model: {DEFAULT_MODEL} (--model litemedsam: the official model)")
     try:
         print(f"LiteMedSAM weights: {default_checkpoint_path()} (sha256 verified)")
     except CheckpointError as err:

@@ -103,10 +103,47 @@ def segment_interactive_image(
     return _paint(image.shape[:2], pred.masks, prompts.labels), pred.iou
 
 
+def carried_slices(
+    previous: NDArray[np.bool_] | None, z: int, y: int, x: int, label: int, reach: int
+) -> list[int]:
+    """Neighbour slices a 3D click also applies to (see ``CLICK_REACH``).
+
+    A click says the previous mask is wrong at (y, x) on slice z (a negative click on the mask, a
+    positive one off it). Up to ``reach`` slices on each side, the click is copied to the
+    neighbours where the previous mask is wrong in the same way at (y, x), stopping in a
+    direction at the first slice where it is not.
+
+    Args:
+        previous: (D, H, W) previous mask of the object, or None (nothing carried).
+    """
+    if previous is None or reach <= 0:
+        return []
+    wrong = bool(label == 0)  # a negative click contradicts a mask that is on there
+    if bool(previous[z, y, x]) != wrong:
+        return []  # the click does not contradict the previous mask: keep it on its slice
+    out = []
+    for step in (-1, 1):
+        for k in range(1, reach + 1):
+            zz = z + step * k
+            if not 0 <= zz < previous.shape[0] or bool(previous[zz, y, x]) != wrong:
+                break
+            out.append(zz)
+    return out
+
+
+CLICK_REACH = 2
+"""Slices on each side that a 3D click reaches (:func:`carried_slices`); chosen on train cases
+with the CVPR 2025 protocol (docs/interactive.md)."""
+
+
 def _volume_prompts(
-    prompts: CasePrompts, shape: tuple[int, int, int], scribble_points: int = 8
+    prompts: CasePrompts,
+    shape: tuple[int, int, int],
+    scribble_points: int = 8,
+    click_reach: int | None = None,
 ) -> tuple[NDArray, NDArray, dict[tuple[int, int], tuple[NDArray, NDArray]], NDArray]:
     """Boxes (N, 6), start slices, per-slice clicks and box flags of a 3D interactive case."""
+    reach = CLICK_REACH if click_reach is None else click_reach
     d, h, w = shape
     n = len(prompts.labels)
     boxes = np.zeros((n, 6), np.float64)
@@ -124,11 +161,16 @@ def _volume_prompts(
     newest: dict[int, int] = {}
     fg_slices: dict[int, list[int]] = defaultdict(list)
     for i in range(n):
+        previous = None
+        if reach > 0 and prompts.prev_pred is not None:
+            previous = prompts.prev_pred == prompts.labels[i]
         for (z, y, x), label in zip(prompts.clicks[i], prompts.click_labels[i], strict=True):
             clicks[(i, int(z))].append((np.array([x, y], np.float64), int(label)))
             newest[i] = int(z)
             if label == 1:
                 fg_slices[i].append(int(z))
+            for zz in carried_slices(previous, int(z), int(y), int(x), int(label), reach):
+                clicks[(i, zz)].append((np.array([x, y], np.float64), int(label)))
         if prompts.scribbles is not None:
             smap = prompts.scribble_map(i)
             assert smap is not None
@@ -173,6 +215,7 @@ def segment_interactive_volume(
     cache_mb: float = 1024.0,
     stats: PropagationStats | None = None,
     slice_iou: NDArray[np.float32] | None = None,
+    click_reach: int | None = None,
 ) -> tuple[NDArray, NDArray[np.float32]]:
     """Label map and per-object start-slice IoU of a 3D interactive case (see module docstring).
 
@@ -186,9 +229,10 @@ def segment_interactive_volume(
         stats: optional counters.
         slice_iou: optional (N, D) array filled with each object's IoU-head estimate per slice
             (left as given where the object is absent).
+        click_reach: slices on each side a click reaches (None: :data:`CLICK_REACH`).
     """
     shape = (int(volume.shape[0]), int(volume.shape[1]), int(volume.shape[2]))
-    boxes, starts, clicks, has_box = _volume_prompts(prompts, shape)
+    boxes, starts, clicks, has_box = _volume_prompts(prompts, shape, click_reach=click_reach)
     vp = VolumePrompts(
         clicks=clicks,
         prev_masks=prompts.prev_pred,
