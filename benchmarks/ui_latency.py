@@ -12,7 +12,7 @@ with Playwright and times, with the image's embeddings ready (the app encodes at
 Each is repeated ``--repeats`` times with slightly different prompts (no result is reused) and
 the table gives medians. Also printed: the time from opening an image to its ready embeddings.
 
-    python benchmarks/ui_latency.py --model umedsam_interactive
+    python benchmarks/ui_latency.py            # the app as ``umedsam ui`` starts it
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from umedsam.models.capabilities import DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = [  # as tests/ui/test_browser.py starts Debian's Chromium
@@ -115,7 +117,7 @@ def make_volume(stem: Path, depth: int, out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Run the measurements and print a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="umedsam_interactive")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="default: the app's default")
     parser.add_argument("--engine", default="auto")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--repeats", type=int, default=5)
@@ -181,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             t = _timed(page, page.mouse.up, version)
             if k:
                 rows["2D box"].append(t)
+            else:
+                rows["2D box, the first after opening"] = [t]
             page.keyboard.press("Control+z")
             version += 1
             page.wait_for_selector(f"body[data-version='{version}']")
@@ -239,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             t = _timed(page, lambda: page.click("#segment"), version)
             if k:
                 rows[f"3D box, {slices} slices"].append(t)
+            else:
+                rows[f"3D box, {slices} slices, the first after opening"] = [t]
         page.evaluate(f"setSlice({(z_lo + z_hi) // 2 + 3})")
         page.keyboard.press("c")
         cx, cy = (box[0] + box[3]) / 2 + args.repeats, (box[1] + box[4]) / 2

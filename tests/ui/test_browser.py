@@ -364,17 +364,19 @@ def test_autosave_restores_after_a_server_restart(browser, serve, tmp_path):
 
 
 def test_corrections_raise_the_dsc_with_the_trained_model(browser, serve, tmp_path):
-    """The shipped interactive model in the page: box, then two clicks and a scribble dab, each
-    placed where the mask is most wrong (as the challenge's protocol places clicks, positive or
-    negative as the error requires); the DSC against the reference mask rises."""
+    """The app as started without options: the default model draws the box, the shipped
+    interactive model (same image encoder, so no second encoding) answers two clicks and a
+    scribble dab, each placed where the mask is most wrong (as the challenge's protocol places
+    clicks, positive or negative as the error requires); the DSC against the reference rises."""
     from umedsam.data.interaction import challenge_click
     from umedsam.models.capabilities import INTERACTIVE_MODEL, shipped
     from umedsam.ui.app import UIConfig, example_cases
 
     if not shipped(INTERACTIVE_MODEL) or EXAMPLE_2D not in example_cases():
         pytest.skip("the interactive model's weights or the examples are not installed")
-    base, app = serve(UIConfig(model=INTERACTIVE_MODEL))
+    base, app = serve(UIConfig())
     page, errors = open_page(browser, base)
+    assert INTERACTIVE_MODEL in page.locator("#corrections-by").inner_text()
     page.click(f"button[data-example='{EXAMPLE_2D}']")
     page.wait_for_selector("body[data-encoded='1']", timeout=600_000)  # first use: export
     session = app.state.store.get(page.evaluate("document.body.dataset.session"))
@@ -415,6 +417,7 @@ def test_corrections_raise_the_dsc_with_the_trained_model(browser, serve, tmp_pa
     correct("c")
     save_screenshot(page, tmp_path, "ui-2d-corrections.png")
     assert scores[-1] > scores[0], scores  # the corrections raised the DSC
+    assert app.state.model._corrector is not None  # the clicks went to the interactive model
     assert errors == []
 
 

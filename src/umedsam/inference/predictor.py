@@ -116,6 +116,24 @@ class Predictor:
         self._orig_hw = (int(image.shape[0]), int(image.shape[1]))
         self._new_hw = new_hw
 
+    def sharing_embedding(self, backend: Backend) -> Predictor:
+        """A predictor on ``backend`` holding this one's image, without encoding it again.
+
+        Only for a backend that runs the same image encoder (for instance a model that changes
+        only LiteMedSAM's decoder, see ``umedsam.models.capabilities.encoder_of``).
+        """
+        other = Predictor(backend)
+        if other.image_size != self.image_size:
+            raise ValueError(
+                f"backends differ in input size ({other.image_size} vs {self.image_size})"
+            )
+        other._embedding, other._orig_hw, other._new_hw = (
+            self._embedding,
+            self._orig_hw,
+            self._new_hw,
+        )
+        return other
+
     def reset_image(self) -> None:
         """Forget the current image and embedding."""
         self._embedding = self._orig_hw = self._new_hw = None

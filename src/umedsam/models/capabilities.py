@@ -91,6 +91,37 @@ def model_prompts(name: str) -> tuple[str, ...]:
     return _PROMPTS.get(name, ("box",))
 
 
+def encoder_of(name: str) -> str:
+    """Which image encoder ``name`` runs (torch-free).
+
+    ``"litemedsam"`` for LiteMedSAM and for the models whose shipped weights replace only its
+    prompt encoder and mask decoder (their image embeddings are LiteMedSAM's, bit for bit); any
+    other model's own name.
+    """
+    found = shipped_weights(name)
+    if name == DEFAULT_MODEL_BASE or (found is not None and found[0] == DEFAULT_MODEL_BASE):
+        return DEFAULT_MODEL_BASE
+    return name
+
+
+def correction_model(name: str) -> str | None:
+    """The model that answers clicks, scribbles and mask prompts on ``name``'s image embeddings.
+
+    ``name`` itself when it takes clicks; for the default model (boxes only), the shipped
+    interactive model, which runs the same image encoder, so that one embedding serves both and
+    only the decoder changes; otherwise None (the model refuses clicks).
+    """
+    if "click" in model_prompts(name):
+        return name
+    if (
+        name == DEFAULT_MODEL
+        and shipped(INTERACTIVE_MODEL)
+        and encoder_of(INTERACTIVE_MODEL) == encoder_of(name)
+    ):
+        return INTERACTIVE_MODEL
+    return None
+
+
 def models_taking(kinds: set[str]) -> list[str]:
     """Models declared to take every prompt kind in ``kinds``, the shipped interactive one first."""
     names = [n for n, k in _PROMPTS.items() if kinds <= set(k)]

@@ -30,7 +30,12 @@ from umedsam.errors import InputError, UmedsamError
 from umedsam.extras import import_optional
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.engines import EngineSpec
-from umedsam.models.capabilities import DEFAULT_MODEL, MODEL_DESCRIPTIONS, available_models
+from umedsam.models.capabilities import (
+    DEFAULT_MODEL,
+    MODEL_DESCRIPTIONS,
+    PROMPT_KINDS,
+    available_models,
+)
 from umedsam.ui.images import (
     LoadedImage,
     display_stem,
@@ -131,30 +136,65 @@ def example_cases() -> dict[str, tuple[Path, Path | None]]:
 class ModelHolder:
     """Opens the engine once, on first use, and serialises inference (one job at a time).
 
+    With the default model (boxes only), objects with clicks, scribbles or an imported mask go to
+    the shipped interactive model, which runs the same image encoder: the image's embeddings
+    serve both and only the mask decoder changes (``correction_model``), so the click tools are
+    there without choosing a model.
+
     Args:
         loader_for: model name -> a function opening that model's engine.
         model: the model to start with.
+        route_corrections: send corrections to ``correction_model(model)`` (off when the app
+            was given its own checkpoint or loader).
     """
 
-    def __init__(self, loader_for: Callable[[str], Callable[[], Backend]], model: str) -> None:
+    def __init__(
+        self,
+        loader_for: Callable[[str], Callable[[], Backend]],
+        model: str,
+        route_corrections: bool = True,
+    ) -> None:
         self._loader_for = loader_for
         self.model = model
+        self._route = route_corrections
         self._loader = loader_for(model)
         self._backend: Backend | None = None
+        self._corrector: Backend | None = None
         self.lock = threading.Lock()
 
     @property
+    def corrector_model(self) -> str | None:
+        """The other model that takes this model's clicks, scribbles and masks, or None."""
+        from umedsam.models.capabilities import correction_model
+
+        name = correction_model(self.model) if self._route else None
+        return None if name == self.model else name
+
+    @property
     def prompt_kinds(self) -> tuple[str, ...]:
-        """The prompt kinds the current model takes."""
+        """The prompt kinds the app takes with the current model (and its corrector)."""
         from umedsam.models.capabilities import model_prompts
 
-        return model_prompts(self.model)
+        helper = self.corrector_model
+        kinds = set(model_prompts(self.model)) | set(model_prompts(helper) if helper else ())
+        return tuple(k for k in PROMPT_KINDS if k in kinds)
 
-    def switch(self, model: str) -> None:
-        """Use ``model`` from now on (opened at its first use); call with :attr:`lock` held."""
+    def switch(self, model: str) -> bool:
+        """Use ``model`` from now on (opened at its first use); call with :attr:`lock` held.
+
+        Returns:
+            Whether image embeddings made with the previous model stay valid (same encoder).
+        """
+        from umedsam.models.capabilities import encoder_of
+
+        same_encoder = self._route and encoder_of(model) == encoder_of(self.model)
+        previous = self.corrector_model
         self.model = model
         self._loader = self._loader_for(model)
         self._backend = None
+        if self.corrector_model != previous:
+            self._corrector = None
+        return same_encoder
 
     @property
     def loaded(self) -> bool:
@@ -167,6 +207,16 @@ class ModelHolder:
             logger.info("opening the engine")
             self._backend = self._loader()
         return self._backend
+
+    def corrector(self) -> Backend:
+        """The backend for objects with clicks, scribbles or masks; call with :attr:`lock` held."""
+        name = self.corrector_model
+        if name is None:
+            return self.backend()
+        if self._corrector is None:
+            logger.info("opening %s for corrections", name)
+            self._corrector = self._loader_for(name)()
+        return self._corrector
 
 
 class SessionStore:
@@ -257,10 +307,12 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
 
         work_root = cache_root() / "ui-work"
     if model_loader is not None:
-        holder = ModelHolder(lambda _name: model_loader, config.model)
+        holder = ModelHolder(lambda _name: model_loader, config.model, route_corrections=False)
     else:
         holder = ModelHolder(
-            lambda name: _default_loader(dataclasses.replace(config, model=name)), config.model
+            lambda name: _default_loader(dataclasses.replace(config, model=name)),
+            config.model,
+            route_corrections=config.checkpoint is None,
         )
     state: dict[str, SessionStore] = {}
 
@@ -288,7 +340,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
         # embeddings at open: one call for 2D, every slice of a volume in the background
         threading.Thread(
             target=session.precompute,
-            args=(holder.backend, holder.lock, holder.model),
+            args=(holder.backend, holder.lock, holder.model, holder.corrector),
             daemon=True,
         ).start()
         logger.info("opened %s %s", image.name, image.pixels.shape)
@@ -343,6 +395,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
                 ],
                 "engine": config.engine,
                 "prompts": list(holder.prompt_kinds),
+                "corrections_by": holder.corrector_model,
                 "model_loaded": holder.loaded,
             }
         )
@@ -452,6 +505,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
                     holder.prompt_kinds,
                     overwrite=overwrite,
                     names=names,
+                    corrector=holder.corrector,
                 )
 
         result = await guarded(run)
@@ -492,20 +546,26 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
 
         def run() -> None:
             with holder.lock:
-                holder.switch(name)
-            for session in store().sessions():  # other embeddings: every image encodes again
+                same_encoder = holder.switch(name)
+            for session in store().sessions():  # another encoder: every image encodes again
                 with session.lock:
-                    session.forget_model()
+                    session.forget_model(keep_embeddings=same_encoder)
                 threading.Thread(
                     target=session.precompute,
-                    args=(holder.backend, holder.lock, holder.model),
+                    args=(holder.backend, holder.lock, holder.model, holder.corrector),
                     daemon=True,
                 ).start()
 
         result = await guarded(run)
         if isinstance(result, Response):
             return result
-        return JSONResponse({"model": holder.model, "prompts": list(holder.prompt_kinds)})
+        return JSONResponse(
+            {
+                "model": holder.model,
+                "prompts": list(holder.prompt_kinds),
+                "corrections_by": holder.corrector_model,
+            }
+        )
 
     async def saved(request: Request) -> Response:
         session = session_or_none(request)
@@ -543,6 +603,11 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
         root = Path(tempfile.mkdtemp(prefix="umedsam-ui-"))
         state["store"] = SessionStore(root, config.max_sessions)
         app.state.store = state["store"]
+        # the uncertainty overlay imports PyTorch (about 2 s on 2 cores): do it now, in the
+        # background, so that the first box after opening an image does not wait for it
+        from umedsam.ui.heat import uncertainty_tools
+
+        threading.Thread(target=uncertainty_tools, daemon=True, name="preload").start()
         try:
             yield
         finally:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -28,6 +29,9 @@ from umedsam.inference.propagation import SliceEmbeddingCache, propagate
 from umedsam.ui.heat import object_heat, uncertainty_tools
 from umedsam.ui.images import LoadedImage
 from umedsam.ui.png import heat_png, mask_png
+
+if TYPE_CHECKING:
+    from umedsam.inference.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +110,7 @@ class Session:
     _objects: dict[tuple[tuple[int, ...], tuple[tuple[int, ...], ...]], ObjectResult] = field(
         default_factory=dict
     )
-    _predictor: object | None = None
+    _predictor: Predictor | None = None
     _embeddings: SliceEmbeddingCache = field(default_factory=lambda: _session_cache(1024.0))
     lock: threading.Lock = field(default_factory=threading.Lock)
     embedded: int = 0
@@ -216,14 +220,20 @@ class Session:
 
     # ----- embeddings ahead of prompts -----------------------------------------------------
     def precompute(
-        self, backend: Callable[[], Backend], engine_lock: threading.Lock, model: str = ""
+        self,
+        backend: Callable[[], Backend],
+        engine_lock: threading.Lock,
+        model: str = "",
+        corrector: Callable[[], Backend] | None = None,
     ) -> None:
         """Encode the image (2D) or every slice (3D) before any prompt; runs in a thread.
 
         Prompts keep working meanwhile: the engine lock is taken per slice, and a prompt
         that needs a slice not encoded yet encodes it itself. Stops when the session closes.
         ``model`` names the encoder for the status line; the seconds until every embedding
-        is ready (engine start included) are kept in :attr:`encode_seconds`.
+        is ready (engine start included) are kept in :attr:`encode_seconds`. ``corrector``
+        (the engine of corrections, when another model answers them) is opened afterwards, so
+        that the first click does not wait for it.
         """
         from umedsam.inference.predictor import Predictor
         from umedsam.inference.propagation import encode_volume
@@ -247,34 +257,42 @@ class Session:
                 if not outdated():
                     self.encode_seconds = time.monotonic() - start  # before "ready" shows
                     self.embedded = 1
-                return
+            else:
 
-            def done(count: int) -> None:
-                if not outdated():
-                    if count >= self.depth:
-                        self.encode_seconds = time.monotonic() - start  # before "ready" shows
-                    self.embedded = count
+                def done(count: int) -> None:
+                    if not outdated():
+                        if count >= self.depth:
+                            self.encode_seconds = time.monotonic() - start  # before "ready"
+                        self.embedded = count
 
-            encode_volume(
-                engine,
-                self.image.pixels,
-                self._embeddings,
-                progress=done,
-                should_stop=outdated,
-                lock=engine_lock,
-            )
+                encode_volume(
+                    engine,
+                    self.image.pixels,
+                    self._embeddings,
+                    progress=done,
+                    should_stop=outdated,
+                    lock=engine_lock,
+                )
+            if corrector is not None and not outdated():
+                with engine_lock:
+                    corrector()
         except Exception as err:  # noqa: BLE001 - a background thread: report it in the page
             self.precompute_error = str(err) or type(err).__name__
             logger.warning("encoding %s ahead failed: %r", self.image.name, err)
 
-    def forget_model(self) -> None:
-        """Drop everything computed with the previous model (embeddings, masks); keep the image."""
+    def forget_model(self, keep_embeddings: bool = False) -> None:
+        """Drop what the previous model computed (masks; embeddings unless ``keep_embeddings``).
+
+        ``keep_embeddings`` is for a new model with the same image encoder: the image is not
+        encoded again, only its masks are recomputed.
+        """
         self.generation += 1
-        self._embeddings = _session_cache(self._embeddings.max_mb)
-        self._predictor = None
         self._objects = {}
-        self.embedded = 0
         self.precompute_error = ""
+        if not keep_embeddings:
+            self._embeddings = _session_cache(self._embeddings.max_mb)
+            self._predictor = None
+            self.embedded = 0
 
     def status(self) -> dict:
         """How far the embeddings ahead of prompts are: ``embedded`` of ``total``, ``ready``."""
@@ -349,6 +367,7 @@ class Session:
         prompt_kinds: tuple[str, ...] = ("box", "click", "scribble", "mask"),
         overwrite: bool = False,
         names: object = None,
+        corrector: Callable[[], Backend] | None = None,
     ) -> dict:
         """Segment ``boxes`` and their clicks (reusing results already computed); store the map.
 
@@ -365,6 +384,8 @@ class Session:
             overwrite: where masks overlap, a later object takes the pixels (the challenge's
                 rule); by default an earlier object keeps its pixels, so a new object never
                 overwrites one segmented before it.
+            corrector: opens the engine for objects with clicks, when another model than
+                ``backend``'s answers them (same image encoder; see ``ModelHolder``).
 
         Returns:
             JSON-ready summary: version, per-object IoU estimate, voxel count and size in mm
@@ -393,7 +414,12 @@ class Session:
         if plain:
             self._compute(backend, np.asarray([k[0] for k in plain], dtype=np.int64))
         if corrected:
-            self._correct(backend, corrected, mask_prompts="mask" in prompt_kinds)
+            self._correct(
+                backend,
+                corrected,
+                mask_prompts="mask" in prompt_kinds,
+                corrector=backend if corrector is None else corrector(),
+            )
         segs = np.zeros(self.spatial_shape, dtype=label_dtype(len(keys)))
         heat: NDArray[np.uint8] | None = None
         for label, key in enumerate(keys, start=1):
@@ -444,13 +470,9 @@ class Session:
             self._compute_volume(backend, boxes)
             return
         from umedsam.data.transforms import resized_hw
-        from umedsam.inference.predictor import Predictor
 
-        if self._predictor is None:
-            predictor = Predictor(backend)
-            predictor.set_image(self.image.pixels)
-            self._predictor = predictor
-        pred = self._predictor.predict(boxes, return_logits=False)  # type: ignore[attr-defined]
+        predictor = self._image_predictor(backend)
+        pred = predictor.predict(boxes, return_logits=False)
         orig_hw = self.image.pixels.shape[:2]
         from umedsam.data.transforms import boxes_to_model_frame
 
@@ -521,23 +543,45 @@ class Session:
 
         return load_work(self.autosave_dir)
 
-    def _correct(self, backend: Backend, keys: list, mask_prompts: bool) -> None:
-        """Segment objects that have clicks (see :mod:`umedsam.ui.corrections`)."""
-        from umedsam.inference.predictor import Predictor
-        from umedsam.ui.corrections import segment_corrected
+    def _image_predictor(self, backend: Backend) -> Predictor:
+        """The 2D predictor on ``backend``, the image encoded once per session.
 
-        if not self.image.is_3d and self._predictor is None:
+        After a switch to a model with the same image encoder (``forget_model(True)``), the
+        kept embedding is reused on the new backend.
+        """
+        from umedsam.inference.predictor import Predictor
+
+        if self._predictor is None:
             predictor = Predictor(backend)
             predictor.set_image(self.image.pixels)
             self._predictor = predictor
+        elif self._predictor.backend is not backend:
+            self._predictor = self._predictor.sharing_embedding(backend)
+        return self._predictor
+
+    def _correct(
+        self, backend: Backend, keys: list, mask_prompts: bool, corrector: Backend
+    ) -> None:
+        """Segment objects that have clicks (see :mod:`umedsam.ui.corrections`) on ``corrector``.
+
+        ``corrector`` runs the same image encoder as ``backend``: the session's embeddings
+        (made by ``backend``) serve both.
+        """
+        from umedsam.ui.corrections import segment_corrected
+
+        predictor = None
+        if not self.image.is_3d:
+            predictor = self._image_predictor(backend)
+            if corrector is not backend:
+                predictor = predictor.sharing_embedding(corrector)
         results = segment_corrected(
-            backend,
+            corrector,
             self.image.pixels,
             keys,
             self._objects,
             mask_prompts,
             self._embeddings,
-            self._predictor,
+            predictor,
         )
         for key, new in zip(keys, results, strict=True):
             self._objects[key] = ObjectResult(

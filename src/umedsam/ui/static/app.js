@@ -733,10 +733,14 @@ async function uploadFile(file) {
   }
 }
 
-function applyModel(name, prompts) {
+function applyModel(name, prompts, correctionsBy) {
   state.clicksAllowed = prompts.includes("click");
   $("tools").hidden = !state.clicksAllowed;
   if (!state.clicksAllowed) setTool("box");
+  // the default model takes boxes; its clicks and scribbles go to the interactive model
+  const note = $("corrections-by");
+  note.hidden = !correctionsBy;
+  note.textContent = correctionsBy ? `clicks and scribbles: ${correctionsBy}` : "";
   document.body.dataset.model = name;
 }
 
@@ -748,7 +752,7 @@ async function chooseModel(name) {
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ model: name }),
     });
-    applyModel(result.model, result.prompts);
+    applyModel(result.model, result.prompts, result.corrections_by);
     if (state.info) {
       if (!state.clicksAllowed) state.boxes.forEach((b) => { b.clicks = []; });
       document.body.dataset.encoded = "0";
@@ -828,7 +832,7 @@ async function init() {
   try {
     const config = await api("/api/config");
     state.maxMb = config.max_upload_mb;
-    applyModel(config.model, config.prompts || []);
+    applyModel(config.model, config.prompts || [], config.corrections_by);
     const select = $("model");
     for (const m of config.models || []) {
       const option = document.createElement("option");
