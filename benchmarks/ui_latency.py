@@ -91,6 +91,12 @@ def _timed(page, action, version: int, timeout: float = 120_000) -> float:  # ty
     return float(page.evaluate(f"window.__latency.drawn['{version}']")) / 1000
 
 
+def _server_seconds(page) -> float | None:  # type: ignore[no-untyped-def]
+    """The server's own time for the last segmentation, as the page's status line shows it."""
+    text = page.inner_text("#status")
+    return float(text.split()[2]) if text.startswith("Done in ") else None
+
+
 DEFAULT_VOLUME = REPO.parent / "shared" / "data" / "formats" / "nrrd" / "brain1"
 
 
@@ -112,6 +118,41 @@ def make_volume(stem: Path, depth: int, out: Path) -> Path:
     box = [xs.min(), ys.min(), 0, xs.max(), ys.max(), depth - 1]
     np.savez(out, imgs=volume.astype(np.int16), boxes=np.array([box]))
     return out
+
+
+def gemm_context(slices: int, threads: int = 2) -> str:
+    """This CPU's matrix-multiply rate next to the encoder's cost, to read the open time against.
+
+    The rate is the best of 5 float32 (and bfloat16) 4096 x 4096 products in PyTorch on
+    ``threads`` threads; the encoder's multiply-adds are counted with PyTorch's FLOP counter.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from umedsam.models.registry import build_model
+
+    torch.set_num_threads(threads)
+    rates = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(4096, 4096, dtype=dtype), torch.randn(4096, 4096, dtype=dtype)
+        a @ b
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+        rates[dtype] = 4096**3 / best / 1e9
+    encoder = build_model("litemedsam").image_encoder.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        encoder(torch.zeros(1, 3, 256, 256))
+    gmac = counter.get_total_flops() / 2e9
+    f32 = rates[torch.float32]
+    return (
+        f"GEMM on {threads} threads: f32 {f32:.0f} GMAC/s, bf16 {rates[torch.bfloat16]:.0f} "
+        f"GMAC/s. The LiteMedSAM encoder costs {gmac:.1f} GMAC per slice: {slices} slices at "
+        f"the f32 GEMM rate would take {slices * gmac / f32:.1f} s"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     base, server = _serve(config)
     rows: dict[str, list[float]] = {}
+    server_s: dict[str, list[float | None]] = {}  # the server's share, from the status line
     with sync_playwright() as pw:
         chromium = shutil.which("chromium") or "/usr/bin/chromium"
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
@@ -183,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             t = _timed(page, page.mouse.up, version)
             if k:
                 rows["2D box"].append(t)
+                server_s.setdefault("2D box", []).append(_server_seconds(page))
             else:
                 rows["2D box, the first after opening"] = [t]
             page.keyboard.press("Control+z")
@@ -206,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             if k:
                 rows["2D click"].append(t)
+                server_s.setdefault("2D click", []).append(_server_seconds(page))
         if args.screenshots:
             args.screenshots.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(args.screenshots / "latency-2d.png"))
@@ -243,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             t = _timed(page, lambda: page.click("#segment"), version)
             if k:
                 rows[f"3D box, {slices} slices"].append(t)
+                server_s.setdefault(f"3D box, {slices} slices", []).append(_server_seconds(page))
             else:
                 rows[f"3D box, {slices} slices, the first after opening"] = [t]
         page.evaluate(f"setSlice({(z_lo + z_hi) // 2 + 3})")
@@ -258,16 +303,22 @@ def main(argv: list[str] | None = None) -> int:
             )
             if k:
                 rows["3D correction (click on another slice)"].append(t)
+                server_s.setdefault("3D correction (click on another slice)", []).append(
+                    _server_seconds(page)
+                )
         if args.screenshots:
             page.screenshot(path=str(args.screenshots / "latency-3d.png"))
         browser.close()
     server.should_exit = True
     engine = config.engine
-    print(f"| action ({args.model}, engine {engine}) | median s | runs |")
-    print("|---|---|---|")
+    print(gemm_context(args.slices, args.threads or 2))
+    print(f"| action ({args.model}, engine {engine}) | median s | runs | of which server s |")
+    print("|---|---|---|---|")
     for name, values in rows.items():
         if values:  # (no click rows for a box-only model)
-            print(f"| {name} | {statistics.median(values):.3f} | {len(values)} |")
+            shares = [v for v in server_s.get(name, []) if v is not None]
+            share = f"{statistics.median(shares):.3f}" if shares else ""
+            print(f"| {name} | {statistics.median(values):.3f} | {len(values)} | {share} |")
     return 0
 
 

@@ -165,3 +165,18 @@ def test_app_with_the_default_model_offers_the_click_tools(serve) -> None:
     assert not app.state.model.loaded
     switched = Client(base).post_json("/api/model", {"model": "litemedsam"}).json()
     assert switched["prompts"] == ["box"] and switched["corrections_by"] is None
+
+
+@pytest.mark.parametrize("depth", [None, 5])
+def test_encoding_ahead_opens_and_warms_both_decoders(tmp_path: Path, depth: int | None) -> None:
+    """After the background encoding, each engine has decoded once (box; click + mask)."""
+    import threading
+
+    boxes, clicks = twin_backends()
+    session = disk_session(tmp_path, depth)
+    session.precompute(lambda: boxes, threading.Lock(), "m", corrector=lambda: clicks)
+    assert session.status()["ready"] and not session.precompute_error
+    assert boxes.calls["encode"] == (1 if depth is None else depth)
+    assert clicks.calls["encode"] == 0
+    for engine in (boxes, clicks):
+        assert engine.calls["decode"] == 1 and engine.calls["decode_prompts"] == 1

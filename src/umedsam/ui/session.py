@@ -233,7 +233,8 @@ class Session:
         ``model`` names the encoder for the status line; the seconds until every embedding
         is ready (engine start included) are kept in :attr:`encode_seconds`. ``corrector``
         (the engine of corrections, when another model answers them) is opened afterwards, so
-        that the first click does not wait for it.
+        that the first click does not wait for it, and each engine decodes once (see
+        :meth:`_warm_up`).
         """
         from umedsam.inference.predictor import Predictor
         from umedsam.inference.propagation import encode_volume
@@ -273,12 +274,44 @@ class Session:
                     should_stop=outdated,
                     lock=engine_lock,
                 )
-            if corrector is not None and not outdated():
+            if not outdated():
                 with engine_lock:
-                    corrector()
+                    engines = [engine] if corrector is None else [engine, corrector()]
+                    self._warm_up(engines)
         except Exception as err:  # noqa: BLE001 - a background thread: report it in the page
             self.precompute_error = str(err) or type(err).__name__
             logger.warning("encoding %s ahead failed: %r", self.image.name, err)
+
+    def _warm_up(self, engines: list[Backend]) -> None:
+        """One throwaway decoder call per engine, with a box and with a click and a mask.
+
+        OpenVINO and ONNX Runtime prepare a graph's kernels at its first calls (about 80 ms
+        for the LiteMedSAM decoder on OpenVINO); the first prompt would otherwise wait for that.
+        """
+        from umedsam.inference.prompts import encode_prompts
+
+        embedding: NDArray | None = None
+        if self._predictor is not None:
+            embedding = self._predictor.embedding
+        elif self.image.is_3d:
+            embedding = self._embeddings.get(self.depth // 2)
+        if embedding is None:
+            return
+        hw = self.spatial_shape[-2:]
+        h, w = int(hw[0]), int(hw[1])
+        box = np.array([[w // 4, h // 4, 3 * w // 4, 3 * h // 4]], np.float64)
+        for engine in engines:
+            size = engine.image_size
+            engine.decode(embedding, np.array([[0, 0, size // 2, size // 2]], np.float32))
+            prompts = encode_prompts(
+                (h, w),
+                size,
+                boxes=box,
+                points=[np.array([[w // 2, h // 2]], np.float64)],
+                point_labels=[np.array([1])],
+                mask_input=np.zeros((1, 1, size, size), np.float32),
+            )
+            engine.decode_prompts(embedding, prompts)
 
     def forget_model(self, keep_embeddings: bool = False) -> None:
         """Drop what the previous model computed (masks; embeddings unless ``keep_embeddings``).
