@@ -169,7 +169,7 @@ def test_app_with_the_default_model_offers_the_click_tools(serve) -> None:
 
 @pytest.mark.parametrize("depth", [None, 5])
 def test_encoding_ahead_opens_and_warms_both_decoders(tmp_path: Path, depth: int | None) -> None:
-    """After the background encoding, each engine has decoded once (box; click + mask)."""
+    """After the background encoding the box engine has decoded a box, the corrector a click."""
     import threading
 
     boxes, clicks = twin_backends()
@@ -178,5 +178,5 @@ def test_encoding_ahead_opens_and_warms_both_decoders(tmp_path: Path, depth: int
     assert session.status()["ready"] and not session.precompute_error
     assert boxes.calls["encode"] == (1 if depth is None else depth)
     assert clicks.calls["encode"] == 0
-    for engine in (boxes, clicks):
-        assert engine.calls["decode"] == 1 and engine.calls["decode_prompts"] == 1
+    assert boxes.calls["decode"] == 1 and boxes.calls["decode_prompts"] == 0
+    assert clicks.calls["decode"] == 0 and clicks.calls["decode_prompts"] == 1

@@ -160,6 +160,7 @@ class ModelHolder:
         self._loader = loader_for(model)
         self._backend: Backend | None = None
         self._corrector: Backend | None = None
+        self._opening = threading.Lock()  # opening the corrector needs no engine lock
         self.lock = threading.Lock()
 
     @property
@@ -208,15 +209,24 @@ class ModelHolder:
             self._backend = self._loader()
         return self._backend
 
+    def corrector_or_none(self) -> Callable[[], Backend] | None:
+        """:meth:`corrector` when another model answers corrections, else None."""
+        return self.corrector if self.corrector_model else None
+
     def corrector(self) -> Backend:
-        """The backend for objects with clicks, scribbles or masks; call with :attr:`lock` held."""
+        """The backend for objects with clicks, scribbles or masks.
+
+        Without a corrector model this is :meth:`backend` (call with :attr:`lock` held); a
+        corrector is opened once, under a lock of its own, so that images keep encoding meanwhile.
+        """
         name = self.corrector_model
         if name is None:
             return self.backend()
-        if self._corrector is None:
-            logger.info("opening %s for corrections", name)
-            self._corrector = self._loader_for(name)()
-        return self._corrector
+        with self._opening:
+            if self._corrector is None:
+                logger.info("opening %s for corrections", name)
+                self._corrector = self._loader_for(name)()
+            return self._corrector
 
 
 class SessionStore:
@@ -340,7 +350,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
         # embeddings at open: one call for 2D, every slice of a volume in the background
         threading.Thread(
             target=session.precompute,
-            args=(holder.backend, holder.lock, holder.model, holder.corrector),
+            args=(holder.backend, holder.lock, holder.model, holder.corrector_or_none()),
             daemon=True,
         ).start()
         logger.info("opened %s %s", image.name, image.pixels.shape)
@@ -552,7 +562,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
                     session.forget_model(keep_embeddings=same_encoder)
                 threading.Thread(
                     target=session.precompute,
-                    args=(holder.backend, holder.lock, holder.model, holder.corrector),
+                    args=(holder.backend, holder.lock, holder.model, holder.corrector_or_none()),
                     daemon=True,
                 ).start()
 

@@ -275,18 +275,19 @@ class Session:
                     lock=engine_lock,
                 )
             if not outdated():
+                clicks_engine = None if corrector is None else corrector()
                 with engine_lock:
-                    engines = [engine] if corrector is None else [engine, corrector()]
-                    self._warm_up(engines)
+                    self._warm_up(engine, clicks_engine)
         except Exception as err:  # noqa: BLE001 - a background thread: report it in the page
             self.precompute_error = str(err) or type(err).__name__
             logger.warning("encoding %s ahead failed: %r", self.image.name, err)
 
-    def _warm_up(self, engines: list[Backend]) -> None:
-        """One throwaway decoder call per engine, with a box and with a click and a mask.
+    def _warm_up(self, engine: Backend, clicks_engine: Backend | None) -> None:
+        """Throwaway decoder calls: a box on ``engine``, a click and a mask on ``clicks_engine``.
 
         OpenVINO and ONNX Runtime prepare a graph's kernels at its first calls (about 80 ms
         for the LiteMedSAM decoder on OpenVINO); the first prompt would otherwise wait for that.
+        A failure here only costs that time later, so it is logged, not reported.
         """
         from umedsam.inference.prompts import encode_prompts
 
@@ -297,21 +298,23 @@ class Session:
             embedding = self._embeddings.get(self.depth // 2)
         if embedding is None:
             return
-        hw = self.spatial_shape[-2:]
-        h, w = int(hw[0]), int(hw[1])
-        box = np.array([[w // 4, h // 4, 3 * w // 4, 3 * h // 4]], np.float64)
-        for engine in engines:
+        h, w = (int(v) for v in self.spatial_shape[-2:])
+        try:
             size = engine.image_size
             engine.decode(embedding, np.array([[0, 0, size // 2, size // 2]], np.float32))
-            prompts = encode_prompts(
-                (h, w),
-                size,
-                boxes=box,
-                points=[np.array([[w // 2, h // 2]], np.float64)],
-                point_labels=[np.array([1])],
-                mask_input=np.zeros((1, 1, size, size), np.float32),
-            )
-            engine.decode_prompts(embedding, prompts)
+            if clicks_engine is not None:
+                size = clicks_engine.image_size
+                prompts = encode_prompts(
+                    (h, w),
+                    size,
+                    boxes=np.array([[w // 4, h // 4, 3 * w // 4, 3 * h // 4]], np.float64),
+                    points=[np.array([[w // 2, h // 2]], np.float64)],
+                    point_labels=[np.array([1])],
+                    mask_input=np.zeros((1, 1, size, size), np.float32),
+                )
+                clicks_engine.decode_prompts(embedding, prompts)
+        except Exception as err:  # noqa: BLE001 - an optional speed-up
+            logger.info("decoder warm-up skipped: %r", err)
 
     def forget_model(self, keep_embeddings: bool = False) -> None:
         """Drop what the previous model computed (masks; embeddings unless ``keep_embeddings``).
