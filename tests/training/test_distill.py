@@ -283,3 +283,32 @@ def test_cli_distill(challenge_folder: Path, tmp_path: Path, capsys) -> None:
     assert (tmp_path / "out" / "student.pt").is_file()
     assert main(["distill", "--config", str(path), "--set", "run.nope=1"]) == 2
     assert "unknown key" in capsys.readouterr().err
+
+
+def test_balanced_stage1_draws_modalities_by_weight(challenge_folder: Path, tmp_path: Path) -> None:
+    """With data.balanced a scarce modality is drawn as often as its weight says; runs train."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from umedsam.training.distill import _balanced_picks
+
+    keys = [f"root|2DBox_US_{i}.npz|2d|none" for i in range(30)]
+    keys += ["root|2DBox_Endoscopy_0.npz|2d|none", "root|3DBox_CT_0.npz|z3|none"]
+    pool = SimpleNamespace(keys=keys)
+    gen = torch.Generator().manual_seed(0)
+    picks = _balanced_picks(pool, range(len(keys)), {"CT": 0.5}, 2500, gen)  # type: ignore[arg-type]
+    counts = Counter("US" if p < 30 else "Endoscopy" if p == 30 else "CT" for p in picks)
+    assert counts["Endoscopy"] / 2500 == pytest.approx(0.4, abs=0.04)  # 1 / 2.5, not 1 / 32
+    assert counts["CT"] / 2500 == pytest.approx(0.2, abs=0.04)
+    with pytest.raises(ValueError, match="modality_weights"):
+        DistillConfig.from_dict(
+            {"data": {"train_root": "x", "cache_dir": "c", "modality_weights": {"CT": -1}}}
+        )
+    config = _config(
+        challenge_folder,
+        tmp_path,
+        data={"balanced": True, "modality_weights": {"CT": 0.25}},
+        run={"steps": 3},
+    )
+    assert config.data.modality_weights == {"CT": 0.25}
+    assert distill(config, stages=(1,)).steps == 3

@@ -184,6 +184,32 @@ class _Pool:
         return torch.stack(images), torch.stack(targets)
 
 
+def _balanced_picks(
+    pool: _Pool,
+    positions: Sequence[int],
+    weights: Mapping[str, float] | None,
+    count: int,
+    gen: torch.Generator,
+) -> list[int]:
+    """``count`` pool positions: a modality drawn by ``weights`` (default 1 each), then an image."""
+    from umedsam.data.naming import modality_from_name
+
+    groups: dict[str, list[int]] = {}
+    for pos in positions:
+        case = pool.keys[pos].split("|")[1]
+        groups.setdefault(modality_from_name(case), []).append(pos)
+    names = sorted(groups)
+    probs = torch.tensor([float((weights or {}).get(m, 1.0)) for m in names], dtype=torch.float64)
+    if float(probs.sum()) <= 0:
+        raise ValueError(f"data.modality_weights leave no modality to draw: {dict(weights or {})}")
+    modality = torch.multinomial(probs, count, replacement=True, generator=gen)
+    chosen = []
+    for g in modality.tolist():
+        members = groups[names[g]]
+        chosen.append(members[int(torch.randint(len(members), (1,), generator=gen))])
+    return chosen
+
+
 def _lr_at(step: int, optim: DistillOptimConfig, total: int) -> float:
     if optim.warmup_steps and step < optim.warmup_steps:
         return optim.lr * (step + 1) / optim.warmup_steps
@@ -377,11 +403,15 @@ def distill_stage1(
                 logger.info("training on %d cached images", len(train_pos))
         t0 = time.perf_counter()
         gen = torch.Generator().manual_seed(run.seed * 1_000_003 + step)
-        picks = torch.randint(len(train_pos), (run.batch_size,), generator=gen)
+        if data.balanced:
+            chosen = _balanced_picks(pool, train_pos, data.modality_weights, run.batch_size, gen)
+        else:
+            picks = torch.randint(len(train_pos), (run.batch_size,), generator=gen)
+            chosen = [train_pos[int(i)] for i in picks]
         flips = torch.rand(run.batch_size, 2, generator=gen) < 0.5
         if not data.tensor_flips:
             flips[:] = False
-        images, targets = pool.batch([train_pos[int(i)] for i in picks], flips)
+        images, targets = pool.batch(chosen, flips)
         lr = _lr_at(step, config.optim, run.steps)
         for group in optimizer.param_groups:
             group["lr"] = lr

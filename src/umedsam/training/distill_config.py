@@ -51,6 +51,10 @@ class DistillDataConfig:
         refresh_every: reload newly cached embeddings every N steps (for a cache filled by a
             concurrent ``--cache-only`` run; None: never).
         val_images: cached images held out to report the validation loss (0: none).
+        balanced: draw each stage-1 sample's modality first (uniformly, or by
+            ``modality_weights``), then an image of it; otherwise images are drawn uniformly,
+            so a modality with few images (endoscopy, CT) is rarely seen.
+        modality_weights: with ``balanced``, relative draw weight per modality (default 1).
     """
 
     train_root: str = ""
@@ -66,9 +70,16 @@ class DistillDataConfig:
     cache_time_budget_s: float | None = None
     refresh_every: int | None = None
     val_images: int = 0
+    balanced: bool = False
+    modality_weights: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         _check(bool(self.train_root), "data.train_root is required")
+        weights = self.modality_weights or {}
+        _check(
+            all(v >= 0 for v in weights.values()) and (not weights or sum(weights.values()) > 0),
+            f"data.modality_weights must be >= 0 and not all 0; got {self.modality_weights}",
+        )
         _check(bool(self.cache_dir), "data.cache_dir is required")
         _check(bool(self.teacher_flips), "data.teacher_flips needs at least one variant ([])")
         for variant in self.teacher_flips:
@@ -285,6 +296,12 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
             return None
         hint = next(a for a in args if a is not type(None))
         args = typing.get_args(hint)
+    if typing.get_origin(hint) is dict:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{key} must be a mapping; got {value!r}")
+        return {
+            _coerce(key, args[0], k): _coerce(f"{key}.{k}", args[1], v) for k, v in value.items()
+        }
     if typing.get_origin(hint) is tuple:
         if isinstance(value, str) or not isinstance(value, list | tuple):
             raise ValueError(f"{key} must be a list; got {value!r}")
