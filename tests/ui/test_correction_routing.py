@@ -92,7 +92,7 @@ def test_litemedsam_derivatives_ship_no_image_encoder(name: str) -> None:
 
 
 def test_holder_routes_corrections_and_keeps_embeddings_on_a_same_encoder_switch() -> None:
-    from umedsam.ui.app import ModelHolder
+    from umedsam.ui.model_holder import ModelHolder
 
     opened: Counter[str] = Counter()
 

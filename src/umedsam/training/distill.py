@@ -184,20 +184,23 @@ class _Pool:
         return torch.stack(images), torch.stack(targets)
 
 
+def _modality_groups(pool: _Pool, positions: Sequence[int]) -> dict[str, list[int]]:
+    """Pool positions by modality (read from the case name in each key)."""
+    from umedsam.data.naming import modality_from_name
+
+    groups: dict[str, list[int]] = {}
+    for pos in positions:
+        groups.setdefault(modality_from_name(pool.keys[pos].split("|")[1]), []).append(pos)
+    return groups
+
+
 def _balanced_picks(
-    pool: _Pool,
-    positions: Sequence[int],
+    groups: Mapping[str, Sequence[int]],
     weights: Mapping[str, float] | None,
     count: int,
     gen: torch.Generator,
 ) -> list[int]:
     """``count`` pool positions: a modality drawn by ``weights`` (default 1 each), then an image."""
-    from umedsam.data.naming import modality_from_name
-
-    groups: dict[str, list[int]] = {}
-    for pos in positions:
-        case = pool.keys[pos].split("|")[1]
-        groups.setdefault(modality_from_name(case), []).append(pos)
     names = sorted(groups)
     probs = torch.tensor([float((weights or {}).get(m, 1.0)) for m in names], dtype=torch.float64)
     if float(probs.sum()) <= 0:
@@ -389,6 +392,7 @@ def distill_stage1(
         )
 
     window: list[tuple[float, float, float]] = []
+    groups: dict[str, list[int]] | None = None  # balanced draws: train positions by modality
     train_loss = None
     start = time.perf_counter()
     student.train()
@@ -404,7 +408,9 @@ def distill_stage1(
         t0 = time.perf_counter()
         gen = torch.Generator().manual_seed(run.seed * 1_000_003 + step)
         if data.balanced:
-            chosen = _balanced_picks(pool, train_pos, data.modality_weights, run.batch_size, gen)
+            if groups is None or sum(map(len, groups.values())) != len(train_pos):
+                groups = _modality_groups(pool, train_pos)  # first step, or images added
+            chosen = _balanced_picks(groups, data.modality_weights, run.batch_size, gen)
         else:
             picks = torch.randint(len(train_pos), (run.batch_size,), generator=gen)
             chosen = [train_pos[int(i)] for i in picks]
