@@ -9,6 +9,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+import numpy as np
+
 from umedsam.inference.backends.base import Backend
 from umedsam.models.capabilities import PROMPT_KINDS
 
@@ -109,3 +111,36 @@ class ModelHolder:
                 logger.info("opening %s for corrections", name)
                 self._corrector = self._loader_for(name)()
             return self._corrector
+
+
+def warm_up_decoders(
+    embedding: np.ndarray,
+    image_hw: tuple[int, int],
+    engine: Backend,
+    clicks_engine: Backend | None = None,
+) -> None:
+    """Throwaway decoder calls: a box on ``engine``, a click and a mask on ``clicks_engine``.
+
+    OpenVINO and ONNX Runtime prepare a graph's kernels at its first calls (about 80 ms for the
+    LiteMedSAM decoder on OpenVINO); the first prompt would otherwise wait for that. A failure
+    here only costs that time later, so it is logged, not raised.
+    """
+    from umedsam.inference.prompts import encode_prompts
+
+    h, w = image_hw
+    try:
+        size = engine.image_size
+        engine.decode(embedding, np.array([[0, 0, size // 2, size // 2]], np.float32))
+        if clicks_engine is not None:
+            size = clicks_engine.image_size
+            prompts = encode_prompts(
+                (h, w),
+                size,
+                boxes=np.array([[w // 4, h // 4, 3 * w // 4, 3 * h // 4]], np.float64),
+                points=[np.array([[w // 2, h // 2]], np.float64)],
+                point_labels=[np.array([1])],
+                mask_input=np.zeros((1, 1, size, size), np.float32),
+            )
+            clicks_engine.decode_prompts(embedding, prompts)
+    except Exception as err:  # noqa: BLE001 - an optional speed-up
+        logger.info("decoder warm-up skipped: %r", err)

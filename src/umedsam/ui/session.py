@@ -283,38 +283,17 @@ class Session:
             logger.warning("encoding %s ahead failed: %r", self.image.name, err)
 
     def _warm_up(self, engine: Backend, clicks_engine: Backend | None) -> None:
-        """Throwaway decoder calls: a box on ``engine``, a click and a mask on ``clicks_engine``.
-
-        OpenVINO and ONNX Runtime prepare a graph's kernels at its first calls (about 80 ms
-        for the LiteMedSAM decoder on OpenVINO); the first prompt would otherwise wait for that.
-        A failure here only costs that time later, so it is logged, not reported.
-        """
-        from umedsam.inference.prompts import encode_prompts
+        """Warm both decoders on this image's (middle-slice) embedding; see ``warm_up_decoders``."""
+        from umedsam.ui.model_holder import warm_up_decoders
 
         embedding: NDArray | None = None
         if self._predictor is not None:
             embedding = self._predictor.embedding
         elif self.image.is_3d:
             embedding = self._embeddings.get(self.depth // 2)
-        if embedding is None:
-            return
-        h, w = (int(v) for v in self.spatial_shape[-2:])
-        try:
-            size = engine.image_size
-            engine.decode(embedding, np.array([[0, 0, size // 2, size // 2]], np.float32))
-            if clicks_engine is not None:
-                size = clicks_engine.image_size
-                prompts = encode_prompts(
-                    (h, w),
-                    size,
-                    boxes=np.array([[w // 4, h // 4, 3 * w // 4, 3 * h // 4]], np.float64),
-                    points=[np.array([[w // 2, h // 2]], np.float64)],
-                    point_labels=[np.array([1])],
-                    mask_input=np.zeros((1, 1, size, size), np.float32),
-                )
-                clicks_engine.decode_prompts(embedding, prompts)
-        except Exception as err:  # noqa: BLE001 - an optional speed-up
-            logger.info("decoder warm-up skipped: %r", err)
+        if embedding is not None:
+            h, w = (int(v) for v in self.spatial_shape[-2:])
+            warm_up_decoders(embedding, (h, w), engine, clicks_engine)
 
     def forget_model(self, keep_embeddings: bool = False) -> None:
         """Drop what the previous model computed (masks; embeddings unless ``keep_embeddings``).
