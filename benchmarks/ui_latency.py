@@ -308,9 +308,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
         if args.screenshots:
             page.screenshot(path=str(args.screenshots / "latency-3d.png"))
+        running = page.evaluate("fetch('/api/config').then(r => r.json())")["engine_running"]
         browser.close()
     server.should_exit = True
-    engine = config.engine
+    engine = config.engine if running in (None, config.engine) else f"{config.engine}: {running}"
     print(gemm_context(args.slices, args.threads or 2))
     print(f"| action ({args.model}, engine {engine}) | median s | runs | of which server s |")
     print("|---|---|---|---|")

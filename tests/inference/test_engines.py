@@ -204,6 +204,19 @@ def test_auto_for_interactive_work_prefers_openvino(monkeypatch) -> None:
             "umedsam_effvit_b0",
             "openvino-bf16",
         ),
+        # decoders validated in bf16: the app keeps the exact encoder, bf16 decoders
+        (
+            ["torch", "onnx", "openvino", "openvino-bf16", "openvino-bf16-decoder"],
+            True,
+            "umedsam_merged",
+            "openvino-bf16-decoder",
+        ),
+        (
+            ["torch", "onnx", "openvino", "openvino-bf16", "openvino-bf16-decoder"],
+            False,
+            "umedsam_merged",
+            "onnx",
+        ),
     ):
         monkeypatch.setattr(engines, "available_engines", lambda installed=installed: installed)
         spec = EngineSpec(model, interactive=interactive)
@@ -255,6 +268,7 @@ def test_plan_is_picklable(tiny_ckpt) -> None:
     [
         pytest.param("onnx-int8", "onnx", "onnxruntime", marks=pytest.mark.onnx),
         pytest.param("openvino-bf16", "openvino", "openvino", marks=pytest.mark.openvino),
+        pytest.param("openvino-bf16-decoder", "openvino", "openvino", marks=pytest.mark.openvino),
     ],
 )
 def test_reduced_precision_engines_stay_close_to_f32(
@@ -274,11 +288,15 @@ def test_reduced_precision_engines_stay_close_to_f32(
     assert np.isfinite(emb_fast).all()
     corr = np.corrcoef(emb_fast.ravel(), emb_exact.ravel())[0, 1]
     assert corr > 0.99, corr
+    if engine == "openvino-bf16-decoder":  # the encoder stays f32: embeddings match
+        np.testing.assert_allclose(emb_fast, emb_exact, rtol=1e-4, atol=1e-4)
     boxes = np.array([[8, 8, 40, 48], [20, 10, 60, 30]], np.float32)
     logits_fast, iou_fast = fast.backend.decode(emb_fast, boxes)
     logits_exact, _ = exact.backend.decode(emb_exact, boxes)
     assert logits_fast.shape == logits_exact.shape == (2, 1, 64, 64)
     assert iou_fast.shape == (2, 1)
     assert np.corrcoef(logits_fast.ravel(), logits_exact.ravel())[0, 1] > 0.99
-    if engine == "openvino-bf16":  # its compiled models never share the f32 cache
-        assert (fast.plan.spec.export_dir / "ov_cache_bf16").is_dir()
+    # compiled models of another precision never share the f32 cache
+    cache = {"openvino-bf16": "ov_cache_bf16", "openvino-bf16-decoder": "ov_cache_f32-bf16"}
+    if engine in cache:
+        assert (fast.plan.spec.export_dir / cache[engine]).is_dir()

@@ -151,10 +151,12 @@ def open_graphs(
     cache_dir: Path | None = None,
     encoder_file: str | None = None,
     precision: str = "f32",
+    decoder_precision: str | None = None,
 ) -> Any:
     """An OnnxBackend or OpenVINOBackend on the graphs of ``folder`` (default file names of ``fmt``).
 
-    ``precision`` is OpenVINO's inference precision hint (``f32`` keeps parity with PyTorch).
+    ``precision`` is OpenVINO's inference precision hint (``f32`` keeps parity with PyTorch);
+    ``decoder_precision`` the decoders' hint where it differs (None: the same).
     """
     files = GRAPH_FILES[fmt]
     encoder = folder / (encoder_file or files["encoder"])
@@ -175,6 +177,7 @@ def open_graphs(
         threads=threads,
         cache_dir=cache_dir,
         precision=precision,
+        decoder_precision=decoder_precision,
         prompt_path=prompt_decoder,
     )
 

@@ -47,6 +47,10 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 """Where the package's own weight files live."""
 
 
+BF16_DECODER_VALIDATED = frozenset({"umedsam_merged"})
+"""Shipped models whose dev DSC with bf16 decoders behind the f32 encoder stayed within 0.5
+points of float32 in every modality; the web app (an interactive spec, ``--engine auto``) runs
+them so on CPUs with bf16 instructions (docs/models.md)."""
 BF16_VALIDATED = frozenset({"umedsam_effvit_b0"})
 """Shipped models whose dev DSC in bf16 stayed within 0.5 points of float32 in every modality;
 ``--engine auto`` runs them in bf16 (OpenVINO) on CPUs with bf16 instructions (docs/models.md)."""

@@ -308,6 +308,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
                     for n in available_models()
                 ],
                 "engine": config.engine,
+                "engine_running": holder.engine_name,
                 "prompts": list(holder.prompt_kinds),
                 "corrections_by": holder.corrector_model,
                 "model_loaded": holder.loaded,

@@ -86,6 +86,11 @@ class ModelHolder:
         """Whether the model has been loaded."""
         return self._backend is not None
 
+    @property
+    def engine_name(self) -> str | None:
+        """The engine the model runs on (``auto`` resolved), once loaded."""
+        return None if self._backend is None else self._backend.name
+
     def backend(self) -> Backend:
         """The inference backend; call with :attr:`lock` held."""
         if self._backend is None:
