@@ -175,47 +175,14 @@ class Session:
             InputError: unreadable file, a shape other than the image's, no labels, non-integer
                 or negative values, more than 255 labels.
         """
-        from umedsam.data.boxes import mask_to_box
+        from umedsam.ui.mask_import import label_objects, read_label_map
 
-        if path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                key = next((k for k in ("segs", "gts") if k in data.files), None)
-                if key is None:
-                    raise InputError(shown_name, "an npz mask needs a 'segs' or 'gts' array")
-                labels = np.asarray(data[key])
-        else:
-            from umedsam.data.readers import read_image
-
-            labels, _ = read_image(path, labels=True, max_bytes=max_bytes)
-            labels = np.asarray(labels)
-            if labels.ndim == len(self.spatial_shape) + 1 and labels.shape[-1] == 1:
-                labels = labels[..., 0]
-        if tuple(labels.shape) != self.spatial_shape:
-            raise InputError(
-                shown_name, f"the mask is {labels.shape}; this image is {self.spatial_shape}"
-            )
-        if labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels)):
-            raise InputError(shown_name, "the mask must hold integer labels")
-        labels = np.rint(labels).astype(np.int64)
-        if labels.min() < 0:
-            raise InputError(shown_name, "the mask holds negative labels")
-        ids = [int(v) for v in np.unique(labels) if v > 0]
-        if not ids:
-            raise InputError(shown_name, "the mask holds no labels: nothing to import")
-        if len(ids) > 255:
-            raise InputError(shown_name, f"the mask holds {len(ids)} labels; at most 255")
-        boxes = []
-        for label in ids:
-            mask = labels == label
-            tight = mask_to_box(mask)
-            assert tight is not None
-            corners = [int(v) for v in tight]
-            half = len(corners) // 2  # x_max, y_max exclusive as drawn boxes are; z inclusive
-            corners[half] += 1
-            corners[half + 1] += 1
-            box: tuple[int, ...] = tuple(corners)
+        labels = read_label_map(path, shown_name, self.spatial_shape, max_bytes)
+        boxes, ids = [], []
+        for label, box, mask in label_objects(labels):
             self._objects[(box, ())] = ObjectResult(mask, 1.0)
             boxes.append(list(box))
+            ids.append(label)
         return {"boxes": boxes, "labels": ids}
 
     # ----- embeddings ahead of prompts -----------------------------------------------------
