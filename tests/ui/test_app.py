@@ -411,7 +411,9 @@ def test_app_opens_the_engine_predict_uses(serve, tmp_path: Path) -> None:
     config = UIConfig(model="test_tiny", checkpoint=str(ckpt), engine="onnx", threads=1)
     base, app = serve(config)
     client = Client(base)
-    assert client.get("/api/config").json()["engine"] == "onnx"
+    config_now = client.get("/api/config").json()
+    assert config_now["engine"] == "onnx"
+    assert config_now["engine_running"] is None  # nothing opened yet
     image = np.zeros((64, 64, 3), np.uint8)
     cv2.circle(image, (32, 32), 14, (200, 200, 200), -1)
     opened = client.post("/api/upload?name=disk.png", png_bytes(image)).json()
@@ -419,6 +421,7 @@ def test_app_opens_the_engine_predict_uses(serve, tmp_path: Path) -> None:
     result = client.post_json(segment, {"boxes": [[16, 16, 48, 48]]}).json()
     assert result["objects"][0]["voxels"] > 0
     assert app.state.model.backend().name == "onnx"
+    assert client.get("/api/config").json()["engine_running"] == "onnx"
     with pytest.raises(ValueError, match="unknown engine"):
         UIConfig(engine="tensorrt")
 
