@@ -83,7 +83,7 @@ class OpenVINOBackend(GraphBackend):
         logger.debug(
             "compiled OpenVINO graphs in %.2f s (cache %s)", self.compile_seconds, cache_dir
         )
-        self._core, self._config = core, decoder_config
+        self._core, self._decoder_config = core, decoder_config
         self._prompt_path = None if prompt_path is None else Path(prompt_path)
         self._prompt_request: Any = None  # compiled on first use: box-only runs never pay for it
         self._enc_request = self._encoder.create_infer_request()
@@ -111,7 +111,7 @@ class OpenVINOBackend(GraphBackend):
                     f"this OpenVINO export has no prompt decoder ({self._prompt_path}); "
                     "export again"
                 )
-            compiled = self._core.compile_model(str(self._prompt_path), "CPU", self._config)
+            compiled = self._core.compile_model(str(self._prompt_path), "CPU", self._decoder_config)
             self._prompt_request = compiled.create_infer_request()
         self._prompt_request.infer(dict(enumerate(inputs)))
         return (
