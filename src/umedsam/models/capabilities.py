@@ -39,7 +39,7 @@ MODEL_DESCRIPTIONS = {
     "umedsam_litemedsam": "LiteMedSAM, fine-tuned decoder (boxes)",
     "umedsam_merged": "LiteMedSAM, decoder merged with the fine-tuned one (boxes)",
     "umedsam_effvit_b0": "EfficientViT-B0 student: fastest (boxes)",
-    "umedsam_effvit_b1": "EfficientViT-B1 student (boxes)",
+    "umedsam_effvit_b1": "EfficientViT-B1 student: fast, closer to LiteMedSAM (boxes)",
 }
 
 
@@ -51,7 +51,7 @@ BF16_DECODER_VALIDATED = frozenset({"umedsam_merged"})
 """Shipped models whose dev DSC with bf16 decoders behind the f32 encoder stayed within 0.5
 points of float32 in every modality; the web app (an interactive spec, ``--engine auto``) runs
 them so on CPUs with bf16 instructions (docs/models.md)."""
-BF16_VALIDATED = frozenset({"umedsam_effvit_b0"})
+BF16_VALIDATED = frozenset({"umedsam_effvit_b0", "umedsam_effvit_b1"})
 """Shipped models whose dev DSC in bf16 stayed within 0.5 points of float32 in every modality;
 ``--engine auto`` runs them in bf16 (OpenVINO) on CPUs with bf16 instructions (docs/models.md)."""
 
