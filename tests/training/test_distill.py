@@ -245,6 +245,23 @@ def test_cache_only_and_empty_cache(challenge_folder: Path, tmp_path: Path) -> N
         distill(empty)
 
 
+def test_stage1_trains_on_teacher_embeddings_of_flipped_images(
+    challenge_folder: Path, tmp_path: Path
+) -> None:
+    """``data.teacher_flips`` caches the teacher's embeddings of flipped images, and stage 1 loads
+    those images back by their keys (a flip the dataset did not know used to raise KeyError)."""
+    flips = [[], ["horizontal"], ["horizontal", "vertical"]]
+    config = _config(
+        challenge_folder, tmp_path, data={"teacher_flips": flips, "max_images": 3}, run={"steps": 2}
+    )
+    cached = distill(config, cache_only=True)
+    assert cached.cached_images == 3
+    result = distill(replace(config, data=replace(config.data, max_images=None)), stages=(1,))
+    n = len(NpzSegmentationDataset(challenge_folder, image_size=64))
+    assert result.cached_images == 3 * n
+    assert result.steps == 2
+
+
 # ---------------------------------------------------------------------------------- stage 2
 def test_stage2_finetunes_with_the_trainer(challenge_folder: Path, tmp_path: Path) -> None:
     finetune = {

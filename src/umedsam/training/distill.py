@@ -295,7 +295,7 @@ def distill_stage1(
     dataset = NpzSegmentationDataset(
         data.train_root,
         image_size=int(getattr(teacher, "image_size", 256)),
-        flips=(),
+        flips=sorted({name for variant in data.teacher_flips for name in variant}),
         max_box_shift=0,
         min_area=data.min_area,
         slices_per_volume=data.slices_per_volume,
@@ -328,12 +328,14 @@ def distill_stage1(
         known=known,
     )
     del known  # the copied embeddings are in the teacher cache now
+    if cache_only:
+        cached = sum(key in cache for key in keys)
+        logger.info("teacher cache %s: %d of %d images available", cache.folder, cached, len(keys))
+        return DistillResult(out, None, 0, cached)
     pool = _Pool(dataset, cache, keys)
     logger.info(
         "teacher cache %s: %d of %d images available", cache.folder, len(pool.keys), len(keys)
     )
-    if cache_only:
-        return DistillResult(out, None, 0, len(pool.keys))
     if not pool.keys:
         raise ValueError(
             f"no teacher embedding is cached in {cache.folder} (cache_max_mb={data.cache_max_mb}, "
