@@ -289,7 +289,6 @@ def distill_stage1(
         torch.set_num_threads(run.num_threads)
     out = Path(run.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1), encoding="utf-8")
 
     teacher = _load_model(config.teacher.name, config.teacher.checkpoint).eval()
     dataset = NpzSegmentationDataset(
@@ -332,6 +331,8 @@ def distill_stage1(
         cached = sum(key in cache for key in keys)
         logger.info("teacher cache %s: %d of %d images available", cache.folder, cached, len(keys))
         return DistillResult(out, None, 0, cached)
+    # only a training run records its config: a cache fill must not overwrite that record
+    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1), encoding="utf-8")
     pool = _Pool(dataset, cache, keys)
     logger.info(
         "teacher cache %s: %d of %d images available", cache.folder, len(pool.keys), len(keys)
