@@ -657,3 +657,48 @@ def test_switching_the_model_encodes_the_open_images_again(serve):
     assert app.state.store.get(sid)._objects == {}  # nothing computed by the old model kept
     bad = client.post_json("/api/model", {"model": "../../etc"})
     assert bad.status == 400 and "unknown model" in bad.json()["error"]
+
+
+class SlowBackend(BoxBackend):
+    """The box stand-in, 0.1 s per encoded slice; records how many decoder calls preceded each."""
+
+    def __init__(self) -> None:
+        self.decodes = 0
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        import time
+
+        time.sleep(0.1)
+        return super().encode(images)
+
+    def decode(self, embedding: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.decodes += 1
+        return super().decode(embedding, boxes)
+
+
+def test_status_waits_for_progress_and_ready_means_a_warm_decoder(serve, make_sphere):
+    import time
+
+    backend = SlowBackend()
+    base, app = serve(UIConfig(), lambda: backend)
+    client = Client(base)
+    vol, _ = make_sphere()  # 12 slices: about 1.2 s of encoding
+    buffer = io.BytesIO()
+    np.savez(buffer, imgs=vol, boxes=np.array([[20, 20, 4, 44, 44, 8]]))
+    sid = client.post("/api/upload?name=v.npz", buffer.getvalue()).json()["session"]
+    seen, answers = 0, []
+    while True:
+        start = time.monotonic()
+        status = client.get(f"/api/sessions/{sid}/status?after={seen}").json()
+        answers.append(time.monotonic() - start)
+        assert status["error"] is None
+        if status["ready"]:
+            break
+        assert status["embedded"] > seen  # each answer brings news, not a timeout
+        seen = status["embedded"]
+    assert status["embedded"] == status["total"] == len(vol)
+    assert backend.decodes >= 1  # the box decoder ran once before the volume counted as ready
+    assert max(answers) < 1.5  # progress arrives slice by slice, well before the 2 s wait ends
+    start = time.monotonic()  # a ready session answers at once, whatever ``after`` says
+    assert client.get(f"/api/sessions/{sid}/status?after={len(vol)}").json()["ready"]
+    assert time.monotonic() - start < 1.9

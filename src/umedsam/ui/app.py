@@ -11,6 +11,7 @@ by name in a list fixed at start-up, and sessions by random token.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -18,6 +19,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -51,6 +53,8 @@ logger = logging.getLogger(__name__)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
 MAX_JSON_BYTES = 1 << 20
+STATUS_WAIT_S = 2.0  # longest wait of a status request for encoding progress (?after=N)
+STATUS_POLL_S = 0.02  # how often such a request looks at the session meanwhile
 
 
 @dataclass(frozen=True)
@@ -492,10 +496,25 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
         return JSONResponse(work)
 
     async def status(request: Request) -> Response:
+        # ``?after=N`` waits (up to STATUS_WAIT_S) until more than N embeddings are ready, the
+        # encoding ends or fails: the page learns of progress at once, without polling.
         session = session_or_none(request)
         if session is None:
             return error(404, "unknown or closed session; open the image again")
-        return JSONResponse(session.status())
+        after = request.query_params.get("after", "")
+        status = session.status()
+        if after.isdigit():
+            deadline = time.monotonic() + STATUS_WAIT_S
+            while (
+                status["embedded"] <= int(after)
+                and not status["ready"]
+                and status["error"] is None
+                and not session.closed
+                and time.monotonic() < deadline
+            ):
+                await asyncio.sleep(STATUS_POLL_S)
+                status = session.status()
+        return JSONResponse(status)
 
     async def download(request: Request) -> Response:
         session = session_or_none(request)

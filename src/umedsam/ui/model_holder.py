@@ -121,7 +121,7 @@ class ModelHolder:
 def warm_up_decoders(
     embedding: np.ndarray,
     image_hw: tuple[int, int],
-    engine: Backend,
+    engine: Backend | None,
     clicks_engine: Backend | None = None,
 ) -> None:
     """Throwaway decoder calls: a box on ``engine``, a click and a mask on ``clicks_engine``.
@@ -134,8 +134,9 @@ def warm_up_decoders(
 
     h, w = image_hw
     try:
-        size = engine.image_size
-        engine.decode(embedding, np.array([[0, 0, size // 2, size // 2]], np.float32))
+        if engine is not None:
+            size = engine.image_size
+            engine.decode(embedding, np.array([[0, 0, size // 2, size // 2]], np.float32))
         if clicks_engine is not None:
             size = clicks_engine.image_size
             prompts = encode_prompts(

@@ -199,9 +199,9 @@ class Session:
         that needs a slice not encoded yet encodes it itself. Stops when the session closes.
         ``model`` names the encoder for the status line; the seconds until every embedding
         is ready (engine start included) are kept in :attr:`encode_seconds`. ``corrector``
-        (the engine of corrections, when another model answers them) is opened afterwards, so
-        that the first click does not wait for it, and each engine decodes once (see
-        :meth:`_warm_up`).
+        (the engine of corrections, when another model answers them) is opened before the
+        image counts as ready, so that the first prompt waits for no engine, and each engine
+        decodes once (see :meth:`_warm_up`).
         """
         from umedsam.inference.predictor import Predictor
         from umedsam.inference.propagation import encode_volume
@@ -222,16 +222,11 @@ class Session:
                         predictor = Predictor(engine)
                         predictor.set_image(self.image.pixels)
                         self._predictor = predictor
-                if not outdated():
-                    self.encode_seconds = time.monotonic() - start  # before "ready" shows
-                    self.embedded = 1
             else:
 
-                def done(count: int) -> None:
+                def done(count: int) -> None:  # the last slice counts once the decoder is warm
                     if not outdated():
-                        if count >= self.depth:
-                            self.encode_seconds = time.monotonic() - start  # before "ready"
-                        self.embedded = count
+                        self.embedded = min(count, self.depth - 1)
 
                 encode_volume(
                     engine,
@@ -241,16 +236,27 @@ class Session:
                     should_stop=outdated,
                     lock=engine_lock,
                 )
-            if not outdated():
-                clicks_engine = None if corrector is None else corrector()
+            if outdated():
+                return
+            # "ready" means the first prompt only runs a warm decoder and waits for no engine:
+            # the box decoder is warmed and the corrector (opened once for all images) is open;
+            # the corrector's own warm-up follows.
+            with engine_lock:
+                self._warm_up(engine, None)
+            clicks_engine = None if corrector is None else corrector()
+            complete = not self.image.is_3d or len(self._embeddings) >= self.depth
+            if complete and not outdated():
+                self.encode_seconds = time.monotonic() - start  # before "ready" shows
+                self.embedded = self.depth if self.image.is_3d else 1
+            if clicks_engine is not None and not outdated():
                 with engine_lock:
-                    self._warm_up(engine, clicks_engine)
+                    self._warm_up(None, clicks_engine)
         except Exception as err:  # noqa: BLE001 - a background thread: report it in the page
             self.precompute_error = str(err) or type(err).__name__
             logger.warning("encoding %s ahead failed: %r", self.image.name, err)
 
-    def _warm_up(self, engine: Backend, clicks_engine: Backend | None) -> None:
-        """Warm both decoders on this image's (middle-slice) embedding; see ``warm_up_decoders``."""
+    def _warm_up(self, engine: Backend | None, clicks_engine: Backend | None) -> None:
+        """Warm the decoders on this image's (middle-slice) embedding; see ``warm_up_decoders``."""
         from umedsam.ui.model_holder import warm_up_decoders
 
         embedding: NDArray | None = None

@@ -615,13 +615,15 @@ function openSession(info) {
   setStatus(`Opened ${info.name}.`);
 }
 
-// The server encodes the image (2D) or every slice (3D) as soon as it is opened.
+// The server encodes the image (2D) or every slice (3D) as soon as it is opened. Each status
+// request waits on the server until more slices are ready (?after=N), so progress shows at once.
 async function pollEncoding(sid) {
   const bar = $("embed-progress");
+  let seen = -1;
   while (state.info && state.info.session === sid) {
     let st;
     try {
-      st = await api(`/api/sessions/${sid}/status`);
+      st = await api(`/api/sessions/${sid}/status?after=${Math.max(seen, 0)}`);
     } catch (err) {
       return;
     }
@@ -642,7 +644,10 @@ async function pollEncoding(sid) {
       document.body.dataset.encoded = "1";
       return;
     }
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    if (st.embedded === seen) {  // the server waited without news: do not ask again at once
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    seen = st.embedded;
   }
 }
 
