@@ -172,6 +172,35 @@ def test_fill_cache_copies_embeddings_of_a_training_cache(
 
 
 # ----------------------------------------------------------------------------------- config
+@pytest.mark.onnx
+def test_fill_cache_with_an_exported_teacher_matches_torch(
+    challenge_folder: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from umedsam.training.distill import _ExportedTeacher
+    from umedsam.training.distill_config import TeacherConfig
+
+    monkeypatch.setenv("UMEDSAM_CACHE_DIR", str(tmp_path / "exports"))
+    teacher = build_model("test_tiny").eval()
+    weights = tmp_path / "tiny.pt"
+    torch.save(teacher.state_dict(), weights)
+    exported = _ExportedTeacher(TeacherConfig("test_tiny", str(weights), engine="onnx"))
+    dataset = NpzSegmentationDataset(challenge_folder, image_size=64, max_box_shift=0)
+    items = select_items(dataset)
+    caches = {}
+    for name, model in (("torch", teacher), ("onnx", exported)):
+        caches[name] = TeacherEmbeddingCache(tmp_path / name, SIG, 1 << 30)
+        assert fill_cache(model, dataset, caches[name], items) == len(items)
+    for i, flips in items:
+        key = dataset.image_key(i, flips)
+        torch_emb, onnx_emb = caches["torch"].get(key), caches["onnx"].get(key)
+        assert torch_emb is not None and onnx_emb is not None
+        assert torch.allclose(torch_emb.float(), onnx_emb.float(), atol=2e-3, rtol=1e-2)
+    with pytest.raises(ValueError, match="teacher.engine"):
+        TeacherConfig(engine="tensorrt")
+    with pytest.raises(ValueError, match="needs weights"):
+        TeacherConfig(checkpoint="none", engine="onnx")
+
+
 def test_config_validation_and_overrides(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown key"):
         DistillConfig.from_dict({"data": {"train_root": "x", "cache_dir": "c", "oops": 1}})
