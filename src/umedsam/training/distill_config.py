@@ -28,6 +28,9 @@ __all__ = [
 ]
 
 
+TEACHER_ENGINES = ("torch", "onnx", "openvino")  # exact (f32) engines only
+
+
 @dataclass(frozen=True)
 class DistillDataConfig:
     """Images to distil on.
@@ -278,9 +281,6 @@ class DistillConfig:
     def to_dict(self) -> dict[str, Any]:
         """Nested plain values (JSON-serialisable)."""
         return json.loads(json.dumps(asdict(self)))
-
-
-TEACHER_ENGINES = ("torch", "onnx", "openvino")  # exact (f32) engines only
 
 
 def _check(condition: bool, message: str) -> None:
