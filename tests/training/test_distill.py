@@ -176,14 +176,14 @@ def test_fill_cache_copies_embeddings_of_a_training_cache(
 def test_fill_cache_with_an_exported_teacher_matches_torch(
     challenge_folder: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    from umedsam.training.distill import _ExportedTeacher
     from umedsam.training.distill_config import TeacherConfig
+    from umedsam.training.teacher_cache import ExportedTeacher
 
     monkeypatch.setenv("UMEDSAM_CACHE_DIR", str(tmp_path / "exports"))
     teacher = build_model("test_tiny").eval()
     weights = tmp_path / "tiny.pt"
     torch.save(teacher.state_dict(), weights)
-    exported = _ExportedTeacher(TeacherConfig("test_tiny", str(weights), engine="onnx"))
+    exported = ExportedTeacher("test_tiny", str(weights), "onnx")
     dataset = NpzSegmentationDataset(challenge_folder, image_size=64, max_box_shift=0)
     items = select_items(dataset)
     caches = {}

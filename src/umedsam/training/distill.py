@@ -33,11 +33,11 @@ from umedsam.training.distill_config import (
     DistillConfig,
     DistillLossConfig,
     DistillOptimConfig,
-    TeacherConfig,
     load_distill_config,
 )
 from umedsam.training.teacher_cache import (
     CacheSignature,
+    ExportedTeacher,
     TeacherEmbeddingCache,
     fill_cache,
     select_items,
@@ -129,24 +129,6 @@ def build_student(config: DistillConfig, teacher: Any) -> Any:
 
         load_checkpoint(student, config.student.init)
     return student
-
-
-class _ExportedTeacher:
-    """The teacher's image encoder on an exported f32 engine, with the model's ``encode`` call."""
-
-    def __init__(self, teacher: TeacherConfig) -> None:
-        from umedsam.inference.engines import EngineSpec, open_engine
-
-        checkpoint = None if teacher.checkpoint == "default" else Path(teacher.checkpoint)
-        spec = EngineSpec(model=teacher.name, checkpoint=checkpoint, engine=teacher.engine)
-        self.backend = open_engine(spec).backend
-
-    def eval(self) -> _ExportedTeacher:
-        return self
-
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) preprocessed images -> (B, C, h, w) embeddings."""
-        return torch.from_numpy(np.ascontiguousarray(self.backend.encode(images.numpy())))
 
 
 class _Pool:
@@ -336,7 +318,9 @@ def distill_stage1(
             teacher, model_name=config.teacher.name, cache_dir=data.training_cache_dir
         ).lookup
     fill_cache(
-        teacher if config.teacher.engine == "torch" else _ExportedTeacher(config.teacher),
+        teacher
+        if config.teacher.engine == "torch"
+        else ExportedTeacher(config.teacher.name, config.teacher.checkpoint, config.teacher.engine),
         dataset,
         cache,
         items,

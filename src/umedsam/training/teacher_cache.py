@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -231,6 +232,33 @@ def select_items(
         order.extend(q[d] for q in queues if d < len(q))
     items = [(index, tuple(flips)) for flips in flip_variants for index in order]
     return items if max_images is None else items[:max_images]
+
+
+class ExportedTeacher:
+    """A teacher's image encoder on an exported f32 engine (``onnx``, ``openvino``), called as
+    the model is (``encode``), so that :func:`fill_cache` takes it in place of the model.
+
+    Args:
+        name: registered model name.
+        checkpoint: ``default`` (the bundled weights) or a weights file.
+        engine: the exported engine.
+    """
+
+    def __init__(self, name: str, checkpoint: str, engine: str) -> None:
+        from umedsam.inference.engines import EngineSpec, open_engine
+
+        weights = None if checkpoint == "default" else Path(checkpoint)
+        self.backend = open_engine(
+            EngineSpec(model=name, checkpoint=weights, engine=engine)
+        ).backend
+
+    def eval(self) -> ExportedTeacher:
+        """Nothing to switch (the engine only infers); for the model's interface."""
+        return self
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) preprocessed images -> (B, C, h, w) embeddings."""
+        return torch.from_numpy(np.ascontiguousarray(self.backend.encode(images.numpy())))
 
 
 @torch.inference_mode()
