@@ -10,7 +10,9 @@ with Playwright and times, with the image's embeddings ready (the app encodes at
 * 3D correction: a click on another slice -> the re-propagated mask drawn.
 
 Each is repeated ``--repeats`` times with slightly different prompts (no result is reused) and
-the table gives medians. Also printed: the time from opening an image to its ready embeddings.
+the table gives medians. Also printed: the time from opening an image to its ready embeddings
+(the volume is uploaded ``--repeats`` times, each a new session that encodes every slice), with
+the server's own share beside each row.
 
     python benchmarks/ui_latency.py            # the app as ``umedsam ui`` starts it
 """
