@@ -394,12 +394,20 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="slices on each side a 3D click reaches (default: the package's CLICK_REACH)",
     )
+    parser.add_argument(
+        "--settle-dsc",
+        type=float,
+        help="a 3D correction stops re-propagating where the new mask agrees this well with the "
+        "previous one (default: the package's SETTLE_DSC; 0 or less: propagate to the ends)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
-    if args.click_reach is not None:
-        import umedsam.inference.interactive as interactive
+    import umedsam.inference.interactive as interactive
 
+    if args.click_reach is not None:
         interactive.CLICK_REACH = args.click_reach
+    if args.settle_dsc is not None:
+        interactive.SETTLE_DSC = args.settle_dsc if args.settle_dsc > 0 else None
     if args.plot:
         plot_clicks(args.plot, args.plot_out)
         for path in args.plot:

@@ -134,6 +134,9 @@ def carried_slices(
 CLICK_REACH = 2
 """Slices on each side that a 3D click reaches (:func:`carried_slices`); chosen on train cases
 with the CVPR 2025 protocol (docs/interactive.md)."""
+SETTLE_DSC: float | None = 0.9
+"""A 3D correction stops re-propagating in a direction once an object's new mask on a slice
+agrees this well (DSC) with its previous one (``VolumePrompts.settle_dsc``; None: to the ends)."""
 
 
 def _volume_prompts(
@@ -239,6 +242,7 @@ def segment_interactive_volume(
         labels=prompts.labels,
         has_box=has_box,
         mask_prompts=mask_prompts,
+        settle_dsc=SETTLE_DSC,
     )
     n = len(prompts.labels)
     masks = np.zeros((n, *shape), bool)
