@@ -338,13 +338,19 @@ def main(argv: list[str] | None = None) -> int:
     server.should_exit = True
     engine = config.engine if running in (None, config.engine) else f"{config.engine}: {running}"
     print(gemm_context(args.slices, args.threads or 2))
-    print(f"| action ({args.model}, engine {engine}) | median s | runs | of which server s |")
-    print("|---|---|---|---|")
+    print(
+        f"| action ({args.model}, engine {engine}) | median s | min-max s | runs "
+        "| of which server s |"
+    )
+    print("|---|---|---|---|---|")
     for name, values in rows.items():
         if values:  # (no click rows for a box-only model)
             shares = [v for v in server_s.get(name, []) if v is not None]
             share = f"{statistics.median(shares):.3f}" if shares else ""
-            print(f"| {name} | {statistics.median(values):.3f} | {len(values)} | {share} |")
+            spread = f"{min(values):.3f}-{max(values):.3f}"
+            print(
+                f"| {name} | {statistics.median(values):.3f} | {spread} | {len(values)} | {share} |"
+            )
     return 0
 
 
