@@ -180,3 +180,19 @@ def test_encoding_ahead_opens_and_warms_both_decoders(tmp_path: Path, depth: int
     assert clicks.calls["encode"] == 0
     assert boxes.calls["decode"] == 1 and boxes.calls["decode_prompts"] == 0
     assert clicks.calls["decode"] == 0 and clicks.calls["decode_prompts"] == 1
+
+
+def test_a_corrector_that_fails_to_open_leaves_boxes_working(tmp_path: Path) -> None:
+    """The image still becomes ready and takes boxes; the failure is not the image's error."""
+    import threading
+
+    boxes, _ = twin_backends()
+    session = disk_session(tmp_path, 5)
+
+    def broken() -> Counting:
+        raise RuntimeError("corrections engine missing")
+
+    session.precompute(lambda: boxes, threading.Lock(), "m", corrector=broken)
+    assert session.status()["ready"] and session.status()["error"] is None
+    result = session.segment(boxes, [[10, 10, 1, 38, 38, 3]])
+    assert result["objects"] and boxes.calls["encode"] == 5  # no slice encoded twice

@@ -195,13 +195,11 @@ class Session:
     ) -> None:
         """Encode the image (2D) or every slice (3D) before any prompt; runs in a thread.
 
-        Prompts keep working meanwhile: the engine lock is taken per slice, and a prompt
-        that needs a slice not encoded yet encodes it itself. Stops when the session closes.
-        ``model`` names the encoder for the status line; the seconds until every embedding
-        is ready (engine start included) are kept in :attr:`encode_seconds`. ``corrector``
-        (the engine of corrections, when another model answers them) is opened before the
-        image counts as ready, so that the first prompt waits for no engine, and each engine
-        decodes once (see :meth:`_warm_up`).
+        Prompts keep working meanwhile (the engine lock is taken per slice; a prompt that needs
+        a slice not encoded yet encodes it itself). Stops when the session closes. ``model``
+        names the encoder for the status line; :attr:`encode_seconds` keeps the time to ready
+        (engine start included). Ready means the box decoder has run once (:meth:`_warm_up`)
+        and ``corrector`` (the engine of corrections, if another model answers them) is open.
         """
         from umedsam.inference.predictor import Predictor
         from umedsam.inference.propagation import encode_volume
@@ -238,12 +236,15 @@ class Session:
                 )
             if outdated():
                 return
-            # "ready" means the first prompt only runs a warm decoder and waits for no engine:
-            # the box decoder is warmed and the corrector (opened once for all images) is open;
-            # the corrector's own warm-up follows.
+            # "ready": the box decoder is warm and the corrector (opened once) is open
             with engine_lock:
                 self._warm_up(engine, None)
-            clicks_engine = None if corrector is None else corrector()
+            clicks_engine = None
+            if corrector is not None:
+                try:
+                    clicks_engine = corrector()
+                except Exception as err:  # noqa: BLE001 - boxes work; the first click retries
+                    logger.warning("opening the corrections engine failed: %r", err)
             complete = not self.image.is_3d or len(self._embeddings) >= self.depth
             if complete and not outdated():
                 self.encode_seconds = time.monotonic() - start  # before "ready" shows
