@@ -9,9 +9,12 @@ the challenge's interactive npz format (``boxes``, pickled ``clicks``/``clicks_o
 ``prev_pred``) and reads it back through ``umedsam.data.npz.load_case``, as ``umedsam predict``
 does. Per step: DSC and NSD (``umedsam.evaluation.metrics.case_metrics``, the official rules:
 NSD 0 where the case DSC <= 0.2); DSC_AUC and NSD_AUC by the trapezoid rule over the 5 click
-steps (x = 0..4, at most 4.0); final DSC/NSD; seconds per step. 3D boxes are the dev boxes as
-CVPR 2025 dicts (``z_mid`` = the middle slice, so step 1 equals box-only LiteMedSAM); a volume's
-slice embeddings are kept across its steps.
+steps (x = 0..4, at most 4.0); final DSC/NSD; seconds per step. 3D boxes are the dev boxes, 3D
+extents, as the (N, 6) array the format also accepts (``--box-format array``, the default; every
+model but the official one then keeps propagated boxes inside them) or as CVPR 2025 dicts
+(``--box-format dicts``: ``z_mid`` = the middle slice and the extent's x/y range as its box, read
+as one slice's box, so nothing is clipped); step 1 equals box-only LiteMedSAM either way. A
+volume's slice embeddings are kept across its steps.
 
 Scribbles (``--protocol scribbles``, 2D cases): per object a simulated scribble of each family
 (``umedsam.data.interaction.simulate_scribble``, seeded), written as CVPR 2024 scribble cases:
@@ -31,6 +34,7 @@ Models: ``--model litemedsam --untrained-prompts`` gives LiteMedSAM's own point/
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -60,9 +64,9 @@ def _case_metrics(segs: np.ndarray, gts: np.ndarray, spacing: Any) -> tuple[floa
     return float(m.dsc), float(m.nsd)
 
 
-def _boxes_entry(boxes: np.ndarray, is_3d: bool) -> Any:
-    """The dev boxes as the interactive format holds them (3D: CVPR 2025 dicts)."""
-    if not is_3d:
+def _boxes_entry(boxes: np.ndarray, is_3d: bool, box_format: str) -> Any:
+    """The dev boxes as the interactive format holds them (3D: an array or CVPR 2025 dicts)."""
+    if not is_3d or box_format == "array":
         return boxes
     from umedsam.inference.propagation import key_slices
 
@@ -74,6 +78,21 @@ def _boxes_entry(boxes: np.ndarray, is_3d: bool) -> Any:
     ]
 
 
+def _box_prompts(case: Any) -> Any:
+    """A box-only case's boxes as interactive prompts (the same masks as box-only prediction)."""
+    from umedsam.data.npz import CasePrompts
+
+    n = case.num_objects
+    empty = tuple(np.zeros((0, 3), np.int64) for _ in range(n))
+    return CasePrompts(
+        labels=np.arange(1, n + 1),
+        boxes=case.boxes.astype(np.float64),
+        start_slices=None,
+        clicks=empty,
+        click_labels=tuple(np.zeros(0, np.int64) for _ in range(n)),
+    )
+
+
 def click_protocol(args: argparse.Namespace) -> dict[str, Any]:
     """Run the CVPR 2025 protocol on every dev case; per-case rows and a summary."""
     from umedsam.data.interaction import challenge_click
@@ -82,9 +101,11 @@ def click_protocol(args: argparse.Namespace) -> dict[str, Any]:
     from umedsam.inference.interactive import segment_interactive_case
     from umedsam.inference.propagation import SliceEmbeddingCache
     from umedsam.inference.segment import segment_case
+    from umedsam.models.capabilities import bounded_propagation
 
     engine = _engine(args)
     mask_prompts = not args.no_mask_prompt
+    clip = bounded_propagation(args.model, args.checkpoint)
     rows = []
     cases = sorted((args.dev / "imgs").glob(f"{args.prefix}*.npz"))
     tmp = Path(tempfile.mkdtemp(prefix="umedsam-interactive-"))
@@ -114,17 +135,26 @@ def click_protocol(args: argparse.Namespace) -> dict[str, Any]:
                     "prev_pred": prev,
                 }
             step_file = tmp / path.name
-            arrays = {"imgs": base.imgs, "boxes": _boxes_entry(base.boxes, base.is_3d)}
+            arrays = {
+                "imgs": base.imgs,
+                "boxes": _boxes_entry(base.boxes, base.is_3d, args.box_format),
+            }
             if base.spacing is not None:
                 arrays["spacing"] = base.spacing
             np.savez(step_file, **arrays, **extra)
             start = time.perf_counter()
             case = load_case(step_file)
+            if case.prompts is None and case.is_3d:  # step 1, array boxes: keep the embeddings
+                case = dataclasses.replace(case, prompts=_box_prompts(case))
             if case.prompts is None:  # a 2D step 1: boxes only, the official path
                 segs = segment_case(engine.backend, case).segs
             else:
                 segs, _ = segment_interactive_case(
-                    engine.backend, case, mask_prompts=mask_prompts and step > 0, embeddings=cache
+                    engine.backend,
+                    case,
+                    mask_prompts=mask_prompts and step > 0,
+                    embeddings=cache,
+                    clip_to_box=clip,
                 )
             seconds.append(time.perf_counter() - start)
             dsc, nsd = _case_metrics(segs, gts, spacing)
@@ -399,6 +429,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="a 3D correction stops re-propagating where the new mask agrees this well with the "
         "previous one (default: the package's SETTLE_DSC; 0 or less: propagate to the ends)",
+    )
+    parser.add_argument(
+        "--box-format",
+        choices=["array", "dicts"],
+        default="array",
+        help="3D boxes as the (N, 6) extents (default) or as CVPR 2025 z_mid dicts",
     )
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)

@@ -109,3 +109,29 @@ def test_3d_scribbles_become_points_on_their_slices(tiny_model) -> None:
     xy, lab = per_slice[(0, 3)]
     assert len(xy) == 8 and (lab == 1).all() and (xy[:, 1] == 10).all()
     assert (per_slice[(0, 5)][1] == 0).all()  # background strokes: negative points
+
+
+def test_extents_take_in_foreground_clicks_and_strokes_outside_the_box() -> None:
+    from umedsam.inference.interactive import _extents
+
+    boxes = np.array([[10.0, 10, 0, 20, 20, 4], [30.0, 30, 0, 40, 40, 4]])
+    scribbles = np.zeros((5, 64, 64), np.int64)
+    scribbles[2, 50, 45] = 2  # object 2's stroke, right of and below its box
+    scribbles[2, 5, 5] = 1000  # background strokes widen nothing
+    prompts = CasePrompts(
+        labels=np.array([1, 2]),
+        boxes=boxes,
+        start_slices=None,
+        clicks=(np.array([[1, 25, 3], [1, 2, 2]]), np.zeros((0, 3), np.int64)),
+        click_labels=(np.array([1, 0]), np.zeros(0, np.int64)),
+        scribbles=scribbles,
+    )
+    np.testing.assert_array_equal(_extents(boxes, prompts), [[3, 10, 20, 25], [30, 30, 45, 50]])
+
+
+def test_bounded_propagation_only_for_models_other_than_the_official_one() -> None:
+    from umedsam.models.capabilities import bounded_propagation
+
+    assert not bounded_propagation("litemedsam")
+    assert bounded_propagation("litemedsam", checkpoint="fine-tuned.pt")
+    assert bounded_propagation("umedsam_merged") and bounded_propagation("umedsam_interactive")

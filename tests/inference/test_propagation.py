@@ -10,6 +10,7 @@ from umedsam.inference.backends.torch import TorchBackend
 from umedsam.inference.propagation import (
     PropagationStats,
     SliceEmbeddingCache,
+    clip_to_extent,
     key_slices,
     paint_labels,
     propagate,
@@ -181,3 +182,46 @@ def test_volume_encoded_ahead_gives_the_same_masks(tiny_model) -> None:
     stopped = SliceEmbeddingCache(max_mb=64.0)
     assert encode_volume(backend, vol, stopped, should_stop=lambda: len(stopped) >= 3) == 3
     assert sorted(stopped._store) == [6, 7, 8]  # the middle first
+
+
+class BoxRecordingBackend(TorchBackend):
+    def __init__(self, model) -> None:
+        super().__init__(model)
+        self.boxes: list[np.ndarray] = []
+
+    def decode(self, embedding, boxes):
+        self.boxes.append(np.array(boxes))
+        return super().decode(embedding, boxes)
+
+
+def test_clip_to_extent_cuts_to_the_widened_extent_and_the_frame() -> None:
+    extent = np.array([10.0, 20.0, 50.0, 60.0])
+    np.testing.assert_array_equal(
+        clip_to_extent(np.array([0.0, 30.0, 90.0, 62.0]), extent, 256), [7, 30, 53, 62]
+    )
+    np.testing.assert_array_equal(
+        clip_to_extent(np.array([1.0, 1.0, 250.0, 250.0]), np.array([0, 0, 255, 255.0]), 256),
+        [1, 1, 250, 250],
+    )
+    # a box wholly outside the widened extent becomes the widened extent
+    np.testing.assert_array_equal(
+        clip_to_extent(np.array([100.0, 100.0, 120.0, 120.0]), extent, 256), [7, 17, 53, 63]
+    )
+
+
+def test_bounded_propagation_keeps_every_box_inside_its_3d_box(tiny_model) -> None:
+    vol, boxes = _volume()
+    boxes = boxes[:2]
+    d, h, w = vol.shape
+    official = BoxRecordingBackend(tiny_model)
+    plain = segment_volume_case(official, vol, boxes).segs
+    bounded = BoxRecordingBackend(tiny_model)
+    clipped = segment_volume_case(bounded, vol, boxes, clip_to_box=True).segs
+    extents = boxes_to_model_frame(boxes[:, [0, 1, 3, 4]], (h, w), bounded.image_size)
+    lo, hi = extents[:, :2].min(0) - 3, extents[:, 2:].max(0) + 3
+    every = np.concatenate(bounded.boxes)
+    assert (every[:, :2] >= lo).all() and (every[:, 2:] <= hi).all()
+    # the random-weight model's masks spill over their boxes, so the official rule widens them
+    spilled = np.concatenate(official.boxes)
+    assert (spilled[:, :2] < lo).any() or (spilled[:, 2:] > hi).any()
+    assert not np.array_equal(plain, clipped)

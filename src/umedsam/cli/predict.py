@@ -215,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
         args.model = _choose_model(args, None, prompted=args.prompts is not None)
         return _run_image_file(args, _engine_spec(args))
     try:
-        from umedsam.models.capabilities import model_prompts
+        from umedsam.models.capabilities import bounded_propagation, model_prompts
 
         cases = find_cases(args.input)
         args.model = _choose_model(args, cases)
@@ -225,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
             uncertainty=uncertainty,
             cache_mb=args.cache_mb,
             prompt_kinds=model_prompts(args.model),
+            clip_to_box=bounded_propagation(args.model, args.checkpoint),
         )
         executor: Executor
         if args.workers or args.scheduler:
@@ -294,7 +295,7 @@ def _run_image_file(args: argparse.Namespace, spec) -> int:  # type: ignore[no-u
     from umedsam.errors import UmedsamError
     from umedsam.inference.cases import predict_image_file
     from umedsam.inference.engines import open_engine
-    from umedsam.models.capabilities import model_prompts
+    from umedsam.models.capabilities import bounded_propagation, model_prompts
 
     if args.boxes is None and args.prompts is None:
         print(
@@ -322,6 +323,7 @@ def _run_image_file(args: argparse.Namespace, spec) -> int:  # type: ignore[no-u
         cache_mb=args.cache_mb,
         prompts_path=args.prompts,
         prompt_kinds=model_prompts(args.model),
+        clip_to_box=bounded_propagation(args.model, args.checkpoint),
     )
     if not outcome.ok:
         print(f"error: {outcome.error}", file=sys.stderr)

@@ -41,6 +41,8 @@ class CaseOptions:
         output_format: one of :data:`OUTPUT_FORMATS`.
         prompt_kinds: prompt kinds the model takes (``umedsam.models.capabilities``); a case
             holding another kind fails with a message naming a model that takes it.
+        clip_to_box: 3D propagation keeps each object inside its 3D box (every model but the
+            official one; ``umedsam.models.capabilities.bounded_propagation``).
     """
 
     overlay_dir: Path | None = None
@@ -48,6 +50,7 @@ class CaseOptions:
     cache_mb: float = 1024.0
     output_format: str = "npz"
     prompt_kinds: tuple[str, ...] = ("box",)
+    clip_to_box: bool = False
 
     def __post_init__(self) -> None:
         if self.output_format not in OUTPUT_FORMATS:
@@ -187,6 +190,7 @@ def predict_case_file(
             cache_mb=options.cache_mb,
             uncertainty=options.uncertainty,
             mask_prompts="mask" in options.prompt_kinds,
+            clip_to_box=options.clip_to_box,
         )
         if result.uncertainty is None:
             save_npz_atomic(output_dir / case.name, segs=result.segs)
@@ -218,6 +222,7 @@ def predict_image_file(
     cache_mb: float = 1024.0,
     prompts_path: str | Path | None = None,
     prompt_kinds: tuple[str, ...] = ("box",),
+    clip_to_box: bool = False,
 ) -> CaseOutcome:
     """Segment a NIfTI/NRRD/DICOM/PNG/JPEG/TIFF image from a prompt file.
 
@@ -227,7 +232,7 @@ def predict_image_file(
     (``prompt_kinds``). The image is brought to uint8 like the challenge data (CT window or
     percentile clipping, see umedsam.data.intensity), segmented (3D by propagation) and the label
     mask written with the image's geometry (``fmt``: nifti, png or npz; default from the output
-    suffix).
+    suffix). ``clip_to_box`` as in :class:`CaseOptions`.
     """
     from umedsam.data.intensity import to_rgb, to_uint8
     from umedsam.data.prompts import load_boxes
@@ -243,7 +248,7 @@ def predict_image_file(
         if prompts_path is not None:
             return _predict_prompted_image(
                 backend, image_path, arr, meta, Path(prompts_path), Path(output_path), fmt,
-                modality, window, level, width, cache_mb, prompt_kinds, start,
+                modality, window, level, width, cache_mb, prompt_kinds, start, clip_to_box,
             )  # fmt: skip
         if boxes_path is None:
             raise InputError(image_path, "give box prompts (--boxes) or prompts (--prompts)")
@@ -258,7 +263,7 @@ def predict_image_file(
         if meta.is_3d:
             if boxes.shape[1] != 6:
                 raise InputError(Path(boxes_path), "a volume needs 3D boxes (N, 6)")
-            result = segment_volume_case(backend, img, boxes, cache_mb)
+            result = segment_volume_case(backend, img, boxes, cache_mb, clip_to_box=clip_to_box)
         else:
             if boxes.shape[1] != 4:
                 raise InputError(Path(boxes_path), "a 2D image needs 2D boxes (N, 4)")
@@ -286,6 +291,7 @@ def _predict_prompted_image(
     cache_mb: float,
     prompt_kinds: tuple[str, ...],
     start: float,
+    clip_to_box: bool,
 ) -> CaseOutcome:
     """The ``prompts_path`` branch of :func:`predict_image_file` (errors reach its caller)."""
     from umedsam.data.intensity import to_rgb, to_uint8
@@ -311,7 +317,13 @@ def _predict_prompted_image(
         boxes = prompts.boxes.astype(np.int64)
     case = Case(image_path.name, img if is_3d else to_rgb(img), boxes, None, is_3d, prompts)
     check_prompt_kinds(case, prompt_kinds)
-    result = segment_case(backend, case, cache_mb=cache_mb, mask_prompts="mask" in prompt_kinds)
+    result = segment_case(
+        backend,
+        case,
+        cache_mb=cache_mb,
+        mask_prompts="mask" in prompt_kinds,
+        clip_to_box=clip_to_box,
+    )
     write_mask(output_path, result.segs, meta, fmt=fmt)  # type: ignore[arg-type]
     n = case.num_objects
     return CaseOutcome(image_path.name, True, time.perf_counter() - start, "", n)

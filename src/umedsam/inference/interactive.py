@@ -219,6 +219,7 @@ def segment_interactive_volume(
     stats: PropagationStats | None = None,
     slice_iou: NDArray[np.float32] | None = None,
     click_reach: int | None = None,
+    clip_to_box: bool = False,
 ) -> tuple[NDArray, NDArray[np.float32]]:
     """Label map and per-object start-slice IoU of a 3D interactive case (see module docstring).
 
@@ -233,6 +234,9 @@ def segment_interactive_volume(
         slice_iou: optional (N, D) array filled with each object's IoU-head estimate per slice
             (left as given where the object is absent).
         click_reach: slices on each side a click reaches (None: :data:`CLICK_REACH`).
+        clip_to_box: keep each object's propagated boxes inside its box's x/y range, widened to
+            take in its foreground clicks, when the boxes are 3D extents (an (N, 6) array; not
+            the CVPR 2025 ``z_mid`` dicts, whose x/y range is one slice's).
     """
     shape = (int(volume.shape[0]), int(volume.shape[1]), int(volume.shape[2]))
     boxes, starts, clicks, has_box = _volume_prompts(prompts, shape, click_reach=click_reach)
@@ -244,6 +248,9 @@ def segment_interactive_volume(
         mask_prompts=mask_prompts,
         settle_dsc=SETTLE_DSC,
     )
+    extents = None
+    if clip_to_box and prompts.boxes is not None and prompts.start_slices is None:
+        extents = _extents(boxes, prompts)
     n = len(prompts.labels)
     masks = np.zeros((n, *shape), bool)
     if prompts.prev_pred is not None:  # slices a correction does not reach keep their masks
@@ -259,6 +266,7 @@ def segment_interactive_volume(
         cache_mb=cache_mb,
         stats=stats,
         prompts=vp,
+        clip_boxes=extents,
     ):
         masks[res.object_ids, res.z] = res.masks
         iou[res.object_ids[res.is_start]] = res.iou[res.is_start]
@@ -267,20 +275,46 @@ def segment_interactive_volume(
     return _paint(shape, masks, prompts.labels), iou
 
 
+def _extents(boxes: NDArray, prompts: CasePrompts) -> NDArray:
+    """(N, 4) x/y ranges of the (N, 6) boxes, widened to take in each object's foreground clicks
+    and strokes (a user who marks the object outside its box says the box was too small)."""
+    out = boxes[:, [0, 1, 3, 4]].astype(np.float64)
+    for i, (clicks, labels) in enumerate(zip(prompts.clicks, prompts.click_labels, strict=True)):
+        xy = [np.asarray(clicks).reshape(-1, 3)[np.asarray(labels) == 1][:, [2, 1]]]
+        smap = prompts.scribble_map(i) if prompts.scribbles is not None else None
+        if smap is not None:
+            xy.append(np.argwhere(smap == 1)[:, [2, 1]])
+        fg = np.concatenate(xy)
+        if len(fg):
+            out[i, :2] = np.minimum(out[i, :2], fg.min(0))
+            out[i, 2:] = np.maximum(out[i, 2:], fg.max(0))
+    return out
+
+
 def segment_interactive_case(
     backend: Backend,
     case: Case,
     mask_prompts: bool = True,
     cache_mb: float = 1024.0,
     embeddings: SliceEmbeddingCache | None = None,
+    clip_to_box: bool = False,
 ) -> tuple[NDArray, NDArray[np.float32]]:
-    """``segs`` and per-object IoU estimates of a case with interactive prompts."""
+    """``segs`` and per-object IoU estimates of a case with interactive prompts.
+
+    ``clip_to_box``: see :func:`segment_interactive_volume`.
+    """
     if case.prompts is None:
         raise ValueError(f"{case.name} holds no interactive prompts")
     try:
         if case.is_3d:
             return segment_interactive_volume(
-                backend, case.imgs, case.prompts, mask_prompts, embeddings, cache_mb
+                backend,
+                case.imgs,
+                case.prompts,
+                mask_prompts,
+                embeddings,
+                cache_mb,
+                clip_to_box=clip_to_box,
             )
         return segment_interactive_image(backend, case.imgs, case.prompts, mask_prompts)
     except InputError as err:

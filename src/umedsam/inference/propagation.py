@@ -5,7 +5,9 @@ on a slice decoded in one batch. Each 3D box starts on its key slice, by default
 ``int((z_max - z_min) / 2 + z_min)`` (:func:`key_slices`), segmented with the box's 2D extent;
 then the mask propagates upward to z_max and downward to z_min (both inclusive). Each next slice
 is prompted by the box of this object's previous-slice mask (model frame, widened by 3 px); an
-empty previous mask falls back to the original box. All objects advance in lock-step: one upward
+empty previous mask falls back to the original box. Models other than the official one may also
+keep that box inside the object's 3D box (``clip_boxes``): a 3D box bounds the object on every
+slice, and without the bound a mask that spills over on one slice widens every box after it. All objects advance in lock-step: one upward
 sweep over slices, then one downward sweep.
 
 Embeddings: by default a private cache keeps the upward sweep's embeddings that the downward sweep
@@ -26,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from umedsam.data.transforms import (
+    NEXT_SLICE_BOX_MARGIN,
     boxes_to_model_frame,
     low_res_to_masks,
     mask_to_model_box,
@@ -200,6 +203,7 @@ def propagate(
     stats: PropagationStats | None = None,
     progress: Callable[[int], None] | None = None,
     prompts: VolumePrompts | None = None,
+    clip_boxes: NDArray | None = None,
 ) -> Iterator[SliceResult]:
     """Yield per-slice results of propagating every box through ``volume``.
 
@@ -217,6 +221,9 @@ def propagate(
         progress: called with the number of slices finished after each slice.
         prompts: clicks, a previous label map and box-less objects (interactive correction);
             None: boxes only, exactly the official algorithm.
+        clip_boxes: (N, 4) xyxy extents in original pixels (usually each 3D box's own x/y
+            range): a box taken from a neighbour's mask is kept inside its object's extent,
+            widened by the same 3 px (:func:`clip_to_extent`). None: the official rule.
 
     Yields:
         SliceResult for each slice of the upward sweep (ascending z), then of the downward sweep
@@ -239,6 +246,7 @@ def propagate(
             f"start_slices must be (N,) = ({n},) slices inside each box's z-range; got {z_key}"
         )
     key_boxes = boxes_to_model_frame(boxes_3d[:, [0, 1, 3, 4]], (h, w), size)
+    extents = None if clip_boxes is None else boxes_to_model_frame(clip_boxes, (h, w), size)
     labels = np.arange(1, n + 1)
     down_needed = {z for i in range(n) for z in range(int(z_lo[i]), int(z_key[i]))}
 
@@ -269,6 +277,8 @@ def propagate(
         box = None
         if i in prev:
             box = mask_to_model_box(prev[i], label=int(labels[i]), size=size)
+            if box is not None and extents is not None and has_box[i]:
+                box = clip_to_extent(box, extents[i], size)
         if box is None and has_box[i]:
             box = key_boxes[i]
         points = vp.clicks.get((i, z))
@@ -358,6 +368,21 @@ def propagate(
         if progress:
             progress(done)
         yield result
+
+
+def clip_to_extent(
+    box: NDArray, extent: NDArray, size: int, margin: int = NEXT_SLICE_BOX_MARGIN
+) -> NDArray[np.float32]:
+    """``box`` (model frame) cut to ``extent`` widened by ``margin`` px and to the frame.
+
+    A box that lies wholly outside the widened extent becomes the widened extent.
+    """
+    lo = np.clip(np.asarray(extent[:2], np.float32) - margin, 0, size)
+    hi = np.clip(np.asarray(extent[2:], np.float32) + margin, 0, size)
+    out = np.concatenate([np.maximum(box[:2], lo), np.minimum(box[2:], hi)])
+    if (out[2:] <= out[:2]).any():
+        out = np.concatenate([lo, hi])
+    return out.astype(np.float32)
 
 
 def paint_labels(target: NDArray, masks: NDArray[np.bool_], labels: NDArray) -> None:

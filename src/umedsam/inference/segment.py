@@ -179,8 +179,12 @@ def segment_volume_case(
     cache_mb: float = 1024.0,
     progress: Callable[[int], None] | None = None,
     uncertainty: UncertaintyConfig | None = None,
+    clip_to_box: bool = False,
 ) -> CaseSegmentation:
     """Segment N 3D boxes (N, 6) in a (D, H, W) volume by slice propagation.
+
+    ``clip_to_box`` keeps every propagated box inside its 3D box's x/y range (the boxes are the
+    objects' extents, as in the challenge format); False is the official rule.
 
     With ``uncertainty``, each slice's decoder logits also give per-slice entropy maps and scores
     (no decoder ensemble in 3D: the slice embeddings are not kept); the per-object confidence
@@ -194,8 +198,15 @@ def segment_volume_case(
     if uncertainty is not None:
         rule = "combined" if uncertainty.rule == "ensemble" else uncertainty.rule
         acc = _VolumeAccumulator(volume.shape, n, backend.image_size, rule)
+    extents = boxes_3d[:, [0, 1, 3, 4]] if clip_to_box else None
     for res in propagate(
-        backend, volume, boxes_3d, cache_mb=cache_mb, stats=stats, progress=progress
+        backend,
+        volume,
+        boxes_3d,
+        cache_mb=cache_mb,
+        stats=stats,
+        progress=progress,
+        clip_boxes=extents,
     ):
         paint_labels(segs[res.z], res.masks, res.object_ids + 1)
         iou[res.object_ids[res.is_start]] = res.iou[res.is_start]
@@ -265,12 +276,15 @@ def segment_case(
     progress: Callable[[int], None] | None = None,
     uncertainty: UncertaintyConfig | None = None,
     mask_prompts: bool = True,
+    clip_to_box: bool = False,
 ) -> CaseSegmentation:
     """Segment a validated challenge case (2D or 3D), optionally with uncertainty outputs.
 
     A case with interactive prompts (clicks, scribbles, a previous mask) goes through
     :mod:`umedsam.inference.interactive`; ``mask_prompts`` then says whether its previous mask
-    is fed as the dense prompt (for models trained to take it).
+    is fed as the dense prompt (for models trained to take it). ``clip_to_box``: 3D propagation
+    keeps each object inside its 3D box (:func:`segment_volume_case`; every model but the
+    official one, ``umedsam.models.capabilities.bounded_propagation``).
 
     Raises:
         InputError: uncertainty asked for an interactive case.
@@ -284,11 +298,19 @@ def segment_case(
             )
         from umedsam.inference.interactive import segment_interactive_case
 
-        segs, iou = segment_interactive_case(backend, case, mask_prompts, cache_mb)
+        segs, iou = segment_interactive_case(
+            backend, case, mask_prompts, cache_mb, clip_to_box=clip_to_box
+        )
         return CaseSegmentation(segs=segs, iou=iou)
     if case.is_3d:
         return segment_volume_case(
-            backend, case.imgs, case.boxes, cache_mb, progress, uncertainty=uncertainty
+            backend,
+            case.imgs,
+            case.boxes,
+            cache_mb,
+            progress,
+            uncertainty=uncertainty,
+            clip_to_box=clip_to_box,
         )
     return segment_image(backend, case.imgs, case.boxes, uncertainty=uncertainty)
 

@@ -95,6 +95,15 @@ def model_prompts(name: str) -> tuple[str, ...]:
     return _PROMPTS.get(name, ("box",))
 
 
+def bounded_propagation(name: str, checkpoint: object = None) -> bool:
+    """Whether 3D propagation keeps each object inside its 3D box for model ``name``.
+
+    Every model but the official LiteMedSAM (its own weights, no ``checkpoint``), whose rule
+    stays the official one bit for bit; chosen on training volumes (docs/interactive.md).
+    """
+    return not (name == DEFAULT_MODEL_BASE and checkpoint is None)
+
+
 def encoder_of(name: str) -> str:
     """Which image encoder ``name`` runs (torch-free).
 
