@@ -177,3 +177,18 @@ def test_logits_to_mask_matches_torch_sigmoid_threshold() -> None:
     x = np.concatenate([x, np.linspace(-1e-6, 1e-6, 20001, dtype=np.float32)])
     expected = (torch.sigmoid(torch.from_numpy(x)) > 0.5).numpy()
     np.testing.assert_array_equal(logits_to_mask(x), expected)
+
+
+def test_low_res_to_masks_with_a_speck_no_output_pixel_reads() -> None:
+    # Shrinking 256 -> 52 reads 2 of about 5 source cells per output: a speck that lies between
+    # the read cells cannot reach any output pixel (this raised IndexError before).
+    from umedsam.data.transforms import _bilinear_axis
+
+    r0, r1, _, _ = _bilinear_axis(256, 52)
+    unread = sorted(set(range(256)) - set(r0.tolist()) - set(r1.tolist()))
+    low = np.full((1, 1, 256, 256), -20.0, np.float32)
+    low[0, 0, unread[3], unread[3]] = 15.0
+    expected = logits_to_mask(postprocess_logits(low, (256, 256), (52, 52)))[:, 0]
+    got = low_res_to_masks(low, (256, 256), (52, 52))
+    np.testing.assert_array_equal(got, expected)
+    assert not got.any()

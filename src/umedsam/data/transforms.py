@@ -201,6 +201,8 @@ def _candidate_span(
         return None
     # i0 and i1 never decrease along the output axis, so the matching outputs are contiguous.
     out = np.flatnonzero((i1 >= where[0]) & (i0 <= where[-1]))
+    if out.size == 0:  # shrinking: the hits lie between the cells any output reads
+        return None
     return int(out[0]), int(out[-1]) + 1
 
 
