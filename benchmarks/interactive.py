@@ -9,12 +9,12 @@ the challenge's interactive npz format (``boxes``, pickled ``clicks``/``clicks_o
 ``prev_pred``) and reads it back through ``umedsam.data.npz.load_case``, as ``umedsam predict``
 does. Per step: DSC and NSD (``umedsam.evaluation.metrics.case_metrics``, the official rules:
 NSD 0 where the case DSC <= 0.2); DSC_AUC and NSD_AUC by the trapezoid rule over the 5 click
-steps (x = 0..4, at most 4.0); final DSC/NSD; seconds per step. 3D boxes are the dev boxes, 3D
-extents, as the (N, 6) array the format also accepts (``--box-format array``, the default; every
-model but the official one then keeps propagated boxes inside them) or as CVPR 2025 dicts
-(``--box-format dicts``: ``z_mid`` = the middle slice and the extent's x/y range as its box, read
-as one slice's box, so nothing is clipped); step 1 equals box-only LiteMedSAM either way. A
-volume's slice embeddings are kept across its steps.
+steps (x = 0..4, at most 4.0); final DSC/NSD; seconds per step. 3D boxes are the dev boxes (3D
+extents) as CVPR 2025 dicts (``--box-format dicts``, the default: ``z_mid`` = the middle slice and
+the extent's x/y range as its box, read as one slice's box) or as the (N, 6) array the format
+also accepts (``--box-format array``: every model but the official one then keeps propagated
+boxes inside them); step 1 equals box-only LiteMedSAM either way. A volume's slice embeddings
+are kept across its steps.
 
 Scribbles (``--protocol scribbles``, 2D cases): per object a simulated scribble of each family
 (``umedsam.data.interaction.simulate_scribble``, seeded), written as CVPR 2024 scribble cases:
@@ -433,8 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--box-format",
         choices=["array", "dicts"],
-        default="array",
-        help="3D boxes as the (N, 6) extents (default) or as CVPR 2025 z_mid dicts",
+        default="dicts",
+        help="3D boxes as CVPR 2025 z_mid dicts (default) or as the (N, 6) extents",
     )
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
