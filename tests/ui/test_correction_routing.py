@@ -196,3 +196,45 @@ def test_a_corrector_that_fails_to_open_leaves_boxes_working(tmp_path: Path) -> 
     assert session.status()["ready"] and session.status()["error"] is None
     result = session.segment(boxes, [[10, 10, 1, 38, 38, 3]])
     assert result["objects"] and boxes.calls["encode"] == 5  # no slice encoded twice
+
+
+class BoxLog:
+    """A backend proxy that keeps the boxes of every box-decoder call."""
+
+    def __init__(self, inner: TorchBackend) -> None:
+        self.inner = inner
+        self.boxes: list[np.ndarray] = []
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, name)
+
+    def decode(self, embedding, boxes):  # type: ignore[no-untyped-def]
+        self.boxes.append(np.array(boxes))
+        return self.inner.decode(embedding, boxes)
+
+
+@pytest.mark.parametrize("stored", [True, False])
+def test_bounded_propagation_in_the_app_only_for_the_cases_stored_boxes(
+    tmp_path: Path, stored: bool
+) -> None:
+    torch.manual_seed(0)
+    model = build_model("test_tiny").eval()
+    box = [18, 18, 0, 30, 30, 5]
+
+    def session(folder: str) -> Session:
+        image = disk_session(tmp_path, depth=6).image
+        saved = np.array([box]) if stored else None
+        (tmp_path / folder).mkdir()
+        image = LoadedImage(image.name, image.pixels, image.meta, saved)
+        return Session(sid=folder, image=image, folder=tmp_path / folder)
+
+    free, bounded = BoxLog(TorchBackend(model)), BoxLog(TorchBackend(model))
+    session("a").segment(free, [box])
+    session("b").segment(bounded, [box], bounded=(True, True))
+    scale = bounded.image_size / 48
+    lo, hi = int(18 * scale) - 3, int(30 * scale) + 3
+    spilled = np.concatenate(free.boxes)
+    assert (spilled[:, :2] < lo).any() or (spilled[:, 2:] > hi).any()  # the check can fail
+    kept = np.concatenate(bounded.boxes)
+    inside = bool((kept[:, :2] >= lo).all() and (kept[:, 2:] <= hi).all())
+    assert inside == stored  # a drawn box is one slice's box: never a bound

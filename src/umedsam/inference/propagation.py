@@ -19,7 +19,7 @@ kept there (up to its bound) and later propagations encode only the slices it la
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -223,7 +223,8 @@ def propagate(
             None: boxes only, exactly the official algorithm.
         clip_boxes: (N, 4) xyxy extents in original pixels (usually each 3D box's own x/y
             range): a box taken from a neighbour's mask is kept inside its object's extent,
-            widened by the same 3 px (:func:`clip_to_extent`). None: the official rule.
+            widened by the same 3 px (:func:`clip_to_extent`); a NaN row leaves that object
+            unbounded. None: the official rule.
 
     Yields:
         SliceResult for each slice of the upward sweep (ascending z), then of the downward sweep
@@ -266,6 +267,7 @@ def propagate(
     vp = prompts or VolumePrompts()
     has_box = np.ones(n, bool) if vp.has_box is None else np.asarray(vp.has_box, bool)
     ratio = size / max(h, w)
+    bounded = has_box if extents is None else has_box & ~np.isnan(extents).any(1)
 
     def prev_mask(i: int, z: int) -> NDArray | None:
         if vp.prev_masks is None or vp.labels is None:
@@ -277,7 +279,7 @@ def propagate(
         box = None
         if i in prev:
             box = mask_to_model_box(prev[i], label=int(labels[i]), size=size)
-            if box is not None and extents is not None and has_box[i]:
+            if box is not None and extents is not None and bounded[i]:
                 box = clip_to_extent(box, extents[i], size)
         if box is None and has_box[i]:
             box = key_boxes[i]
@@ -368,6 +370,17 @@ def propagate(
         if progress:
             progress(done)
         yield result
+
+
+def extent_rows(boxes_3d: NDArray, extents: Collection[tuple[int, ...]]) -> NDArray | None:
+    """``clip_boxes`` for :func:`propagate`: the x/y range of each (N, 6) box found in
+    ``extents`` (boxes known to be their objects' extents), NaN for the others; None if none."""
+    rows = [tuple(int(v) for v in b) in extents for b in boxes_3d]
+    if not any(rows):
+        return None
+    out = np.asarray(boxes_3d, np.float64)[:, [0, 1, 3, 4]].copy()
+    out[~np.asarray(rows)] = np.nan
+    return out
 
 
 def clip_to_extent(

@@ -425,6 +425,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
                     overwrite=overwrite,
                     names=names,
                     corrector=holder.corrector,
+                    bounded=holder.bounded,
                 )
 
         result = await guarded(run)

@@ -153,6 +153,7 @@ def segment_corrected(
     mask_prompts: bool,
     embeddings: SliceEmbeddingCache | None,
     predictor: Any = None,
+    extents: frozenset[tuple[int, ...]] = frozenset(),
 ) -> list[Corrected]:
     """New masks, IoU estimates and confidence (2D) or per-slice IoU (3D) of objects with clicks.
 
@@ -165,6 +166,8 @@ def segment_corrected(
         mask_prompts: the model takes the previous mask as a dense prompt.
         embeddings: the volume's slice-embedding cache (3D).
         predictor: the session's 2D predictor, image already set.
+        extents: 3D boxes that are their objects' extents (a case's stored boxes, for a model
+            with bounded propagation): a correction keeps its boxes inside them.
     """
     from umedsam.data.npz import CasePrompts
     from umedsam.inference.interactive import segment_interactive_volume
@@ -207,6 +210,7 @@ def segment_corrected(
             mask_prompts=mask_prompts,
             embeddings=embeddings,
             slice_iou=per_slice,
+            clip_to_box=box in extents,
         )
         out.append(Corrected(segs == 1, float(iou[0]), per_slice[0]))
     return out

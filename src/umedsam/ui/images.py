@@ -145,6 +145,14 @@ class LoadedImage:
         """Whether this is a (D, H, W) volume."""
         return self.pixels.ndim == 3 and self.meta.ndim == 3
 
+    @property
+    def extents(self) -> frozenset[tuple[int, ...]]:
+        """The stored 3D boxes: the only boxes known to be their objects' extents (a box drawn
+        in the app is one slice's box)."""
+        if self.stored_boxes is None or not self.is_3d:
+            return frozenset()
+        return frozenset(tuple(int(v) for v in row) for row in self.stored_boxes)
+
 
 def load_npz_case(path: Path, name: str, gts_path: Path | None = None) -> LoadedImage:
     """Open a challenge npz case (and its ground truth, for examples)."""

@@ -56,6 +56,15 @@ class ModelHolder:
         return None if name == self.model else name
 
     @property
+    def bounded(self) -> tuple[bool, bool]:
+        """Whether the box model and the correcting model keep propagation inside extents."""
+        from umedsam.models.capabilities import bounded_propagation
+
+        return bounded_propagation(self.model), bounded_propagation(
+            self.corrector_model or self.model
+        )
+
+    @property
     def prompt_kinds(self) -> tuple[str, ...]:
         """The prompt kinds the app takes with the current model (and its corrector)."""
         from umedsam.models.capabilities import model_prompts

@@ -25,7 +25,7 @@ from umedsam.data.npz import label_dtype, validate_boxes
 from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.overlay import label_color
-from umedsam.inference.propagation import SliceEmbeddingCache, propagate
+from umedsam.inference.propagation import SliceEmbeddingCache, extent_rows, propagate
 from umedsam.ui.heat import object_heat, uncertainty_tools
 from umedsam.ui.images import LoadedImage
 from umedsam.ui.png import heat_png, mask_png
@@ -357,6 +357,7 @@ class Session:
         overwrite: bool = False,
         names: object = None,
         corrector: Callable[[], Backend] | None = None,
+        bounded: tuple[bool, bool] = (False, False),
     ) -> dict:
         """Segment ``boxes`` and their clicks (reusing results already computed); store the map.
 
@@ -375,6 +376,9 @@ class Session:
                 overwrites one segmented before it.
             corrector: opens the engine for objects with clicks, when another model than
                 ``backend``'s answers them (same image encoder; see ``ModelHolder``).
+            bounded: whether the box model and the correcting model keep propagation inside a
+                3D box that is the object's extent; only the case's stored boxes are extents
+                (a box drawn in the app is one slice's).
 
         Returns:
             JSON-ready summary: version, per-object IoU estimate, voxel count and size in mm
@@ -401,13 +405,14 @@ class Session:
         plain = [k for k in new if not k[1]]
         corrected = [k for k in new if k[1]]
         if plain:
-            self._compute(backend, np.asarray([k[0] for k in plain], dtype=np.int64))
+            self._compute(backend, np.asarray([k[0] for k in plain], dtype=np.int64), bounded[0])
         if corrected:
             self._correct(
                 backend,
                 corrected,
                 mask_prompts="mask" in prompt_kinds,
                 corrector=backend if corrector is None else corrector(),
+                extents=self.image.extents if bounded[1] else frozenset(),
             )
         segs = np.zeros(self.spatial_shape, dtype=label_dtype(len(keys)))
         heat: NDArray[np.uint8] | None = None
@@ -454,9 +459,9 @@ class Session:
         self._objects = {k: v for k, v in self._objects.items() if k in in_use}
         return summary
 
-    def _compute(self, backend: Backend, boxes: NDArray[np.int64]) -> None:
+    def _compute(self, backend: Backend, boxes: NDArray[np.int64], bounded: bool) -> None:
         if self.image.is_3d:
-            self._compute_volume(backend, boxes)
+            self._compute_volume(backend, boxes, bounded)
             return
         from umedsam.data.transforms import resized_hw
 
@@ -481,8 +486,11 @@ class Session:
                 None if heat is None else float(heat[1][i]),
             )
 
-    def _compute_volume(self, backend: Backend, boxes: NDArray[np.int64]) -> None:
+    def _compute_volume(self, backend: Backend, boxes: NDArray[np.int64], bounded: bool) -> None:
         """Propagate new 3D boxes; each object's mask, key-slice IoU and uncertainty volume.
+
+        With ``bounded``, a box that is one of the case's stored boxes keeps its propagation
+        inside its x/y range, as ``umedsam predict`` does for such a model.
 
         Slice embeddings stay in the session's cache, so a later box on the same volume encodes
         only the slices no earlier box reached.
@@ -497,7 +505,14 @@ class Session:
         iou = np.zeros(n, dtype=np.float32)
         slice_iou = np.full((n, d), np.nan, np.float32)
         new_hw = resized_hw((h, w), backend.image_size)
-        for res in propagate(backend, volume, boxes, embeddings=self._embeddings):
+        extents = self.image.extents if bounded else frozenset()
+        for res in propagate(
+            backend,
+            volume,
+            boxes,
+            embeddings=self._embeddings,
+            clip_boxes=extent_rows(boxes, extents),
+        ):
             masks[res.object_ids, res.z] = res.masks
             iou[res.object_ids[res.is_start]] = res.iou[res.is_start]
             slice_iou[res.object_ids, res.z] = res.iou
@@ -549,7 +564,12 @@ class Session:
         return self._predictor
 
     def _correct(
-        self, backend: Backend, keys: list, mask_prompts: bool, corrector: Backend
+        self,
+        backend: Backend,
+        keys: list,
+        mask_prompts: bool,
+        corrector: Backend,
+        extents: frozenset[tuple[int, ...]],
     ) -> None:
         """Segment objects that have clicks (see :mod:`umedsam.ui.corrections`) on ``corrector``.
 
@@ -571,6 +591,7 @@ class Session:
             mask_prompts,
             self._embeddings,
             predictor,
+            extents,
         )
         for key, new in zip(keys, results, strict=True):
             self._objects[key] = ObjectResult(
