@@ -9,7 +9,6 @@ come from a fixed list built at start-up.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -24,10 +23,10 @@ from numpy.typing import NDArray
 from umedsam.data.npz import label_dtype, validate_boxes
 from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
-from umedsam.inference.overlay import label_color
 from umedsam.inference.propagation import SliceEmbeddingCache, extent_rows, propagate
 from umedsam.ui.heat import object_heat, uncertainty_tools
 from umedsam.ui.images import LoadedImage
+from umedsam.ui.objects import ObjectResult, object_rows, rounded
 from umedsam.ui.png import heat_png, mask_png
 
 if TYPE_CHECKING:
@@ -43,17 +42,6 @@ MASK_FORMATS = {
 }
 
 
-def _per_slice(values: NDArray | None) -> list[float | None] | None:
-    """Per-slice estimates for JSON: rounded, None where the object is absent."""
-    if values is None:
-        return None
-    return [None if not np.isfinite(v) else round(float(v), 3) for v in values]
-
-
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(float(value), 4)
-
-
 def _session_cache(max_mb: float) -> SliceEmbeddingCache:
     """A volume's slice embeddings, kept as float16: half the memory of float32, and on all 3D
     dev cases the masks were identical to float32 ones (``benchmarks/slice_cache_dtype.py``)."""
@@ -65,25 +53,6 @@ def _encode_png(image: NDArray) -> bytes:
     if not ok:
         raise ValueError(f"cannot encode an array of shape {image.shape} as PNG")
     return buf.tobytes()
-
-
-@dataclass
-class ObjectResult:
-    """The mask of one box prompt, cached by its coordinates.
-
-    Attributes:
-        mask: (H, W) or (D, H, W) bool.
-        iou: IoU-head estimate (3D: on the key slice).
-        heat: uint8 uncertainty map of the mask's shape (0 certain .. 255 one bit), or None.
-        confidence: per-object confidence in [0, 1] (2D only), or None.
-        slice_iou: 3D: (D,) IoU-head estimate on each slice the object covers, NaN elsewhere.
-    """
-
-    mask: NDArray[np.bool_]
-    iou: float
-    heat: NDArray[np.uint8] | None = None
-    confidence: float | None = None
-    slice_iou: NDArray[np.float32] | None = None
 
 
 @dataclass
@@ -291,7 +260,7 @@ class Session:
             "total": int(total),
             "ready": self.embedded >= total,
             "error": self.precompute_error or None,
-            "seconds": _rounded(self.encode_seconds),
+            "seconds": rounded(self.encode_seconds),
             "model": self.encoded_by or None,
         }
 
@@ -425,23 +394,7 @@ class Session:
         self.version += 1
         labels = [str(n)[:100] for n in names] if isinstance(names, list) else []
         autosave_error = self._autosave(keys, segs, overwrite, labels)
-        voxel = math.prod(self.image.meta.spacing)
-        objects = []
-        for label, key in enumerate(keys, start=1):
-            count = int((segs == label).sum())
-            objects.append(
-                {
-                    "label": label,
-                    "box": list(key[0]),
-                    "clicks": len(key[1]),
-                    "iou": round(self._objects[key].iou, 4),
-                    "confidence": _rounded(self._objects[key].confidence),
-                    "slice_iou": _per_slice(self._objects[key].slice_iou),
-                    "voxels": count,
-                    "size_mm": round(count * voxel, 2),
-                    "color": list(label_color(label)),
-                }
-            )
+        objects = object_rows(keys, self._objects, segs, self.image.meta.spacing)
         summary: dict = {
             "version": self.version,
             "autosave_error": autosave_error,

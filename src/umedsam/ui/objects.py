@@ -1,0 +1,66 @@
+"""The app's per-object results and the rows the page shows for them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from umedsam.inference.overlay import label_color
+
+
+@dataclass
+class ObjectResult:
+    """The mask of one box prompt, cached by its coordinates.
+
+    Attributes:
+        mask: (H, W) or (D, H, W) bool.
+        iou: IoU-head estimate (3D: on the key slice).
+        heat: uint8 uncertainty map of the mask's shape (0 certain .. 255 one bit), or None.
+        confidence: per-object confidence in [0, 1] (2D only), or None.
+        slice_iou: 3D: (D,) IoU-head estimate on each slice the object covers, NaN elsewhere.
+    """
+
+    mask: NDArray[np.bool_]
+    iou: float
+    heat: NDArray[np.uint8] | None = None
+    confidence: float | None = None
+    slice_iou: NDArray[np.float32] | None = None
+
+
+def _per_slice(values: NDArray | None) -> list[float | None] | None:
+    """Per-slice estimates for JSON: rounded, None where the object is absent."""
+    if values is None:
+        return None
+    return [None if not np.isfinite(v) else round(float(v), 3) for v in values]
+
+
+def rounded(value: float | None) -> float | None:
+    """``value`` rounded to 4 decimals for JSON (None stays None)."""
+    return None if value is None else round(float(value), 4)
+
+
+def object_rows(keys: list, results: dict, segs: NDArray, spacing: tuple[float, ...]) -> list[dict]:
+    """JSON rows of the objects ``keys`` (label i + 1 in ``segs``): box, clicks, IoU estimate,
+    confidence, per-slice IoU, voxel count, size in mm^2 / mm^3 and colour."""
+    voxel = math.prod(spacing)
+    rows = []
+    for label, key in enumerate(keys, start=1):
+        count = int((segs == label).sum())
+        found: ObjectResult = results[key]
+        rows.append(
+            {
+                "label": label,
+                "box": list(key[0]),
+                "clicks": len(key[1]),
+                "iou": round(found.iou, 4),
+                "confidence": rounded(found.confidence),
+                "slice_iou": _per_slice(found.slice_iou),
+                "voxels": count,
+                "size_mm": round(count * voxel, 2),
+                "color": list(label_color(label)),
+            }
+        )
+    return rows
