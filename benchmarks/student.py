@@ -173,6 +173,7 @@ def profile(
     from umedsam.data.npz import load_case
     from umedsam.inference.engines import EngineSpec, open_engine
     from umedsam.inference.segment import segment_case
+    from umedsam.models.capabilities import bounded_propagation
 
     rows = []
     for engine in _installed(engines):
@@ -188,7 +189,7 @@ def profile(
                     for t in timers.values():
                         t[:] = [0.0, 0.0]
                     start = time.perf_counter()
-                    segment_case(backend, case)
+                    segment_case(backend, case, clip_to_box=bounded_propagation(name, ckpt))
                     total = time.perf_counter() - start
                     if run == 0:
                         continue  # warm-up
