@@ -7,8 +7,8 @@ then the mask propagates upward to z_max and downward to z_min (both inclusive).
 is prompted by the box of this object's previous-slice mask (model frame, widened by 3 px); an
 empty previous mask falls back to the original box. Models other than the official one may also
 keep that box inside the object's 3D box (``clip_boxes``): a 3D box bounds the object on every
-slice, and without the bound a mask that spills over on one slice widens every box after it. All objects advance in lock-step: one upward
-sweep over slices, then one downward sweep.
+slice, and without the bound a mask that spills over on one slice widens every box after it.
+All objects advance in lock-step: one upward sweep over slices, then one downward sweep.
 
 Embeddings: by default a private cache keeps the upward sweep's embeddings that the downward sweep
 will need, and frees them as it goes. A caller that will propagate again on the same volume (the
