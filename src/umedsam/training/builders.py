@@ -37,16 +37,19 @@ __all__ = [
 def build_model(config: ModelConfig) -> Any:
     """The registered model ``config.name`` with the weights ``config.checkpoint`` names.
 
-    ``"default"`` loads the bundled weights, ``"none"`` keeps the random initialisation and any
-    other value is a checkpoint path.
+    ``"default"`` loads the model's own weights (the bundled LiteMedSAM weights for
+    ``litemedsam``; the shipped file, over its base, for a shipped model, so a run can continue
+    from ``umedsam_interactive``), ``"none"`` keeps the random initialisation and any other value
+    is a checkpoint path.
     """
     from umedsam.models.checkpoint import load_checkpoint
+    from umedsam.models.pretrained import load_pretrained
     from umedsam.models.registry import build_model as build_registered
 
-    model = build_registered(config.name)
     if config.checkpoint == "default":
-        load_checkpoint(model, None)
-    elif config.checkpoint != "none":
+        return load_pretrained(config.name)[0]
+    model = build_registered(config.name)
+    if config.checkpoint != "none":
         load_checkpoint(model, config.checkpoint)
     return model
 

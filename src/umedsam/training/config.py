@@ -111,8 +111,9 @@ class ModelConfig:
 
     Attributes:
         name: registered model name.
-        checkpoint: ``"default"`` (bundled LiteMedSAM weights), ``"none"`` (random init, for
-            tests) or a checkpoint path.
+        checkpoint: ``"default"`` (the model's own weights: LiteMedSAM's bundled ones, or a
+            shipped model's file over its base), ``"none"`` (random init, for tests) or a
+            checkpoint path.
         trainable: parts to train, from ``image_encoder``, ``prompt_encoder``, ``mask_decoder``
             (the published U-MedSAM code trains the mask decoder only).
     """
