@@ -31,6 +31,25 @@ def test_build_model_random_and_from_checkpoint(tmp_path) -> None:
     assert random.image_size == 64
 
 
+
+def test_build_model_default_is_the_shipped_models_own_weights() -> None:
+    from umedsam.models.capabilities import shipped_weights
+    from umedsam.models.checkpoint import read_state_dict
+
+    found = shipped_weights("umedsam_interactive")
+    if found is None:
+        pytest.skip("umedsam_interactive weights are not shipped")
+    shipped = read_state_dict(found[1])
+    model = build_model(ModelConfig(name="umedsam_interactive", checkpoint="default"))
+    base = build_model(ModelConfig(name="litemedsam", checkpoint="default"))
+    state, base_state = model.state_dict(), base.state_dict()
+    changed = [k for k in shipped if not torch.equal(state[k], base_state[k])]
+    assert changed, "the shipped file was not loaded over LiteMedSAM"
+    for key in shipped:
+        torch.testing.assert_close(state[key], shipped[key].to(state[key].dtype))
+    for key in (k for k in state if k.startswith("image_encoder.")):
+        assert torch.equal(state[key], base_state[key])
+
 def test_set_trainable_freezes_all_but_the_parts() -> None:
     model = build_registered("test_tiny")
     set_trainable(model, ["mask_decoder"])
