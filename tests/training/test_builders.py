@@ -31,7 +31,6 @@ def test_build_model_random_and_from_checkpoint(tmp_path) -> None:
     assert random.image_size == 64
 
 
-
 def test_build_model_default_is_the_shipped_models_own_weights() -> None:
     from umedsam.models.capabilities import shipped_weights
     from umedsam.models.checkpoint import read_state_dict
@@ -49,6 +48,7 @@ def test_build_model_default_is_the_shipped_models_own_weights() -> None:
         torch.testing.assert_close(state[key], shipped[key].to(state[key].dtype))
     for key in (k for k in state if k.startswith("image_encoder.")):
         assert torch.equal(state[key], base_state[key])
+
 
 def test_set_trainable_freezes_all_but_the_parts() -> None:
     model = build_registered("test_tiny")
