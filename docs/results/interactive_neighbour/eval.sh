@@ -1,6 +1,6 @@
 #!/bin/bash
 # dev scoring of the fifth interactive run's final checkpoint, by its rule (docs/interactive.md)
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../../.."
 C=runs/interactive_neighbour/last.pt
 O=runs/interactive_neighbour_eval
 .venv/bin/umedsam predict -q -i ../shared/data/dev/imgs -o $O/segs --model umedsam_interactive --checkpoint $C --no-resume
