@@ -26,7 +26,6 @@ import argparse
 import json
 import logging
 import sys
-import types
 from pathlib import Path
 
 import torch
@@ -101,9 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if args.dev is None:
             parser.error("--dev is needed to score a merge")
-        ev = evaluate_arm(
-            name, str(full), types.SimpleNamespace(work=args.work, dev=args.dev), memo
-        )
+        ev = evaluate_arm(name, str(full), argparse.Namespace(work=args.work, dev=args.dev), memo)
         results[name] = {"alpha": alpha, "tuned": args.tuned, "packaged": str(packaged), **ev}
         results_path.write_text(json.dumps(results, indent=1))
         logger.info("%s: dev DSC %.4f NSD %.4f", name, ev["overall"]["dsc"], ev["overall"]["nsd"])
