@@ -431,6 +431,12 @@ def main(argv: list[str] | None = None) -> int:
         "previous one (default: the package's SETTLE_DSC; 0 or less: propagate to the ends)",
     )
     parser.add_argument(
+        "--click-boxes",
+        choices=["on", "off"],
+        help="retry a 3D slice whose mask contradicts its clicks with boxes that agree with them "
+        "(default: the package's CLICK_BOXES)",
+    )
+    parser.add_argument(
         "--box-format",
         choices=["array", "dicts"],
         default="dicts",
@@ -444,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         interactive.CLICK_REACH = args.click_reach
     if args.settle_dsc is not None:
         interactive.SETTLE_DSC = args.settle_dsc if args.settle_dsc > 0 else None
+    if args.click_boxes is not None:
+        interactive.CLICK_BOXES = args.click_boxes == "on"
     if args.plot:
         plot_clicks(args.plot, args.plot_out)
         for path in args.plot:

@@ -137,6 +137,9 @@ with the CVPR 2025 protocol (docs/interactive.md)."""
 SETTLE_DSC: float | None = 0.9
 """A 3D correction stops re-propagating in a direction once an object's new mask on a slice
 agrees this well (DSC) with its previous one (``VolumePrompts.settle_dsc``; None: to the ends)."""
+CLICK_BOXES = False
+"""Retry a 3D slice whose mask contradicts its clicks with boxes that agree with them
+(:mod:`umedsam.inference.click_boxes`, ``VolumePrompts.click_boxes``)."""
 
 
 def _volume_prompts(
@@ -247,6 +250,7 @@ def segment_interactive_volume(
         has_box=has_box,
         mask_prompts=mask_prompts,
         settle_dsc=SETTLE_DSC,
+        click_boxes=CLICK_BOXES,
     )
     extents = None
     if clip_to_box and prompts.boxes is not None and prompts.start_slices is None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ from umedsam.data.transforms import (
     resized_hw,
 )
 from umedsam.inference.backends.base import Backend
+from umedsam.inference.click_boxes import best_agreeing, candidate_boxes, contradicted
 from umedsam.inference.prompts import ObjectPrompt, mask_to_logits, model_frame_prompts
 
 logger = logging.getLogger(__name__)
@@ -139,6 +140,9 @@ class VolumePrompts:
             mask on a slice agrees with the previous one there (DSC at least this): a correction
             re-propagates only as far as it changes something, and the previous masks stand
             beyond (None: propagate to the ends).
+        click_boxes: clicks over boxes (:mod:`umedsam.inference.click_boxes`): an object's
+            start slice takes the box of its previous mask there, not its 3D box's, and a slice
+            whose mask contradicts its clicks is decoded again with boxes that agree with them.
     """
 
     clicks: Mapping[tuple[int, int], tuple[NDArray, NDArray]] = field(default_factory=dict)
@@ -147,6 +151,7 @@ class VolumePrompts:
     has_box: NDArray | None = None
     mask_prompts: bool = True
     settle_dsc: float | None = 0.9
+    click_boxes: bool = False
 
 
 def encode_volume(
@@ -283,10 +288,12 @@ def propagate(
                 box = clip_to_extent(box, extents[i], size)
         if box is None and has_box[i]:
             box = key_boxes[i]
+            if vp.click_boxes and (earlier := prev_mask(i, z)) is not None:
+                box = mask_to_model_box(earlier, label=int(labels[i]), size=size)
         points = vp.clicks.get((i, z))
         dense = None
-        if vp.mask_prompts and (earlier := prev_mask(i, z)) is not None:
-            dense = mask_to_logits(earlier, size)
+        if vp.mask_prompts and (previous := prev_mask(i, z)) is not None:
+            dense = mask_to_logits(previous, size)
         return ObjectPrompt(
             box_model=box,
             points=None if points is None else points[0],
@@ -302,6 +309,25 @@ def propagate(
         total = int(earlier.sum()) + int(mask.sum())
         agreement = 1.0 if total == 0 else 2.0 * int((earlier & mask).sum()) / total
         return agreement >= vp.settle_dsc
+
+    def agreeing_retry(
+        emb: NDArray, item: ObjectPrompt, mask: NDArray
+    ) -> tuple[NDArray, NDArray, NDArray] | None:
+        """Logits, IoU and mask of a retry whose box agrees with the slice's clicks, or None."""
+        if item.box_model is None or item.points is None or not len(item.points):
+            return None
+        wrong = contradicted(mask, item.points, item.point_labels)
+        if not wrong.any():
+            return None
+        boxes = candidate_boxes(item.box_model, item.points, item.point_labels, wrong, ratio)
+        if not boxes:
+            return None
+        retry = [replace(item, box_model=b) for b in boxes]
+        logits, scores = backend.decode_prompts(emb, model_frame_prompts(retry, ratio, size))
+        stats.decoder_boxes += len(retry)
+        found = low_res_to_masks(logits, new_hw, (h, w))
+        best = best_agreeing(found, mask, item.points, item.point_labels)
+        return None if best is None else (logits[best], scores[best], found[best])
 
     def run_slice(
         z: int, active: list[int], prev: dict[int, NDArray], direction: str
@@ -320,6 +346,11 @@ def propagate(
             low_res[rest], iou[rest] = backend.decode_prompts(emb, group)
         stats.decoder_boxes += len(active)
         masks = low_res_to_masks(low_res, new_hw, (h, w))
+        if vp.click_boxes:
+            for k in rest:
+                redo = agreeing_retry(emb, items[k], masks[k])
+                if redo is not None:
+                    low_res[k], iou[k], masks[k] = redo
         return SliceResult(
             z=z,
             direction=direction,
