@@ -58,7 +58,10 @@ def candidate_boxes(
             if cut[2] - cut[0] < MIN_SIDE or cut[3] - cut[1] < MIN_SIDE:
                 continue
             inside = (
-                (fg[:, 0] > cut[0]) & (fg[:, 0] < cut[2]) & (fg[:, 1] > cut[1]) & (fg[:, 1] < cut[3])
+                (fg[:, 0] > cut[0])
+                & (fg[:, 0] < cut[2])
+                & (fg[:, 1] > cut[1])
+                & (fg[:, 1] < cut[3])
             )
             if inside.all():
                 out.append(cut)

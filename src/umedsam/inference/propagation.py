@@ -40,6 +40,9 @@ from umedsam.inference.click_boxes import best_agreeing, candidate_boxes, contra
 from umedsam.inference.prompts import ObjectPrompt, mask_to_logits, model_frame_prompts
 
 logger = logging.getLogger(__name__)
+import os
+_X_START = os.environ.get("XSTART", "1") == "1"
+_X_LOCAL = os.environ.get("XLOCAL", "0") == "1"
 
 
 @dataclass(frozen=True)
@@ -288,7 +291,7 @@ def propagate(
                 box = clip_to_extent(box, extents[i], size)
         if box is None and has_box[i]:
             box = key_boxes[i]
-            if vp.click_boxes and (earlier := prev_mask(i, z)) is not None:
+            if vp.click_boxes and _X_START and (earlier := prev_mask(i, z)) is not None:
                 box = mask_to_model_box(earlier, label=int(labels[i]), size=size)
         points = vp.clicks.get((i, z))
         dense = None
@@ -314,19 +317,20 @@ def propagate(
         emb: NDArray, item: ObjectPrompt, mask: NDArray
     ) -> tuple[NDArray, NDArray, NDArray] | None:
         """Logits, IoU and mask of a retry whose box agrees with the slice's clicks, or None."""
-        if item.box_model is None or item.points is None or not len(item.points):
+        points, point_labels = item.points, item.point_labels
+        if item.box_model is None or points is None or point_labels is None or not len(points):
             return None
-        wrong = contradicted(mask, item.points, item.point_labels)
+        wrong = contradicted(mask, points, point_labels)
         if not wrong.any():
             return None
-        boxes = candidate_boxes(item.box_model, item.points, item.point_labels, wrong, ratio)
+        boxes = candidate_boxes(item.box_model, points, point_labels, wrong, ratio)
         if not boxes:
             return None
         retry = [replace(item, box_model=b) for b in boxes]
         logits, scores = backend.decode_prompts(emb, model_frame_prompts(retry, ratio, size))
         stats.decoder_boxes += len(retry)
         found = low_res_to_masks(logits, new_hw, (h, w))
-        best = best_agreeing(found, mask, item.points, item.point_labels)
+        best = best_agreeing(found, mask, points, point_labels)
         return None if best is None else (logits[best], scores[best], found[best])
 
     def run_slice(
@@ -350,6 +354,8 @@ def propagate(
             for k in rest:
                 redo = agreeing_retry(emb, items[k], masks[k])
                 if redo is not None:
+                    if _X_LOCAL:
+                        unretried[active[k]] = masks[k].copy()
                     low_res[k], iou[k], masks[k] = redo
         return SliceResult(
             z=z,
@@ -361,6 +367,7 @@ def propagate(
             is_start=np.array([z == z_key[i] for i in active], dtype=bool),
         )
 
+    unretried: dict[int, NDArray] = {}
     done = 0
     prev: dict[int, NDArray] = {}
     key_masks: dict[int, NDArray] = {}
@@ -374,9 +381,9 @@ def propagate(
                 prev.pop(i, None)
         result = run_slice(z, active, prev, "up")
         for k, i in enumerate(active):
-            prev[i] = result.masks[k]
+            prev[i] = unretried.pop(i, result.masks[k])
             if z == z_key[i]:
-                key_masks[i] = result.masks[k]
+                key_masks[i] = prev[i]
             if (not has_box[i] and not result.masks[k].any()) or settled(i, z, result.masks[k]):
                 stopped.add(i)
         done += 1
@@ -394,7 +401,7 @@ def propagate(
         if not keep_all:
             cache.discard(z)
         for k, i in enumerate(active):
-            prev[i] = result.masks[k]
+            prev[i] = unretried.pop(i, result.masks[k])
             if (not has_box[i] and not result.masks[k].any()) or settled(i, z, result.masks[k]):
                 stopped.add(i)
         done += 1
