@@ -90,3 +90,7 @@ def test_a_contradicted_background_click_is_honoured_only_with_click_boxes(monke
     honoured, _ = interactive.segment_interactive_volume(BoxDecoder(), volume, prompts)
     assert honoured[2, 30, 40] == 0 and honoured[2, 30, 38] == 1  # the right side moved in
     assert honoured[2, 12:40, 12:39].all()  # and nothing else of the object was lost
+    monkeypatch.setattr(interactive, "CLICK_REACH", 0)  # the click stays on its slice
+    local, _ = interactive.segment_interactive_volume(BoxDecoder(), volume, prompts)
+    assert local[2, 30, 40] == 0
+    assert local[3, 30, 40] == 1 and local[1, 30, 40] == 1  # neighbours box the first mask

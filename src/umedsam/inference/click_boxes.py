@@ -7,9 +7,11 @@ the same voxel again. When a decoded mask contradicts a click on its slice (a ba
 inside the mask, a foreground click outside it), the slice is decoded once more, in one batch,
 with candidate boxes that say what the clicks say: the box widened to take in foreground clicks
 outside it, and that box with one side moved past a contradicted background click (each of the
-four sides, keeping every foreground click inside). The candidate mask that agrees with every
-click and has the highest IoU estimate replaces the first one; if none agrees, the first mask
-stays. Chosen on training volumes (docs/interactive.md, "Boxes that agree with the clicks").
+four sides, keeping every foreground click inside). Among the retries that agree with every
+click, the one that changes the first mask least (highest DSC with it) replaces it; if none
+agrees, the first mask stays. Propagation takes the next slice's box from the first mask, so a
+retry changes its own slice only (clicks carried to neighbour slices retry there). Chosen on
+training volumes (docs/interactive.md, "Clicks over boxes").
 """
 
 from __future__ import annotations

@@ -40,9 +40,6 @@ from umedsam.inference.click_boxes import best_agreeing, candidate_boxes, contra
 from umedsam.inference.prompts import ObjectPrompt, mask_to_logits, model_frame_prompts
 
 logger = logging.getLogger(__name__)
-import os
-_X_START = os.environ.get("XSTART", "1") == "1"
-_X_LOCAL = os.environ.get("XLOCAL", "0") == "1"
 
 
 @dataclass(frozen=True)
@@ -143,9 +140,9 @@ class VolumePrompts:
             mask on a slice agrees with the previous one there (DSC at least this): a correction
             re-propagates only as far as it changes something, and the previous masks stand
             beyond (None: propagate to the ends).
-        click_boxes: clicks over boxes (:mod:`umedsam.inference.click_boxes`): an object's
-            start slice takes the box of its previous mask there, not its 3D box's, and a slice
-            whose mask contradicts its clicks is decoded again with boxes that agree with them.
+        click_boxes: a slice whose mask contradicts its clicks is decoded again with boxes that
+            agree with them (:mod:`umedsam.inference.click_boxes`); the next slice's box still
+            comes from the first mask, so the retry changes that slice only.
     """
 
     clicks: Mapping[tuple[int, int], tuple[NDArray, NDArray]] = field(default_factory=dict)
@@ -291,8 +288,6 @@ def propagate(
                 box = clip_to_extent(box, extents[i], size)
         if box is None and has_box[i]:
             box = key_boxes[i]
-            if vp.click_boxes and _X_START and (earlier := prev_mask(i, z)) is not None:
-                box = mask_to_model_box(earlier, label=int(labels[i]), size=size)
         points = vp.clicks.get((i, z))
         dense = None
         if vp.mask_prompts and (previous := prev_mask(i, z)) is not None:
@@ -354,8 +349,7 @@ def propagate(
             for k in rest:
                 redo = agreeing_retry(emb, items[k], masks[k])
                 if redo is not None:
-                    if _X_LOCAL:
-                        unretried[active[k]] = masks[k].copy()
+                    unretried[active[k]] = masks[k].copy()
                     low_res[k], iou[k], masks[k] = redo
         return SliceResult(
             z=z,
@@ -367,7 +361,7 @@ def propagate(
             is_start=np.array([z == z_key[i] for i in active], dtype=bool),
         )
 
-    unretried: dict[int, NDArray] = {}
+    unretried: dict[int, NDArray] = {}  # first masks of retried slices: the next box's source
     done = 0
     prev: dict[int, NDArray] = {}
     key_masks: dict[int, NDArray] = {}
