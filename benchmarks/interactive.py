@@ -107,7 +107,7 @@ def click_protocol(args: argparse.Namespace) -> dict[str, Any]:
     mask_prompts = not args.no_mask_prompt
     clip = bounded_propagation(args.model, args.checkpoint)
     rows = []
-    cases = sorted((args.dev / "imgs").glob(f"{args.prefix}*.npz"))
+    cases = sorted((args.dev / "imgs").glob(f"{args.prefix}*.npz"))[args.offset :: args.every]
     tmp = Path(tempfile.mkdtemp(prefix="umedsam-interactive-"))
     for path in cases:
         base = load_case(path)
@@ -402,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", choices=["clicks", "scribbles", "latency"], default="clicks")
     parser.add_argument("--dev", type=Path, default=DEFAULT_DEV)
     parser.add_argument("--prefix", default="", help="only cases whose name starts with this")
+    parser.add_argument(
+        "--every", type=int, default=1, help="click protocol: every n-th of the sorted cases"
+    )
+    parser.add_argument("--offset", type=int, default=0, help="with --every: start at this case")
     parser.add_argument("--model", default="umedsam_interactive")
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--engine", default="onnx")

@@ -137,7 +137,7 @@ with the CVPR 2025 protocol (docs/interactive.md)."""
 SETTLE_DSC: float | None = 0.9
 """A 3D correction stops re-propagating in a direction once an object's new mask on a slice
 agrees this well (DSC) with its previous one (``VolumePrompts.settle_dsc``; None: to the ends)."""
-CLICK_BOXES = False
+CLICK_BOXES = True
 """Retry a 3D slice whose mask contradicts its clicks with boxes that agree with them
 (:mod:`umedsam.inference.click_boxes`, ``VolumePrompts.click_boxes``)."""
 
