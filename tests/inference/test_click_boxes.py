@@ -45,6 +45,7 @@ def test_best_agreeing_changes_the_first_mask_least() -> None:
 class BoxDecoder:
     """A decoder whose mask is its box: the retry rule, not a model, is under test."""
 
+    name = "box-decoder"
     image_size = 64
 
     def encode(self, images: np.ndarray) -> np.ndarray:
