@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from umedsam.evaluation.metrics import dice
+
 MIN_SIDE = 4.0
 """Smallest side (model pixels) of a candidate box."""
 
@@ -78,9 +80,4 @@ def best_agreeing(
     agree = [k for k in range(len(masks)) if not contradicted(masks[k], points, labels).any()]
     if not agree:
         return None
-
-    def overlap(k: int) -> float:
-        total = int(masks[k].sum()) + int(first.sum())
-        return 0.0 if total == 0 else 2.0 * int((masks[k] & first).sum()) / total
-
-    return max(agree, key=overlap)
+    return max(agree, key=lambda k: np.nan_to_num(dice(masks[k], first)))
