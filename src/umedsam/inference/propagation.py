@@ -151,7 +151,7 @@ class VolumePrompts:
     has_box: NDArray | None = None
     mask_prompts: bool = True
     settle_dsc: float | None = 0.9
-    click_boxes: bool = False
+    click_boxes: bool = True
 
 
 def encode_volume(
