@@ -221,7 +221,8 @@ def scribble_protocol(args: argparse.Namespace) -> dict[str, Any]:
         box_engine = open_engine(EngineSpec("litemedsam", None, args.engine, args.threads))
     tmp = Path(tempfile.mkdtemp(prefix="umedsam-scribbles-"))
     rows = []
-    for path in sorted((args.dev / "imgs").glob(f"{args.prefix or '2D'}*.npz")):
+    paths = sorted((args.dev / "imgs").glob(f"{args.prefix or '2D'}*.npz"))
+    for path in [p for p in paths if p.name.startswith("2D")][args.offset :: args.every]:
         base = load_case(path)
         if base.is_3d:
             continue
@@ -403,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev", type=Path, default=DEFAULT_DEV)
     parser.add_argument("--prefix", default="", help="only cases whose name starts with this")
     parser.add_argument(
-        "--every", type=int, default=1, help="click protocol: every n-th of the sorted cases"
+        "--every", type=int, default=1, help="every n-th of the sorted cases (scribbles: 2D cases)"
     )
     parser.add_argument("--offset", type=int, default=0, help="with --every: start at this case")
     parser.add_argument("--model", default="umedsam_interactive")
@@ -441,6 +442,12 @@ def main(argv: list[str] | None = None) -> int:
         "(default: the package's CLICK_BOXES)",
     )
     parser.add_argument(
+        "--mirror-strokes",
+        choices=["on", "off"],
+        help="average first predictions from strokes over the image and its mirror image "
+        "(default: the package's MIRROR_STROKES)",
+    )
+    parser.add_argument(
         "--box-format",
         choices=["array", "dicts"],
         default="dicts",
@@ -456,6 +463,10 @@ def main(argv: list[str] | None = None) -> int:
         interactive.SETTLE_DSC = args.settle_dsc if args.settle_dsc > 0 else None
     if args.click_boxes is not None:
         interactive.CLICK_BOXES = args.click_boxes == "on"
+    if args.mirror_strokes is not None:
+        import umedsam.inference.predictor as predictor
+
+        predictor.MIRROR_STROKES = args.mirror_strokes == "on"
     if args.plot:
         plot_clicks(args.plot, args.plot_out)
         for path in args.plot:

@@ -27,6 +27,11 @@ logger = logging.getLogger(__name__)
 
 UPSAMPLE_CHUNK = 16  # objects upsampled to full resolution at a time
 
+MIRROR_STROKES = True
+"""Decode a first prediction from strokes on the image and on its mirror image and average the
+two (objects whose prompts hold a scribble and no click and no previous mask; the rule and its
+test are in docs/interactive.md)."""
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -95,6 +100,8 @@ class Predictor:
         self._embedding: NDArray[np.float32] | None = None
         self._orig_hw: tuple[int, int] | None = None
         self._new_hw: tuple[int, int] | None = None
+        self._image: NDArray | None = None  # kept for the mirror image, encoded on first need
+        self._mirror: Predictor | None = None
 
     @property
     def is_image_set(self) -> bool:
@@ -115,6 +122,17 @@ class Predictor:
         self._embedding = self.backend.encode(array)
         self._orig_hw = (int(image.shape[0]), int(image.shape[1]))
         self._new_hw = new_hw
+        self._image, self._mirror = image, None
+
+    def mirror(self) -> Predictor:
+        """A predictor on the left-right mirror of the current image (encoded once, on first use)."""
+        if self._image is None:
+            raise RuntimeError("call set_image(image) before using the mirror image")
+        if self._mirror is None:
+            mirror = Predictor(self.backend)
+            mirror.set_image(np.ascontiguousarray(self._image[:, ::-1]))
+            self._mirror = mirror
+        return self._mirror
 
     def sharing_embedding(self, backend: Backend) -> Predictor:
         """A predictor on ``backend`` holding this one's image, without encoding it again.
@@ -132,17 +150,53 @@ class Predictor:
             self._orig_hw,
             self._new_hw,
         )
+        other._image = self._image
+        if self._mirror is not None:
+            other._mirror = self._mirror.sharing_embedding(backend)
         return other
 
     def reset_image(self) -> None:
         """Forget the current image and embedding."""
         self._embedding = self._orig_hw = self._new_hw = None
+        self._image = self._mirror = None
 
     def predict_model_frame(
         self, boxes_model: NDArray
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Decode boxes already in the model frame: (N, 4) -> logits (N, 1, S, S), IoU (N, 1)."""
         return self.backend.decode(self.embedding, np.asarray(boxes_model, dtype=np.float32))
+
+    def _average_with_mirror(
+        self,
+        chosen: NDArray[np.int64],
+        boxes: NDArray | None,
+        scribbles: Sequence[NDArray | None] | NDArray,
+        low_res: NDArray[np.float32],
+        iou: NDArray[np.float32],
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """``low_res`` and ``iou`` with the ``chosen`` objects averaged with their mirror pass."""
+        assert self._orig_hw is not None and self._new_hw is not None
+        width = self._orig_hw[1]
+        mirror = self.mirror()
+        mirrored_boxes = None
+        if boxes is not None:
+            mirrored_boxes = np.asarray(boxes, np.float64).reshape(-1, 4)[chosen].copy()
+            mirrored_boxes[:, [0, 2]] = width - mirrored_boxes[:, [2, 0]]
+        prompts = encode_prompts(
+            self._orig_hw,
+            self.image_size,
+            boxes=mirrored_boxes,
+            scribbles=[np.ascontiguousarray(np.asarray(scribbles[i])[:, ::-1]) for i in chosen],
+        )
+        low_m, iou_m = self.backend.decode_prompts(mirror.embedding, prompts)
+        new_w = self._new_hw[1]
+        low_m = np.array(low_m, np.float32)
+        low_m[..., :new_w] = low_m[..., :new_w][..., ::-1]  # back to the image's frame
+        low_res = np.array(low_res, np.float32)
+        iou = np.array(iou, np.float32)
+        low_res[chosen] = (low_res[chosen] + low_m) / 2
+        iou[chosen] = (iou[chosen] + np.asarray(iou_m, np.float32)) / 2
+        return low_res, iou
 
     def predict(
         self,
@@ -153,6 +207,7 @@ class Predictor:
         mask_input: NDArray | None = None,
         *,
         return_logits: bool = True,
+        mirror_strokes: bool | None = None,
     ) -> Prediction:
         """Segment N objects on the current image from any mix of prompts, in one batch.
 
@@ -168,6 +223,9 @@ class Predictor:
             mask_input: (N, 1, S, S) ``low_res_logits`` of an earlier prediction (a refinement);
                 a NaN-filled entry means "none" for that object.
             return_logits: also return full-resolution logits (N x H x W float32).
+            mirror_strokes: average an object prompted by strokes (a scribble, no click, no
+                mask_input) over the image and its mirror image; None takes the package's rule
+                :data:`MIRROR_STROKES`.
 
         Returns:
             A Prediction with masks (N, H, W) bool and IoU estimates (N,).
@@ -201,6 +259,12 @@ class Predictor:
                 mask_input=mask_input,
             )
             low_res, iou = self.backend.decode_prompts(self.embedding, prompts)
+            if MIRROR_STROKES if mirror_strokes is None else mirror_strokes:
+                chosen = stroke_only_objects(len(low_res), points, scribbles, mask_input)
+                if chosen.size:
+                    low_res, iou = self._average_with_mirror(
+                        chosen, boxes, scribbles, low_res, iou
+                    )
         n = low_res.shape[0]
         if not return_logits:  # masks only: interpolate just where a mask pixel is possible
             return Prediction(
@@ -223,3 +287,23 @@ class Predictor:
             logits=logits,
             low_res_logits=low_res,
         )
+
+
+def stroke_only_objects(
+    n: int,
+    points: Sequence[NDArray | None] | NDArray | None,
+    scribbles: Sequence[NDArray | None] | NDArray | None,
+    mask_input: NDArray | None,
+) -> NDArray[np.int64]:
+    """Indices of the objects whose prompts hold a scribble stroke and no click and no mask."""
+    chosen = []
+    for i in range(n):
+        scribble = None if scribbles is None else scribbles[i]
+        if scribble is None or not np.any(np.asarray(scribble) != 0):
+            continue
+        if points is not None and points[i] is not None and len(points[i]):
+            continue
+        if mask_input is not None and np.isfinite(mask_input[i]).all():
+            continue
+        chosen.append(i)
+    return np.array(chosen, np.int64)
