@@ -21,8 +21,10 @@ Scribbles (``--protocol scribbles``, 2D cases): per object a simulated scribble 
 scribble only, scribble + box, positive + background strokes; and the naive baseline of today's
 user: a box drawn around the positive strokes, segmented by LiteMedSAM.
 
-Latency (``--protocol latency``): one 2D correction (prompt encoder + decoder, embedding cached)
-and one 3D correction re-propagating 40 slices with cached embeddings, medians of 7.
+Latency (``--protocol latency``): one 2D correction (prompt encoder + decoder, embedding cached),
+a first prediction from a scribble without and with the mirror pass (both embeddings cached; the
+mirror image's one-off encoding timed apart), and one 3D correction re-propagating 40 slices with
+cached embeddings, medians of 7.
 
 Models: ``--model litemedsam --untrained-prompts`` gives LiteMedSAM's own point/mask prompts
 (untrained); ``--model umedsam_interactive`` (or ``--checkpoint``) the trained model.
@@ -290,7 +292,7 @@ def summarize_scribbles(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def latency(args: argparse.Namespace) -> dict[str, Any]:
-    """Median seconds of a 2D correction and of a 3D correction over 40 slices (cached)."""
+    """Median seconds of a 2D correction, a first scribble prediction and a 3D correction."""
     from umedsam.data.npz import CasePrompts, load_case
     from umedsam.inference.interactive import segment_interactive_volume
     from umedsam.inference.predictor import Predictor
@@ -314,6 +316,19 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
             return_logits=False,
         )
         times2d.append(time.perf_counter() - start)
+    # a first prediction from a scribble (a stroke across the box's middle), without and with
+    # the mirror pass; the mirror image is encoded once per image (timed on its own)
+    stroke = np.zeros(case2d.imgs.shape[:2], np.int8)
+    stroke[int(cy), int(box[0, 0] + (box[0, 2] - box[0, 0]) / 4) : int(box[0, 2] - 1)] = 1
+    start = time.perf_counter()
+    predictor.mirror()
+    mirror_encode = time.perf_counter() - start
+    scribble_times: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(8):
+        for mirrored in (False, True):
+            start = time.perf_counter()
+            predictor.predict(scribbles=[stroke], mirror_strokes=mirrored, return_logits=False)
+            scribble_times[mirrored].append(time.perf_counter() - start)
     vol_path = max(
         (args.dev / "imgs").glob("3DBox_*.npz"), key=lambda p: load_case(p).imgs.shape[0]
     )
@@ -339,6 +354,9 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
         "engine": engine.name,
         "correction_2d_s": round(statistics.median(times2d[1:]), 4),
         "correction_3d_40_slices_s": round(statistics.median(times3d[1:]), 3),
+        "scribble_first_s": round(statistics.median(scribble_times[False][1:]), 4),
+        "scribble_first_mirror_s": round(statistics.median(scribble_times[True][1:]), 4),
+        "mirror_image_encode_s": round(mirror_encode, 4),
         "volume": vol_path.name,
         "slices": int(box3[0, 5] - box3[0, 2] + 1),
     }

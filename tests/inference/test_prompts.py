@@ -119,6 +119,38 @@ def test_previous_logits_refine(tiny_model, image) -> None:
     assert only_mask.masks.shape == (1, 60, 80)
 
 
+def test_strokes_alone_are_averaged_with_the_mirror_image(tiny_model, image) -> None:
+    h, w = image.shape[:2]
+    stroke = np.zeros((h, w), np.int8)
+    stroke[28:31, 30:52] = 1
+    stroke[2, 2:12] = -1
+    boxes = np.array([[np.nan] * 4, [20, 10, 60, 50], [20, 10, 60, 50]])
+    scribbles = [stroke, stroke, stroke]
+    points = [None, None, np.array([[40, 30]])]  # the third object has a click: no mirror pass
+    labels = [None, None, np.array([1])]
+    predictor = Predictor(tiny_model)
+    predictor.set_image(image)
+    kwargs = {"points": points, "point_labels": labels, "scribbles": scribbles}
+    on = predictor.predict(boxes, mirror_strokes=True, return_logits=False, **kwargs)
+    off = predictor.predict(boxes, mirror_strokes=False, return_logits=False, **kwargs)
+
+    mirror = Predictor(tiny_model)
+    mirror.set_image(np.ascontiguousarray(image[:, ::-1]))
+    np.testing.assert_array_equal(mirror.embedding, predictor.mirror().embedding)
+    mirrored_boxes = boxes[:2].copy()
+    mirrored_boxes[:, [0, 2]] = w - boxes[:2, [2, 0]]
+    flipped = mirror.predict(
+        mirrored_boxes, scribbles=[stroke[:, ::-1]] * 2, mirror_strokes=False
+    ).low_res_logits
+    new_w = 64  # the 80-pixel side fills the 64-pixel model frame
+    flipped[..., :new_w] = flipped[..., :new_w][..., ::-1]
+    np.testing.assert_allclose(
+        on.low_res_logits[:2], (off.low_res_logits[:2] + flipped) / 2, atol=1e-5
+    )
+    np.testing.assert_array_equal(on.low_res_logits[2], off.low_res_logits[2])
+    assert predictor.sharing_embedding(predictor.backend).mirror() is not None
+
+
 @pytest.mark.parametrize(
     ("engine", "runtime"),
     [
