@@ -460,6 +460,12 @@ def main(argv: list[str] | None = None) -> int:
         "(default: the package's CLICK_BOXES)",
     )
     parser.add_argument(
+        "--correction-reach",
+        type=int,
+        help="slices on each side a 3D correction re-propagates (default: the package's "
+        "CORRECTION_REACH; a negative value: no bound)",
+    )
+    parser.add_argument(
         "--mirror-strokes",
         choices=["on", "off"],
         help="average first predictions from strokes over the image and its mirror image "
@@ -481,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
         interactive.SETTLE_DSC = args.settle_dsc if args.settle_dsc > 0 else None
     if args.click_boxes is not None:
         interactive.CLICK_BOXES = args.click_boxes == "on"
+    if args.correction_reach is not None:
+        interactive.CORRECTION_REACH = args.correction_reach if args.correction_reach >= 0 else None
     if args.mirror_strokes is not None:
         import umedsam.inference.predictor as predictor
 

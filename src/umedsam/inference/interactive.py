@@ -140,6 +140,9 @@ agrees this well (DSC) with its previous one (``VolumePrompts.settle_dsc``; None
 CLICK_BOXES = True
 """Retry a 3D slice whose mask contradicts its clicks with boxes that agree with them
 (:mod:`umedsam.inference.click_boxes`, ``VolumePrompts.click_boxes``)."""
+CORRECTION_REACH: int | None = None
+"""Slices on each side of its start slice that a 3D correction re-propagates an object with a
+previous mask (``VolumePrompts.correction_reach``; None: as far as :data:`SETTLE_DSC` lets it)."""
 
 
 def _volume_prompts(
@@ -251,6 +254,7 @@ def segment_interactive_volume(
         mask_prompts=mask_prompts,
         settle_dsc=SETTLE_DSC,
         click_boxes=CLICK_BOXES,
+        correction_reach=CORRECTION_REACH,
     )
     extents = None
     if clip_to_box and prompts.boxes is not None and prompts.start_slices is None:

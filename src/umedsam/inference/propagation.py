@@ -143,6 +143,9 @@ class VolumePrompts:
         click_boxes: a slice whose mask contradicts its clicks is decoded again with boxes that
             agree with them (:mod:`umedsam.inference.click_boxes`); the next slice's box still
             comes from the first mask, so the retry changes that slice only.
+        correction_reach: with ``prev_masks``, an object that has a previous mask re-propagates
+            at most this many slices on each side of its start slice, and its previous masks
+            stand beyond (None: no bound).
     """
 
     clicks: Mapping[tuple[int, int], tuple[NDArray, NDArray]] = field(default_factory=dict)
@@ -152,6 +155,7 @@ class VolumePrompts:
     mask_prompts: bool = True
     settle_dsc: float | None = 0.9
     click_boxes: bool = True
+    correction_reach: int | None = None
 
 
 def encode_volume(
@@ -299,6 +303,15 @@ def propagate(
             mask_logits=dense,
         )
 
+    bounded_reach = np.zeros(n, bool)  # objects whose correction has a bounded reach
+    if vp.correction_reach is not None and vp.prev_masks is not None and vp.labels is not None:
+        present = np.isin(vp.labels, vp.prev_masks)
+        bounded_reach = np.asarray(present, bool)
+
+    def within_reach(i: int, z: int) -> bool:
+        """Whether a correction of object i re-propagates to slice z (``correction_reach``)."""
+        return not bounded_reach[i] or abs(z - int(z_key[i])) <= int(vp.correction_reach or 0)
+
     def settled(i: int, z: int, mask: NDArray) -> bool:
         """Whether object i's new mask on slice z agrees with its previous one (corrections)."""
         if vp.prev_masks is None or vp.settle_dsc is None or z == z_key[i]:
@@ -367,7 +380,11 @@ def propagate(
     key_masks: dict[int, NDArray] = {}
     stopped: set[int] = set()  # box-less objects whose mask vanished in this sweep
     for z in range(int(z_key.min()), int(z_hi.max()) + 1):
-        active = [i for i in range(n) if z_key[i] <= z <= z_hi[i] and i not in stopped]
+        active = [
+            i
+            for i in range(n)
+            if z_key[i] <= z <= z_hi[i] and i not in stopped and within_reach(i, z)
+        ]
         if not active:
             continue
         for i in active:
@@ -388,7 +405,11 @@ def propagate(
     prev = dict(key_masks)
     stopped = {i for i in range(n) if not has_box[i] and not key_masks.get(i, np.ones(1)).any()}
     for z in range(int(z_key.max()) - 1, int(z_lo.min()) - 1, -1):
-        active = [i for i in range(n) if z_lo[i] <= z < z_key[i] and i not in stopped]
+        active = [
+            i
+            for i in range(n)
+            if z_lo[i] <= z < z_key[i] and i not in stopped and within_reach(i, z)
+        ]
         if not active:
             continue
         result = run_slice(z, active, prev, "down")
