@@ -225,3 +225,27 @@ def test_bounded_propagation_keeps_every_box_inside_its_3d_box(tiny_model) -> No
     spilled = np.concatenate(official.boxes)
     assert (spilled[:, :2] < lo).any() or (spilled[:, 2:] > hi).any()
     assert not np.array_equal(plain, clipped)
+
+
+def test_correction_reach_bounds_objects_with_a_previous_mask(tiny_model) -> None:
+    """A correction re-propagates an object with a previous mask only near its start slice;
+    an object new to the label map propagates over its whole range."""
+    from umedsam.inference.propagation import VolumePrompts
+
+    vol, boxes = _volume()
+    prev = np.zeros(vol.shape, np.uint8)
+    prev[3:12, 12:28, 14:36] = 1  # object 1 has a previous mask, object 2 none
+    prompts = VolumePrompts(
+        prev_masks=prev, labels=np.array([1, 2]), settle_dsc=None, correction_reach=1
+    )
+    starts = np.array([7, 7])
+    results = list(
+        propagate(TorchBackend(tiny_model), vol, boxes[:2], start_slices=starts, prompts=prompts)
+    )
+    covered = {(int(i), r.z) for r in results for i in r.object_ids}
+    assert covered == {(0, 6), (0, 7), (0, 8)} | {(1, z) for z in range(5, 10)}
+    unbounded = VolumePrompts(prev_masks=prev, labels=np.array([1, 2]), settle_dsc=None)
+    results = list(
+        propagate(TorchBackend(tiny_model), vol, boxes[:2], start_slices=starts, prompts=unbounded)
+    )
+    assert {r.z for r in results if 0 in r.object_ids} == set(range(3, 12))
