@@ -261,10 +261,8 @@ class Predictor:
             low_res, iou = self.backend.decode_prompts(self.embedding, prompts)
             if MIRROR_STROKES if mirror_strokes is None else mirror_strokes:
                 chosen = stroke_only_objects(len(low_res), points, scribbles, mask_input)
-                if chosen.size:
-                    low_res, iou = self._average_with_mirror(
-                        chosen, boxes, scribbles, low_res, iou
-                    )
+                if chosen.size and scribbles is not None:
+                    low_res, iou = self._average_with_mirror(chosen, boxes, scribbles, low_res, iou)
         n = low_res.shape[0]
         if not return_logits:  # masks only: interpolate just where a mask pixel is possible
             return Prediction(
@@ -301,7 +299,8 @@ def stroke_only_objects(
         scribble = None if scribbles is None else scribbles[i]
         if scribble is None or not np.any(np.asarray(scribble) != 0):
             continue
-        if points is not None and points[i] is not None and len(points[i]):
+        clicks = None if points is None else points[i]
+        if clicks is not None and len(clicks):
             continue
         if mask_input is not None and np.isfinite(mask_input[i]).all():
             continue
