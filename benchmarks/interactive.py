@@ -472,6 +472,12 @@ def main(argv: list[str] | None = None) -> int:
         "(default: the package's MIRROR_STROKES)",
     )
     parser.add_argument(
+        "--background-strokes",
+        choices=["nearest", "all"],
+        help="background strokes (id 1000) as negative prompts for the objects nearest to "
+        "them or for every object (default: the package's BACKGROUND_STROKES)",
+    )
+    parser.add_argument(
         "--box-format",
         choices=["array", "dicts"],
         default="dicts",
@@ -493,6 +499,10 @@ def main(argv: list[str] | None = None) -> int:
         import umedsam.inference.predictor as predictor
 
         predictor.MIRROR_STROKES = args.mirror_strokes == "on"
+    if args.background_strokes is not None:
+        import umedsam.data.strokes as strokes
+
+        strokes.BACKGROUND_STROKES = args.background_strokes
     if args.plot:
         plot_clicks(args.plot, args.plot_out)
         for path in args.plot:

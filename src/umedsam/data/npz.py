@@ -9,7 +9,8 @@ Interactive cases (see docs/interactive.md) hold prompts beyond boxes, read into
 :class:`CasePrompts`:
 
 - CVPR 2024 scribble task: ``scribbles``, an integer map of the spatial shape; id k (k >= 1,
-  k != 1000) marks strokes on object k, 1000 background strokes (negative for every object);
+  k != 1000) marks strokes on object k, 1000 background strokes (negative prompts for the
+  objects nearest to them, :mod:`umedsam.data.strokes`);
   ``segs`` uses the ids as labels. Optional ``boxes`` give one row per id, in ascending id order.
 - CVPR 2025 interactive task: ``boxes`` (a pickled list of dicts ``z_min, z_max, z_mid,
   z_mid_x_min, z_mid_y_min, z_mid_x_max, z_mid_y_max``, or a numeric array), ``clicks`` (a
@@ -25,12 +26,14 @@ import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
 from umedsam.atomic import atomic_open
+from umedsam.data.strokes import background_owners
 from umedsam.errors import InputError
 
 MAX_PIXELS = 2**31  # refuse arrays declaring more elements than this (about 2 GB of uint8)
@@ -95,13 +98,30 @@ class CasePrompts:
     prev_pred: NDArray | None = None
 
     def scribble_map(self, i: int) -> NDArray[np.int8] | None:
-        """Object i's scribble as a stroke map: 1 its strokes, -1 background strokes, else 0."""
+        """Object i's scribble as a stroke map: 1 its strokes, -1 the background strokes it
+        takes (those nearest to it: :mod:`umedsam.data.strokes`), else 0."""
         if self.scribbles is None:
             return None
         out = np.zeros(self.scribbles.shape, np.int8)
-        out[self.scribbles == SCRIBBLE_BACKGROUND] = -1
+        background = np.nonzero(self.scribbles == SCRIBBLE_BACKGROUND)
+        owned = self._background_owners[i]
+        out[tuple(axis[owned] for axis in background)] = -1
         out[self.scribbles == self.labels[i]] = 1
         return out
+
+    @cached_property
+    def _background_owners(self) -> NDArray[np.bool_]:
+        """(N, P) which objects take each background-stroke pixel."""
+        assert self.scribbles is not None
+        return background_owners(
+            self.scribbles,
+            self.labels,
+            boxes=self.boxes,
+            start_slices=self.start_slices,
+            clicks=self.clicks,
+            click_labels=self.click_labels,
+            background_id=SCRIBBLE_BACKGROUND,
+        )
 
 
 def npz_headers(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
