@@ -74,7 +74,9 @@ def background_owners(
     if BACKGROUND_STROKES == "all" or n <= 1 or count == 0:
         return np.ones((n, count), bool)
     if BACKGROUND_STROKES != "nearest":
-        raise ValueError(f"BACKGROUND_STROKES must be 'nearest' or 'all'; got {BACKGROUND_STROKES!r}")
+        raise ValueError(
+            f"BACKGROUND_STROKES must be 'nearest' or 'all'; got {BACKGROUND_STROKES!r}"
+        )
     pixels = np.stack(where, 1).astype(np.float64)
     dist = np.full((n, count), np.inf)
     for i, label in enumerate(labels):
