@@ -472,6 +472,12 @@ def main(argv: list[str] | None = None) -> int:
         "(default: the package's MIRROR_STROKES)",
     )
     parser.add_argument(
+        "--stroke-components",
+        choices=["keep", "all"],
+        help="first predictions from strokes keep only the mask pieces that hold a positive "
+        "stroke, or all of the mask (default: the package's KEEP_STROKE_COMPONENTS)",
+    )
+    parser.add_argument(
         "--background-strokes",
         choices=["nearest", "all"],
         help="background strokes (id 1000) as negative prompts for the objects nearest to "
@@ -499,6 +505,10 @@ def main(argv: list[str] | None = None) -> int:
         import umedsam.inference.predictor as predictor
 
         predictor.MIRROR_STROKES = args.mirror_strokes == "on"
+    if args.stroke_components is not None:
+        import umedsam.inference.predictor as predictor
+
+        predictor.KEEP_STROKE_COMPONENTS = args.stroke_components == "keep"
     if args.background_strokes is not None:
         import umedsam.data.strokes as strokes
 

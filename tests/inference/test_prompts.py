@@ -151,6 +151,44 @@ def test_strokes_alone_are_averaged_with_the_mirror_image(tiny_model, image) -> 
     assert predictor.sharing_embedding(predictor.backend).mirror() is not None
 
 
+def test_components_touching_keeps_the_pieces_a_stroke_touches() -> None:
+    from umedsam.inference.predictor import components_touching
+
+    mask = np.zeros((20, 30), bool)
+    mask[2:6, 2:6] = True  # piece with the stroke
+    mask[10:15, 20:28] = True  # piece without
+    stroke = np.zeros_like(mask)
+    stroke[3, 3:5] = True
+    np.testing.assert_array_equal(components_touching(mask, stroke), mask & (np.arange(30) < 10))
+    elsewhere = np.zeros_like(mask)
+    elsewhere[18, 0] = True  # a stroke the mask misses: the mask stays whole
+    np.testing.assert_array_equal(components_touching(mask, elsewhere), mask)
+
+
+def test_first_predictions_from_strokes_can_keep_only_stroke_pieces(
+    tiny_model, image, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import umedsam.inference.predictor as predictor_module
+    from umedsam.inference.predictor import components_touching
+
+    stroke = np.zeros(image.shape[:2], np.int8)
+    stroke[28:31, 30:52] = 1
+    boxes = np.array([[np.nan] * 4, [20, 10, 60, 50]])
+    predictor = Predictor(tiny_model)
+    predictor.set_image(image)
+    kwargs = {"points": [None, np.array([[40, 30]])], "point_labels": [None, np.array([1])]}
+    plain = predictor.predict(boxes, scribbles=[stroke, stroke], **kwargs)
+    monkeypatch.setattr(predictor_module, "KEEP_STROKE_COMPONENTS", True)
+    for return_logits in (True, False):
+        kept = predictor.predict(
+            boxes, scribbles=[stroke, stroke], return_logits=return_logits, **kwargs
+        )
+        expected = components_touching(plain.masks[0], stroke > 0)
+        assert expected.sum() < plain.masks[0].sum()  # the random model's mask has stray pieces
+        np.testing.assert_array_equal(kept.masks[0], expected)
+        np.testing.assert_array_equal(kept.masks[1], plain.masks[1])  # a click: left alone
+
+
 @pytest.mark.parametrize(
     ("engine", "runtime"),
     [

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -31,6 +32,9 @@ MIRROR_STROKES = True
 """Decode a first prediction from strokes on the image and on its mirror image and average the
 two (objects whose prompts hold a scribble and no click and no previous mask; the rule and its
 test are in docs/interactive.md)."""
+KEEP_STROKE_COMPONENTS = False
+"""In a first prediction from strokes (the objects of :data:`MIRROR_STROKES`), keep only the
+connected pieces of the mask that hold a positive stroke pixel (all of it if none does)."""
 
 
 @dataclass(frozen=True)
@@ -237,6 +241,7 @@ class Predictor:
         if self._embedding is None or self._orig_hw is None or self._new_hw is None:
             raise RuntimeError("call set_image(image) before predict(...)")
         h, w = self._orig_hw
+        keep: list[tuple[int, NDArray[np.bool_]]] = []  # objects whose mask keeps stroke pieces
         if points is None and scribbles is None and mask_input is None:
             if boxes is None:
                 raise InputError(None, "no prompts: give boxes, points, scribbles or mask_input")
@@ -259,14 +264,19 @@ class Predictor:
                 mask_input=mask_input,
             )
             low_res, iou = self.backend.decode_prompts(self.embedding, prompts)
-            if MIRROR_STROKES if mirror_strokes is None else mirror_strokes:
-                chosen = stroke_only_objects(len(low_res), points, scribbles, mask_input)
-                if chosen.size and scribbles is not None:
-                    low_res, iou = self._average_with_mirror(chosen, boxes, scribbles, low_res, iou)
+            chosen = stroke_only_objects(len(low_res), points, scribbles, mask_input)
+            mirrored = MIRROR_STROKES if mirror_strokes is None else mirror_strokes
+            if mirrored and chosen.size and scribbles is not None:
+                low_res, iou = self._average_with_mirror(chosen, boxes, scribbles, low_res, iou)
+            if KEEP_STROKE_COMPONENTS and chosen.size and scribbles is not None:
+                keep = [(int(i), np.asarray(scribbles[i]) > 0) for i in chosen]
         n = low_res.shape[0]
         if not return_logits:  # masks only: interpolate just where a mask pixel is possible
+            masks = low_res_to_masks(low_res, self._new_hw, (h, w))
+            for i, stroke in keep:
+                masks[i] = components_touching(masks[i], stroke)
             return Prediction(
-                masks=low_res_to_masks(low_res, self._new_hw, (h, w)),
+                masks=masks,
                 iou=np.asarray(iou)[:, 0].astype(np.float32),
                 logits=None,
                 low_res_logits=low_res,
@@ -279,6 +289,8 @@ class Predictor:
             )
             masks[start : start + chunk.shape[0]] = logits_to_mask(chunk)[:, 0]
             logits[start : start + chunk.shape[0]] = chunk[:, 0]
+        for i, stroke in keep:
+            masks[i] = components_touching(masks[i], stroke)
         return Prediction(
             masks=masks,
             iou=np.asarray(iou)[:, 0].astype(np.float32),
@@ -306,3 +318,13 @@ def stroke_only_objects(
             continue
         chosen.append(i)
     return np.array(chosen, np.int64)
+
+
+def components_touching(mask: NDArray[np.bool_], stroke: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """The 8-connected pieces of ``mask`` that hold a ``stroke`` pixel (``mask`` if none does)."""
+    count, pieces = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return mask
+    hit = np.unique(pieces[stroke & mask])
+    hit = hit[hit > 0]
+    return np.isin(pieces, hit) if hit.size else mask
