@@ -207,6 +207,9 @@ def summarize_clicks(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+SCRIBBLE_VARIANTS = ("scribble", "scribble_box", "scribble_background", "stroke_box_litemedsam")
+
+
 def scribble_protocol(args: argparse.Namespace) -> dict[str, Any]:
     """Simulated scribbles on the 2D dev cases: scribble only, + box, + background, baseline."""
     from umedsam.data.interaction import simulate_scribble
@@ -250,6 +253,8 @@ def scribble_protocol(args: argparse.Namespace) -> dict[str, Any]:
                 ("scribble_box", {"boxes": base.boxes}),
                 ("scribble_background", {"bg": True}),
             ):
+                if name not in args.variants:
+                    continue
                 smap = scribbles.copy()
                 if extra.get("bg"):
                     smap[(background > 0) & (smap == 0)] = SCRIBBLE_BACKGROUND
@@ -259,6 +264,9 @@ def scribble_protocol(args: argparse.Namespace) -> dict[str, Any]:
                 np.savez(tmp / path.name, **arrays)
                 segs, _ = segment_interactive_case(engine.backend, load_case(tmp / path.name))
                 variants[name] = _case_metrics(segs, gts, None)[0]
+            row[family] = variants
+            if "stroke_box_litemedsam" not in args.variants:
+                continue
             # today's workaround: a box around the positive strokes, segmented by LiteMedSAM
             boxes = []
             for i in range(n):
@@ -267,7 +275,6 @@ def scribble_protocol(args: argparse.Namespace) -> dict[str, Any]:
             np.savez(tmp / path.name, imgs=base.imgs, boxes=np.array(boxes))
             baseline = segment_case((box_engine or engine).backend, load_case(tmp / path.name))
             variants["stroke_box_litemedsam"] = _case_metrics(baseline.segs, gts, None)[0]
-            row[family] = variants
         box_only = segment_case(engine.backend, base)
         row["box"] = _case_metrics(box_only.segs, gts, None)[0]
         rows.append(row)
@@ -470,6 +477,13 @@ def main(argv: list[str] | None = None) -> int:
         choices=["on", "off"],
         help="average first predictions from strokes over the image and its mirror image "
         "(default: the package's MIRROR_STROKES)",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=SCRIBBLE_VARIANTS,
+        default=list(SCRIBBLE_VARIANTS),
+        help="scribble protocol: the variants to run (default: all)",
     )
     parser.add_argument(
         "--stroke-components",
