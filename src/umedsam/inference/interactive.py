@@ -9,8 +9,10 @@ propagation. An object with clicks restarts on the slice of its newest click: th
 decoded with its clicks, the object's box and, for a model trained for it, the previous mask as
 dense prompt; the mask then propagates from there towards both ends of the object, each slice
 with the box of its neighbour's new mask, its own clicks and its previous mask, and stops in a
-direction as soon as a new mask agrees with the previous one on its slice (DSC >= 0.9): a
-correction changes the slices it reaches, the previous masks stand beyond. The z-range grows to take in foreground clicks beyond the box. Objects without a box stop
+direction as soon as a new mask agrees with the previous one on its slice (DSC >= 0.9) or is
+more than :data:`CORRECTION_REACH` slices from the start slice: a correction changes the slices
+it reaches, the previous masks stand beyond. The z-range grows to take in foreground clicks
+beyond the box. Objects without a box stop
 where their mask vanishes. A caller that keeps a :class:`SliceEmbeddingCache` for the volume
 encodes every slice once across all steps.
 """
@@ -140,9 +142,10 @@ agrees this well (DSC) with its previous one (``VolumePrompts.settle_dsc``; None
 CLICK_BOXES = True
 """Retry a 3D slice whose mask contradicts its clicks with boxes that agree with them
 (:mod:`umedsam.inference.click_boxes`, ``VolumePrompts.click_boxes``)."""
-CORRECTION_REACH: int | None = None
+CORRECTION_REACH: int | None = 2
 """Slices on each side of its start slice that a 3D correction re-propagates an object with a
-previous mask (``VolumePrompts.correction_reach``; None: as far as :data:`SETTLE_DSC` lets it)."""
+previous mask (``VolumePrompts.correction_reach``; None: as far as :data:`SETTLE_DSC` lets it).
+Chosen by a held-out rule on training volumes (docs/interactive.md)."""
 
 
 def _volume_prompts(
