@@ -78,9 +78,14 @@ def background_owners(
             f"BACKGROUND_STROKES must be 'nearest' or 'all'; got {BACKGROUND_STROKES!r}"
         )
     pixels = np.stack(where, 1).astype(np.float64)
+    marked = np.nonzero((scribbles != 0) & (scribbles != background_id))
+    ids = scribbles[marked]
+    order = np.argsort(ids, kind="stable")
+    ids, coords = ids[order], np.stack(marked, 1)[order]
     dist = np.full((n, count), np.inf)
     for i, label in enumerate(labels):
-        seeds = np.argwhere(scribbles == label)
+        lo, hi = np.searchsorted(ids, label, "left"), np.searchsorted(ids, label, "right")
+        seeds = coords[lo:hi]
         if len(seeds) > MAX_SEED_POINTS:
             seeds = seeds[np.linspace(0, len(seeds) - 1, MAX_SEED_POINTS).astype(np.int64)]
         if i < len(clicks) and len(clicks[i]):
