@@ -84,8 +84,8 @@ def background_owners(
     ids, coords = ids[order], np.stack(marked, 1)[order]
     dist = np.full((n, count), np.inf)
     for i, label in enumerate(labels):
-        lo, hi = np.searchsorted(ids, label, "left"), np.searchsorted(ids, label, "right")
-        seeds = coords[lo:hi]
+        first, last = np.searchsorted(ids, label, "left"), np.searchsorted(ids, label, "right")
+        seeds = coords[first:last]
         if len(seeds) > MAX_SEED_POINTS:
             seeds = seeds[np.linspace(0, len(seeds) - 1, MAX_SEED_POINTS).astype(np.int64)]
         if i < len(clicks) and len(clicks[i]):
@@ -97,8 +97,8 @@ def background_owners(
         start = None if start_slices is None else int(start_slices[i])
         region = _box_region(box, start, scribbles.ndim)
         if region is not None:
-            lo, hi = region
-            outside = np.maximum(np.maximum(lo - pixels, pixels - hi), 0.0)
+            low, high = region
+            outside = np.maximum(np.maximum(low - pixels, pixels - high), 0.0)
             dist[i] = np.minimum(dist[i], np.sqrt((outside**2).sum(1)))
     nearest = dist.min(0)
     owners = dist <= NEAREST_RATIO * nearest + NEAREST_SLACK
