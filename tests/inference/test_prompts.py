@@ -177,6 +177,7 @@ def test_first_predictions_from_strokes_can_keep_only_stroke_pieces(
     predictor = Predictor(tiny_model)
     predictor.set_image(image)
     kwargs = {"points": [None, np.array([[40, 30]])], "point_labels": [None, np.array([1])]}
+    monkeypatch.setattr(predictor_module, "KEEP_STROKE_COMPONENTS", False)
     plain = predictor.predict(boxes, scribbles=[stroke, stroke], **kwargs)
     monkeypatch.setattr(predictor_module, "KEEP_STROKE_COMPONENTS", True)
     for return_logits in (True, False):

@@ -32,7 +32,7 @@ MIRROR_STROKES = True
 """Decode a first prediction from strokes on the image and on its mirror image and average the
 two (objects whose prompts hold a scribble and no click and no previous mask; the rule and its
 test are in docs/interactive.md)."""
-KEEP_STROKE_COMPONENTS = False
+KEEP_STROKE_COMPONENTS = True
 """In a first prediction from strokes (the objects of :data:`MIRROR_STROKES`), keep only the
 connected pieces of the mask that hold a positive stroke pixel (all of it if none does)."""
 
