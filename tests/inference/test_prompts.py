@@ -187,6 +187,8 @@ def test_first_predictions_from_strokes_can_keep_only_stroke_pieces(
         expected = components_touching(plain.masks[0], stroke > 0)
         assert expected.sum() < plain.masks[0].sum()  # the random model's mask has stray pieces
         np.testing.assert_array_equal(kept.masks[0], expected)
+        if return_logits:
+            np.testing.assert_array_equal(kept.logits[0] > 0, kept.masks[0])
         np.testing.assert_array_equal(kept.masks[1], plain.masks[1])  # a click: left alone
 
 

@@ -291,6 +291,7 @@ class Predictor:
             logits[start : start + chunk.shape[0]] = chunk[:, 0]
         for i, stroke in keep:
             masks[i] = components_touching(masks[i], stroke)
+            logits[i][~masks[i] & (logits[i] > 0)] = 0.0  # dropped pieces: logits agree with masks
         return Prediction(
             masks=masks,
             iou=np.asarray(iou)[:, 0].astype(np.float32),
