@@ -473,6 +473,18 @@ def main(argv: list[str] | None = None) -> int:
         "CORRECTION_REACH; a negative value: no bound)",
     )
     parser.add_argument(
+        "--propagated-threshold",
+        type=float,
+        help="3D: logit threshold of the masks on slices other than an object's start slice "
+        "(default: the package's PROPAGATED_THRESHOLD)",
+    )
+    parser.add_argument(
+        "--neighbour-masks",
+        choices=["on", "off"],
+        help="3D propagation feeds the neighbour slice's mask as the dense prompt where a slice "
+        "has no previous mask (default: the package's NEIGHBOUR_MASKS)",
+    )
+    parser.add_argument(
         "--mirror-strokes",
         choices=["on", "off"],
         help="average first predictions from strokes over the image and its mirror image "
@@ -515,6 +527,10 @@ def main(argv: list[str] | None = None) -> int:
         interactive.CLICK_BOXES = args.click_boxes == "on"
     if args.correction_reach is not None:
         interactive.CORRECTION_REACH = args.correction_reach if args.correction_reach >= 0 else None
+    if args.propagated_threshold is not None:
+        interactive.PROPAGATED_THRESHOLD = args.propagated_threshold
+    if args.neighbour_masks is not None:
+        interactive.NEIGHBOUR_MASKS = args.neighbour_masks == "on"
     if args.mirror_strokes is not None:
         import umedsam.inference.predictor as predictor
 

@@ -146,6 +146,9 @@ class VolumePrompts:
         correction_reach: with ``prev_masks``, an object that has a previous mask re-propagates
             at most this many slices on each side of its start slice, and its previous masks
             stand beyond (None: no bound).
+        neighbour_masks: a slice without a previous mask of the object takes the object's mask
+            on the slice just segmented (its neighbour) as the dense prompt, beside the box taken
+            from that mask.
     """
 
     clicks: Mapping[tuple[int, int], tuple[NDArray, NDArray]] = field(default_factory=dict)
@@ -156,6 +159,8 @@ class VolumePrompts:
     settle_dsc: float | None = 0.9
     click_boxes: bool = True
     correction_reach: int | None = None
+    neighbour_masks: bool = False
+    propagated_threshold: float = 0.0
 
 
 def encode_volume(
@@ -296,6 +301,8 @@ def propagate(
         dense = None
         if vp.mask_prompts and (previous := prev_mask(i, z)) is not None:
             dense = mask_to_logits(previous, size)
+        elif vp.neighbour_masks and i in prev and prev[i].any():
+            dense = mask_to_logits(prev[i], size)
         return ObjectPrompt(
             box_model=box,
             points=None if points is None else points[0],
@@ -357,7 +364,10 @@ def propagate(
             group = model_frame_prompts([items[k] for k in rest], ratio, size)
             low_res[rest], iou[rest] = backend.decode_prompts(emb, group)
         stats.decoder_boxes += len(active)
-        masks = low_res_to_masks(low_res, new_hw, (h, w))
+        shift = np.array(
+            [0.0 if z == z_key[i] else vp.propagated_threshold for i in active], np.float32
+        )
+        masks = low_res_to_masks(low_res - shift[:, None, None, None], new_hw, (h, w))
         if vp.click_boxes:
             for k in rest:
                 redo = agreeing_retry(emb, items[k], masks[k])
