@@ -479,12 +479,6 @@ def main(argv: list[str] | None = None) -> int:
         "(default: the package's PROPAGATED_THRESHOLD)",
     )
     parser.add_argument(
-        "--neighbour-masks",
-        choices=["on", "off"],
-        help="3D propagation feeds the neighbour slice's mask as the dense prompt where a slice "
-        "has no previous mask (default: the package's NEIGHBOUR_MASKS)",
-    )
-    parser.add_argument(
         "--mirror-strokes",
         choices=["on", "off"],
         help="average first predictions from strokes over the image and its mirror image "
@@ -529,8 +523,6 @@ def main(argv: list[str] | None = None) -> int:
         interactive.CORRECTION_REACH = args.correction_reach if args.correction_reach >= 0 else None
     if args.propagated_threshold is not None:
         interactive.PROPAGATED_THRESHOLD = args.propagated_threshold
-    if args.neighbour_masks is not None:
-        interactive.NEIGHBOUR_MASKS = args.neighbour_masks == "on"
     if args.mirror_strokes is not None:
         import umedsam.inference.predictor as predictor
 

@@ -249,3 +249,37 @@ def test_correction_reach_bounds_objects_with_a_previous_mask(tiny_model) -> Non
         propagate(TorchBackend(tiny_model), vol, boxes[:2], start_slices=starts, prompts=unbounded)
     )
     assert {r.z for r in results if 0 in r.object_ids} == set(range(3, 12))
+
+
+def test_propagated_threshold_cuts_masks_off_the_start_slice_only(tiny_model) -> None:
+    """Slices other than an object's start slice keep the pixels whose logit exceeds the
+    threshold; the start slice keeps 0, and the yielded logits stay the decoder's own."""
+    from umedsam.data.transforms import low_res_to_masks, resized_hw
+    from umedsam.inference.propagation import VolumePrompts
+
+    vol, boxes = _volume()
+    d, h, w = vol.shape
+    backend = TorchBackend(tiny_model)
+    new_hw = resized_hw((h, w), backend.image_size)
+    starts = np.array([7, 7])
+    plain = list(propagate(backend, vol, boxes[:2], start_slices=starts))
+    cut = list(
+        propagate(
+            backend,
+            vol,
+            boxes[:2],
+            start_slices=starts,
+            prompts=VolumePrompts(propagated_threshold=0.5),
+        )
+    )
+    assert [r.z for r in cut] == [r.z for r in plain]
+    for res in cut:
+        for k in range(len(res.object_ids)):
+            t = 0.0 if res.is_start[k] else 0.5
+            expected = low_res_to_masks(res.low_res_logits[k : k + 1] - t, new_hw, (h, w))[0]
+            np.testing.assert_array_equal(res.masks[k], expected)
+    start_plain = [r for r in plain if r.z == 7][0]
+    start_cut = [r for r in cut if r.z == 7][0]
+    np.testing.assert_array_equal(start_cut.masks, start_plain.masks)
+    # off the start slice the cut masks are never larger in total than the uncut ones would be
+    assert sum(int(r.masks.sum()) for r in cut) < sum(int(r.masks.sum()) for r in plain)

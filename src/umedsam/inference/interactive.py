@@ -149,9 +149,6 @@ Chosen by a held-out rule on training volumes (docs/interactive.md)."""
 PROPAGATED_THRESHOLD = 0.0
 """Logit above which a pixel is on an object's mask on a slice other than its start slice
 (``VolumePrompts.propagated_threshold``; the start slice keeps 0)."""
-NEIGHBOUR_MASKS = False
-"""Propagation feeds each object's mask on the neighbour slice as the dense prompt of a slice
-without a previous mask (``VolumePrompts.neighbour_masks``)."""
 
 
 def _volume_prompts(
@@ -264,7 +261,6 @@ def segment_interactive_volume(
         settle_dsc=SETTLE_DSC,
         click_boxes=CLICK_BOXES,
         correction_reach=CORRECTION_REACH,
-        neighbour_masks=NEIGHBOUR_MASKS,
         propagated_threshold=PROPAGATED_THRESHOLD,
     )
     extents = None

@@ -146,9 +146,9 @@ class VolumePrompts:
         correction_reach: with ``prev_masks``, an object that has a previous mask re-propagates
             at most this many slices on each side of its start slice, and its previous masks
             stand beyond (None: no bound).
-        neighbour_masks: a slice without a previous mask of the object takes the object's mask
-            on the slice just segmented (its neighbour) as the dense prompt, beside the box taken
-            from that mask.
+        propagated_threshold: logit above which a pixel is on an object's mask on a slice
+            other than its start slice (the start slice keeps 0); the next slice's box comes
+            from the cut mask, and ``SliceResult.low_res_logits`` stay the decoder's own.
     """
 
     clicks: Mapping[tuple[int, int], tuple[NDArray, NDArray]] = field(default_factory=dict)
@@ -159,7 +159,6 @@ class VolumePrompts:
     settle_dsc: float | None = 0.9
     click_boxes: bool = True
     correction_reach: int | None = None
-    neighbour_masks: bool = False
     propagated_threshold: float = 0.0
 
 
@@ -301,8 +300,6 @@ def propagate(
         dense = None
         if vp.mask_prompts and (previous := prev_mask(i, z)) is not None:
             dense = mask_to_logits(previous, size)
-        elif vp.neighbour_masks and i in prev and prev[i].any():
-            dense = mask_to_logits(prev[i], size)
         return ObjectPrompt(
             box_model=box,
             points=None if points is None else points[0],
