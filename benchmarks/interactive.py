@@ -154,7 +154,7 @@ def click_protocol(args: argparse.Namespace) -> dict[str, Any]:
                 segs, _ = segment_interactive_case(
                     engine.backend,
                     case,
-                    mask_prompts=mask_prompts and step > 0,
+                    mask_prompts=mask_prompts,
                     embeddings=cache,
                     clip_to_box=clip,
                 )
@@ -478,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         help="3D: logit threshold of the masks on slices other than an object's start slice "
         "(default: the package's PROPAGATED_THRESHOLD)",
     )
+    parser.add_argument("--cut-clicked-start", choices=["on", "off"])
     parser.add_argument(
         "--mirror-strokes",
         choices=["on", "off"],
@@ -523,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
         interactive.CORRECTION_REACH = args.correction_reach if args.correction_reach >= 0 else None
     if args.propagated_threshold is not None:
         interactive.PROPAGATED_THRESHOLD = args.propagated_threshold
+    if args.cut_clicked_start is not None:
+        interactive.CUT_CLICKED_START = args.cut_clicked_start == "on"
     if args.mirror_strokes is not None:
         import umedsam.inference.predictor as predictor
 

@@ -146,9 +146,12 @@ CORRECTION_REACH: int | None = 2
 """Slices on each side of its start slice that a 3D correction re-propagates an object with a
 previous mask (``VolumePrompts.correction_reach``; None: as far as :data:`SETTLE_DSC` lets it).
 Chosen by a held-out rule on training volumes (docs/interactive.md)."""
-PROPAGATED_THRESHOLD = 0.0
+PROPAGATED_THRESHOLD = 0.5
 """Logit above which a pixel is on an object's mask on a slice other than its start slice
-(``VolumePrompts.propagated_threshold``; the start slice keeps 0)."""
+(``VolumePrompts.propagated_threshold``; the start slice keeps 0), for models that take mask
+prompts. Chosen by a held-out rule on training volumes (docs/interactive.md)."""
+
+CUT_CLICKED_START = False
 
 
 def _volume_prompts(
@@ -239,7 +242,9 @@ def segment_interactive_volume(
         backend: the engine.
         volume: (D, H, W).
         prompts: the case's prompts.
-        mask_prompts: feed ``prompts.prev_pred`` as dense prompts (a model trained for it).
+        mask_prompts: a model trained for interactive prompts: feed ``prompts.prev_pred`` as
+            dense prompts and cut masks off the start slice at :data:`PROPAGATED_THRESHOLD`
+            (False: neither).
         embeddings: a slice-embedding cache kept for this volume across steps (None: private).
         cache_mb: bound of the private cache.
         stats: optional counters.
@@ -261,7 +266,8 @@ def segment_interactive_volume(
         settle_dsc=SETTLE_DSC,
         click_boxes=CLICK_BOXES,
         correction_reach=CORRECTION_REACH,
-        propagated_threshold=PROPAGATED_THRESHOLD,
+        propagated_threshold=PROPAGATED_THRESHOLD if mask_prompts else 0.0,
+        cut_clicked_start=CUT_CLICKED_START,
     )
     extents = None
     if clip_to_box and prompts.boxes is not None and prompts.start_slices is None:

@@ -160,6 +160,7 @@ class VolumePrompts:
     click_boxes: bool = True
     correction_reach: int | None = None
     propagated_threshold: float = 0.0
+    cut_clicked_start: bool = False
 
 
 def encode_volume(
@@ -361,9 +362,11 @@ def propagate(
             group = model_frame_prompts([items[k] for k in rest], ratio, size)
             low_res[rest], iou[rest] = backend.decode_prompts(emb, group)
         stats.decoder_boxes += len(active)
-        shift = np.array(
-            [0.0 if z == z_key[i] else vp.propagated_threshold for i in active], np.float32
-        )
+        kept = [
+            z == z_key[i] and (item.box_only or not vp.cut_clicked_start)
+            for i, item in zip(active, items, strict=True)
+        ]
+        shift = np.array([0.0 if keep else vp.propagated_threshold for keep in kept], np.float32)
         masks = low_res_to_masks(low_res - shift[:, None, None, None], new_hw, (h, w))
         if vp.click_boxes:
             for k in rest:
