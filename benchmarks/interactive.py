@@ -478,7 +478,12 @@ def main(argv: list[str] | None = None) -> int:
         help="3D: logit threshold of the masks on slices other than an object's start slice "
         "(default: the package's PROPAGATED_THRESHOLD)",
     )
-    parser.add_argument("--cut-clicked-start", choices=["on", "off"])
+    parser.add_argument(
+        "--cut-clicked-start",
+        choices=["on", "off"],
+        help="3D: cut a correction's start slice at the propagated threshold too (default: the "
+        "package's CUT_CLICKED_START)",
+    )
     parser.add_argument(
         "--mirror-strokes",
         choices=["on", "off"],

@@ -283,3 +283,29 @@ def test_propagated_threshold_cuts_masks_off_the_start_slice_only(tiny_model) ->
     np.testing.assert_array_equal(start_cut.masks, start_plain.masks)
     # off the start slice the cut masks are never larger in total than the uncut ones would be
     assert sum(int(r.masks.sum()) for r in cut) < sum(int(r.masks.sum()) for r in plain)
+
+
+def test_clicked_start_slice_is_cut_too_when_asked(tiny_model) -> None:
+    """With ``cut_clicked_start``, a start slice prompted by clicks is cut at the threshold; an
+    object whose start slice has its box alone keeps 0 there."""
+    from umedsam.data.transforms import low_res_to_masks, resized_hw
+    from umedsam.inference.propagation import VolumePrompts
+
+    vol, boxes = _volume()
+    d, h, w = vol.shape
+    backend = TorchBackend(tiny_model)
+    new_hw = resized_hw((h, w), backend.image_size)
+    clicks = {(0, 7): (np.array([[25.0, 20.0]]), np.array([1]))}  # object 0 only
+    clicked = []
+    for cut in (False, True):
+        prompts = VolumePrompts(clicks=clicks, propagated_threshold=0.5, cut_clicked_start=cut)
+        results = list(
+            propagate(backend, vol, boxes[:2], start_slices=np.array([7, 7]), prompts=prompts)
+        )
+        start = [r for r in results if r.z == 7][0]
+        for k, i in enumerate(start.object_ids):
+            t = 0.5 if (cut and i == 0) else 0.0
+            expected = low_res_to_masks(start.low_res_logits[k : k + 1] - t, new_hw, (h, w))[0]
+            np.testing.assert_array_equal(start.masks[k], expected)
+        clicked.append(start.masks[list(start.object_ids).index(0)])
+    assert clicked[1].sum() < clicked[0].sum()

@@ -151,7 +151,10 @@ PROPAGATED_THRESHOLD = 0.5
 (``VolumePrompts.propagated_threshold``; the start slice keeps 0), for models that take mask
 prompts. Chosen by a held-out rule on training volumes (docs/interactive.md)."""
 
-CUT_CLICKED_START = False
+CUT_CLICKED_START = True
+"""A correction's start slice is cut at :data:`PROPAGATED_THRESHOLD` too; only a start slice
+prompted by its box alone keeps 0 (``VolumePrompts.cut_clicked_start``). Chosen by a held-out
+rule on training volumes (docs/interactive.md)."""
 
 
 def _volume_prompts(

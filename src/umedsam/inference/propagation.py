@@ -149,6 +149,9 @@ class VolumePrompts:
         propagated_threshold: logit above which a pixel is on an object's mask on a slice
             other than its start slice (the start slice keeps 0); the next slice's box comes
             from the cut mask, and ``SliceResult.low_res_logits`` stay the decoder's own.
+        cut_clicked_start: an object's start slice prompted by more than its box (clicks, a
+            previous mask) is cut at ``propagated_threshold`` too; one prompted by its box alone
+            keeps 0.
     """
 
     clicks: Mapping[tuple[int, int], tuple[NDArray, NDArray]] = field(default_factory=dict)
