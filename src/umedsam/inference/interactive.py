@@ -147,10 +147,10 @@ CORRECTION_REACH: int | None = 2
 previous mask (``VolumePrompts.correction_reach``; None: as far as :data:`SETTLE_DSC` lets it).
 Chosen by a held-out rule on training volumes (docs/interactive.md)."""
 PROPAGATED_THRESHOLD = 0.5
-"""Logit above which a pixel is on an object's mask on a slice other than its start slice
-(``VolumePrompts.propagated_threshold``; the start slice keeps 0), for models that take mask
-prompts. Chosen by a held-out rule on training volumes (docs/interactive.md)."""
-
+"""Logit above which a pixel is on an object's mask in 3D, for models that take mask prompts
+(``VolumePrompts.propagated_threshold``): on every slice but a start slice prompted by its box
+alone, which keeps 0 (:data:`CUT_CLICKED_START`). Chosen by a held-out rule on training volumes
+(docs/interactive.md)."""
 CUT_CLICKED_START = True
 """A correction's start slice is cut at :data:`PROPAGATED_THRESHOLD` too; only a start slice
 prompted by its box alone keeps 0 (``VolumePrompts.cut_clicked_start``). Chosen by a held-out
@@ -246,8 +246,7 @@ def segment_interactive_volume(
         volume: (D, H, W).
         prompts: the case's prompts.
         mask_prompts: a model trained for interactive prompts: feed ``prompts.prev_pred`` as
-            dense prompts and cut masks off the start slice at :data:`PROPAGATED_THRESHOLD`
-            (False: neither).
+            dense prompts and cut masks at :data:`PROPAGATED_THRESHOLD` (False: neither).
         embeddings: a slice-embedding cache kept for this volume across steps (None: private).
         cache_mb: bound of the private cache.
         stats: optional counters.

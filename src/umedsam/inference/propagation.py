@@ -148,7 +148,8 @@ class VolumePrompts:
             stand beyond (None: no bound).
         propagated_threshold: logit above which a pixel is on an object's mask on a slice
             other than its start slice (the start slice keeps 0); the next slice's box comes
-            from the cut mask, and ``SliceResult.low_res_logits`` stay the decoder's own.
+            from the cut mask, and ``SliceResult.low_res_logits`` stay the decoder's own. A slice
+            decoded again by ``click_boxes`` keeps 0 for its retry (as measured).
         cut_clicked_start: an object's start slice prompted by more than its box (clicks, a
             previous mask) is cut at ``propagated_threshold`` too; one prompted by its box alone
             keeps 0.
@@ -365,11 +366,11 @@ def propagate(
             group = model_frame_prompts([items[k] for k in rest], ratio, size)
             low_res[rest], iou[rest] = backend.decode_prompts(emb, group)
         stats.decoder_boxes += len(active)
-        kept = [
+        uncut = [
             z == z_key[i] and (item.box_only or not vp.cut_clicked_start)
             for i, item in zip(active, items, strict=True)
         ]
-        shift = np.array([0.0 if keep else vp.propagated_threshold for keep in kept], np.float32)
+        shift = np.array([0.0 if u else vp.propagated_threshold for u in uncut], np.float32)
         masks = low_res_to_masks(low_res - shift[:, None, None, None], new_hw, (h, w))
         if vp.click_boxes:
             for k in rest:
