@@ -9,12 +9,14 @@ the challenge's interactive npz format (``boxes``, pickled ``clicks``/``clicks_o
 ``prev_pred``) and reads it back through ``umedsam.data.npz.load_case``, as ``umedsam predict``
 does. Per step: DSC and NSD (``umedsam.evaluation.metrics.case_metrics``, the official rules:
 NSD 0 where the case DSC <= 0.2); DSC_AUC and NSD_AUC by the trapezoid rule over the 5 click
-steps (x = 0..4, at most 4.0); final DSC/NSD; seconds per step. 3D boxes are the dev boxes (3D
-extents) as CVPR 2025 dicts (``--box-format dicts``, the default: ``z_mid`` = the middle slice and
-the extent's x/y range as its box, read as one slice's box) or as the (N, 6) array the format
-also accepts (``--box-format array``: every model but the official one then keeps propagated
-boxes inside them); step 1 equals box-only LiteMedSAM either way. A volume's slice embeddings
-are kept across its steps.
+steps (x = 0..4, at most 4.0); final DSC/NSD; seconds per step. 3D boxes are, by default, the
+challenge's own (``--box-format cvpr25``: made from the ground truth as its ``get_boxes.py`` makes
+them, ``umedsam.data.interaction.challenge_boxes_3d``: the tight box on the slice of the median
+voxel, with a seeded margin of 0-5 px at 256 scale); or the dev boxes (3D extents) as CVPR 2025
+dicts (``--box-format dicts``: ``z_mid`` = the middle slice and the extent's x/y range as its box;
+step 1 then equals box-only LiteMedSAM) or as the (N, 6) array the format also accepts
+(``--box-format array``: every model but the official one then keeps propagated boxes inside
+them). 2D boxes are the dev boxes. A volume's slice embeddings are kept across its steps.
 
 Scribbles (``--protocol scribbles``, 2D cases): per object a simulated scribble of each family
 (``umedsam.data.interaction.simulate_scribble``, seeded), written as CVPR 2024 scribble cases:
@@ -66,10 +68,18 @@ def _case_metrics(segs: np.ndarray, gts: np.ndarray, spacing: Any) -> tuple[floa
     return float(m.dsc), float(m.nsd)
 
 
-def _boxes_entry(boxes: np.ndarray, is_3d: bool, box_format: str) -> Any:
-    """The dev boxes as the interactive format holds them (3D: an array or CVPR 2025 dicts)."""
+def _boxes_entry(boxes: np.ndarray, is_3d: bool, box_format: str, gts: np.ndarray) -> Any:
+    """The case's boxes as the interactive format holds them (3D: the challenge's dicts made
+    from the ground truth, the dev boxes as dicts, or the dev boxes as an (N, 6) array)."""
     if not is_3d or box_format == "array":
         return boxes
+    if box_format == "cvpr25":
+        from umedsam.data.interaction import challenge_boxes_3d
+
+        labels = [int(v) for v in np.unique(gts)[1:]]
+        if labels != list(range(1, len(boxes) + 1)):
+            raise ValueError(f"labels {labels} are not 1..{len(boxes)}, one per box")
+        return [{k: np.int64(v) for k, v in b.items()} for b in challenge_boxes_3d(gts)]
     from umedsam.inference.propagation import key_slices
 
     mids = key_slices(boxes)
@@ -139,7 +149,7 @@ def click_protocol(args: argparse.Namespace) -> dict[str, Any]:
             step_file = tmp / path.name
             arrays = {
                 "imgs": base.imgs,
-                "boxes": _boxes_entry(base.boxes, base.is_3d, args.box_format),
+                "boxes": _boxes_entry(base.boxes, base.is_3d, args.box_format, gts),
             }
             if base.spacing is not None:
                 arrays["spacing"] = base.spacing
@@ -511,9 +521,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--box-format",
-        choices=["array", "dicts"],
-        default="dicts",
-        help="3D boxes as CVPR 2025 z_mid dicts (default) or as the (N, 6) extents",
+        choices=["cvpr25", "dicts", "array"],
+        default="cvpr25",
+        help="3D boxes: the challenge's own (cvpr25, default: made from the ground truth as its "
+        "get_boxes.py makes them), the dev boxes as z_mid dicts (dicts: the middle slice, the "
+        "extent's x/y range as its box), or the dev boxes as (N, 6) extents (array)",
     )
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)

@@ -7,6 +7,7 @@ import pytest
 
 from umedsam.data.interaction import (
     SCRIBBLE_FAMILIES,
+    challenge_boxes_3d,
     challenge_click,
     correction_click,
     correction_scribble,
@@ -17,6 +18,26 @@ from umedsam.data.interaction import (
 def _disk(h: int, w: int, cy: int, cx: int, r: int) -> np.ndarray:
     yy, xx = np.mgrid[:h, :w]
     return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+
+
+def test_challenge_boxes_3d_as_the_challenge_script_makes_them() -> None:
+    gts = np.zeros((10, 256, 512), np.uint8)
+    gts[1:9, 100:120, 200:260] = 1  # z-range 1-8 ...
+    gts[7:9, 90:140, 150:300] = 1  # ... but most voxels on slices 7-8: the median voxel is there
+    gts[3, 10:20, 10:30] = 3  # a one-slice label; label 2 absent
+    boxes = challenge_boxes_3d(gts)
+    assert [b["z_mid"] for b in boxes] == [7, 3]
+    assert (boxes[0]["z_min"], boxes[0]["z_max"]) == (1, 8)
+    assert (boxes[1]["z_min"], boxes[1]["z_max"]) == (3, 3)
+    shifts = np.random.RandomState(2025).randint(0, 6, 2)  # one draw per label, in order
+    for box, tight, s in zip(boxes, [(150, 90, 299, 139), (10, 10, 29, 19)], shifts, strict=True):
+        x0, y0, x1, y1 = tight
+        dx, dy = int(s * 512 / 256), int(s * 256 / 256)
+        got = (box["z_mid_x_min"], box["z_mid_y_min"], box["z_mid_x_max"], box["z_mid_y_max"])
+        assert got == (max(0, x0 - dx), max(0, y0 - dy), x1 + dx, y1 + dy)
+    assert challenge_boxes_3d(gts) == boxes  # fresh generator per case: repeatable
+    with pytest.raises(ValueError, match="D, H, W"):
+        challenge_boxes_3d(gts[0])
 
 
 def test_challenge_click_is_the_centre_of_the_largest_error_2d() -> None:

@@ -77,6 +77,49 @@ def challenge_click(pred: NDArray, gt: NDArray) -> Click | None:
     return Click(index, bool(np.asarray(gt, bool)[index]))
 
 
+CHALLENGE_BOX_SEED = 2025
+"""Seed of the CVPR 2025 challenge's box script (``get_boxes.py``): its random box margins."""
+
+
+def challenge_boxes_3d(gts: NDArray, seed: int = CHALLENGE_BOX_SEED) -> list[dict[str, int]]:
+    """The CVPR 2025 interactive challenge's box of each label of a 3D ground truth, as its dicts.
+
+    As the challenge's ``get_boxes.py`` makes them: ``z_min``/``z_max`` are the label's z-range;
+    ``z_mid`` is the slice of its median voxel (voxels in C order, so sorted by z); the 2D box is
+    the label's tight box on that slice, each side moved out by ``int(s * W / 256)`` pixels in x
+    and ``int(s * H / 256)`` in y, clipped to the image, with one ``s`` per label drawn uniformly
+    from 0-5 by a ``RandomState(seed)`` started afresh per case (labels in ascending order).
+
+    Returns:
+        One dict per label present in ``gts`` (ascending), keys ``z_min, z_max, z_mid,
+        z_mid_x_min, z_mid_y_min, z_mid_x_max, z_mid_y_max``.
+    """
+    gts = np.asarray(gts)
+    if gts.ndim != 3:
+        raise ValueError(f"challenge boxes need a (D, H, W) ground truth; got shape {gts.shape}")
+    _, h, w = gts.shape
+    rng = np.random.RandomState(seed)
+    out = []
+    for label in np.unique(gts)[1:]:
+        z_idx, _, _ = np.nonzero(gts == label)
+        z_mid = int(z_idx[len(z_idx) // 2])
+        ys, xs = np.nonzero(gts[z_mid] == label)
+        shift = int(rng.randint(0, 6, 1)[0])
+        dx, dy = int(shift * w / 256), int(shift * h / 256)
+        out.append(
+            {
+                "z_min": int(z_idx.min()),
+                "z_max": int(z_idx.max()),
+                "z_mid": z_mid,
+                "z_mid_x_min": max(0, int(xs.min()) - dx),
+                "z_mid_y_min": max(0, int(ys.min()) - dy),
+                "z_mid_x_max": min(w - 1, int(xs.max()) + dx),
+                "z_mid_y_max": min(h - 1, int(ys.max()) + dy),
+            }
+        )
+    return out
+
+
 def correction_click(
     pred: NDArray, gt: NDArray, rng: np.random.Generator, centre: bool = True
 ) -> Click | None:
