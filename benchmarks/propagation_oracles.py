@@ -46,6 +46,8 @@ Selector = Callable[[dict[str, Any]], int]
 
 
 def _dsc(a: NDArray, b: NDArray) -> float:
+    """DSC of two masks for choosing among candidates: 1.0 when both are empty (the official
+    ``umedsam.evaluation.metrics.dice``, used for the scores, gives NaN there)."""
     total = int(a.sum()) + int(b.sum())
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
@@ -74,20 +76,24 @@ def _pooled_feature(embedding: NDArray, logits: NDArray) -> NDArray | None:
 
 
 def select_oracle(c: dict[str, Any]) -> int:
+    """The candidate closest to the ground truth (an upper bound for any selector)."""
     return int(np.argmax([_dsc(m, c["gt"]) for m in c["masks"]]))
 
 
 def select_iou(c: dict[str, Any]) -> int:
+    """The candidate the IoU head rates highest."""
     return int(np.argmax(c["iou"][:, 0]))
 
 
 def select_stability(c: dict[str, Any]) -> int:
+    """The candidate with the highest stability score (pixels above +1 over pixels above -1)."""
     high = (c["logits"][:, 0] > 1).sum((1, 2))
     low = (c["logits"][:, 0] > -1).sum((1, 2))
     return int(np.argmax(high / np.maximum(low, 1)))
 
 
 def select_prototype(c: dict[str, Any]) -> int:
+    """The candidate whose mean embedding is closest to the start slice's."""
     scores = []
     for k in range(len(c["masks"])):
         f = _pooled_feature(c["embedding"], c["logits"][k, 0])
@@ -96,10 +102,12 @@ def select_prototype(c: dict[str, Any]) -> int:
 
 
 def select_previous(c: dict[str, Any]) -> int:
+    """The candidate that agrees most with the previous slice's mask."""
     return int(np.argmax([_dsc(m, c["previous"]) for m in c["masks"]]))
 
 
 def select_cycle(c: dict[str, Any]) -> int:
+    """The candidate whose own box, decoded on the previous slice, agrees most with its mask."""
     from umedsam.data.transforms import low_res_to_masks, mask_to_model_box
 
     boxes, kept = [], []
@@ -242,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from umedsam.data.transforms import preprocess_slices
+    from umedsam.evaluation.metrics import dice
     from umedsam.inference.engines import EngineSpec, open_engine
     from umedsam.inference.interactive import PROPAGATED_THRESHOLD
 
@@ -275,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             if row == "shipped" and k == 0:
                 _check_against_package(backend, imgs, boxes, segs)
             labels = [int(v) for v in np.unique(gts)[1:]]
-            scores.append(statistics.fmean(_dsc(segs == v, gts == v) for v in labels))
+            scores.append(statistics.fmean(dice(segs == v, gts == v) for v in labels))
         seconds = time.perf_counter() - start
         print(f"| {row} | {statistics.fmean(scores):.4f} | {seconds:.0f} |", flush=True)
     return 0
