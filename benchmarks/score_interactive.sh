@@ -1,6 +1,8 @@
 #!/bin/bash
 # Score one interactive checkpoint on dev, as the rules in docs/interactive.md ask: box-only
-# predict + evaluate, the CVPR 2025 click protocol and the scribble protocol.
+# predict + evaluate, the CVPR 2025 click protocol and the scribble protocol. The click protocol
+# takes the benchmark's default 3D boxes: the challenge's own since December 2026 (the rules
+# judged before then used --box-format dicts; compare a new checkpoint with the same format).
 #   benchmarks/score_interactive.sh CHECKPOINT OUT_DIR
 # Run from the repository root; the shared data folder sits beside it.
 set -e

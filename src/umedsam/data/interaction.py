@@ -21,6 +21,8 @@ from scipy import ndimage
 SCRIBBLE_FAMILIES = ("centerline", "curve", "contour", "background")
 """Scribble styles: the object's centre line (skeleton), a random smooth curve inside it, a
 stroke along the inside of its contour, and a negative stroke in the background near it."""
+CHALLENGE_BOX_SEED = 2025
+"""Seed of the CVPR 2025 challenge's box script (``get_boxes.py``): its random box margins."""
 
 
 class Click(NamedTuple):
@@ -75,10 +77,6 @@ def challenge_click(pred: NDArray, gt: NDArray) -> Click | None:
     chosen = candidates[np.random.RandomState(42).choice(len(candidates))]
     index = tuple(int(v) for v in chosen)
     return Click(index, bool(np.asarray(gt, bool)[index]))
-
-
-CHALLENGE_BOX_SEED = 2025
-"""Seed of the CVPR 2025 challenge's box script (``get_boxes.py``): its random box margins."""
 
 
 def challenge_boxes_3d(gts: NDArray, seed: int = CHALLENGE_BOX_SEED) -> list[dict[str, int]]:
