@@ -495,6 +495,12 @@ def main(argv: list[str] | None = None) -> int:
         "package's CUT_CLICKED_START)",
     )
     parser.add_argument(
+        "--mirror-slices",
+        choices=["on", "off"],
+        help="3D: decode every slice also on its mirror image and average the two (default: the "
+        "package's MIRROR_SLICES)",
+    )
+    parser.add_argument(
         "--mirror-strokes",
         choices=["on", "off"],
         help="average first predictions from strokes over the image and its mirror image "
@@ -543,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
         interactive.PROPAGATED_THRESHOLD = args.propagated_threshold
     if args.cut_clicked_start is not None:
         interactive.CUT_CLICKED_START = args.cut_clicked_start == "on"
+    if args.mirror_slices is not None:
+        interactive.MIRROR_SLICES = args.mirror_slices == "on"
     if args.mirror_strokes is not None:
         import umedsam.inference.predictor as predictor
 

@@ -14,7 +14,7 @@ Then ``benchmarks/choose_default.py`` applies the default rule to ``WORK/segs_me
 
 ``--base``, ``--parts`` and ``--write-only`` write other merges without scoring them, e.g. the
 average of the shipped interactive weights and a later training run of them
-(docs/interactive.md):
+(docs/interactive_log.md):
 
     python benchmarks/merge.py --base umedsam_interactive --tuned runs/X/last.pt \
         --parts prompt_encoder mask_decoder --alpha 0.5 --write-only --work runs/X_soup

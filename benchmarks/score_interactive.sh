@@ -1,5 +1,5 @@
 #!/bin/bash
-# Score one interactive checkpoint on dev, as the rules in docs/interactive.md ask: box-only
+# Score one interactive checkpoint on dev, as the rules in docs/interactive_log.md ask: box-only
 # predict + evaluate, the CVPR 2025 click protocol and the scribble protocol. The click protocol
 # takes the benchmark's default 3D boxes: the challenge's own since December 2026 (the rules
 # judged before then used --box-format dicts; compare a new checkpoint with the same format).

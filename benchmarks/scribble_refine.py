@@ -4,7 +4,7 @@ the dense prompt), on the 2D cases of a challenge folder.
 
 Strokes are drawn as ``benchmarks/interactive.py --protocol scribbles`` draws them (same seeds,
 same families); the DSC is the mean over a case's objects. Used to decide, on training cases,
-whether ``umedsam_interactive`` should refine first predictions from scribbles (docs/interactive.md).
+whether ``umedsam_interactive`` should refine first predictions from scribbles (docs/interactive_log.md).
 
     python benchmarks/scribble_refine.py ../shared/data/train --every 10
 """

@@ -135,3 +135,24 @@ def test_bounded_propagation_only_for_models_other_than_the_official_one() -> No
     assert not bounded_propagation("litemedsam")
     assert bounded_propagation("litemedsam", checkpoint="fine-tuned.pt")
     assert bounded_propagation("umedsam_merged") and bounded_propagation("umedsam_interactive")
+
+
+def test_mirror_slices_only_for_models_that_take_mask_prompts(tiny_model, monkeypatch) -> None:
+    import umedsam.inference.interactive as interactive
+
+    d, h, w = 8, 32, 32
+    vol = np.random.default_rng(2).integers(0, 255, (d, h, w)).astype(np.uint8)
+    box = np.array([[4.0, 4.0, 2.0, 20.0, 20.0, 5.0]])
+    prompts = CasePrompts(np.array([1]), box, None, (np.zeros((0, 3), np.int64),), (np.zeros(0),))
+    backend = TorchBackend(tiny_model)
+    calls = {}
+    for mirrored in (False, True):
+        monkeypatch.setattr(interactive, "MIRROR_SLICES", mirrored)
+        for mask_prompts in (False, True):
+            stats = PropagationStats()
+            segment_interactive_volume(
+                backend, vol, prompts, mask_prompts=mask_prompts, stats=stats
+            )
+            calls[mirrored, mask_prompts] = stats.encoder_calls
+    assert calls[False, True] == calls[False, False] == calls[True, False] == 4  # slices 2-5
+    assert calls[True, True] == 8

@@ -225,3 +225,29 @@ def test_exported_engines_decode_prompts_like_torch(
         results.append(predictor.predict(**kwargs, mask_input=first.low_res_logits))
     np.testing.assert_allclose(results[1].low_res_logits, results[0].low_res_logits, atol=2e-3)
     np.testing.assert_allclose(results[1].iou, results[0].iou, atol=2e-3)
+
+
+def test_mirror_prompt_flips_box_clicks_and_dense_prompt_and_back() -> None:
+    from umedsam.inference.prompts import ObjectPrompt, mirror_low_res, mirror_prompt
+
+    rng = np.random.default_rng(0)
+    dense = rng.normal(size=(1, 16, 16)).astype(np.float32)
+    item = ObjectPrompt(
+        box_model=np.array([2.0, 3.0, 7.0, 9.0]),
+        points=np.array([[0.0, 4.0], [9.0, 1.0]]),
+        point_labels=np.array([1, 0]),
+        mask_logits=dense,
+    )
+    flipped = mirror_prompt(item, width=20, new_w=10)
+    np.testing.assert_array_equal(flipped.box_model, [3.0, 3.0, 8.0, 9.0])
+    np.testing.assert_array_equal(flipped.points, [[19.0, 4.0], [10.0, 1.0]])
+    np.testing.assert_array_equal(flipped.point_labels, [1, 0])
+    assert flipped.mask_logits is not None
+    np.testing.assert_array_equal(flipped.mask_logits[..., :10], dense[..., :10][..., ::-1])
+    np.testing.assert_array_equal(flipped.mask_logits[..., 10:], dense[..., 10:])  # padding
+    back = mirror_prompt(flipped, width=20, new_w=10)
+    np.testing.assert_array_equal(back.box_model, item.box_model)
+    np.testing.assert_array_equal(back.points, item.points)
+    np.testing.assert_array_equal(back.mask_logits, dense)
+    np.testing.assert_array_equal(mirror_low_res(mirror_low_res(dense, 10), 10), dense)
+    assert mirror_prompt(ObjectPrompt(), 20, 10) == ObjectPrompt()

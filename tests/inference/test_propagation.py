@@ -309,3 +309,40 @@ def test_clicked_start_slice_is_cut_too_when_asked(tiny_model) -> None:
             np.testing.assert_array_equal(start.masks[k], expected)
         clicked.append(start.masks[list(start.object_ids).index(0)])
     assert clicked[1].sum() < clicked[0].sum()
+
+
+def test_mirror_slices_average_each_slice_with_its_mirror_image(tiny_model) -> None:
+    """With ``mirror_slices`` every slice is also encoded flipped (kept in the cache's mirror
+    store) and its logits are the mean of the two decodings, the mirror's flipped back."""
+    from umedsam.data.transforms import preprocess_slices, resized_hw
+    from umedsam.inference.prompts import mirror_low_res
+    from umedsam.inference.propagation import VolumePrompts
+
+    vol, boxes = _volume()
+    d, h, w = vol.shape
+    backend = CountingBackend(tiny_model)
+    size = backend.image_size
+    new_w = resized_hw((h, w), size)[1]
+    cache = SliceEmbeddingCache()
+    starts = np.array([7, 7])
+    prompts = VolumePrompts(mirror_slices=True)
+    results = list(
+        propagate(backend, vol, boxes[:2], start_slices=starts, embeddings=cache, prompts=prompts)
+    )
+    slices = {r.z for r in results}
+    assert backend.encoded == 2 * len(slices)
+    assert len(cache) == len(cache.mirrored()) == len(slices)
+    flipped_slice, _ = preprocess_slices(np.ascontiguousarray(vol[7:8, :, ::-1]), size)
+    np.testing.assert_allclose(cache.mirrored().get(7), backend.encode(flipped_slice), atol=1e-6)
+
+    key = boxes_to_model_frame(boxes[:2][:, [0, 1, 3, 4]], (h, w), size).astype(np.float32)
+    mirrored_key = key.copy()
+    mirrored_key[:, [0, 2]] = new_w - key[:, [2, 0]]
+    plain, _ = backend.decode(cache.get(7), key)
+    mirror, _ = backend.decode(cache.mirrored().get(7), mirrored_key)
+    start = [r for r in results if r.z == 7][0]
+    expected = (plain + mirror_low_res(mirror, new_w)) / 2
+    np.testing.assert_allclose(start.low_res_logits, expected, atol=1e-5)
+    # without the flag nothing is mirrored
+    alone = list(propagate(backend, vol, boxes[:2], start_slices=starts))
+    assert not np.allclose([r for r in alone if r.z == 7][0].low_res_logits, expected)

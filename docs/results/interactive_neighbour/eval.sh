@@ -1,5 +1,5 @@
 #!/bin/bash
-# dev scoring of the fifth interactive run's final checkpoint, by its rule (docs/interactive.md)
+# dev scoring of the fifth interactive run's final checkpoint, by its rule (docs/interactive_log.md)
 set -e
 cd "$(dirname "$0")/../../.."
 C=runs/interactive_neighbour/last.pt

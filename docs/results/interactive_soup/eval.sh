@@ -1,5 +1,5 @@
 #!/bin/bash
-# dev scoring of the weight average of the shipped interactive weights and the fifth run (docs/interactive.md)
+# dev scoring of the weight average of the shipped interactive weights and the fifth run (docs/interactive_log.md)
 set -e
 cd "$(dirname "$0")/../../.."
 .venv/bin/python benchmarks/merge.py --base umedsam_interactive --tuned runs/interactive_neighbour/last.pt \

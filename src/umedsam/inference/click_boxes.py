@@ -11,7 +11,7 @@ four sides, keeping every foreground click inside). Among the retries that agree
 click, the one that changes the first mask least (highest DSC with it) replaces it; if none
 agrees, the first mask stays. Propagation takes the next slice's box from the first mask, so a
 retry changes its own slice only (clicks carried to neighbour slices retry there). Chosen on
-training volumes (docs/interactive.md, "Clicks over boxes").
+training volumes (docs/interactive_log.md, "Clicks over boxes").
 """
 
 from __future__ import annotations

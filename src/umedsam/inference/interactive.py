@@ -135,7 +135,7 @@ def carried_slices(
 
 CLICK_REACH = 2
 """Slices on each side that a 3D click reaches (:func:`carried_slices`); chosen on train cases
-with the CVPR 2025 protocol (docs/interactive.md)."""
+with the CVPR 2025 protocol (docs/interactive_log.md)."""
 SETTLE_DSC: float | None = 0.9
 """A 3D correction stops re-propagating in a direction once an object's new mask on a slice
 agrees this well (DSC) with its previous one (``VolumePrompts.settle_dsc``; None: to the ends)."""
@@ -145,16 +145,20 @@ CLICK_BOXES = True
 CORRECTION_REACH: int | None = 2
 """Slices on each side of its start slice that a 3D correction re-propagates an object with a
 previous mask (``VolumePrompts.correction_reach``; None: as far as :data:`SETTLE_DSC` lets it).
-Chosen by a held-out rule on training volumes (docs/interactive.md)."""
+Chosen by a held-out rule on training volumes (docs/interactive_log.md)."""
 PROPAGATED_THRESHOLD = 0.5
 """Logit above which a pixel is on an object's mask in 3D, for models that take mask prompts
 (``VolumePrompts.propagated_threshold``): on every slice but a start slice prompted by its box
 alone, which keeps 0 (:data:`CUT_CLICKED_START`). Chosen by a held-out rule on training volumes
-(docs/interactive.md)."""
+(docs/interactive_log.md)."""
 CUT_CLICKED_START = True
 """A correction's start slice is cut at :data:`PROPAGATED_THRESHOLD` too; only a start slice
 prompted by its box alone keeps 0 (``VolumePrompts.cut_clicked_start``). Chosen by a held-out
-rule on training volumes (docs/interactive.md)."""
+rule on training volumes (docs/interactive_log.md)."""
+MIRROR_SLICES = False
+"""Decode every slice of a 3D interactive case also on its mirror image and average the two
+(``VolumePrompts.mirror_slices``), for models that take mask prompts; doubles the encoder and
+decoder work of a volume (docs/interactive_log.md)."""
 
 
 def _volume_prompts(
@@ -270,6 +274,7 @@ def segment_interactive_volume(
         correction_reach=CORRECTION_REACH,
         propagated_threshold=PROPAGATED_THRESHOLD if mask_prompts else 0.0,
         cut_clicked_start=CUT_CLICKED_START,
+        mirror_slices=MIRROR_SLICES and mask_prompts,
     )
     extents = None
     if clip_to_box and prompts.boxes is not None and prompts.start_slices is None:

@@ -22,7 +22,7 @@ from umedsam.data.transforms import (
 )
 from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
-from umedsam.inference.prompts import encode_prompts
+from umedsam.inference.prompts import encode_prompts, mirror_low_res
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ UPSAMPLE_CHUNK = 16  # objects upsampled to full resolution at a time
 MIRROR_STROKES = True
 """Decode a first prediction from strokes on the image and on its mirror image and average the
 two (objects whose prompts hold a scribble and no click and no previous mask; the rule and its
-test are in docs/interactive.md)."""
+test are in docs/interactive_log.md)."""
 KEEP_STROKE_COMPONENTS = True
 """In a first prediction from strokes (the objects of :data:`MIRROR_STROKES`), keep only the
 connected pieces of the mask that hold a positive stroke pixel (all of it if none does)."""
@@ -193,9 +193,7 @@ class Predictor:
             scribbles=[np.ascontiguousarray(np.asarray(scribbles[i])[:, ::-1]) for i in chosen],
         )
         low_m, iou_m = self.backend.decode_prompts(mirror.embedding, prompts)
-        new_w = self._new_hw[1]
-        low_m = np.array(low_m, np.float32)
-        low_m[..., :new_w] = low_m[..., :new_w][..., ::-1]  # back to the image's frame
+        low_m = mirror_low_res(low_m, self._new_hw[1])  # back to the image's frame
         low_res = np.array(low_res, np.float32)
         iou = np.array(iou, np.float32)
         low_res[chosen] = (low_res[chosen] + low_m) / 2

@@ -377,3 +377,26 @@ def model_frame_prompts(items: Sequence[ObjectPrompt], ratio: float, size: int) 
         if item.mask_logits is not None:
             masks[i], has_mask[i] = item.mask_logits, 1.0
     return DecoderPrompts(coords_arr, labels_arr, masks, has_mask, num_tokens)
+
+
+def mirror_low_res(low_res: NDArray, new_w: int) -> NDArray[np.float32]:
+    """Model-frame logits or dense prompts (..., S, S) of an image flipped left-right, or flipped
+    back: the image's ``new_w`` columns are reversed, the padding stays on the right."""
+    out = np.array(low_res, np.float32)
+    out[..., :new_w] = out[..., :new_w][..., ::-1]
+    return out
+
+
+def mirror_prompt(item: ObjectPrompt, width: int, new_w: int) -> ObjectPrompt:
+    """``item`` on the left-right mirror image of an image ``width`` pixels wide (``new_w`` in the
+    model frame): box, clicks and dense prompt flipped with it."""
+    box = None
+    if item.box_model is not None:
+        b = np.asarray(item.box_model, np.float64)
+        box = np.array([new_w - b[2], b[1], new_w - b[0], b[3]], np.float32)
+    points = None
+    if item.points is not None:
+        points = np.asarray(item.points, np.float64).reshape(-1, 2).copy()
+        points[:, 0] = width - 1 - points[:, 0]
+    mask = None if item.mask_logits is None else mirror_low_res(item.mask_logits, new_w)
+    return ObjectPrompt(box, points, item.point_labels, mask)

@@ -37,7 +37,13 @@ from umedsam.data.transforms import (
 )
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.click_boxes import best_agreeing, candidate_boxes, contradicted
-from umedsam.inference.prompts import ObjectPrompt, mask_to_logits, model_frame_prompts
+from umedsam.inference.prompts import (
+    ObjectPrompt,
+    mask_to_logits,
+    mirror_low_res,
+    mirror_prompt,
+    model_frame_prompts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -80,13 +86,22 @@ class SliceEmbeddingCache:
     """Bounded store of one volume's slice embeddings; refuses new entries once ``max_mb`` is full.
 
     ``dtype`` float16 halves the memory but rounds the embeddings, which can move mask edges;
-    the default float32 keeps the masks identical to recomputing the embedding.
+    the default float32 keeps the masks identical to recomputing the embedding. The embeddings
+    of the slices' mirror images (``VolumePrompts.mirror_slices``) live in :meth:`mirrored`, a
+    second store with the same bound.
     """
 
     max_mb: float = 1024.0
     dtype: type[np.floating] = np.float32
     _store: dict[int, NDArray] = field(default_factory=dict)
     _bytes: int = 0
+    _mirrored: SliceEmbeddingCache | None = None
+
+    def mirrored(self) -> SliceEmbeddingCache:
+        """The store of the mirror images' embeddings (made on first use)."""
+        if self._mirrored is None:
+            self._mirrored = SliceEmbeddingCache(self.max_mb, self.dtype)
+        return self._mirrored
 
     def get(self, z: int) -> NDArray[np.float32] | None:
         """The embedding of slice z as float32, or None."""
@@ -118,8 +133,9 @@ class SliceEmbeddingCache:
 
     @property
     def megabytes(self) -> float:
-        """Current size in MiB."""
-        return self._bytes / 2**20
+        """Current size in MiB, the mirror images' store included."""
+        mirrored = 0 if self._mirrored is None else self._mirrored._bytes
+        return (self._bytes + mirrored) / 2**20
 
 
 @dataclass(frozen=True)
@@ -153,6 +169,9 @@ class VolumePrompts:
         cut_clicked_start: an object's start slice prompted by more than its box (clicks, a
             previous mask) is cut at ``propagated_threshold`` too; one prompted by its box alone
             keeps 0.
+        mirror_slices: decode every slice also on its left-right mirror image (prompts flipped
+            with it; one more encoding per slice) and average the two low-resolution logits
+            before the mask is cut; a ``click_boxes`` retry decodes the slice itself only.
     """
 
     clicks: Mapping[tuple[int, int], tuple[NDArray, NDArray]] = field(default_factory=dict)
@@ -165,6 +184,7 @@ class VolumePrompts:
     correction_reach: int | None = None
     propagated_threshold: float = 0.0
     cut_clicked_start: bool = False
+    mirror_slices: bool = False
 
 
 def encode_volume(
@@ -269,16 +289,18 @@ def propagate(
     labels = np.arange(1, n + 1)
     down_needed = {z for i in range(n) for z in range(int(z_lo[i]), int(z_key[i]))}
 
-    def embed(z: int, direction: str) -> NDArray[np.float32]:
-        cached = cache.get(z)
+    def embed(z: int, direction: str, mirrored: bool = False) -> NDArray[np.float32]:
+        store = cache.mirrored() if mirrored else cache
+        cached = store.get(z)
         if cached is not None:
             stats.cache_hits += 1
             return cached
-        array, _ = preprocess_slices(volume[z : z + 1], size)
+        image = volume[z : z + 1, :, ::-1] if mirrored else volume[z : z + 1]
+        array, _ = preprocess_slices(np.ascontiguousarray(image), size)
         emb = backend.encode(array)
         stats.encoder_calls += 1
         wanted = keep_all or (direction == "up" and z in down_needed)
-        if wanted and cache.put(z, emb):
+        if wanted and store.put(z, emb):
             stats.cache_peak_mb = max(stats.cache_peak_mb, cache.megabytes)
         return emb
 
@@ -350,22 +372,35 @@ def propagate(
         best = best_agreeing(found, mask, points, point_labels)
         return None if best is None else (logits[best], scores[best], found[best])
 
-    def run_slice(
-        z: int, active: list[int], prev: dict[int, NDArray], direction: str
-    ) -> SliceResult:
-        emb = embed(z, direction)
-        items = [object_prompt(i, z, prev) for i in active]
+    def decode_items(
+        emb: NDArray, items: list[ObjectPrompt]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """Low-resolution logits and IoU of one slice's objects (box-only ones: the official path)."""
         plain = [k for k, item in enumerate(items) if item.box_only]
         rest = [k for k, item in enumerate(items) if not item.box_only]
-        low_res = np.zeros((len(active), 1, size, size), np.float32)
-        iou = np.zeros((len(active), 1), np.float32)
+        low_res = np.zeros((len(items), 1, size, size), np.float32)
+        iou = np.zeros((len(items), 1), np.float32)
         if plain:
             boxes = np.stack([np.asarray(items[k].box_model) for k in plain])
             low_res[plain], iou[plain] = backend.decode(emb, boxes)
         if rest:
             group = model_frame_prompts([items[k] for k in rest], ratio, size)
             low_res[rest], iou[rest] = backend.decode_prompts(emb, group)
-        stats.decoder_boxes += len(active)
+        stats.decoder_boxes += len(items)
+        return low_res, iou
+
+    def run_slice(
+        z: int, active: list[int], prev: dict[int, NDArray], direction: str
+    ) -> SliceResult:
+        emb = embed(z, direction)
+        items = [object_prompt(i, z, prev) for i in active]
+        rest = [k for k, item in enumerate(items) if not item.box_only]
+        low_res, iou = decode_items(emb, items)
+        if vp.mirror_slices:
+            flipped = [mirror_prompt(item, w, new_hw[1]) for item in items]
+            low_m, iou_m = decode_items(embed(z, direction, mirrored=True), flipped)
+            low_res = ((low_res + mirror_low_res(low_m, new_hw[1])) / 2).astype(np.float32)
+            iou = ((iou + iou_m) / 2).astype(np.float32)
         uncut = [
             z == z_key[i] and (item.box_only or not vp.cut_clicked_start)
             for i, item in zip(active, items, strict=True)
@@ -429,6 +464,7 @@ def propagate(
         result = run_slice(z, active, prev, "down")
         if not keep_all:
             cache.discard(z)
+            cache.mirrored().discard(z)
         for k, i in enumerate(active):
             prev[i] = unretried.pop(i, result.masks[k])
             if (not has_box[i] and not result.masks[k].any()) or settled(i, z, result.masks[k]):

@@ -99,7 +99,7 @@ def bounded_propagation(name: str, checkpoint: object = None) -> bool:
     """Whether 3D propagation keeps each object inside its 3D box for model ``name``.
 
     Every model but the official LiteMedSAM (its own weights, no ``checkpoint``), whose rule
-    stays the official one bit for bit; chosen on training volumes (docs/interactive.md).
+    stays the official one bit for bit; chosen on training volumes (docs/models.md, "Bounded propagation").
     """
     return not (name == DEFAULT_MODEL_BASE and checkpoint is None)
 
