@@ -343,6 +343,10 @@ def test_mirror_slices_average_each_slice_with_its_mirror_image(tiny_model) -> N
     start = [r for r in results if r.z == 7][0]
     expected = (plain + mirror_low_res(mirror, new_w)) / 2
     np.testing.assert_allclose(start.low_res_logits, expected, atol=1e-5)
+    # the private cache (mirror embeddings dropped as the downward sweep passes) gives the same
+    private = list(propagate(backend, vol, boxes[:2], start_slices=starts, prompts=prompts))
+    for got, want in zip(private, results, strict=True):
+        np.testing.assert_allclose(got.low_res_logits, want.low_res_logits, atol=1e-5)
     # without the flag nothing is mirrored
     alone = list(propagate(backend, vol, boxes[:2], start_slices=starts))
     assert not np.allclose([r for r in alone if r.z == 7][0].low_res_logits, expected)

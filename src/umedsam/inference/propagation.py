@@ -464,7 +464,8 @@ def propagate(
         result = run_slice(z, active, prev, "down")
         if not keep_all:
             cache.discard(z)
-            cache.mirrored().discard(z)
+            if vp.mirror_slices:
+                cache.mirrored().discard(z)
         for k, i in enumerate(active):
             prev[i] = unretried.pop(i, result.masks[k])
             if (not has_box[i] and not result.masks[k].any()) or settled(i, z, result.masks[k]):
