@@ -331,6 +331,101 @@ def test_clicks_correct_the_selected_object_2d(browser, serve, tmp_path):
     assert errors == []
 
 
+def download_segs(page, link: str, path: Path) -> np.ndarray:
+    """Click a download link of the page and read the label map of the npz it saves."""
+    with page.expect_download() as download:
+        page.click(link)
+    download.value.save_as(path)
+    with np.load(path) as data:
+        return data["segs"]
+
+
+def test_undo_in_3d_never_leaves_an_undone_correction_in_the_download(browser, serve, tmp_path):
+    """3D: box, Segment, a positive click far from the box (the mask grows there), then Undo.
+
+    The page segments again at once (volumes otherwise wait for the Segment button), the mask
+    shown and the npz download are the box's mask again, not the undone correction; redo and
+    delete do the same. While prompts differ from the last mask, downloads are disabled and the
+    page says the mask is out of date; a link from before is refused by the server.
+    """
+    from umedsam.ui.app import UIConfig, example_cases
+
+    if EXAMPLE_3D not in example_cases():
+        pytest.skip("bundled examples not installed")
+    base, app = serve(UIConfig(model="test_tiny"), ClickBackend)
+    page, errors = open_page(browser, base)
+    page.click(f"button[data-example='{EXAMPLE_3D}']")
+    page.wait_for_selector("body[data-encoded='1']", timeout=60_000)
+    session = app.state.store.get(page.evaluate("document.body.dataset.session"))
+    assert not page.locator("#auto").is_checked()
+    drag_box(page, (6, 6, 20, 24), (34, 52))
+    assert page.locator("#stale-note").is_hidden()  # nothing segmented: nothing stale either
+    page.click("#segment")
+    page.wait_for_selector("body[data-version='1']", timeout=60_000)
+    boxed = download_segs(page, "#dl-npz", tmp_path / "boxed.npz")
+    assert boxed.any()
+    old_link = page.locator("#dl-nifti").get_attribute("href")
+
+    page.keyboard.press("c")
+    bb = page.locator("#canvas").bounding_box()
+    sx, sy = bb["width"] / 34, bb["height"] / 52
+    z = int(page.evaluate("state.z"))
+    page.mouse.click(bb["x"] + 28.5 * sx, bb["y"] + 44.5 * sy)  # outside the box: grows there
+    page.wait_for_selector("body[data-version='2']", timeout=60_000)
+    corrected = download_segs(page, "#dl-npz", tmp_path / "corrected.npz")
+    assert corrected[z, 44, 28] == 1 and not boxed[z, 44, 28]
+
+    page.click("#undo")
+    page.wait_for_selector("body[data-version='3']", timeout=60_000)
+    page.wait_for_selector("body[data-stale='0']")
+    np.testing.assert_array_equal(session.segs, boxed)
+    np.testing.assert_array_equal(download_segs(page, "#dl-npz", tmp_path / "undone.npz"), boxed)
+    page.click("#redo")
+    page.wait_for_selector("body[data-version='4']", timeout=60_000)
+    np.testing.assert_array_equal(download_segs(page, "#dl-npz", tmp_path / "redone.npz"), corrected)
+    # a link made before the undo is refused, not served with another state
+    stale = page.request.get(base + old_link)
+    assert stale.status == 400 and "changed since" in stale.json()["error"]
+
+    # a change not segmented yet (the slice range) disables every download until Segment
+    first = page.locator("input[aria-label='box 1 first slice']")
+    first.fill("3")
+    first.dispatch_event("change")
+    page.wait_for_selector("body[data-stale='1']")
+    assert page.locator("#stale-note").is_visible()
+    for fmt in ("nifti", "npz"):
+        link = page.locator(f"#dl-{fmt}")
+        assert "disabled" in link.get_attribute("class") and link.get_attribute("href") is None
+    page.click("#segment")
+    page.wait_for_selector("body[data-version='5']", timeout=60_000)
+    page.wait_for_selector("body[data-stale='0']")
+    assert page.locator("#stale-note").is_hidden()
+
+    page.click("#box-list li button.delete")  # deleting the only object clears the mask
+    page.wait_for_selector("body[data-version='6']", timeout=60_000)
+    assert "disabled" in page.locator("#dl-npz").get_attribute("class")
+    assert errors == []
+
+
+def test_hidden_controls_stay_hidden(browser, serve, tmp_path):
+    """Controls marked hidden never show: the case's boxes, saved work, DICOM SEG for an npz."""
+    from umedsam.ui.app import UIConfig, example_cases
+
+    if EXAMPLE_2D not in example_cases():
+        pytest.skip("bundled examples not installed")
+    base, _ = serve(UIConfig(model="test_tiny", workdir=str(tmp_path)), ClickBackend)
+    page, errors = open_page(browser, base)
+    hidden = ("#use-stored", "#restore", "#dl-dicom-seg", "#slice-bar")
+    for selector in hidden:  # no image open
+        assert page.locator(selector).is_hidden(), selector
+    page.click(f"button[data-example='{EXAMPLE_2D}']")
+    page.wait_for_selector("body[data-encoded='1']", timeout=60_000)
+    assert page.locator("#use-stored").is_visible()  # a challenge case has stored boxes
+    for selector in ("#restore", "#dl-dicom-seg", "#slice-bar"):  # an npz is not DICOM
+        assert page.locator(selector).is_hidden(), selector
+    assert errors == []
+
+
 def test_autosave_restores_after_a_server_restart(browser, serve, tmp_path):
     """Draw, close the server, start a new one on the same workdir: the page offers the work."""
     from umedsam.ui.app import UIConfig, example_cases

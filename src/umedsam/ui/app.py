@@ -522,10 +522,11 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
         if session is None:
             return error(404, "unknown or closed session; open the image again")
         fmt = request.path_params["fmt"]
+        wanted = request.query_params.get("v", "")
 
         def write() -> Path:
             with session.lock:
-                return session.write_download(fmt)
+                return session.write_download(fmt, int(wanted) if wanted.isdigit() else None)
 
         result = await guarded(write)
         if isinstance(result, Response):

@@ -552,12 +552,15 @@ class Session:
             )
 
     # ----- downloads ----------------------------------------------------------------------
-    def write_download(self, fmt: str) -> Path:
+    def write_download(self, fmt: str, version: int | None = None) -> Path:
         """Write the current label map as ``fmt`` (nifti, png, npz, dicom-seg) in the session folder.
 
+        ``version``, when given, is the segmentation the client shows; a download of any other
+        (a link left from before an undo, say) is refused rather than served.
+
         Raises:
-            InputError: nothing segmented yet, PNG asked for a volume, or a DICOM SEG for an
-                image that is not DICOM.
+            InputError: nothing segmented yet, a version that is not the current one, PNG asked
+                for a volume, or a DICOM SEG for an image that is not DICOM.
             ValueError: unknown format.
             MissingExtraError: nibabel missing for NIfTI.
         """
@@ -565,6 +568,12 @@ class Session:
             raise ValueError(f"format must be one of {', '.join(MASK_FORMATS)}; got {fmt!r}")
         if self.segs is None or not self.boxes:
             raise InputError(None, "nothing to download yet: draw a box and press Segment")
+        if version is not None and version != self.version:
+            raise InputError(
+                None,
+                f"the mask changed since this link was made (version {version}, now "
+                f"{self.version}): download again from the page",
+            )
         if fmt == "png" and self.image.is_3d:
             raise InputError(None, "PNG holds 2D masks only; download a volume as NIfTI or npz")
         if fmt == "dicom-seg" and not self.image.meta.source_files:

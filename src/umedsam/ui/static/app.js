@@ -15,6 +15,7 @@ const state = {
   reviewed: new Set(), // "label:z" already visited
   clicksAllowed: false,
   segmentedKey: null, // JSON of the boxes the current mask belongs to
+  objectCount: 0,    // objects in the last segmentation
   version: 0,
   base: null,        // HTMLImageElement of the current slice
   baseKey: null,     // "session:z" of state.base
@@ -123,7 +124,7 @@ function undo() {
   state.redo.push(last);
   state.selected = Math.min(Math.max(state.selected, 0), state.boxes.length - 1);
   renderBoxList();
-  boxesChanged();
+  historyChanged();
 }
 
 function redo() {
@@ -136,7 +137,7 @@ function redo() {
   state.history.push(next);
   state.selected = Math.min(Math.max(state.selected, 0), state.boxes.length - 1);
   renderBoxList();
-  boxesChanged();
+  historyChanged();
 }
 
 function deleteObject(index) {
@@ -144,7 +145,14 @@ function deleteObject(index) {
   record({ kind: "delete", index, box });
   state.selected = Math.min(state.selected, state.boxes.length - 1);
   renderBoxList();
-  boxesChanged();
+  historyChanged();
+}
+
+// Undo, redo and delete take a state back: once a mask exists it is re-segmented at once (in 3D
+// too, where boxes otherwise wait for the Segment button), so the mask shown and downloaded is
+// never one the user took back. Until the new mask arrives, downloads stay disabled.
+function historyChanged() {
+  if ($("auto").checked || state.segmentedKey !== null) segment();
 }
 
 // ----- drawing -------------------------------------------------------------------------
@@ -321,6 +329,7 @@ function renderBoxList() {
   $("redo").disabled = state.redo.length === 0;
   $("clear").disabled = !has && state.segmentedKey === null;
   $("segment").disabled = !state.info || state.busy;
+  if (state.info) updateDownloads();
   draw();
 }
 
@@ -328,7 +337,25 @@ function boxesChanged() {
   if ($("auto").checked || (state.segmentedKey !== null && state.boxes.length === 0)) {
     segment();
   } else if (state.segmentedKey !== null && !maskIsCurrent()) {
-    setStatus("Boxes changed: press Segment to update the mask.");
+    setStatus("Boxes changed: press Segment to update the mask (downloads wait for it).");
+  }
+}
+
+// A download is only ever the mask of the prompts on screen: while the prompts differ from those
+// of the last segmentation (a change not segmented yet, or a request in flight), the links are
+// disabled and the page is marked stale (``data-stale``).
+function updateDownloads() {
+  const current = maskIsCurrent() && !state.busy;
+  const stale = state.segmentedKey !== null && !current;
+  document.body.dataset.stale = stale ? "1" : "0";
+  $("stale-note").hidden = !stale;
+  for (const fmt of ["nifti", "png", "npz", "dicom-seg"]) {
+    const a = $(`dl-${fmt}`);
+    const ok = current && state.objectCount > 0 && state.info.formats.includes(fmt);
+    a.classList.toggle("disabled", !ok);
+    a.setAttribute("aria-disabled", ok ? "false" : "true");
+    if (ok) a.href = `/api/sessions/${state.info.session}/download/${fmt}?v=${state.version}`;
+    else a.removeAttribute("href");
   }
 }
 
@@ -453,6 +480,7 @@ async function segment() {
   }
   state.busy = true;
   $("segment").disabled = true;
+  updateDownloads();
   const boxes = boxArrays();
   const clicks = clickArrays();
   const key = promptKey();
@@ -492,14 +520,9 @@ function renderResult(result) {
   const out = $("result");
   out.innerHTML = "";
   const ready = result.objects.length > 0;
-  for (const fmt of ["nifti", "png", "npz", "dicom-seg"]) {
-    const a = $(`dl-${fmt}`);
-    a.hidden = fmt === "dicom-seg" && !state.info.formats.includes(fmt);
-    const ok = ready && state.info.formats.includes(fmt);
-    a.classList.toggle("disabled", !ok);
-    if (ok) a.href = `/api/sessions/${state.info.session}/download/${fmt}?v=${result.version}`;
-    else a.removeAttribute("href");
-  }
+  state.objectCount = result.objects.length;
+  $("dl-dicom-seg").hidden = !state.info.formats.includes("dicom-seg");
+  updateDownloads();
   if (!ready) return;
   const unit = state.info.is_3d ? "mL" : "mm²";
   // plain pictures (and 2D challenge cases) record no pixel size: show no physical size then
@@ -581,6 +604,7 @@ function openSession(info) {
   state.review = [];
   state.reviewed = new Set();
   state.segmentedKey = null;
+  state.objectCount = 0;
   state.version = 0;
   state.base = null;
   state.baseKey = null;
