@@ -130,12 +130,12 @@ def subset_folder(
 
 def precompute_train_embeddings(args: argparse.Namespace) -> dict[str, float]:
     """Fill the on-disk embedding cache the trainer will use; returns counts and seconds."""
-    from umedsam.data.dataset import NpzSegmentationDataset
+    from umedsam.data.dataset import SegmentationDataset
     from umedsam.models.pretrained import load_pretrained
     from umedsam.training.embeddings import FrozenEncoderEmbeddingCache
 
     model, _ = load_pretrained("litemedsam")
-    ds = NpzSegmentationDataset(
+    ds = SegmentationDataset(
         args.train,
         image_size=256,
         flips=args.flips,

@@ -122,3 +122,35 @@ def test_errors_exit_2(argv, match, capsys, tmp_path, monkeypatch) -> None:
 def test_bad_flag_value_is_a_usage_error() -> None:
     with pytest.raises(SystemExit):
         main(["train", "--optim.lr", "fast"])
+
+
+def test_train_mixes_a_folder_source_with_a_challenge_folder(case_dir, tmp_path, capsys) -> None:
+    """Image/mask folders train beside an npz folder; each bad pair is one warning line."""
+    import cv2
+
+    images, masks = tmp_path / "pairs" / "images", tmp_path / "pairs" / "masks"
+    images.mkdir(parents=True)
+    masks.mkdir()
+    for i in range(3):
+        image = np.full((48, 48, 3), 30, np.uint8)
+        mask = np.zeros((48, 48), np.uint8)
+        cv2.circle(image, (20 + i, 24), 9, (200, 190, 180), -1)
+        cv2.circle(mask, (20 + i, 24), 9, 255, -1)
+        cv2.imwrite(str(images / f"f{i}.jpg"), image)
+        cv2.imwrite(str(masks / f"f{i}.png"), mask)
+    cv2.imwrite(str(images / "nomask.png"), np.zeros((48, 48, 3), np.uint8))
+    cv2.imwrite(str(masks / "f9.png"), np.zeros((48, 48), np.uint8))
+    cv2.imwrite(str(images / "f9.png"), np.zeros((48, 48, 3), np.uint8))
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"data:\n  train_root: {case_dir}\n  sources:\n"
+        f"    - {{kind: folder, images: {images}, masks: {masks}, modality: Endoscopy, weight: 2}}\n"
+        "model:\n  name: test_tiny\n  checkpoint: none\n"
+        f"run:\n  epochs: 1\n  batch_size: 2\n  output_dir: {tmp_path / 'run'}\n",
+        encoding="utf-8",
+    )
+    assert main(["train", "--config", str(config), "--data.samples-per-epoch", "6"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert any("nomask.png: no mask with stem 'nomask'" in line for line in lines)
+    assert any("f9.png" in line and "empty mask" in line for line in lines)
+    assert (tmp_path / "run" / "last.pt").is_file()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from umedsam.data.dataset import (
-    NpzSegmentationDataset,
+    SegmentationDataset,
     epoch_order,
     sample_rng,
 )
@@ -15,7 +15,7 @@ from umedsam.data.transforms import preprocess_image
 
 
 def test_index_2d_and_3d(challenge_folder) -> None:
-    ds = NpzSegmentationDataset(challenge_folder, image_size=64)
+    ds = SegmentationDataset(challenge_folder, image_size=64)
     cases_2d = [r for r in ds.refs if r.z is None]
     slices = [r for r in ds.refs if r.z is not None]
     assert len(cases_2d) == 3
@@ -26,14 +26,14 @@ def test_index_2d_and_3d(challenge_folder) -> None:
 
 
 def test_slices_per_volume_and_modality_filter(challenge_folder) -> None:
-    ds = NpzSegmentationDataset(challenge_folder, image_size=64, slices_per_volume=2)
+    ds = SegmentationDataset(challenge_folder, image_size=64, slices_per_volume=2)
     assert sum(r.z is not None for r in ds.refs) == 2
-    only_mr = NpzSegmentationDataset(challenge_folder, image_size=64, modalities=["MR"])
+    only_mr = SegmentationDataset(challenge_folder, image_size=64, modalities=["MR"])
     assert set(only_mr.modalities) == {"MR"}
 
 
 def test_sample_is_consistent_with_preprocessing(challenge_folder) -> None:
-    ds = NpzSegmentationDataset(challenge_folder, image_size=64, max_box_shift=0, flips=())
+    ds = SegmentationDataset(challenge_folder, image_size=64, max_box_shift=0, flips=())
     s = ds.make_sample(0, label=1)
     with np.load(challenge_folder / "imgs" / ds.refs[0].case) as data:
         expected, new_hw = preprocess_image(data["imgs"], 64)
@@ -53,7 +53,7 @@ def test_sample_is_consistent_with_preprocessing(challenge_folder) -> None:
 
 
 def test_flipped_sample_flips_image_mask_and_box(challenge_folder) -> None:
-    ds = NpzSegmentationDataset(challenge_folder, image_size=64, max_box_shift=0)
+    ds = SegmentationDataset(challenge_folder, image_size=64, max_box_shift=0)
     plain = ds.make_sample(1, label=1)
     flipped = ds.make_sample(1, label=1, flips=("horizontal",))
     h, w = plain.new_hw
@@ -63,7 +63,7 @@ def test_flipped_sample_flips_image_mask_and_box(challenge_folder) -> None:
 
 
 def test_random_sample_deterministic(challenge_folder) -> None:
-    ds = NpzSegmentationDataset(challenge_folder, image_size=64)
+    ds = SegmentationDataset(challenge_folder, image_size=64)
     a = ds.sample(0, sample_rng(3, 1, 5))
     b = ds.sample(0, sample_rng(3, 1, 5))
     assert torch.equal(a.box, b.box)
@@ -74,7 +74,7 @@ def test_random_sample_deterministic(challenge_folder) -> None:
 
 
 def test_3d_sample_uses_its_slice(challenge_folder) -> None:
-    ds = NpzSegmentationDataset(challenge_folder, image_size=64, load_images=False)
+    ds = SegmentationDataset(challenge_folder, image_size=64, load_images=False)
     idx = next(i for i, r in enumerate(ds.refs) if r.z is not None)
     s = ds.make_sample(idx, label=1)
     assert s.image is None
@@ -83,9 +83,9 @@ def test_3d_sample_uses_its_slice(challenge_folder) -> None:
 
 
 def test_flip_variants(challenge_folder) -> None:
-    ds = NpzSegmentationDataset(challenge_folder, image_size=64)
+    ds = SegmentationDataset(challenge_folder, image_size=64)
     assert ds.flip_variants() == [(), ("horizontal",), ("vertical",), ("vertical", "horizontal")]
-    assert NpzSegmentationDataset(challenge_folder, flips=()).flip_variants() == [()]
+    assert SegmentationDataset(challenge_folder, flips=()).flip_variants() == [()]
 
 
 def test_epoch_order() -> None:
@@ -117,12 +117,12 @@ def test_epoch_order_modality_weights() -> None:
 
 def test_bad_folders_and_options(tmp_path, challenge_folder) -> None:
     with pytest.raises(FileNotFoundError, match="folder not found"):
-        NpzSegmentationDataset(tmp_path / "nothing")
+        SegmentationDataset(tmp_path / "nothing")
     with pytest.raises(ValueError, match="no usable object"):
-        NpzSegmentationDataset(challenge_folder, modalities=["CT"])
+        SegmentationDataset(challenge_folder, modalities=["CT"])
     with pytest.raises(ValueError, match="unknown flip"):
-        NpzSegmentationDataset(challenge_folder, flips=("sideways",))
-    ds = NpzSegmentationDataset(challenge_folder, image_size=64)
+        SegmentationDataset(challenge_folder, flips=("sideways",))
+    ds = SegmentationDataset(challenge_folder, image_size=64)
     with pytest.raises(ValueError, match="label 7 is not on"):
         ds.make_sample(0, label=7)
 
@@ -140,11 +140,11 @@ def test_neighbour_box_prompts_a_slice_with_the_adjacent_slices_box(tmp_path) ->
     np.savez(tmp_path / "gts" / "3DBox_MR_s.npz", gts=gts)
     common = {"image_size": 64, "max_box_shift": 0, "flips": (), "load_images": False}
     own = {
-        tuple(NpzSegmentationDataset(tmp_path, **common).make_sample(i, 1).box.tolist())
+        tuple(SegmentationDataset(tmp_path, **common).make_sample(i, 1).box.tolist())
         for i in range(3)
     }
     assert own == {(10.0, 10.0, 39.0, 39.0), (16.0, 16.0, 33.0, 33.0), (22.0, 22.0, 27.0, 27.0)}
-    ds = NpzSegmentationDataset(tmp_path, neighbour_box_prob=1.0, **common)
+    ds = SegmentationDataset(tmp_path, neighbour_box_prob=1.0, **common)
     by_z = {ref.z: i for i, ref in enumerate(ds.refs)}
     first = ds.make_sample(by_z[0], 1, rng=np.random.default_rng(0)).box.tolist()
     assert first == [16.0, 16.0, 33.0, 33.0]  # slice 0 has one neighbour
@@ -153,9 +153,9 @@ def test_neighbour_box_prompts_a_slice_with_the_adjacent_slices_box(tmp_path) ->
         for s in range(8)
     }
     assert middle == {(10.0, 10.0, 39.0, 39.0), (22.0, 22.0, 27.0, 27.0)}
-    off = NpzSegmentationDataset(tmp_path, neighbour_box_prob=0.0, **common)
+    off = SegmentationDataset(tmp_path, neighbour_box_prob=0.0, **common)
     rng = np.random.default_rng(5)
     off.make_sample(by_z[1], 1, rng=rng)
     assert rng.random() == np.random.default_rng(5).random()  # no draw: old runs unchanged
     with pytest.raises(ValueError, match="neighbour_box_prob"):
-        NpzSegmentationDataset(tmp_path, neighbour_box_prob=1.5, **common)
+        SegmentationDataset(tmp_path, neighbour_box_prob=1.5, **common)

@@ -33,8 +33,8 @@ def test_modality_from_name(name: str, modality: str) -> None:
 
 
 def test_dataset_and_report_use_the_same_parser() -> None:
-    from umedsam.data import dataset
+    from umedsam.data import sources
     from umedsam.evaluation import report
 
-    assert dataset.modality_from_name is modality_from_name
+    assert sources.modality_from_name is modality_from_name
     assert report.modality_from_name is modality_from_name

@@ -63,9 +63,9 @@ def test_torchrun_two_cpu_processes(challenge_folder, tmp_path) -> None:
     ckpt = load_training_checkpoint(out / "last.pt")
     with (out / "log.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    from umedsam.data.dataset import NpzSegmentationDataset
+    from umedsam.data.dataset import SegmentationDataset
 
-    n = len(NpzSegmentationDataset(challenge_folder, image_size=64, load_images=False))
+    n = len(SegmentationDataset(challenge_folder, image_size=64, load_images=False))
     expected_steps = 2 * len(shard_batches(n, 0, 2, 2))  # 2 epochs, half the items per process
     assert ckpt["step"] == expected_steps
     assert [int(r["step"]) for r in rows] == list(range(1, expected_steps + 1))  # rank 0 logs

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from umedsam.data.dataset import NpzSegmentationDataset
+from umedsam.data.dataset import SegmentationDataset
 from umedsam.models.checkpoint import read_state_dict
 from umedsam.models.registry import build_model
 from umedsam.training.distill import (
@@ -115,7 +115,7 @@ def test_teacher_signature_depends_on_weights() -> None:
 
 # ------------------------------------------------------------------------------------ items
 def test_select_items_interleaves_modalities_then_flips(challenge_folder: Path) -> None:
-    ds = NpzSegmentationDataset(challenge_folder, image_size=64)
+    ds = SegmentationDataset(challenge_folder, image_size=64)
     items = select_items(ds, flip_variants=[(), ("horizontal",)])
     assert len(items) == 2 * len(ds)
     first = [ds.refs[i].modality for i, _ in items[:4]]
@@ -129,7 +129,7 @@ def test_select_items_interleaves_modalities_then_flips(challenge_folder: Path) 
 
 def test_fill_cache_computes_missing_images_once(challenge_folder: Path, tmp_path: Path) -> None:
     teacher = build_model("test_tiny").eval()
-    ds = NpzSegmentationDataset(challenge_folder, image_size=64)
+    ds = SegmentationDataset(challenge_folder, image_size=64)
     cache = TeacherEmbeddingCache(tmp_path, SIG, 1 << 24)
     items = select_items(ds, max_images=5)
     calls = []
@@ -154,7 +154,7 @@ def test_fill_cache_copies_embeddings_of_a_training_cache(
     from umedsam.training.embeddings import FrozenEncoderEmbeddingCache
 
     teacher = build_model("test_tiny").eval()
-    ds = NpzSegmentationDataset(challenge_folder, image_size=64)
+    ds = SegmentationDataset(challenge_folder, image_size=64)
     items = select_items(ds, max_images=4)
     keys = [ds.image_key(i, f) for i, f in items]
     train_cache = FrozenEncoderEmbeddingCache(
@@ -184,7 +184,7 @@ def test_fill_cache_with_an_exported_teacher_matches_torch(
     weights = tmp_path / "tiny.pt"
     torch.save(teacher.state_dict(), weights)
     exported = ExportedTeacher("test_tiny", str(weights), "onnx")
-    dataset = NpzSegmentationDataset(challenge_folder, image_size=64, max_box_shift=0)
+    dataset = SegmentationDataset(challenge_folder, image_size=64, max_box_shift=0)
     items = select_items(dataset)
     caches = {}
     for name, model in (("torch", teacher), ("onnx", exported)):
@@ -206,7 +206,7 @@ def test_config_validation_and_overrides(tmp_path: Path) -> None:
         DistillConfig.from_dict({"data": {"train_root": "x", "cache_dir": "c", "oops": 1}})
     with pytest.raises(ValueError, match="unknown config section"):
         DistillConfig.from_dict({"data": {"train_root": "x", "cache_dir": "c"}, "model": {}})
-    with pytest.raises(ValueError, match="train_root is required"):
+    with pytest.raises(ValueError, match="train_root or data.sources is required"):
         DistillConfig.from_dict({"data": {"cache_dir": "c"}})
     with pytest.raises(ValueError, match="must be of type int"):
         DistillConfig.from_dict(
@@ -233,7 +233,7 @@ def test_stage1_trains_and_exports_student(challenge_folder: Path, tmp_path: Pat
     rows = []
     result = distill(config, progress=rows.append)
     assert result.steps == 12
-    assert result.cached_images == len(NpzSegmentationDataset(challenge_folder, image_size=64))
+    assert result.cached_images == len(SegmentationDataset(challenge_folder, image_size=64))
     assert result.val_loss is not None
     losses = [r["loss"] for r in rows if r["phase"] == "distill"]
     assert len(losses) == 3
@@ -286,7 +286,7 @@ def test_stage1_trains_on_teacher_embeddings_of_flipped_images(
     cached = distill(config, cache_only=True)
     assert cached.cached_images == 3
     result = distill(replace(config, data=replace(config.data, max_images=None)), stages=(1,))
-    n = len(NpzSegmentationDataset(challenge_folder, image_size=64))
+    n = len(SegmentationDataset(challenge_folder, image_size=64))
     assert result.cached_images == 3 * n
     assert result.steps == 2
 

@@ -155,7 +155,7 @@ def test_resume_with_other_loss_is_refused(challenge_folder, tmp_path) -> None:
 
 
 def test_bad_setups_raise(challenge_folder, tmp_path) -> None:
-    with pytest.raises(ValueError, match="data.train_root is required"):
+    with pytest.raises(ValueError, match="data.train_root .* or data.sources is required"):
         Trainer(TrainConfig.from_dict({"model": {"name": "test_tiny", "checkpoint": "none"}}))
     with pytest.raises(ValueError, match="run.amp needs a CUDA device"):
         Trainer(_config(challenge_folder, tmp_path / "r", run={"amp": True}))
@@ -179,11 +179,11 @@ def test_loss_falls_on_synthetic_data(challenge_folder, tmp_path) -> None:
 
 
 def test_embedding_cache_on_disk(challenge_folder, tmp_path) -> None:
-    from umedsam.data.dataset import NpzSegmentationDataset
+    from umedsam.data.dataset import SegmentationDataset
 
     torch.manual_seed(0)
     model = build_model("test_tiny").eval()
-    ds = NpzSegmentationDataset(challenge_folder, image_size=64, load_images=False)
+    ds = SegmentationDataset(challenge_folder, image_size=64, load_images=False)
     keys = [ds.image_key(0), ds.image_key(1, ("horizontal",))]
     cache = FrozenEncoderEmbeddingCache(
         model, model_name="test_tiny", cache_dir=tmp_path / "c", storage_dtype=torch.float32

@@ -382,7 +382,9 @@ def test_undo_in_3d_never_leaves_an_undone_correction_in_the_download(browser, s
     np.testing.assert_array_equal(download_segs(page, "#dl-npz", tmp_path / "undone.npz"), boxed)
     page.click("#redo")
     page.wait_for_selector("body[data-version='4']", timeout=60_000)
-    np.testing.assert_array_equal(download_segs(page, "#dl-npz", tmp_path / "redone.npz"), corrected)
+    np.testing.assert_array_equal(
+        download_segs(page, "#dl-npz", tmp_path / "redone.npz"), corrected
+    )
     # a link made before the undo is refused, not served with another state
     stale = page.request.get(base + old_link)
     assert stale.status == 400 and "changed since" in stale.json()["error"]

@@ -1,6 +1,7 @@
-"""Training samples from challenge npz folders (``imgs/`` + ``gts/`` with identical file names).
+"""Training samples from labelled sources: challenge npz folders, image/mask folders, nnU-Net raw.
 
-A dataset item is one 2D image or one slice of a 3D volume that contains at least one object.
+The cases come from one or more :mod:`umedsam.data.sources` (several mix with sampling weights,
+see :func:`epoch_order`). A dataset item is one 2D image or one slice of a 3D volume that contains at least one object.
 Drawing a sample picks random flips, one random object of that slice, and a jittered box, and
 returns the LiteMedSAM-preprocessed image, the object's mask and its box, all in the model frame
 (``S x S``, S = 256 for LiteMedSAM). Randomness comes from the ``numpy.random.Generator`` passed
@@ -23,14 +24,13 @@ from numpy.typing import NDArray
 
 from umedsam.data.augment import apply_flips, flip_variant_name, jitter_box, random_flips
 from umedsam.data.boxes import mask_to_box
-from umedsam.data.naming import modality_from_name
-from umedsam.data.npz import load_case
+from umedsam.data.sources import CaseSource, LabelledCase, NpzFolderSource
 from umedsam.data.transforms import boxes_to_model_frame, preprocess_image, resized_hw
 from umedsam.errors import InputError
 
 __all__ = [
     "PREPROCESS_VERSION",
-    "NpzSegmentationDataset",
+    "SegmentationDataset",
     "SliceRef",
     "TrainingSample",
     "epoch_order",
@@ -56,8 +56,15 @@ def epoch_order(
     num_samples: int | None = None,
     balanced: bool = False,
     modality_weights: Mapping[str, float] | None = None,
+    sources: Sequence[int] | None = None,
+    source_weights: Sequence[float] | None = None,
 ) -> NDArray[np.int64]:
     """Item indices to visit in one epoch.
+
+    With items from several sources (``sources`` names each item's source, ``source_weights``
+    each source's weight), every draw first picks a source with probability proportional to its
+    weight, then an item of it as below (so 1,600 polyp frames do not drown 2 CT volumes); with
+    one source the order is exactly the single-source one.
 
     Args:
         modalities: modality of each dataset item.
@@ -82,6 +89,10 @@ def epoch_order(
     total = n if num_samples is None else int(num_samples)
     if total <= 0:
         raise ValueError(f"num_samples must be > 0; got {num_samples}")
+    if sources is not None and len(set(sources)) > 1:
+        return _weighted_source_order(
+            modalities, sources, source_weights, seed, epoch, total, balanced, modality_weights
+        )
     rng = np.random.default_rng([int(seed), int(epoch), 3])
     if balanced:
         groups: dict[str, list[int]] = {}
@@ -103,21 +114,66 @@ def epoch_order(
     return np.concatenate([rng.permutation(n) for _ in range(reps)])[:total].astype(np.int64)
 
 
+def _weighted_source_order(
+    modalities: Sequence[str],
+    sources: Sequence[int],
+    source_weights: Sequence[float] | None,
+    seed: int,
+    epoch: int,
+    total: int,
+    balanced: bool,
+    modality_weights: Mapping[str, float] | None,
+) -> NDArray[np.int64]:
+    """Draw a source by weight, then an item of it (by modality first when ``balanced``)."""
+    if len(sources) != len(modalities):
+        raise ValueError(f"{len(sources)} source ids for {len(modalities)} items")
+    present = sorted(set(int(s) for s in sources))
+    weights = np.array(
+        [1.0 if source_weights is None else float(source_weights[s]) for s in present]
+    )
+    if weights.sum() <= 0:
+        raise ValueError(f"source weights leave no source to draw: {list(weights)}")
+    rng = np.random.default_rng([int(seed), int(epoch), 5])
+    members = {s: [i for i, v in enumerate(sources) if v == s] for s in present}
+    # each source's own draw order, from its own stream (independent of the other sources)
+    own = {
+        s: epoch_order(
+            [modalities[i] for i in members[s]],
+            seed=seed + 7919 * (s + 1),
+            epoch=epoch,
+            num_samples=total,
+            balanced=balanced,
+            modality_weights=modality_weights,
+        )
+        for s in present
+    }
+    picks = rng.choice(len(present), size=total, p=weights / weights.sum())
+    used = dict.fromkeys(present, 0)
+    order = np.empty(total, dtype=np.int64)
+    for k, g in enumerate(picks):
+        s = present[int(g)]
+        order[k] = members[s][int(own[s][used[s]])]
+        used[s] += 1
+    return order
+
+
 @dataclass(frozen=True)
 class SliceRef:
     """One dataset item: a 2D case or one slice of a volume.
 
     Attributes:
-        case: npz file name.
+        case: case name within its source (npz file name, file stem, nnU-Net identifier).
         z: slice index for a volume, None for a 2D image.
         labels: labels present on it with at least ``min_area`` model-frame pixels.
-        modality: from the file name.
+        modality: the case's modality.
+        source: index of its source in the dataset's ``sources``.
     """
 
     case: str
     z: int | None
     labels: tuple[int, ...]
     modality: str
+    source: int = 0
 
 
 class TrainingSample(NamedTuple):
@@ -142,11 +198,13 @@ class TrainingSample(NamedTuple):
     new_hw: tuple[int, int]
 
 
-class NpzSegmentationDataset:
-    """Box-prompted training samples over a challenge folder (``root/imgs`` + ``root/gts``).
+class SegmentationDataset:
+    """Box-prompted training samples over one or more labelled sources.
 
     Args:
-        root: folder holding ``imgs/*.npz`` and ``gts/*.npz`` with identical names.
+        sources: a challenge folder (``root/imgs`` + ``root/gts``), or sources from
+            :mod:`umedsam.data.sources` (image/mask folders, nnU-Net raw, npz folders), mixed by
+            their weights in :meth:`epoch_order`.
         image_size: model frame side S.
         max_box_shift: box jitter, 0..max_box_shift model-frame pixels per side.
         flips: allowed random flips (``"horizontal"``, ``"vertical"``), each applied with
@@ -164,15 +222,17 @@ class NpzSegmentationDataset:
             on tight boxes only learns to fill the box, and over-segments where an object
             shrinks from one slice to the next.
 
+    A case that cannot be read or checked is skipped with one line (logged, and kept in
+    :attr:`problems` with the sources' own); only when nothing usable is left is it an error.
+
     Raises:
-        FileNotFoundError: if ``root/imgs`` or ``root/gts`` is missing.
-        ValueError: on bad options or a folder without usable objects.
-        InputError: on an unreadable case or a ground truth that does not match its image.
+        FileNotFoundError: if a challenge folder lacks ``imgs/`` or ``gts/``.
+        ValueError: on bad options, or sources without a usable object.
     """
 
     def __init__(
         self,
-        root: str | Path,
+        sources: str | Path | CaseSource | Sequence[CaseSource],
         *,
         image_size: int = 256,
         max_box_shift: int = 5,
@@ -185,12 +245,13 @@ class NpzSegmentationDataset:
         progress: Callable[[int], None] | None = None,
         neighbour_box_prob: float = 0.0,
     ) -> None:
-        self.root = Path(root)
-        for sub in ("imgs", "gts"):
-            if not (self.root / sub).is_dir():
-                raise FileNotFoundError(
-                    f"{self.root / sub}: folder not found (need imgs/ and gts/)"
-                )
+        if isinstance(sources, (str, Path)):
+            sources = [NpzFolderSource(sources)]
+        elif isinstance(sources, CaseSource):
+            sources = [sources]
+        self.sources: list[CaseSource] = list(sources)
+        if not self.sources:
+            raise ValueError("a dataset needs at least one source")
         if image_size <= 0 or max_box_shift < 0 or min_area < 1:
             raise ValueError(
                 "need image_size > 0, max_box_shift >= 0, min_area >= 1; got "
@@ -210,26 +271,30 @@ class NpzSegmentationDataset:
         self.flip_prob = flip_prob
         self.min_area = min_area
         self.load_images = load_images
-        self._cases: dict[str, tuple[NDArray, NDArray]] = {}
-        self._root_id = str(self.root.resolve())
+        self._cases: dict[tuple[int, str], LabelledCase] = {}
+        self._ids = [source.identity() for source in self.sources]
         self._key_index: dict[str, tuple[int, tuple[str, ...]]] | None = None
+        self.problems: list[str] = [p for source in self.sources for p in source.problems]
         wanted = None if modalities is None else set(modalities)
         self.refs: list[SliceRef] = []
-        names = sorted(p.name for p in (self.root / "imgs").glob("*.npz"))
-        for count, name in enumerate(names, start=1):
-            modality = modality_from_name(name)
-            if wanted is not None and modality not in wanted:
-                continue
-            if not (self.root / "gts" / name).is_file():
-                logger.warning("skipping %s: no ground truth in %s", name, self.root / "gts")
-                continue
-            self.refs.extend(self._index_case(name, modality, slices_per_volume))
-            if progress is not None:
-                progress(count)
+        count = 0
+        for index, source in enumerate(self.sources):
+            for name in source.case_names():
+                count += 1
+                modality = source.modality(name)
+                if wanted is not None and modality not in wanted:
+                    continue
+                try:
+                    self.refs.extend(self._index_case(index, name, modality, slices_per_volume))
+                except InputError as err:
+                    self.problems.append(f"{source.name}: {err}")
+                    logger.warning("skipping %s: %s", name, err)
+                if progress is not None:
+                    progress(count)
         if not self.refs:
             raise ValueError(
-                f"{self.root}: no usable object (cases {len(names)}, modalities {modalities}, "
-                f"min_area {min_area})"
+                f"{', '.join(s.name for s in self.sources)}: no usable object (cases {count}, "
+                f"modalities {modalities}, min_area {min_area}; {len(self.problems)} problem(s))"
             )
 
     def __len__(self) -> int:
@@ -240,23 +305,32 @@ class NpzSegmentationDataset:
         """Modality of each item, in index order."""
         return [ref.modality for ref in self.refs]
 
-    def _load(self, name: str) -> tuple[NDArray, NDArray]:
-        if name not in self._cases:
-            case = load_case(self.root / "imgs" / name)
-            gts_path = self.root / "gts" / name
-            with np.load(gts_path, allow_pickle=False) as data:
-                if "gts" not in data.files:
-                    raise InputError(gts_path, f"missing key 'gts' (keys: {sorted(data.files)})")
-                gts = data["gts"]
-            spatial = case.imgs.shape if case.is_3d else case.imgs.shape[:2]
-            if gts.shape != spatial:
-                raise InputError(
-                    gts_path, f"'gts' shape {gts.shape} does not match the image's {spatial}"
-                )
-            if gts.dtype.kind not in "ui":
-                raise InputError(gts_path, f"'gts' must be integer labels; got {gts.dtype}")
-            self._cases[name] = (case.imgs, gts)
-        return self._cases[name]
+    def epoch_order(
+        self,
+        *,
+        seed: int,
+        epoch: int,
+        num_samples: int | None = None,
+        balanced: bool = False,
+        modality_weights: Mapping[str, float] | None = None,
+    ) -> NDArray[np.int64]:
+        """Item indices of one epoch: :func:`epoch_order` with the sources' weights."""
+        return epoch_order(
+            self.modalities,
+            seed=seed,
+            epoch=epoch,
+            num_samples=num_samples,
+            balanced=balanced,
+            modality_weights=modality_weights,
+            sources=[ref.source for ref in self.refs],
+            source_weights=[source.weight for source in self.sources],
+        )
+
+    def _load(self, source: int, name: str) -> LabelledCase:
+        key = (source, name)
+        if key not in self._cases:
+            self._cases[key] = self.sources[source].load(name)
+        return self._cases[key]
 
     def _labels(self, label_map: NDArray) -> tuple[int, ...]:
         counts = np.bincount(label_map.ravel().astype(np.int64))
@@ -265,37 +339,40 @@ class NpzSegmentationDataset:
         return tuple(int(v) for v in np.nonzero(counts)[0] if v > 0 and counts[v] >= min_orig)
 
     def _index_case(
-        self, name: str, modality: str, slices_per_volume: int | None
+        self, source: int, name: str, modality: str, slices_per_volume: int | None
     ) -> list[SliceRef]:
-        imgs, gts = self._load(name)
+        gts = self._load(source, name).gts
+        if not self.sources[source].labelled:  # images only: every image (slice) is an item
+            zs: list[int | None] = [None] if gts.ndim == 2 else list(range(gts.shape[0]))
+            return [SliceRef(name, z, (), modality, source) for z in zs]
         if gts.ndim == 2:
             labels = self._labels(gts)
-            return [SliceRef(name, None, labels, modality)] if labels else []
+            return [SliceRef(name, None, labels, modality, source)] if labels else []
         refs = []
         for z in range(gts.shape[0]):
             labels = self._labels(gts[z])
             if labels:
-                refs.append(SliceRef(name, z, labels, modality))
+                refs.append(SliceRef(name, z, labels, modality, source))
         if slices_per_volume is not None and len(refs) > slices_per_volume:
             keep = np.linspace(0, len(refs) - 1, slices_per_volume).round().astype(int)
             refs = [refs[i] for i in sorted(set(keep.tolist()))]
         return refs
 
     def _slice(self, ref: SliceRef) -> tuple[NDArray, NDArray]:
-        imgs, gts = self._load(ref.case)
+        case = self._load(ref.source, ref.case)
         if ref.z is None:
-            return imgs, gts
-        return imgs[ref.z], gts[ref.z]
+            return case.imgs, case.gts
+        return case.imgs[ref.z], case.gts[ref.z]
 
     def image_key(self, index: int, flips: Sequence[str] = ()) -> str:
         """Key of the preprocessed image of item ``index`` under ``flips``.
 
-        The key names the folder, the case, the slice and the flips, e.g.
+        The key names the source's data (its folder), the case, the slice and the flips, e.g.
         ``/data/train|3DBox_MR_x.npz|z12|h``.
         """
         ref = self.refs[index]
         z = "2d" if ref.z is None else f"z{ref.z}"
-        return f"{self._root_id}|{ref.case}|{z}|{flip_variant_name(tuple(flips))}"
+        return f"{self._ids[ref.source]}|{ref.case}|{z}|{flip_variant_name(tuple(flips))}"
 
     def image_for_key(self, key: str) -> torch.Tensor:
         """Preprocessed ``(3, S, S)`` image for a key made by :meth:`image_key`.
@@ -310,7 +387,7 @@ class NpzSegmentationDataset:
                 for flips in self.flip_variants()
             }
         if key not in self._key_index:
-            raise KeyError(f"image key {key!r} does not belong to the dataset at {self.root}")
+            raise KeyError(f"image key {key!r} does not belong to this dataset")
         index, flips = self._key_index[key]
         return self.image_tensor(index, flips)[0]
 
@@ -360,7 +437,7 @@ class NpzSegmentationDataset:
             and self.neighbour_box_prob > 0
             and rng.random() < self.neighbour_box_prob
         ):
-            tight = self._neighbour_box(ref.case, ref.z, label, flips, rng, tight)
+            tight = self._neighbour_box(ref, label, flips, rng, tight)
         box = boxes_to_model_frame(tight[None], orig_hw, self.image_size)[0]
         if rng is not None and self.max_box_shift > 0:
             box = jitter_box(box, rng, self.max_box_shift, new_hw)
@@ -384,15 +461,15 @@ class NpzSegmentationDataset:
 
     def _neighbour_box(
         self,
-        case: str,
-        z0: int,
+        ref: SliceRef,
         label: int,
         flips: tuple[str, ...],
         rng: np.random.Generator,
         own: NDArray,
     ) -> NDArray:
-        """The object's tight box on slice z0-1 or z0+1 (random order; ``own`` if on neither)."""
-        _, gts = self._load(case)
+        """The object's tight box on the slice before or after ``ref``'s (random order; ``own``
+        if on neither)."""
+        gts, z0 = self._load(ref.source, ref.case).gts, int(ref.z or 0)
         for z in rng.permutation([z0 - 1, z0 + 1]):
             if 0 <= z < gts.shape[0]:
                 box = mask_to_box(apply_flips(gts[int(z)] == label, flips))
@@ -403,6 +480,8 @@ class NpzSegmentationDataset:
     def sample(self, index: int, rng: np.random.Generator) -> TrainingSample:
         """A random training sample of item ``index``: random flips, object and box jitter."""
         ref = self.refs[index]
+        if not ref.labels:
+            raise ValueError(f"{ref.case} has no mask (unlabelled images feed distillation only)")
         flips = random_flips(rng, self.flips, self.flip_prob)
         label = ref.labels[int(rng.integers(0, len(ref.labels)))]
         return self.make_sample(index, label, flips, rng)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from umedsam.data.dataset import NpzSegmentationDataset
+from umedsam.data.dataset import SegmentationDataset
 from umedsam.losses.uncertainty import UncertaintyWeightedLoss
 from umedsam.optim.factory import build_optimizer, build_scheduler
 from umedsam.training.checkpointing import CsvLog
@@ -76,8 +76,8 @@ def uses_embedding_cache(data: DataConfig, model: ModelConfig) -> bool:
 
 def build_datasets(
     data: DataConfig, *, image_size: int, load_images: bool
-) -> tuple[NpzSegmentationDataset, NpzSegmentationDataset | None]:
-    """The training set and the validation set (None without ``data.val_root``).
+) -> tuple[SegmentationDataset, SegmentationDataset | None]:
+    """The training set and the validation set (None without ``data.val_root``/``val_sources``).
 
     Validation items have no box jitter and no flips and keep ``data.val_slices_per_volume``
     slices of each volume.
@@ -87,8 +87,10 @@ def build_datasets(
         image_size: side of the model frame (``model.image_size``).
         load_images: False when images are only needed on embedding-cache misses.
     """
-    train_set = NpzSegmentationDataset(
-        data.train_root,
+    from umedsam.data.sources import sources_from_config
+
+    train_set = SegmentationDataset(
+        sources_from_config(data.train_root, data.sources, modalities=data.modalities),
         image_size=image_size,
         max_box_shift=data.max_box_shift,
         flips=data.flips,
@@ -99,9 +101,9 @@ def build_datasets(
         neighbour_box_prob=data.neighbour_box_prob,
     )
     val_set = None
-    if data.val_root:
-        val_set = NpzSegmentationDataset(
-            data.val_root,
+    if data.val_root or data.val_sources:
+        val_set = SegmentationDataset(
+            sources_from_config(data.val_root, data.val_sources, modalities=data.modalities),
             image_size=image_size,
             max_box_shift=0,
             flips=(),

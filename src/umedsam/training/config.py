@@ -49,8 +49,13 @@ class DataConfig:
     """Training and validation data.
 
     Attributes:
-        train_root: challenge folder with ``imgs/`` and ``gts/`` (required).
+        train_root: challenge folder with ``imgs/`` and ``gts/`` (this or ``sources``).
         val_root: held-out folder for the per-epoch validation DSC (None: no validation).
+        sources: more training sources, each a mapping read by
+            :func:`umedsam.data.sources.open_source` (``kind: folder`` image/mask folders,
+            ``kind: nnunet`` raw datasets, ``kind: npz``), with a sampling ``weight`` each (the
+            ``train_root`` folder weighs 1); several sources are drawn by weight first.
+        val_sources: more validation sources, as ``sources``.
         max_box_shift: box jitter, 0..max_box_shift model-frame pixels per side.
         flips: random flips (``horizontal``, ``vertical``), each with probability 0.5.
         min_area: smallest object used, in model-frame pixels.
@@ -71,6 +76,8 @@ class DataConfig:
 
     train_root: str = ""
     val_root: str | None = None
+    sources: tuple[dict[str, Any], ...] = ()
+    val_sources: tuple[dict[str, Any], ...] = ()
     max_box_shift: int = 5
     flips: tuple[str, ...] = ("horizontal", "vertical")
     min_area: int = 4
@@ -416,6 +423,8 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError(f"{key} must be a string; got {value!r}")
         return value
+    if hint is Any:
+        return value
     raise TypeError(f"{key}: unsupported config type {hint!r}")  # pragma: no cover
 
 
@@ -467,8 +476,14 @@ def config_flags() -> list[tuple[str, Any, str]]:
     for section, section_cls in _SECTIONS.items():
         hints = _field_types(section_cls)
         for f in fields(section_cls):
+            if f.name in FILE_ONLY_KEYS:
+                continue
             out.append((f"{section}.{f.name}", hints[f.name], _attribute_help(section_cls, f.name)))
     return out
+
+
+#: Options given in the YAML file only (lists of mappings have no flag form).
+FILE_ONLY_KEYS = frozenset({"sources", "val_sources"})
 
 
 def _attribute_help(section_cls: type, name: str) -> str:

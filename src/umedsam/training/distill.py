@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from umedsam.data.dataset import NpzSegmentationDataset
+from umedsam.data.dataset import SegmentationDataset
 from umedsam.training.distill_config import (
     DistillConfig,
     DistillLossConfig,
@@ -134,9 +134,7 @@ def build_student(config: DistillConfig, teacher: Any) -> Any:
 class _Pool:
     """Cached teacher embeddings and their preprocessed images, in memory as float16."""
 
-    def __init__(
-        self, dataset: NpzSegmentationDataset, cache: TeacherEmbeddingCache, keys: list[str]
-    ):
+    def __init__(self, dataset: SegmentationDataset, cache: TeacherEmbeddingCache, keys: list[str]):
         self.dataset = dataset
         self.cache = cache
         self.pending = list(keys)
@@ -292,8 +290,12 @@ def distill_stage1(
     out.mkdir(parents=True, exist_ok=True)
 
     teacher = _load_model(config.teacher.name, config.teacher.checkpoint).eval()
-    dataset = NpzSegmentationDataset(
-        data.train_root,
+    from umedsam.data.sources import sources_from_config
+
+    dataset = SegmentationDataset(
+        sources_from_config(
+            data.train_root, data.sources, modalities=data.modalities, labelled=False
+        ),
         image_size=int(getattr(teacher, "image_size", 256)),
         flips=sorted({name for variant in data.teacher_flips for name in variant}),
         max_box_shift=0,

@@ -36,7 +36,10 @@ class DistillDataConfig:
     """Images to distil on.
 
     Attributes:
-        train_root: challenge folder with ``imgs/`` and ``gts/`` (required).
+        train_root: challenge folder with ``imgs/`` and ``gts/`` (this or ``sources``).
+        sources: more image sources (see :func:`umedsam.data.sources.open_source`); a
+            ``kind: folder`` source without ``masks`` adds unlabelled images (distillation
+            needs no labels).
         slices_per_volume: object-bearing slices kept per volume (None: all); items are
             interleaved across modalities and cases, so ``max_images`` keeps a balanced subset.
         min_area: smallest object (model-frame pixels) for a slice to count as an item.
@@ -61,6 +64,7 @@ class DistillDataConfig:
     """
 
     train_root: str = ""
+    sources: tuple[dict[str, Any], ...] = ()
     slices_per_volume: int | None = None
     min_area: int = 4
     modalities: tuple[str, ...] | None = None
@@ -77,7 +81,10 @@ class DistillDataConfig:
     modality_weights: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
-        _check(bool(self.train_root), "data.train_root is required")
+        _check(
+            bool(self.train_root) or bool(self.sources),
+            "data.train_root or data.sources is required",
+        )
         weights = self.modality_weights or {}
         _check(
             all(v >= 0 for v in weights.values()) and (not weights or sum(weights.values()) > 0),
@@ -305,6 +312,8 @@ def _build_section(name: str, section_cls: type, values: Mapping[str, Any]) -> A
 
 def _coerce(key: str, hint: Any, value: Any) -> Any:
     """Check a YAML value against the annotation (lists become tuples, ints become floats)."""
+    if hint is Any:
+        return value
     args = typing.get_args(hint)
     if type(None) in args:
         if value is None:

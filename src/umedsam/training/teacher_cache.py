@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from umedsam.atomic import atomic_open
-from umedsam.data.dataset import PREPROCESS_VERSION, NpzSegmentationDataset
+from umedsam.data.dataset import PREPROCESS_VERSION, SegmentationDataset
 
 __all__ = [
     "CacheSignature",
@@ -192,7 +192,7 @@ class TeacherEmbeddingCache:
 
 
 def select_items(
-    dataset: NpzSegmentationDataset,
+    dataset: SegmentationDataset,
     *,
     max_images: int | None = None,
     flip_variants: Sequence[tuple[str, ...]] = ((),),
@@ -220,7 +220,8 @@ def select_items(
         raise ValueError(f"max_images must be >= 1 or None; got {max_images}")
     by_modality: dict[str, dict[str, list[int]]] = {}
     for index, ref in enumerate(dataset.refs):
-        by_modality.setdefault(ref.modality, {}).setdefault(ref.case, []).append(index)
+        case = f"{ref.source}:{ref.case}"
+        by_modality.setdefault(ref.modality, {}).setdefault(case, []).append(index)
     queues: list[list[int]] = []
     for modality in sorted(by_modality):
         cases = [by_modality[modality][c] for c in sorted(by_modality[modality])]
@@ -264,7 +265,7 @@ class ExportedTeacher:
 @torch.inference_mode()
 def fill_cache(
     teacher: Any,
-    dataset: NpzSegmentationDataset,
+    dataset: SegmentationDataset,
     cache: TeacherEmbeddingCache,
     items: Sequence[tuple[int, tuple[str, ...]]],
     *,

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from umedsam.data.dataset import NpzSegmentationDataset, TrainingSample, epoch_order, sample_rng
+from umedsam.data.dataset import SegmentationDataset, TrainingSample, sample_rng
 from umedsam.losses.shape import shape_distance_target
 from umedsam.losses.uncertainty import LossOutput, UncertaintyWeightedLoss
 from umedsam.optim.sam import SAM, sam_step
@@ -149,8 +149,10 @@ class Trainer:
         run = config.run
         if run.amp and self.dist.device.type != "cuda":
             raise ValueError("run.amp needs a CUDA device; set run.device to 'cuda' or amp false")
-        if not config.data.train_root:
-            raise ValueError("data.train_root is required (a folder with imgs/ and gts/)")
+        if not config.data.train_root and not config.data.sources:
+            raise ValueError(
+                "data.train_root (a folder with imgs/ and gts/) or data.sources is required"
+            )
         self.output_dir = Path(run.output_dir)
         torch.manual_seed(run.seed)
         self.model = build_model(config.model).to(self.dist.device)
@@ -282,9 +284,7 @@ class Trainer:
             w = self.criterion.current_weights()
         return {t: float(w[i]) for i, t in enumerate(self.terms)}
 
-    def _inputs(
-        self, samples: list[TrainingSample], dataset: NpzSegmentationDataset
-    ) -> torch.Tensor:
+    def _inputs(self, samples: list[TrainingSample], dataset: SegmentationDataset) -> torch.Tensor:
         if self.cache is not None:
             return self.cache.get([s.image_key for s in samples], dataset.image_for_key)
         images = [s.image for s in samples]
@@ -298,8 +298,7 @@ class Trainer:
         """This process's batches of sample positions for ``epoch`` (see :func:`shard_batches`)."""
         run, data = self.config.run, self.config.data
         order_len = len(
-            epoch_order(
-                self.train_set.modalities,
+            self.train_set.epoch_order(
                 seed=run.seed,
                 epoch=epoch,
                 num_samples=data.samples_per_epoch,
@@ -405,8 +404,7 @@ class Trainer:
         while self.epoch < run.epochs:
             epoch_start = time.perf_counter()
             batches = self.epoch_batches(self.epoch)
-            order = epoch_order(
-                self.train_set.modalities,
+            order = self.train_set.epoch_order(
                 seed=run.seed,
                 epoch=self.epoch,
                 num_samples=self.config.data.samples_per_epoch,
