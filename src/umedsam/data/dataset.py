@@ -127,7 +127,7 @@ def _weighted_source_order(
     """Draw a source by weight, then an item of it (by modality first when ``balanced``)."""
     if len(sources) != len(modalities):
         raise ValueError(f"{len(sources)} source ids for {len(modalities)} items")
-    present = sorted(set(int(s) for s in sources))
+    present = sorted({int(s) for s in sources})
     weights = np.array(
         [1.0 if source_weights is None else float(source_weights[s]) for s in present]
     )
