@@ -1,5 +1,10 @@
 """``umedsam evaluate``: DSC/NSD of predicted segs against ground truth, as the challenge computes them.
 
+Two inputs: ``--segs`` and ``--gts`` (challenge npz folders of predictions and ground truth), or
+labelled data to benchmark a model on (``--images`` and ``--masks`` folders matched by file stem,
+or ``--nnunet`` a raw dataset): each case is then segmented with ``--model`` from boxes drawn from
+its masks by the challenge's rule (:mod:`umedsam.evaluation.benchmark`) and scored the same way.
+
 Writes ``--out`` (one row per case, the official columns ``case, dsc, nsd`` plus modality, dims
 and label count) and a JSON summary beside it (same stem, ``.json``); prints the per-modality
 table and the overall mean. Each missing, extra or unreadable file is reported on one line, the
@@ -17,8 +22,36 @@ from typing import Any
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``evaluate`` options to ``parser``."""
-    parser.add_argument("--segs", required=True, type=Path, help="folder of predicted <case>.npz")
-    parser.add_argument("--gts", required=True, type=Path, help="folder of ground-truth <case>.npz")
+    parser.add_argument("--segs", type=Path, help="folder of predicted <case>.npz")
+    parser.add_argument("--gts", type=Path, help="folder of ground-truth <case>.npz")
+    data = parser.add_argument_group("benchmark a model on labelled data (instead of --segs/--gts)")
+    data.add_argument("--images", type=Path, help="folder of images (PNG, JPEG, TIFF, BMP)")
+    data.add_argument("--masks", type=Path, help="folder of masks with the images' file stems")
+    data.add_argument("--ignore", type=Path, help="folder of field-of-view masks (0 = not scored)")
+    data.add_argument(
+        "--objects",
+        choices=("labels", "components"),
+        default="labels",
+        help="one object per mask label, or per connected component (default labels)",
+    )
+    data.add_argument(
+        "--modality", default="Image", help="modality named in the table (default Image)"
+    )
+    data.add_argument("--nnunet", type=Path, help="an nnU-Net v2 raw dataset folder")
+    data.add_argument(
+        "--split", choices=("Tr", "Ts"), default="Tr", help="nnU-Net images/labels Tr or Ts"
+    )
+    data.add_argument(
+        "--cases", type=Path, help="text file of the case names to evaluate (one per line)"
+    )
+    data.add_argument("--model", default=None, help="model to benchmark (default: the default)")
+    data.add_argument("--checkpoint", type=Path, help="weights file (default: bundled weights)")
+    data.add_argument(
+        "--engine",
+        default="auto",
+        help="inference engine, as for 'umedsam predict' (default auto)",
+    )
+    data.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     parser.add_argument(
         "--out",
         required=True,
@@ -55,8 +88,76 @@ def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
+def _input_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with the chosen inputs, or None."""
+    labelled = args.images is not None or args.masks is not None or args.nnunet is not None
+    if labelled and (args.segs is not None or args.gts is not None):
+        return "give --segs/--gts (predictions) or --images/--masks or --nnunet (data), not both"
+    if labelled:
+        if args.nnunet is not None and (args.images is not None or args.masks is not None):
+            return "give --images/--masks or --nnunet, not both"
+        if args.nnunet is None and (args.images is None or args.masks is None):
+            return "--images and --masks go together"
+        for name, folder in (("--images", args.images), ("--masks", args.masks),
+                             ("--nnunet", args.nnunet), ("--ignore", args.ignore)):  # fmt: skip
+            if folder is not None and not folder.is_dir():
+                return f"{name} folder not found: {folder}"
+        return None
+    if args.segs is None or args.gts is None:
+        return "give --segs and --gts, or --images and --masks (or --nnunet) with a --model"
+    for name, folder in (("--segs", args.segs), ("--gts", args.gts)):
+        if not folder.is_dir():
+            return f"{name} folder not found: {folder}"
+    return None
+
+
+def _benchmark(args: argparse.Namespace, on_failure, progress):  # type: ignore[no-untyped-def]
+    """Segment the labelled data with the model and score it (see evaluation.benchmark)."""
+    from umedsam.data.sources import ImageMaskFolderSource, NnUNetRawSource, read_case_list
+    from umedsam.evaluation.benchmark import evaluate_source
+    from umedsam.inference.engines import EngineSpec, open_engine
+    from umedsam.models.capabilities import DEFAULT_MODEL, bounded_propagation
+
+    cases = None if args.cases is None else read_case_list(args.cases)
+    if args.nnunet is not None:
+        source = NnUNetRawSource(
+            args.nnunet, cases=cases, objects=args.objects, images=f"images{args.split}"
+        )
+    else:
+        source = ImageMaskFolderSource(
+            args.images,
+            args.masks,
+            modality=args.modality,
+            objects=args.objects,
+            ignore=args.ignore,
+            cases=cases,
+        )
+    model = args.model or DEFAULT_MODEL
+    checkpoint = None if args.checkpoint is None else args.checkpoint.resolve()
+    spec = EngineSpec(model=model, checkpoint=checkpoint, engine=args.engine, threads=args.threads)
+    engine = open_engine(spec)
+    print(f"{source.name}: {len(source.case_names())} case(s), model {model} ({engine.name})")
+    result = evaluate_source(
+        engine.backend,
+        source,
+        clip_to_box=bounded_propagation(model, args.checkpoint),
+        tolerance=args.tolerance,
+        progress=progress,
+        on_failure=on_failure,
+    )
+    from umedsam.evaluation.report import Failure
+
+    listed = [Failure(source.name, problem) for problem in source.problems]
+    for failure in listed:
+        on_failure(failure)
+    result.failures[:0] = listed
+    return result, len(source.case_names())
+
+
 def run(args: argparse.Namespace) -> int:
-    """Evaluate ``args.segs`` against ``args.gts``; return 0, or 1 if any case failed."""
+    """Evaluate ``args.segs`` against ``args.gts`` (or benchmark a model on labelled data);
+    return 0, or 1 if any case failed."""
+    from umedsam.errors import UmedsamError
     from umedsam.evaluation import report as rep
 
     if args.tolerance < 0:
@@ -68,12 +169,13 @@ def run(args: argparse.Namespace) -> int:
     if args.confidence is not None and not args.confidence.is_file():
         _error(f"confidence file not found: {args.confidence}")
         return 2
-    for name, folder in (("--segs", args.segs), ("--gts", args.gts)):
-        if not folder.is_dir():
-            _error(f"{name} folder not found: {folder}")
-            return 2
+    problem = _input_error(args)
+    if problem is not None:
+        _error(problem)
+        return 2
 
-    n_gts = len(list(args.gts.glob("*.npz")))
+    labelled = args.segs is None
+    n_gts = 0 if labelled else len(list(args.gts.glob("*.npz")))
     bar: Any = None
     if not getattr(args, "quiet", False) and sys.stderr.isatty():
         from tqdm import tqdm
@@ -88,14 +190,20 @@ def run(args: argparse.Namespace) -> int:
             _error(message)
 
     try:
-        result = rep.evaluate_folders(
-            args.segs,
-            args.gts,
-            tolerance=args.tolerance,
-            spacing_order=args.spacing_order,
-            progress=bar.update if bar is not None else None,
-            on_failure=on_failure,
-        )
+        if labelled:
+            result, n_gts = _benchmark(args, on_failure, bar.update if bar is not None else None)
+        else:
+            result = rep.evaluate_folders(
+                args.segs,
+                args.gts,
+                tolerance=args.tolerance,
+                spacing_order=args.spacing_order,
+                progress=bar.update if bar is not None else None,
+                on_failure=on_failure,
+            )
+    except (UmedsamError, ValueError, FileNotFoundError) as err:
+        _error(str(err))
+        return 2
     finally:
         if bar is not None:
             bar.close()
@@ -107,9 +215,18 @@ def run(args: argparse.Namespace) -> int:
         rep.write_csv_atomic(args.per_label, result.label_dicts(), rep.LABEL_COLUMNS)
         written.append(args.per_label)
 
+    inputs = (
+        {"segs": str(args.segs), "gts": str(args.gts)}
+        if not labelled
+        else {
+            "images": str(args.images or args.nnunet),
+            "masks": str(args.masks or args.nnunet),
+            "model": args.model,
+            "engine": args.engine,
+        }
+    )
     summary: dict[str, Any] = {
-        "segs": str(args.segs),
-        "gts": str(args.gts),
+        **inputs,
         "tolerance": args.tolerance,
         "spacing_order": args.spacing_order,
         "n_cases": len(result.rows),
@@ -173,6 +290,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {failure.case}: {failure.problem}", file=sys.stderr)
         return 1
     if not result.rows:
-        _error(f"no *.npz ground truth in {args.gts}")
+        _error(f"no case to evaluate in {args.gts or args.masks or args.nnunet}")
         return 1
     return 0

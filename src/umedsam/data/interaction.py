@@ -118,6 +118,34 @@ def challenge_boxes_3d(gts: NDArray, seed: int = CHALLENGE_BOX_SEED) -> list[dic
     return out
 
 
+def challenge_boxes(gts: NDArray, seed: int = CHALLENGE_BOX_SEED) -> NDArray[np.int64]:
+    """Box prompts of objects 1..N of a ground truth, by the challenge's rule.
+
+    2D: each object's tight box, each side moved out by a margin drawn as in
+    :func:`challenge_boxes_3d` (0-5 px at the 256 model scale, one draw per object from a
+    ``RandomState(seed)`` started afresh per case), clipped to the image. 3D: each object's tight
+    3D extent, as the challenge's 3D box cases store it.
+
+    Returns:
+        ``(N, 4)`` ``x0, y0, x1, y1`` or ``(N, 6)`` ``x0, y0, z0, x1, y1, z1`` int64 rows.
+    """
+    from umedsam.data.convert import boxes_from_objects
+
+    gts = np.asarray(gts)
+    tight = boxes_from_objects(gts)
+    if gts.ndim == 3:
+        return tight
+    h, w = gts.shape
+    rng = np.random.RandomState(seed)
+    out = tight.copy()
+    for row in out:
+        shift = int(rng.randint(0, 6, 1)[0])
+        dx, dy = int(shift * w / 256), int(shift * h / 256)
+        row[:] = [max(0, row[0] - dx), max(0, row[1] - dy), min(w - 1, row[2] + dx),
+                  min(h - 1, row[3] + dy)]  # fmt: skip
+    return out
+
+
 def correction_click(
     pred: NDArray, gt: NDArray, rng: np.random.Generator, centre: bool = True
 ) -> Click | None:

@@ -89,11 +89,14 @@ class CaseRow:
         ]
 
 
-def make_case_row(case: str, metrics: CaseMetrics) -> CaseRow:
-    """Wrap :class:`CaseMetrics` of ``case`` (npz file name) in a rounded :class:`CaseRow`."""
+def make_case_row(case: str, metrics: CaseMetrics, modality: str | None = None) -> CaseRow:
+    """Wrap :class:`CaseMetrics` of ``case`` in a rounded :class:`CaseRow`.
+
+    ``modality`` defaults to the one the challenge file name (``<case>.npz``) carries.
+    """
     return CaseRow(
         case=case,
-        modality=modality_from_name(case),
+        modality=modality or modality_from_name(case),
         dims=3 if metrics.is_3d else 2,
         n_labels=len(metrics.labels),
         dsc=_round(metrics.dsc),
