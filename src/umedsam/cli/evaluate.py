@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--modality", default="Image", help="modality named in the table (default Image)"
     )
+    data.add_argument(
+        "--min-size",
+        type=int,
+        default=0,
+        help="drop mask components smaller than this many pixels (default 0: keep all)",
+    )
     data.add_argument("--nnunet", type=Path, help="an nnU-Net v2 raw dataset folder")
     data.add_argument(
         "--split", choices=("Tr", "Ts"), default="Tr", help="nnU-Net images/labels Tr or Ts"
@@ -131,6 +137,7 @@ def _benchmark(args: argparse.Namespace, on_failure, progress):  # type: ignore[
             objects=args.objects,
             ignore=args.ignore,
             cases=cases,
+            min_size=args.min_size,
         )
     model = args.model or DEFAULT_MODEL
     checkpoint = None if args.checkpoint is None else args.checkpoint.resolve()
