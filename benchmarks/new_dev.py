@@ -52,7 +52,9 @@ def main() -> None:
     results: dict[tuple[str, str], dict] = {}
     for model in args.models:
         for spec in sets:
-            summary = evaluate_set(spec, model, args.engine, args.out / model / f"{spec['name']}.csv")
+            summary = evaluate_set(
+                spec, model, args.engine, args.out / model / f"{spec['name']}.csv"
+            )
             results[model, spec["name"]] = summary
             overall = summary["overall"]
             print(f"{model:22s} {spec['name']:14s} n={overall['n']:4d} "

@@ -108,3 +108,22 @@ def test_correction_scribble_marks_the_missed_region() -> None:
     stroke, positive = correction_scribble(pred, gt, np.random.default_rng(0))
     assert positive and stroke.any()
     assert (stroke <= (gt & ~pred)).all()
+
+
+def test_challenge_boxes_2d_margin_is_seeded_and_3d_boxes_are_extents() -> None:
+    from umedsam.data.interaction import challenge_boxes
+
+    gts = np.zeros((512, 256), np.uint8)
+    gts[100:200, 50:80] = 1
+    gts[300:310, 200:250] = 2
+    boxes = challenge_boxes(gts)
+    assert boxes.shape == (2, 4)
+    np.testing.assert_array_equal(boxes, challenge_boxes(gts))  # same seed, same margins
+    for (x0, y0, x1, y1), (tx0, ty0, tx1, ty1) in zip(boxes, [(50, 100, 79, 199),
+                                                              (200, 300, 249, 309)]):  # fmt: skip
+        dx, dy = tx0 - x0, ty0 - y0
+        assert 0 <= dx <= 5 and dy == 2 * dx  # 0-5 px at 256 scale; y scale is 512 / 256
+        assert (x1 - tx1, y1 - ty1) == (dx, dy)
+    vol = np.zeros((6, 20, 20), np.uint8)
+    vol[1:4, 5:9, 2:7] = 1
+    np.testing.assert_array_equal(challenge_boxes(vol), [[2, 5, 1, 6, 8, 3]])
