@@ -119,8 +119,8 @@ def test_challenge_boxes_2d_margin_is_seeded_and_3d_boxes_are_extents() -> None:
     boxes = challenge_boxes(gts)
     assert boxes.shape == (2, 4)
     np.testing.assert_array_equal(boxes, challenge_boxes(gts))  # same seed, same margins
-    for (x0, y0, x1, y1), (tx0, ty0, tx1, ty1) in zip(boxes, [(50, 100, 79, 199),
-                                                              (200, 300, 249, 309)]):  # fmt: skip
+    tight = [(50, 100, 79, 199), (200, 300, 249, 309)]
+    for (x0, y0, x1, y1), (tx0, ty0, tx1, ty1) in zip(boxes, tight, strict=True):
         dx, dy = tx0 - x0, ty0 - y0
         assert 0 <= dx <= 5 and dy == 2 * dx  # 0-5 px at 256 scale; y scale is 512 / 256
         assert (x1 - tx1, y1 - ty1) == (dx, dy)
