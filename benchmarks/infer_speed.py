@@ -13,6 +13,7 @@ challenge's slowest (``--synthetic``; deterministic blobs written to a temporary
 afterwards):
 
     big3d    287 x 512 x 512, 6 objects spanning 40-150 slices (like 3DBox_CT_0566)
+    ct3d     100 x 512 x 512, 3 objects spanning 30-60 slices (a CT-like volume, issue 36)
     mr3d     115 x 400 x 400, 6 objects (like 3DBox_MR_0621)
     xray2d   1024 x 1024 x 3, 34 boxes (like 2DBox_X-Ray_0053)
     micro2d  1024 x 1024 x 3, 241 small boxes (like 2DBox_Microscope_0016)
@@ -52,7 +53,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED = Path(os.environ.get("UMEDSAM_SHARED_DIR", REPO.parent / "shared"))
 ENGINES = ("torch", "onnx", "openvino", "onnx-int8", "openvino-bf16")
-SYNTHETIC = ("big3d", "mr3d", "xray2d", "micro2d")
+SYNTHETIC = ("big3d", "ct3d", "mr3d", "xray2d", "micro2d")
 
 
 # --------------------------------------------------------------------------- synthetic cases
@@ -126,6 +127,12 @@ def make_synthetic(name: str, folder: Path) -> Path:
         radii = [(e / 2, 45 + 6 * k, 55 + 4 * k) for k, e in enumerate(extents)]
         vol, gts = _ellipsoid_stack((287, 512, 512), centers, radii, seed=566)
         fname = "3DBox_Synthetic_big287x512x512.npz"
+    elif name == "ct3d":
+        extents = [30, 45, 60]
+        centers = [(35, 170, 160), (50, 330, 350), (60, 250, 250)]
+        radii = [(e / 2, 50 + 8 * k, 60 + 5 * k) for k, e in enumerate(extents)]
+        vol, gts = _ellipsoid_stack((100, 512, 512), centers, radii, seed=100)
+        fname = "3DBox_Synthetic_ct100x512x512.npz"
     elif name == "mr3d":
         extents = [20, 35, 50, 65, 80, 90]
         centers = [
@@ -155,7 +162,7 @@ def make_synthetic(name: str, folder: Path) -> Path:
         return folder / "imgs" / fname
     else:
         raise ValueError(f"unknown synthetic case {name!r}; expected one of {SYNTHETIC}")
-    boxes = _boxes_3d(gts, 6)
+    boxes = _boxes_3d(gts, int(gts.max()))
     np.savez(folder / "imgs" / fname, imgs=vol, boxes=boxes, spacing=spacing)
     np.savez(folder / "gts" / fname, gts=gts, boxes=boxes, spacing=spacing)
     return folder / "imgs" / fname

@@ -702,3 +702,33 @@ def test_status_waits_for_progress_and_ready_means_a_warm_decoder(serve, make_sp
     start = time.monotonic()  # a ready session answers at once, whatever ``after`` says
     assert client.get(f"/api/sessions/{sid}/status?after={len(vol)}").json()["ready"]
     assert time.monotonic() - start < 1.9
+
+
+def test_reference_dsc_scores_each_object_against_the_label_it_overlaps() -> None:
+    from umedsam.ui.objects import reference_dsc
+
+    gts = np.zeros((20, 20), np.uint8)
+    gts[2:8, 2:8] = 1
+    gts[12:18, 12:18] = 2
+    segs = np.zeros_like(gts)
+    segs[12:18, 12:18] = 1  # the user's first object is the reference's label 2
+    segs[2:8, 2:7] = 2
+    assert reference_dsc(segs, gts, 3) == [1.0, round(2 * 30 / (30 + 36), 4), 0.0]
+
+
+def test_example_dsc_is_per_object_against_the_overlapped_label(serve) -> None:
+    """On a two-label example, one box around reference label 2 scores against label 2."""
+    if "3DBox_MR_HippocampusMSD_003" not in example_cases():
+        pytest.skip("bundled examples not installed")
+    base, app = serve(UIConfig(model="test_tiny"), BoxBackend)
+    client = Client(base)
+    sid = client.post("/api/examples/3DBox_MR_HippocampusMSD_003").json()["session"]
+    gts = np.asarray(app.state.store.get(sid).image.ground_truth)
+    zz, yy, xx = np.nonzero(gts == 2)
+    box = [int(xx.min()), int(yy.min()), int(zz.min()), int(xx.max()), int(yy.max()), int(zz.max())]
+    reply = client.post_json(f"/api/sessions/{sid}/segment", {"boxes": [box]}).json()
+    (row,) = reply["objects"]
+    from umedsam.evaluation.metrics import dice
+
+    segs = app.state.store.get(sid).segs
+    assert row["dsc"] == reply["dsc"] == round(float(dice(segs == 1, gts == 2)), 4) > 0.1

@@ -428,6 +428,30 @@ def test_hidden_controls_stay_hidden(browser, serve, tmp_path):
     assert errors == []
 
 
+def test_tools_reset_per_image_and_a_first_drag_draws_a_box(browser, serve, tmp_path):
+    """A new image starts with the box tool; with the click tool and no object yet, a drag draws
+    the first box (the page says it switched tools) instead of failing with "Draw a box first"."""
+    from umedsam.ui.app import UIConfig, example_cases
+
+    if EXAMPLE_2D not in example_cases() or EXAMPLE_3D not in example_cases():
+        pytest.skip("bundled examples not installed")
+    base, _ = serve(UIConfig(model="test_tiny", workdir=str(tmp_path)), ClickBackend)
+    page, errors = open_page(browser, base)
+    page.click(f"button[data-example='{EXAMPLE_2D}']")
+    page.wait_for_function("document.body.dataset.session !== undefined")
+    page.keyboard.press("c")
+    assert page.locator("#tool-click").is_checked()
+    page.click(f"button[data-example='{EXAMPLE_3D}']")
+    page.wait_for_function("document.getElementById('image-name').textContent.includes('Hippo')")
+    assert page.locator("#tool-box").is_checked()  # the new image starts with the box tool
+    page.keyboard.press("c")
+    drag_box(page, (6, 6, 20, 24), (34, 52))
+    assert page.locator("#box-list li").count() == 1 and page.locator("#tool-box").is_checked()
+    status = page.locator("#status").inner_text()
+    assert "Box 1 on slices" in status and "Draw a box first" not in status
+    assert errors == []
+
+
 def test_autosave_restores_after_a_server_restart(browser, serve, tmp_path):
     """Draw, close the server, start a new one on the same workdir: the page offers the work."""
     from umedsam.ui.app import UIConfig, example_cases

@@ -64,3 +64,26 @@ def object_rows(keys: list, results: dict, segs: NDArray, spacing: tuple[float, 
             }
         )
     return rows
+
+
+def reference_dsc(segs: NDArray, gts: NDArray, count: int) -> list[float]:
+    """DSC of each object ``1..count`` of ``segs`` against the reference label it overlaps most.
+
+    An object is scored against the label its mask covers most (not against the label with its
+    own number: a user's first box need not be the reference's label 1); an empty mask, or one
+    over background only, scores 0.
+    """
+    from umedsam.evaluation.metrics import dice
+
+    reference = np.asarray(gts)
+    scores = []
+    for label in range(1, count + 1):
+        mask = segs == label
+        overlap = np.bincount(reference[mask].astype(np.int64).ravel(), minlength=1)
+        overlap[0] = 0
+        if not mask.any() or not overlap.any():
+            scores.append(0.0)
+            continue
+        target = int(np.argmax(overlap))
+        scores.append(round(float(dice(mask, reference == target)), 4))
+    return scores

@@ -26,7 +26,7 @@ from umedsam.inference.backends.base import Backend
 from umedsam.inference.propagation import SliceEmbeddingCache, extent_rows, propagate
 from umedsam.ui.heat import object_heat, uncertainty_tools
 from umedsam.ui.images import LoadedImage
-from umedsam.ui.objects import ObjectResult, object_rows, rounded
+from umedsam.ui.objects import ObjectResult, object_rows, reference_dsc, rounded
 from umedsam.ui.png import heat_png, mask_png
 
 if TYPE_CHECKING:
@@ -404,9 +404,10 @@ class Session:
         }
         gts = self.image.ground_truth
         if gts is not None and keys:
-            from umedsam.evaluation.metrics import dice
-
-            summary["dsc"] = round(float(dice(segs > 0, np.asarray(gts) > 0)), 4)
+            per_object = reference_dsc(segs, np.asarray(gts), len(keys))
+            for row, score in zip(objects, per_object, strict=True):
+                row["dsc"] = score
+            summary["dsc"] = round(float(np.mean(per_object)), 4)
         # keep only objects still in use, so undo + redo stays cheap but memory stays bounded
         in_use = set(keys)
         self._objects = {k: v for k, v in self._objects.items() if k in in_use}

@@ -372,7 +372,7 @@ function toImage(event) {
 function addClick(event) {
   const index = state.selected;
   if (index < 0 || index >= state.boxes.length) {
-    setStatus("Draw a box first, then click to correct its mask.", true);
+    setStatus("Draw a box first (press B for the box tool), then click to correct its mask.", true);
     return;
   }
   const p = toImage(event);
@@ -387,9 +387,13 @@ function addClick(event) {
 
 function onPointerDown(event) {
   if (!state.info) return;
+  if (state.tool !== "box" && state.boxes.length === 0 && event.button === 0) {
+    setTool("box");  // nothing to correct yet: the drag draws the first box
+    setStatus("No object yet, so the box tool (B) is on: drag a box around the structure.");
+  }
   if (state.tool === "scribble" && (event.button === 0 || event.button === 2)) {
     if (state.selected < 0 || state.selected >= state.boxes.length) {
-      setStatus("Draw a box first, then scribble to correct its mask.", true);
+      setStatus("Draw a box first (press B for the box tool), then scribble to correct its mask.", true);
       return;
     }
     const p = toImage(event);
@@ -467,6 +471,9 @@ function onPointerUp(event) {
   state.boxes.push(box);
   state.selected = state.boxes.length - 1;
   record({ kind: "box" });
+  setStatus(state.info.is_3d
+    ? `Box ${state.boxes.length} on slices ${box.z0 + 1}–${box.z1 + 1}: adjust the range in the list, then press Segment.`
+    : `Box ${state.boxes.length} added.`);
   renderBoxList();
   boxesChanged();
 }
@@ -529,15 +536,18 @@ function renderResult(result) {
   const physical = state.info.is_3d || ["nifti", "nrrd", "dicom"].includes(state.info.source_format);
   const table = document.createElement("table");
   const conf = result.objects.some((o) => o.confidence !== null && o.confidence !== undefined);
+  const ref = result.objects.some((o) => o.dsc !== undefined);
   table.innerHTML = `<tr><th>#</th><th>IoU est.</th>${conf ? "<th>confidence</th>" : ""}` +
-    `<th>${state.info.is_3d ? "voxels" : "pixels"}</th>${physical ? `<th>${unit}</th>` : ""}</tr>`;
+    `<th>${state.info.is_3d ? "voxels" : "pixels"}</th>${physical ? `<th>${unit}</th>` : ""}` +
+    `${ref ? "<th>DSC</th>" : ""}</tr>`;
   for (const o of result.objects) {
     const size = state.info.is_3d ? (o.size_mm / 1000).toFixed(2) : o.size_mm.toFixed(0);
     const tr = document.createElement("tr");
     tr.innerHTML = `<td><span class="swatch" style="display:inline-block;width:10px;height:10px;background:${labelColor(o.label)}"></span> ${o.label}</td>` +
       `<td>${o.iou.toFixed(3)}</td>` +
       (conf ? `<td>${o.confidence === null ? "–" : o.confidence.toFixed(3)}</td>` : "") +
-      `<td>${o.voxels}</td>${physical ? `<td>${size}</td>` : ""}`;
+      `<td>${o.voxels}</td>${physical ? `<td>${size}</td>` : ""}` +
+      (ref ? `<td>${o.dsc.toFixed(3)}</td>` : "");
     table.append(tr);
   }
   out.append(table);
@@ -575,6 +585,7 @@ function renderResult(result) {
     const p = document.createElement("div");
     p.className = "dsc";
     p.id = "dsc";
+    p.title = "each object against the reference label its mask overlaps most; mean over objects";
     p.textContent = `DSC vs. reference mask: ${result.dsc.toFixed(3)}`;
     out.append(p);
   }
@@ -612,6 +623,7 @@ function openSession(info) {
   state.heat = null;
   state.hasHeat = false;
   $("uncertainty-row").hidden = !info.uncertainty;
+  setTool("box");  // a new image starts with a box, whatever tool the last one ended with
   document.body.dataset.version = "0";
   document.body.dataset.session = info.session;
   document.body.dataset.encoded = "0";
@@ -663,7 +675,8 @@ async function pollEncoding(sid) {
     const by = st.model ? ` (${st.model} encoder)` : "";
     $("embed-label").textContent = st.ready
       ? `ready${took}${by}: prompts only run the mask decoder`
-      : `encoding ${state.info.is_3d ? `slices ${st.embedded} / ${st.total}` : "the image"}…`;
+      : `encoding ${state.info.is_3d ? `slices ${st.embedded} / ${st.total}` : "the image"}…` +
+        " you can draw boxes and segment meanwhile (slices not encoded yet are encoded on demand)";
     if (st.ready) {
       document.body.dataset.encoded = "1";
       return;
