@@ -113,7 +113,7 @@ def click_protocol(args: argparse.Namespace) -> dict[str, Any]:
     from umedsam.inference.interactive import segment_interactive_case
     from umedsam.inference.propagation import SliceEmbeddingCache
     from umedsam.inference.segment import segment_case
-    from umedsam.models.capabilities import bounded_propagation
+    from umedsam.models.cards import bounded_propagation
 
     engine = _engine(args)
     mask_prompts = not args.no_mask_prompt
@@ -568,10 +568,12 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.plot:
             print(f"\n{path.stem}\n\n{markdown_clicks(path)}")
         return 0
-    from umedsam.models.capabilities import PROMPT_KINDS, model_prompts, register_prompts
+    from dataclasses import replace
+
+    from umedsam.models.cards import PROMPT_KINDS, card, model_prompts, register_card
 
     if args.untrained_prompts:
-        register_prompts(args.model, PROMPT_KINDS)
+        register_card(replace(card(args.model), prompts=PROMPT_KINDS))
     if args.protocol != "latency" and set(model_prompts(args.model)) != set(PROMPT_KINDS):
         parser.error(f"{args.model} takes {model_prompts(args.model)}; add --untrained-prompts")
     runner = {"clicks": click_protocol, "scribbles": scribble_protocol, "latency": latency}

@@ -173,7 +173,7 @@ def profile(
     from umedsam.data.npz import load_case
     from umedsam.inference.engines import EngineSpec, open_engine
     from umedsam.inference.segment import segment_case
-    from umedsam.models.capabilities import bounded_propagation
+    from umedsam.models.cards import bounded_propagation
 
     rows = []
     for engine in _installed(engines):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from umedsam.models.capabilities import DEFAULT_MODEL
+from umedsam.models.cards import DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = [  # as tests/ui/test_browser.py starts Debian's Chromium

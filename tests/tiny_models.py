@@ -25,7 +25,7 @@ import os
 import sys
 from pathlib import Path
 
-from umedsam.models.capabilities import PROMPT_KINDS, register_prompts
+from umedsam.models.cards import PROMPT_KINDS, ModelCard, register_card
 from umedsam.models.encoders.efficient_vit import EfficientViTEncoder
 from umedsam.models.encoders.tiny_vit import TinyViT
 from umedsam.models.medsam_lite import (
@@ -97,7 +97,7 @@ test_tiny_effvit.__test__ = False  # type: ignore[attr-defined]
 
 
 for _name in TEST_MODELS:  # the tiny models take every prompt kind (they are never trained)
-    register_prompts(_name, PROMPT_KINDS)
+    register_card(ModelCard(_name, _name, architecture=_name, prompts=PROMPT_KINDS, encoder=_name))
 
 
 def cli_command(*argv: str) -> list[str]:

@@ -83,9 +83,9 @@ def test_shipped_weights_are_identified_without_torch() -> None:
     import subprocess
     import sys
 
-    from umedsam.models.capabilities import WEIGHT_FILES, shipped
+    from umedsam.models.cards import available_models, card
 
-    names = [n for n in WEIGHT_FILES if shipped(n)]
+    names = [n for n in available_models() if not card(n).bundled]
     assert names
     code = (
         "import sys\n"
@@ -99,7 +99,7 @@ def test_shipped_weights_are_identified_without_torch() -> None:
 
     for name in names:  # the registry (with torch) declares the same files
         base, path = default_weights(name)
-        assert path.is_file() and (base is None) == name.startswith("umedsam_effvit")
+        assert path == card(name).weights_path and base == card(name).base
 
 
 def _count_hashes_and_loads(monkeypatch) -> dict[str, int]:

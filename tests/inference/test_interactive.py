@@ -130,7 +130,7 @@ def test_extents_take_in_foreground_clicks_and_strokes_outside_the_box() -> None
 
 
 def test_bounded_propagation_only_for_models_other_than_the_official_one() -> None:
-    from umedsam.models.capabilities import bounded_propagation
+    from umedsam.models.cards import bounded_propagation
 
     assert not bounded_propagation("litemedsam")
     assert bounded_propagation("litemedsam", checkpoint="fine-tuned.pt")

@@ -179,7 +179,7 @@ def test_partial_checkpoint(tiny_model, tmp_path: Path) -> None:
 
 
 def test_packaged_partial_weights_over_a_base(tmp_path: Path, monkeypatch) -> None:
-    from umedsam.models import registry
+    from umedsam.models import cards
     from umedsam.models.pretrained import load_pretrained
 
     donor = build_model("test_tiny")
@@ -190,8 +190,13 @@ def test_packaged_partial_weights_over_a_base(tmp_path: Path, monkeypatch) -> No
         {f"image_encoder.{k}": v * 0 for k, v in donor.image_encoder.state_dict().items()},
         encoder_only,
     )
-    monkeypatch.setitem(registry._WEIGHTS, "test_tiny", (str(base), encoder_only))
-    model, report = load_pretrained("test_tiny")
+    base_card = cards.ModelCard("tiny_base", "base", architecture="test_tiny", weights=str(base))
+    tuned = cards.ModelCard(
+        "tiny_tuned", "tuned", architecture="test_tiny", weights=str(encoder_only), base="tiny_base"
+    )
+    monkeypatch.setitem(cards._CARDS, "tiny_base", base_card)
+    monkeypatch.setitem(cards._CARDS, "tiny_tuned", tuned)
+    model, report = load_pretrained("tiny_tuned")
     assert report.partial
     state = model.state_dict()
     torch.testing.assert_close(

@@ -62,9 +62,9 @@ def test_final_masks_match_official(real_model, unit_fixture) -> None:
 
 def test_finetuned_litemedsam_is_decoder_over_litemedsam(real_model) -> None:
     """``umedsam_litemedsam``: LiteMedSAM's encoder and prompt encoder, the shipped decoder."""
+    from umedsam.models.cards import WEIGHTS_DIR
     from umedsam.models.pretrained import load_pretrained
     from umedsam.models.registry import default_weights
-    from umedsam.models.zoo import WEIGHTS_DIR
 
     if not (WEIGHTS_DIR / "umedsam_litemedsam_decoder.pt").is_file():
         pytest.skip("no shipped umedsam_litemedsam weights")

@@ -32,7 +32,7 @@ def test_build_model_random_and_from_checkpoint(tmp_path) -> None:
 
 
 def test_build_model_default_is_the_shipped_models_own_weights() -> None:
-    from umedsam.models.capabilities import shipped_weights
+    from umedsam.models.cards import shipped_weights
     from umedsam.models.checkpoint import read_state_dict
 
     found = shipped_weights("umedsam_interactive")

@@ -97,11 +97,15 @@ def test_config_module_does_not_import_torch() -> None:
 
 def test_every_field_has_a_flag_with_help() -> None:
     flags = cfg.config_flags()
-    assert len(flags) == sum(len(s.__dataclass_fields__) for s in cfg._SECTIONS.values())
+    fields = [(n, f) for n, s in cfg._SECTIONS.items() for f in s.__dataclass_fields__]
+    assert len(flags) == len([1 for _, f in fields if f not in cfg.FILE_ONLY_KEYS])
+    assert {f for n, f in fields if n == "data"} >= cfg.FILE_ONLY_KEYS  # lists of sources
     assert all(help_text for _, _, help_text in flags)
 
 
-@pytest.mark.parametrize("name", ["train_umedsam.yaml", "train_umedsam_code.yaml"])
+@pytest.mark.parametrize(
+    "name", ["train_umedsam.yaml", "train_umedsam_code.yaml", "train_decoder_newdata.yaml"]
+)
 def test_shipped_configs_load(name) -> None:
     from pathlib import Path
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from umedsam.models.capabilities import DEFAULT_MODEL
+from umedsam.models.cards import DEFAULT_MODEL
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from umedsam.models.capabilities import DEFAULT_MODEL
+from umedsam.models.cards import DEFAULT_MODEL
 
 pytestmark = pytest.mark.browser
 
@@ -490,7 +490,7 @@ def test_corrections_raise_the_dsc_with_the_trained_model(browser, serve, tmp_pa
     scribble dab, each placed where the mask is most wrong (as the challenge's protocol places
     clicks, positive or negative as the error requires); the DSC against the reference rises."""
     from umedsam.data.interaction import challenge_click
-    from umedsam.models.capabilities import INTERACTIVE_MODEL, shipped
+    from umedsam.models.cards import INTERACTIVE_MODEL, shipped
     from umedsam.ui.app import UIConfig, example_cases
 
     if not shipped(INTERACTIVE_MODEL) or EXAMPLE_2D not in example_cases():

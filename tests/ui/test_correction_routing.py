@@ -11,12 +11,13 @@ import torch
 
 from umedsam.inference.backends.torch import TorchBackend
 from umedsam.inference.predictor import Predictor
-from umedsam.models.capabilities import (
+from umedsam.models.cards import (
     DEFAULT_MODEL,
     DEFAULT_MODEL_BASE,
     INTERACTIVE_MODEL,
-    WEIGHT_FILES,
-    WEIGHTS_DIR,
+    LITEMEDSAM_ENCODER,
+    available_models,
+    card,
     correction_model,
     encoder_of,
     shipped,
@@ -72,22 +73,22 @@ def disk_session(tmp_path: Path, depth: int | None = None) -> Session:
 
 
 def test_default_model_takes_clicks_through_the_interactive_model() -> None:
-    assert encoder_of(DEFAULT_MODEL_BASE) == DEFAULT_MODEL_BASE
+    assert encoder_of(DEFAULT_MODEL_BASE) == LITEMEDSAM_ENCODER
     assert encoder_of("umedsam_effvit_b0") == "umedsam_effvit_b0"
     assert correction_model("umedsam_effvit_b0") is None  # another encoder: refuses clicks
     assert correction_model("litemedsam") is None  # named explicitly: the official model only
     if shipped(INTERACTIVE_MODEL):
-        assert encoder_of(INTERACTIVE_MODEL) == DEFAULT_MODEL_BASE
+        assert encoder_of(INTERACTIVE_MODEL) == LITEMEDSAM_ENCODER
         assert correction_model(INTERACTIVE_MODEL) == INTERACTIVE_MODEL
         assert correction_model(DEFAULT_MODEL) == INTERACTIVE_MODEL
 
 
-@pytest.mark.parametrize("name", sorted(WEIGHT_FILES))
+@pytest.mark.parametrize("name", sorted(n for n in available_models() if not card(n).bundled))
 def test_litemedsam_derivatives_ship_no_image_encoder(name: str) -> None:
     """What encoder_of promises: these files leave LiteMedSAM's image encoder as it is."""
-    if not shipped(name) or encoder_of(name) != DEFAULT_MODEL_BASE:
+    if not shipped(name) or encoder_of(name) != LITEMEDSAM_ENCODER:
         pytest.skip(f"{name}: not shipped, or its own encoder")
-    state = torch.load(WEIGHTS_DIR / WEIGHT_FILES[name], map_location="cpu", weights_only=True)
+    state = torch.load(card(name).weights_path, map_location="cpu", weights_only=True)
     assert state and not [k for k in state if k.startswith("image_encoder")]
 
 

@@ -119,12 +119,18 @@ def _input_error(args: argparse.Namespace) -> str | None:
 
 def _benchmark(args: argparse.Namespace, on_failure, progress):  # type: ignore[no-untyped-def]
     """Segment the labelled data with the model and score it (see evaluation.benchmark)."""
-    from umedsam.data.sources import ImageMaskFolderSource, NnUNetRawSource, read_case_list
+    from umedsam.data.sources import (
+        CaseSource,
+        ImageMaskFolderSource,
+        NnUNetRawSource,
+        read_case_list,
+    )
     from umedsam.evaluation.benchmark import evaluate_source
     from umedsam.inference.engines import EngineSpec, open_engine
-    from umedsam.models.capabilities import DEFAULT_MODEL, bounded_propagation
+    from umedsam.models.cards import DEFAULT_MODEL
 
     cases = None if args.cases is None else read_case_list(args.cases)
+    source: CaseSource
     if args.nnunet is not None:
         source = NnUNetRawSource(
             args.nnunet, cases=cases, objects=args.objects, images=f"images{args.split}"
@@ -147,7 +153,7 @@ def _benchmark(args: argparse.Namespace, on_failure, progress):  # type: ignore[
     result = evaluate_source(
         engine.backend,
         source,
-        clip_to_box=bounded_propagation(model, args.checkpoint),
+        clip_to_box=spec.card.propagation == "bounded",
         tolerance=args.tolerance,
         progress=progress,
         on_failure=on_failure,

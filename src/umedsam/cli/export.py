@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from umedsam.models.capabilities import DEFAULT_MODEL
+from umedsam.models.cards import DEFAULT_MODEL
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

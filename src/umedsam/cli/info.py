@@ -18,10 +18,20 @@ def run(args: argparse.Namespace) -> int:
     from umedsam.models.registry import list_models
 
     print(f"umedsam {__version__}")
-    from umedsam.models.capabilities import DEFAULT_MODEL
+    from umedsam.models.cards import DEFAULT_MODEL, INTERACTIVE_MODEL, available_models, card
 
-    print("models: " + ", ".join(list_models()))
-    print(f"default model: {DEFAULT_MODEL} (--model litemedsam: the official model)")
+    print(f"default model: {DEFAULT_MODEL} (--model litemedsam: the official model); cases with")
+    print(f"  clicks, scribbles or a previous mask: {INTERACTIVE_MODEL}")
+    print("models (their cards, docs/models.md):")
+    for name in available_models():
+        facts = card(name)
+        fp = facts.reduced_precision or "float32 only"
+        print(f"  {name:20s} {facts.description}")
+        print(
+            f"  {'':20s} prompts {'/'.join(facts.prompts)}; {facts.input_size} px; encoder "
+            f"{facts.encoder}; 3D propagation {facts.propagation}; {fp}"
+        )
+    print("builders: " + ", ".join(list_models()))
     try:
         print(f"LiteMedSAM weights: {default_checkpoint_path()} (sha256 verified)")
     except CheckpointError as err:

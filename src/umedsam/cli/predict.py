@@ -145,7 +145,7 @@ def _choose_model(
     args: argparse.Namespace, cases: list[Path] | None, prompted: bool = False
 ) -> str:
     """``--model``, else the interactive model when a case holds clicks/scribbles/masks."""
-    from umedsam.models.capabilities import DEFAULT_MODEL, INTERACTIVE_MODEL, shipped
+    from umedsam.models.cards import DEFAULT_MODEL, INTERACTIVE_MODEL, shipped
 
     if args.model:
         return str(args.model)
@@ -215,8 +215,6 @@ def run(args: argparse.Namespace) -> int:
         args.model = _choose_model(args, None, prompted=args.prompts is not None)
         return _run_image_file(args, _engine_spec(args))
     try:
-        from umedsam.models.capabilities import bounded_propagation, model_prompts
-
         cases = find_cases(args.input)
         args.model = _choose_model(args, cases)
         spec = _engine_spec(args)
@@ -224,8 +222,8 @@ def run(args: argparse.Namespace) -> int:
             overlay_dir=args.overlay,
             uncertainty=uncertainty,
             cache_mb=args.cache_mb,
-            prompt_kinds=model_prompts(args.model),
-            clip_to_box=bounded_propagation(args.model, args.checkpoint),
+            prompt_kinds=spec.card.prompts,
+            clip_to_box=spec.card.propagation == "bounded",
         )
         executor: Executor
         if args.workers or args.scheduler:
@@ -295,7 +293,6 @@ def _run_image_file(args: argparse.Namespace, spec) -> int:  # type: ignore[no-u
     from umedsam.errors import UmedsamError
     from umedsam.inference.cases import predict_image_file
     from umedsam.inference.engines import open_engine
-    from umedsam.models.capabilities import bounded_propagation, model_prompts
 
     if args.boxes is None and args.prompts is None:
         print(
@@ -322,8 +319,8 @@ def _run_image_file(args: argparse.Namespace, spec) -> int:  # type: ignore[no-u
         width=args.width,
         cache_mb=args.cache_mb,
         prompts_path=args.prompts,
-        prompt_kinds=model_prompts(args.model),
-        clip_to_box=bounded_propagation(args.model, args.checkpoint),
+        prompt_kinds=spec.card.prompts,
+        clip_to_box=spec.card.propagation == "bounded",
     )
     if not outcome.ok:
         print(f"error: {outcome.error}", file=sys.stderr)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from umedsam.inference.engines import ENGINES
-from umedsam.models.capabilities import DEFAULT_MODEL
+from umedsam.models.cards import DEFAULT_MODEL
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

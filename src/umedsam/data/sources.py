@@ -308,6 +308,7 @@ class ImageMaskFolderSource(CaseSource):
         self.split_components = objects == "components"
         self.min_size = int(min_size)
         image_files = _files_by_stem(self.images, self, "image")
+        self._pairs: dict[str, tuple[Path, Path | None, Path | None]]
         if self.masks is None:
             self._pairs = {s: (p, None, None) for s, p in image_files.items()}
             self._names = _selected(sorted(image_files), cases, self)
@@ -323,9 +324,7 @@ class ImageMaskFolderSource(CaseSource):
             for stem in [s for s in matched if s not in fov_files]:
                 self._problem(f"{image_files[stem].name}: no ignore mask in {self.ignore}")
             matched = [s for s in matched if s in fov_files]
-        self._pairs: dict[str, tuple[Path, Path | None, Path | None]] = {
-            s: (image_files[s], mask_files[s], fov_files.get(s)) for s in matched
-        }
+        self._pairs = {s: (image_files[s], mask_files[s], fov_files.get(s)) for s in matched}
         self._names = _selected(matched, cases, self)
 
     def case_names(self) -> list[str]:

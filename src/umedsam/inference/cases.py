@@ -39,10 +39,10 @@ class CaseOptions:
         uncertainty: also write ``unc`` and per-object confidence (None: off).
         cache_mb: bound of a volume's slice-embedding cache.
         output_format: one of :data:`OUTPUT_FORMATS`.
-        prompt_kinds: prompt kinds the model takes (``umedsam.models.capabilities``); a case
+        prompt_kinds: prompt kinds the model takes (``umedsam.models.cards``); a case
             holding another kind fails with a message naming a model that takes it.
         clip_to_box: 3D propagation keeps each object inside its 3D box (every model but the
-            official one; ``umedsam.models.capabilities.bounded_propagation``).
+            official one; ``umedsam.models.cards.bounded_propagation``).
     """
 
     overlay_dir: Path | None = None
@@ -130,7 +130,7 @@ def check_prompt_kinds(case: Case, accepted: tuple[str, ...]) -> None:
         InputError: naming the case, the prompt kinds and the models that take them.
     """
     from umedsam.inference.interactive import case_prompt_kinds
-    from umedsam.models.capabilities import models_taking
+    from umedsam.models.cards import models_taking
 
     missing = case_prompt_kinds(case) - set(accepted)
     if missing:

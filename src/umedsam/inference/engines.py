@@ -15,10 +15,9 @@ Engines (``EngineSpec.engine``):
     auto       the first engine of :data:`AUTO_ORDER` (:data:`INTERACTIVE_AUTO_ORDER` for an
                interactive spec, as the web app opens) that is installed and whose export passed
                parity with PyTorch; an engine that fails is logged and the next one is tried.
-               For a model validated in bf16 (``umedsam.models.capabilities.BF16_VALIDATED``)
-               on a CPU with bf16 instructions, ``openvino-bf16`` comes first; for one whose
-               decoder is validated in bf16 (``BF16_DECODER_VALIDATED``), an interactive spec
-               tries ``openvino-bf16-decoder`` first.
+               On a CPU with bf16 instructions, the reduced-precision engine of the model's
+               card (``umedsam.models.cards.ModelCard.reduced_precision``) comes first:
+               ``openvino-bf16`` always, ``openvino-bf16-decoder`` for an interactive spec.
 
 Opening an engine happens in two steps, so that a Dask client can do the first and ship its
 result to the workers: :func:`plan_engine` resolves ``auto``, computes the weights identity (the
@@ -41,7 +40,7 @@ from pathlib import Path
 
 from umedsam.errors import MissingExtraError, UmedsamError
 from umedsam.inference.backends.base import Backend
-from umedsam.models.capabilities import DEFAULT_MODEL
+from umedsam.models.cards import DEFAULT_MODEL, ModelCard, card
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +102,11 @@ class EngineSpec:
             object.__setattr__(self, "checkpoint", Path(self.checkpoint))
         if self.export_dir is not None and not isinstance(self.export_dir, Path):
             object.__setattr__(self, "export_dir", Path(self.export_dir))
+
+    @property
+    def card(self) -> ModelCard:
+        """The model's card with this spec's checkpoint: what every entry point asks about it."""
+        return card(self.model, self.checkpoint)
 
 
 @dataclass(frozen=True)
@@ -184,21 +188,24 @@ def weights_sha256(model_name: str, checkpoint: str | Path | None = None) -> str
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint not found: {path}")
         return file_sha256(path)
-    if model_name == "litemedsam":
-        return LITEMEDSAM_SHA256
-    from umedsam.models.capabilities import shipped_weights
+    from umedsam.models.cards import card, shipped_weights
 
-    found = shipped_weights(model_name)  # torch-free for the shipped models
+    if card(model_name).bundled:
+        return LITEMEDSAM_SHA256
+    found = shipped_weights(model_name)  # torch-free
     if found is None:
         from umedsam.models.registry import default_weights
 
-        found = default_weights(model_name)
+        found = default_weights(model_name)  # raises the clear error
     base, weights = found
     parts = [file_sha256(weights)]
-    if base == "litemedsam":
+    if base is not None and card(base).bundled:
         parts.insert(0, LITEMEDSAM_SHA256)
     elif base is not None:
-        parts.insert(0, file_sha256(base))
+        base_path = card(base).weights_path
+        if base_path is None:
+            raise ValueError(f"model {model_name!r}: its base {base!r} ships no weights")
+        parts.insert(0, file_sha256(base_path))
     if len(parts) == 1:
         return parts[0]
     return hashlib.sha256("+".join(parts).encode()).hexdigest()
@@ -252,14 +259,11 @@ def plan_engine(spec: EngineSpec) -> EnginePlan:
         return _prepare(spec, sha256)
     installed = available_engines()
     from umedsam.inference.export_folder import ParityError
-    from umedsam.models.capabilities import BF16_DECODER_VALIDATED, BF16_VALIDATED
 
     order: tuple[str, ...] = INTERACTIVE_AUTO_ORDER if spec.interactive else AUTO_ORDER
-    bf16 = spec.checkpoint is None and cpu_has_bf16()
-    if bf16 and spec.model in BF16_VALIDATED:
-        order = ("openvino-bf16", *order)
-    elif bf16 and spec.interactive and spec.model in BF16_DECODER_VALIDATED:
-        order = ("openvino-bf16-decoder", *order)
+    validated = spec.card.reduced_precision if cpu_has_bf16() else None
+    if validated == "openvino-bf16" or (validated and spec.interactive):
+        order = (validated, *order)
     for engine in order:
         if engine not in installed:
             continue

@@ -142,7 +142,7 @@ class Predictor:
         """A predictor on ``backend`` holding this one's image, without encoding it again.
 
         Only for a backend that runs the same image encoder (for instance a model that changes
-        only LiteMedSAM's decoder, see ``umedsam.models.capabilities.encoder_of``).
+        only LiteMedSAM's decoder, see ``umedsam.models.cards.encoder_of``).
         """
         other = Predictor(backend)
         if other.image_size != self.image_size:

@@ -284,7 +284,7 @@ def segment_case(
     :mod:`umedsam.inference.interactive`; ``mask_prompts`` then says whether its previous mask
     is fed as the dense prompt (for models trained to take it). ``clip_to_box``: 3D propagation
     keeps each object inside its 3D box (:func:`segment_volume_case`; every model but the
-    official one, ``umedsam.models.capabilities.bounded_propagation``).
+    official one, ``umedsam.models.cards.bounded_propagation``).
 
     Raises:
         InputError: uncertainty asked for an interactive case.

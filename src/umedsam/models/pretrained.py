@@ -16,7 +16,7 @@ def load_pretrained(
     """Build ``name`` and load ``checkpoint`` (None: the model's default weights), in eval mode.
 
     The default weights of ``litemedsam`` are the bundled, sha256-verified ``lite_medsam.pth``.
-    Other models declare packaged weights with ``register_weights(name, path, base)``; when
+    Other models' cards (:mod:`umedsam.models.cards`) name their packaged weights; when the card's
     ``base`` is set, the tensors of the base checkpoint that fit the model (same name and shape,
     e.g. LiteMedSAM's prompt encoder and decoder under a student encoder) are loaded first and the
     packaged file, which may then be partial, goes on top.
@@ -29,8 +29,10 @@ def load_pretrained(
         ValueError: unknown model name.
         CheckpointError, FileNotFoundError: the weights cannot be loaded.
     """
+    from umedsam.models.cards import card
+
     model = build_model(name)
-    if checkpoint is None and name != "litemedsam":
+    if checkpoint is None and not card(name).bundled:
         from umedsam.models.registry import default_weights
 
         base, weights = default_weights(name)
@@ -42,9 +44,9 @@ def load_pretrained(
                     k: v for k, v in state.items() if k in expected and v.shape == expected[k].shape
                 }
 
-            load_checkpoint(
-                model, None if base == "litemedsam" else base, partial=True, filter_fn=fitting
-            )
+            base_card = card(base)
+            base_weights = None if base_card.bundled else base_card.weights_path
+            load_checkpoint(model, base_weights, partial=True, filter_fn=fitting)
         report = load_checkpoint(model, weights, partial=base is not None, sha256=sha256)
     else:
         report = load_checkpoint(model, checkpoint, sha256=sha256)

@@ -10,8 +10,6 @@ from typing import Any, TypeVar
 from torch import nn
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
-# name -> (base weights: "litemedsam" / a path / None, weights file shipped with the package)
-_WEIGHTS: dict[str, tuple[str | None, Path]] = {}
 
 # Modules whose import registers models; imported on first lookup so `import umedsam` stays light.
 _MODEL_MODULES = ("umedsam.models.medsam_lite", "umedsam.models.zoo")
@@ -72,41 +70,38 @@ def list_models() -> list[str]:
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build the named model with random (untrained) weights; load weights with load_checkpoint.
+    """Build model ``name`` with random (untrained) weights; load weights with load_checkpoint.
+
+    ``name`` is a builder's name or a model with a card (:mod:`umedsam.models.cards`), whose
+    ``architecture`` names the builder.
 
     Raises:
         ValueError: unknown name (the message lists the known ones).
     """
+    from umedsam.models.cards import card
+
     _load_builtin()
-    if name not in _BUILDERS:
+    builder = card(name).architecture
+    if builder not in _BUILDERS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(_BUILDERS))}")
-    return _BUILDERS[name](**kwargs)
-
-
-def register_weights(name: str, weights: Path, base: str | None = None) -> None:
-    """Declare the packaged weights of model ``name``.
-
-    Args:
-        name: a registered model name.
-        weights: weights file shipped inside the package.
-        base: if the file is partial (e.g. only a fine-tuned decoder), what to load first:
-            "litemedsam" for the bundled LiteMedSAM weights.
-    """
-    _WEIGHTS[name] = (base, weights)
+    return _BUILDERS[builder](**kwargs)
 
 
 def default_weights(name: str) -> tuple[str | None, Path]:
-    """(base, weights file) declared for ``name``.
+    """(base, weights file) of the weights the package ships for ``name`` (from its card).
 
     Raises:
-        ValueError: the model has no packaged weights (pass a checkpoint instead).
+        ValueError: unknown model, or one that ships no weights (pass a checkpoint instead).
     """
+    from umedsam.models.cards import available_models, card, shipped_weights
+
     _load_builtin()
-    if name not in _BUILDERS:
+    if card(name).architecture not in _BUILDERS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(_BUILDERS))}")
-    if name not in _WEIGHTS:
+    found = shipped_weights(name)
+    if found is None:
         raise ValueError(
             f"model {name!r} ships no weights; pass --checkpoint PATH "
-            f"(models with weights: litemedsam{''.join(', ' + k for k in sorted(_WEIGHTS))})"
+            f"(models with weights: {', '.join(available_models())})"
         )
-    return _WEIGHTS[name]
+    return found

@@ -32,11 +32,7 @@ from umedsam.errors import InputError, UmedsamError
 from umedsam.extras import import_optional
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.engines import EngineSpec
-from umedsam.models.capabilities import (
-    DEFAULT_MODEL,
-    MODEL_DESCRIPTIONS,
-    available_models,
-)
+from umedsam.models.cards import DEFAULT_MODEL, available_models, card
 from umedsam.ui.images import (
     LoadedImage,
     display_stem,
@@ -231,6 +227,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
             lambda name: _default_loader(dataclasses.replace(config, model=name)),
             config.model,
             route_corrections=config.checkpoint is None,
+            checkpoint=config.checkpoint,
         )
     state: dict[str, SessionStore] = {}
 
@@ -308,8 +305,7 @@ def create_app(config: UIConfig | None = None, model_loader: Callable[[], Backen
                 "max_upload_mb": config.max_upload_mb,
                 "model": holder.model,
                 "models": [
-                    {"name": n, "description": MODEL_DESCRIPTIONS.get(n, n)}
-                    for n in available_models()
+                    {"name": n, "description": card(n).description} for n in available_models()
                 ],
                 "engine": config.engine,
                 "engine_running": holder.engine_name,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from umedsam.inference.backends.base import Backend
-from umedsam.models.capabilities import PROMPT_KINDS
+from umedsam.models.cards import PROMPT_KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,8 @@ class ModelHolder:
         model: the model to start with.
         route_corrections: send corrections to ``correction_model(model)`` (off when the app
             was given its own checkpoint or loader).
+        checkpoint: the user's weights file the app runs, or None (the model's own weights);
+            the model's card then says how 3D propagation treats it, as for ``umedsam predict``.
     """
 
     def __init__(
@@ -37,8 +39,10 @@ class ModelHolder:
         loader_for: Callable[[str], Callable[[], Backend]],
         model: str,
         route_corrections: bool = True,
+        checkpoint: object = None,
     ) -> None:
         self._loader_for = loader_for
+        self.checkpoint = checkpoint
         self.model = model
         self._route = route_corrections
         self._loader = loader_for(model)
@@ -50,7 +54,7 @@ class ModelHolder:
     @property
     def corrector_model(self) -> str | None:
         """The other model that takes this model's clicks, scribbles and masks, or None."""
-        from umedsam.models.capabilities import correction_model
+        from umedsam.models.cards import correction_model
 
         name = correction_model(self.model) if self._route else None
         return None if name == self.model else name
@@ -58,16 +62,16 @@ class ModelHolder:
     @property
     def bounded(self) -> tuple[bool, bool]:
         """Whether the box model and the correcting model keep propagation inside extents."""
-        from umedsam.models.capabilities import bounded_propagation
+        from umedsam.models.cards import bounded_propagation
 
-        return bounded_propagation(self.model), bounded_propagation(
-            self.corrector_model or self.model
-        )
+        box_model = bounded_propagation(self.model, self.checkpoint)  # as umedsam predict
+        corrector = self.corrector_model
+        return box_model, bounded_propagation(corrector) if corrector else box_model
 
     @property
     def prompt_kinds(self) -> tuple[str, ...]:
         """The prompt kinds the app takes with the current model (and its corrector)."""
-        from umedsam.models.capabilities import model_prompts
+        from umedsam.models.cards import model_prompts
 
         helper = self.corrector_model
         kinds = set(model_prompts(self.model)) | set(model_prompts(helper) if helper else ())
@@ -79,7 +83,7 @@ class ModelHolder:
         Returns:
             Whether image embeddings made with the previous model stay valid (same encoder).
         """
-        from umedsam.models.capabilities import encoder_of
+        from umedsam.models.cards import encoder_of
 
         same_encoder = self._route and encoder_of(model) == encoder_of(self.model)
         previous = self.corrector_model

@@ -362,7 +362,7 @@ class Session:
         array = self.normalise_boxes(boxes)
         object_clicks = normalise_clicks(clicks, len(array), self.spatial_shape)
         if any(object_clicks) and "click" not in prompt_kinds:
-            from umedsam.models.capabilities import models_taking
+            from umedsam.models.cards import models_taking
 
             takers = models_taking({"box", "click"})
             hint = f": start the app with --model {takers[0]}" if takers else ""
