@@ -8,6 +8,9 @@ The old 40-case dev is reported separately (``umedsam predict`` + ``umedsam eval
 
     python benchmarks/new_dev.py --models litemedsam umedsam_merged umedsam_effvit_b1 \
         [--sets polyp-cvc ct-covid] [--engine auto] [--out docs/results/new_dev]
+
+A model entry ``LABEL=MODEL@CHECKPOINT`` runs a checkpoint under a label of its own (a candidate
+not yet shipped), e.g. ``newdata_merge=litemedsam@runs/m/merges/merge_a050_full.pt``.
 """
 
 from __future__ import annotations
@@ -24,10 +27,19 @@ FLAGS = {"images": "--images", "masks": "--masks", "ignore": "--ignore", "cases"
          "modality": "--modality", "objects": "--objects", "min_size": "--min-size"}  # fmt: skip
 
 
+def model_flags(entry: str) -> tuple[str, list[str]]:
+    """``(label, flags)`` of a ``--models`` entry: ``NAME`` or ``LABEL=MODEL@CHECKPOINT``."""
+    if "=" not in entry:
+        return entry, ["--model", entry]
+    label, _, target = entry.partition("=")
+    model, _, checkpoint = target.partition("@")
+    return label, ["--model", model] + (["--checkpoint", checkpoint] if checkpoint else [])
+
+
 def evaluate_set(spec: dict, model: str, engine: str, out: Path) -> dict:
-    """Run ``umedsam evaluate`` on one set; its JSON summary."""
-    argv = [str(Path(sys.executable).parent / "umedsam"), "evaluate", "-q", "--model", model]
-    argv += ["--engine", engine, "--out", str(out)]
+    """Run ``umedsam evaluate`` on one set (``model``: a ``--models`` entry); its JSON summary."""
+    argv = [str(Path(sys.executable).parent / "umedsam"), "evaluate", "-q"]
+    argv += model_flags(model)[1] + ["--engine", engine, "--out", str(out)]
     for key, flag in FLAGS.items():
         if key in spec:
             argv += [flag, str(spec[key])]
@@ -50,19 +62,19 @@ def main() -> None:
     sets = yaml.safe_load(args.config.read_text())["sets"]
     sets = [s for s in sets if not args.sets or s["name"] in args.sets]
     results: dict[tuple[str, str], dict] = {}
-    for model in args.models:
+    labels = [model_flags(m)[0] for m in args.models]
+    for model, label in zip(args.models, labels, strict=True):
         for spec in sets:
-            summary = evaluate_set(
-                spec, model, args.engine, args.out / model / f"{spec['name']}.csv"
-            )
-            results[model, spec["name"]] = summary
+            out = args.out / label / f"{spec['name']}.csv"
+            summary = evaluate_set(spec, model, args.engine, out)
+            results[label, spec["name"]] = summary
             overall = summary["overall"]
-            print(f"{model:22s} {spec['name']:14s} n={overall['n']:4d} "
+            print(f"{label:22s} {spec['name']:14s} n={overall['n']:4d} "
                   f"DSC {overall['dsc_mean']:.4f} NSD {overall['nsd_mean']:.4f}", flush=True)  # fmt: skip
-    print("\n| set | n | " + " | ".join(f"{m} DSC / NSD" for m in args.models) + " |")
-    print("|---|---|" + "---|" * len(args.models))
+    print("\n| set | n | " + " | ".join(f"{m} DSC / NSD" for m in labels) + " |")
+    print("|---|---|" + "---|" * len(labels))
     for spec in sets:
-        cells = [results[m, spec["name"]]["overall"] for m in args.models]
+        cells = [results[m, spec["name"]]["overall"] for m in labels]
         row = " | ".join(f"{c['dsc_mean']:.4f} / {c['nsd_mean']:.4f}" for c in cells)
         print(f"| {spec['name']} | {cells[0]['n']} | {row} |")
 

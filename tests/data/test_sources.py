@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from umedsam.data.dataset import SegmentationDataset, epoch_order
+from umedsam.data.nnunet import NnUNetRawSource
 from umedsam.data.sources import (
     ImageMaskFolderSource,
-    NnUNetRawSource,
     NpzFolderSource,
     open_source,
     sources_from_config,

@@ -119,12 +119,8 @@ def _input_error(args: argparse.Namespace) -> str | None:
 
 def _benchmark(args: argparse.Namespace, on_failure, progress):  # type: ignore[no-untyped-def]
     """Segment the labelled data with the model and score it (see evaluation.benchmark)."""
-    from umedsam.data.sources import (
-        CaseSource,
-        ImageMaskFolderSource,
-        NnUNetRawSource,
-        read_case_list,
-    )
+    from umedsam.data.nnunet import NnUNetRawSource
+    from umedsam.data.sources import CaseSource, ImageMaskFolderSource, read_case_list
     from umedsam.evaluation.benchmark import evaluate_source
     from umedsam.inference.engines import EngineSpec, open_engine
     from umedsam.models.cards import DEFAULT_MODEL
@@ -167,33 +163,90 @@ def _benchmark(args: argparse.Namespace, on_failure, progress):  # type: ignore[
     return result, len(source.case_names())
 
 
+def _usage_error(args: argparse.Namespace) -> str | None:
+    """What makes the flags unusable (checked before any work), or None."""
+    if args.tolerance < 0:
+        return f"--tolerance must be >= 0; got {args.tolerance}"
+    if args.plots is not None and importlib.util.find_spec("matplotlib") is None:
+        return "--plots needs the 'matplotlib' package: pip install 'umedsam[plots]'"
+    if args.confidence is not None and not args.confidence.is_file():
+        return f"confidence file not found: {args.confidence}"
+    return _input_error(args)
+
+
+def _score(args: argparse.Namespace, on_failure, progress):  # type: ignore[no-untyped-def]
+    """The evaluation result and the number of cases expected (folders, or a model's run)."""
+    from umedsam.evaluation import report as rep
+
+    if args.segs is None:
+        return _benchmark(args, on_failure, progress)
+    result = rep.evaluate_folders(
+        args.segs,
+        args.gts,
+        tolerance=args.tolerance,
+        spacing_order=args.spacing_order,
+        progress=progress,
+        on_failure=on_failure,
+    )
+    return result, len(list(args.gts.glob("*.npz")))
+
+
+def _confidence(args: argparse.Namespace, result, failures, written, summary):  # type: ignore[no-untyped-def]
+    """Score ``--confidence`` against the true per-object DSCs; print it; the report or None."""
+    from umedsam.evaluation import confidence as conf
+    from umedsam.evaluation import report as rep
+
+    try:
+        confidence_rows = conf.read_confidence_csv(args.confidence)
+    except (OSError, ValueError) as err:
+        failures.append(rep.Failure(args.confidence.name, str(err)))
+        _error(str(err))
+        return None
+    true_dsc = conf.true_dsc_from_label_rows(
+        [
+            {"case": r.case, "label": m.label, "dsc": m.dsc}
+            for r in result.rows
+            for m in r.metrics.labels
+        ]
+    )
+    report = conf.confidence_report(confidence_rows, true_dsc)
+    objects_path = args.out.with_name(f"{args.out.stem}_confidence.csv")
+    rep.write_csv_atomic(objects_path, report.object_dicts(), conf.OBJECT_COLUMNS)
+    written.append(objects_path)
+    summary["confidence"] = {"file": str(args.confidence), **report.to_dict()}
+    print()
+    print(report.format_text())
+    return report
+
+
+def _plots(folder: Path, result, confidence_report) -> list[Path]:  # type: ignore[no-untyped-def]
+    """Write the PNG plots; their paths."""
+    from umedsam.evaluation import plots
+
+    jobs: list[tuple[str, Any, Any]] = []
+    if result.rows:
+        jobs.append(("modality_boxplot.png", plots.plot_modality_boxplots, result.rows))
+    if confidence_report is not None and confidence_report.n_objects:
+        jobs.append(("risk_coverage.png", plots.plot_risk_coverage, confidence_report))
+        jobs.append(("reliability.png", plots.plot_reliability, confidence_report))
+    return [plot(data, folder / filename) for filename, plot, data in jobs]
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate ``args.segs`` against ``args.gts`` (or benchmark a model on labelled data);
     return 0, or 1 if any case failed."""
     from umedsam.errors import UmedsamError
     from umedsam.evaluation import report as rep
 
-    if args.tolerance < 0:
-        _error(f"--tolerance must be >= 0; got {args.tolerance}")
-        return 2
-    if args.plots is not None and importlib.util.find_spec("matplotlib") is None:
-        _error("--plots needs the 'matplotlib' package: pip install 'umedsam[plots]'")
-        return 2
-    if args.confidence is not None and not args.confidence.is_file():
-        _error(f"confidence file not found: {args.confidence}")
-        return 2
-    problem = _input_error(args)
+    problem = _usage_error(args)
     if problem is not None:
         _error(problem)
         return 2
-
-    labelled = args.segs is None
-    n_gts = 0 if labelled else len(list(args.gts.glob("*.npz")))
     bar: Any = None
-    if not getattr(args, "quiet", False) and sys.stderr.isatty():
+    if not getattr(args, "quiet", False) and sys.stderr.isatty() and args.gts is not None:
         from tqdm import tqdm
 
-        bar = tqdm(total=n_gts, unit="case", desc="evaluate", file=sys.stderr)
+        bar = tqdm(total=len(list(args.gts.glob("*.npz"))), unit="case", desc="evaluate")
 
     def on_failure(failure: rep.Failure) -> None:
         message = f"{failure.case}: {failure.problem}"
@@ -203,17 +256,7 @@ def run(args: argparse.Namespace) -> int:
             _error(message)
 
     try:
-        if labelled:
-            result, n_gts = _benchmark(args, on_failure, bar.update if bar is not None else None)
-        else:
-            result = rep.evaluate_folders(
-                args.segs,
-                args.gts,
-                tolerance=args.tolerance,
-                spacing_order=args.spacing_order,
-                progress=bar.update if bar is not None else None,
-                on_failure=on_failure,
-            )
+        result, n_gts = _score(args, on_failure, bar.update if bar is not None else None)
     except (UmedsamError, ValueError, FileNotFoundError) as err:
         _error(str(err))
         return 2
@@ -227,16 +270,15 @@ def run(args: argparse.Namespace) -> int:
     if args.per_label is not None:
         rep.write_csv_atomic(args.per_label, result.label_dicts(), rep.LABEL_COLUMNS)
         written.append(args.per_label)
-
     inputs = (
         {"segs": str(args.segs), "gts": str(args.gts)}
-        if not labelled
+        if args.segs is not None
         else {
             "images": str(args.images or args.nnunet),
             "masks": str(args.masks or args.nnunet),
             "model": args.model,
             "engine": args.engine,
-        }
+        }  # fmt: skip
     )
     summary: dict[str, Any] = {
         **inputs,
@@ -245,49 +287,12 @@ def run(args: argparse.Namespace) -> int:
         "n_cases": len(result.rows),
         **rep.summary_to_dict(result.summary),
     }
-
     print(rep.format_table(result.summary))
-    confidence_text = None
-    confidence_report = None
+    report = None
     if args.confidence is not None:
-        from umedsam.evaluation import confidence as conf
-
-        try:
-            confidence_rows = conf.read_confidence_csv(args.confidence)
-        except (OSError, ValueError) as err:
-            failures.append(rep.Failure(args.confidence.name, str(err)))
-            _error(str(err))
-        else:
-            true_dsc = conf.true_dsc_from_label_rows(
-                [
-                    {"case": r.case, "label": m.label, "dsc": m.dsc}
-                    for r in result.rows
-                    for m in r.metrics.labels
-                ]
-            )
-            confidence_report = conf.confidence_report(confidence_rows, true_dsc)
-            objects_path = args.out.with_name(f"{args.out.stem}_confidence.csv")
-            rep.write_csv_atomic(
-                objects_path, confidence_report.object_dicts(), conf.OBJECT_COLUMNS
-            )
-            written.append(objects_path)
-            summary["confidence"] = {"file": str(args.confidence), **confidence_report.to_dict()}
-            confidence_text = confidence_report.format_text()
-            print()
-            print(confidence_text)
-
+        report = _confidence(args, result, failures, written, summary)
     if args.plots is not None:
-        from umedsam.evaluation import plots
-
-        jobs: list[tuple[str, Any, Any]] = []
-        if result.rows:
-            jobs.append(("modality_boxplot.png", plots.plot_modality_boxplots, result.rows))
-        if confidence_report is not None and confidence_report.n_objects:
-            jobs.append(("risk_coverage.png", plots.plot_risk_coverage, confidence_report))
-            jobs.append(("reliability.png", plots.plot_reliability, confidence_report))
-        for filename, plot, data in jobs:
-            written.append(plot(data, args.plots / filename))
-
+        written.extend(_plots(args.plots, result, report))
     summary["failures"] = [{"case": f.case, "problem": f.problem} for f in failures]
     json_path = args.out.with_suffix(".json")
     rep.write_json_atomic(json_path, summary)

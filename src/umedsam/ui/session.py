@@ -383,13 +383,7 @@ class Session:
                 corrector=backend if corrector is None else corrector(),
                 extents=self.image.extents if bounded[1] else frozenset(),
             )
-        segs = np.zeros(self.spatial_shape, dtype=label_dtype(len(keys)))
-        heat: NDArray[np.uint8] | None = None
-        for label, key in enumerate(keys, start=1):
-            found = self._objects[key]
-            segs[found.mask if overwrite else found.mask & (segs == 0)] = label
-            if found.heat is not None:
-                heat = found.heat.copy() if heat is None else np.maximum(heat, found.heat)
+        segs, heat = self._paint(keys, overwrite)
         self.boxes, self.segs, self.uncertainty = keys, segs, heat
         self.version += 1
         labels = [str(n)[:100] for n in names] if isinstance(names, list) else []
@@ -412,6 +406,20 @@ class Session:
         in_use = set(keys)
         self._objects = {k: v for k, v in self._objects.items() if k in in_use}
         return summary
+
+    def _paint(self, keys: list, overwrite: bool) -> tuple[NDArray, NDArray[np.uint8] | None]:
+        """The label map of the objects ``keys`` (label i + 1 for key i) and their uncertainty.
+
+        Where masks overlap, an earlier object keeps its pixels unless ``overwrite``.
+        """
+        segs = np.zeros(self.spatial_shape, dtype=label_dtype(len(keys)))
+        heat: NDArray[np.uint8] | None = None
+        for label, key in enumerate(keys, start=1):
+            found = self._objects[key]
+            segs[found.mask if overwrite else found.mask & (segs == 0)] = label
+            if found.heat is not None:
+                heat = found.heat.copy() if heat is None else np.maximum(heat, found.heat)
+        return segs, heat
 
     def _compute(self, backend: Backend, boxes: NDArray[np.int64], bounded: bool) -> None:
         if self.image.is_3d:
