@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from umedsam.data.sources import CaseSource, LabelledCase, _selected
+from umedsam.data.sources import CaseSource, LabelledCase, _selected, labelled_case
 from umedsam.errors import InputError
 
 __all__ = ["NNUNET_MODALITIES", "NnUNetRawSource"]
@@ -81,14 +81,6 @@ class NnUNetRawSource(CaseSource):
                 self._problem(f"{case}{suffix}: no label file {case}{self.ending}")
         self._names = _selected(names, cases, self)
 
-    def case_names(self) -> list[str]:
-        """The case identifiers with a label file."""
-        return list(self._names)
-
-    def modality(self, case: str) -> str:
-        """The modality of channel 0."""
-        return self._modality
-
     def identity(self) -> str:
         """The resolved dataset folder."""
         return str(self.root.resolve())
@@ -106,7 +98,6 @@ class NnUNetRawSource(CaseSource):
 
     def load(self, case: str) -> LabelledCase:
         """Read channel 0 (or the RGB planes) and the label file; window and number objects."""
-        from umedsam.data.convert import convert_case
         from umedsam.data.readers import read_image
 
         label_path = self.label_dir / f"{case}{self.ending}"
@@ -116,16 +107,9 @@ class NnUNetRawSource(CaseSource):
             raise InputError(
                 label_path, f"label shape {labels.shape} differs from the image's {meta.shape}"
             )
-        try:
-            arrays = convert_case(
-                image,
-                meta,
-                labels,
-                modality=self._modality,
-                split_components=self.split_components,
-            )
-        except ValueError as err:
-            raise InputError(label_path, str(err)) from err
+        arrays = labelled_case(
+            image, meta, labels, label_path, self._modality, split_components=self.split_components
+        )
         return LabelledCase(
             arrays["imgs"], arrays["gts"], self._modality, arrays.get("spacing"), None
         )

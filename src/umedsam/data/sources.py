@@ -88,20 +88,22 @@ class CaseSource:
     weight: float = 1.0
     labelled: bool = True  # False: images only (distillation), every ``gts`` is empty
 
-    def __init__(self, name: str, weight: float) -> None:
+    def __init__(self, name: str, weight: float, modality: str = "") -> None:
         if not weight >= 0:
             raise ValueError(f"source {name!r}: weight must be >= 0; got {weight}")
         self.name = name
         self.weight = float(weight)
         self.problems: list[str] = []
+        self._names: list[str] = []
+        self._modality = modality
 
     def case_names(self) -> list[str]:
         """Names of the cases this source offers, sorted."""
-        raise NotImplementedError
+        return list(self._names)
 
     def modality(self, case: str) -> str:
-        """Modality of ``case`` (without loading it)."""
-        raise NotImplementedError
+        """Modality of ``case`` (without loading it): the source's own, by default."""
+        return self._modality
 
     def load(self, case: str) -> LabelledCase:
         """The arrays of ``case``.
@@ -180,10 +182,6 @@ class NpzFolderSource(CaseSource):
         wanted = None if cases is None else [c if c.endswith(".npz") else f"{c}.npz" for c in cases]
         self._names = _selected(names, wanted, self)
 
-    def case_names(self) -> list[str]:
-        """The npz file names with a ground truth."""
-        return list(self._names)
-
     def modality(self, case: str) -> str:
         """From the file name's modality token."""
         return modality_from_name(case)
@@ -226,6 +224,19 @@ def _files_by_stem(folder: Path, source: CaseSource, what: str) -> dict[str, Pat
             continue
         found[path.stem] = path
     return found
+
+
+def labelled_case(
+    image: NDArray, meta: Any, labels: NDArray, label_path: Path, modality: str, **options: Any
+) -> dict[str, NDArray]:
+    """The challenge arrays of an image and its labels (:func:`umedsam.data.convert.convert_case`
+    with ``options``); a problem names ``label_path``."""
+    from umedsam.data.convert import convert_case
+
+    try:
+        return convert_case(image, meta, labels, modality=modality, **options)
+    except ValueError as err:
+        raise InputError(label_path, str(err)) from err
 
 
 def mask_to_labels(mask: NDArray, path: Path) -> NDArray[np.int64]:
@@ -296,13 +307,12 @@ class ImageMaskFolderSource(CaseSource):
         self.labelled = self.masks is not None
         self.ignore = None if ignore is None else Path(ignore)
         default = self.images.parent.name if self.images.name == "images" else self.images.name
-        super().__init__(name or default, weight)
+        super().__init__(name or default, weight, modality)
         if objects not in ("labels", "components"):
             raise ValueError(f"objects must be 'labels' or 'components'; got {objects!r}")
         for folder in (self.images, self.masks, self.ignore):
             if folder is not None and not folder.is_dir():
                 raise FileNotFoundError(f"{folder}: folder not found")
-        self._modality = modality
         self.split_components = objects == "components"
         self.min_size = int(min_size)
         image_files = _files_by_stem(self.images, self, "image")
@@ -324,14 +334,6 @@ class ImageMaskFolderSource(CaseSource):
             matched = [s for s in matched if s in fov_files]
         self._pairs = {s: (image_files[s], mask_files[s], fov_files.get(s)) for s in matched}
         self._names = _selected(matched, cases, self)
-
-    def case_names(self) -> list[str]:
-        """The matched stems."""
-        return list(self._names)
-
-    def modality(self, case: str) -> str:
-        """The folder's modality."""
-        return self._modality
 
     def identity(self) -> str:
         """The resolved image and mask folders."""
@@ -365,17 +367,15 @@ class ImageMaskFolderSource(CaseSource):
                 raise InputError(fov_path, "ignore mask size differs from the image's")
             valid = np.asarray(fov if fov.ndim == 2 else fov.max(axis=2)) > 0
             labels = np.where(valid, labels, 0)
-        try:
-            arrays = convert_case(
-                image,
-                meta,
-                labels,
-                modality=self._modality,
-                min_size=self.min_size,
-                split_components=self.split_components,
-            )
-        except ValueError as err:
-            raise InputError(mask_path, str(err)) from err
+        arrays = labelled_case(
+            image,
+            meta,
+            labels,
+            mask_path,
+            self._modality,
+            min_size=self.min_size,
+            split_components=self.split_components,
+        )
         return LabelledCase(arrays["imgs"], arrays["gts"], self._modality, None, valid)
 
 
