@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -360,3 +361,21 @@ def test_balanced_stage1_draws_modalities_by_weight(challenge_folder: Path, tmp_
     )
     assert config.data.modality_weights == {"CT": 0.25}
     assert distill(config, stages=(1,)).steps == 3
+
+
+def test_stage1_distils_on_unlabelled_image_folders_too(
+    challenge_folder: Path, tmp_path: Path
+) -> None:
+    """Distillation needs no labels: a folder source without masks adds its images."""
+    import cv2
+
+    folder = tmp_path / "unlabelled"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(folder / f"u{i}.jpg"), rng.integers(0, 255, (40, 50, 3), dtype=np.uint8))
+    source = {"kind": "folder", "images": str(folder), "modality": "CT", "weight": 1.0}
+    config = _config(challenge_folder, tmp_path, data={"sources": [source]}, run={"steps": 2})
+    result = distill(config, stages=(1,))
+    labelled = len(SegmentationDataset(challenge_folder, image_size=64))
+    assert result.steps == 2 and result.cached_images == labelled + 3
