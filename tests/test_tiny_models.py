@@ -20,8 +20,8 @@ def test_cli_subprocess_sees_the_test_models() -> None:
     out = subprocess.run(
         tiny_models.cli_command("info"), capture_output=True, text=True, check=True, timeout=120
     )
-    line = next(x for x in out.stdout.splitlines() if x.startswith("models: "))
-    assert set(tiny_models.TEST_MODELS) <= set(line.removeprefix("models: ").split(", "))
+    line = next(x for x in out.stdout.splitlines() if x.startswith("builders: "))
+    assert set(tiny_models.TEST_MODELS) <= set(line.removeprefix("builders: ").split(", "))
 
 
 def test_subprocess_env_preloads_the_module_on_dask_workers() -> None:

@@ -137,6 +137,13 @@ for _card in (
         base=DEFAULT_MODEL_BASE,
     ),
     ModelCard(
+        "umedsam_newdata",
+        "LiteMedSAM, decoder fine-tuned with the new polyp and CT data too (boxes)",
+        architecture="litemedsam",
+        weights="umedsam_newdata_decoder.pt",
+        base=DEFAULT_MODEL_BASE,
+    ),
+    ModelCard(
         INTERACTIVE_MODEL,
         "LiteMedSAM + trained clicks, scribbles, corrections",
         architecture="litemedsam",
