@@ -388,24 +388,29 @@ class Session:
         self.version += 1
         labels = [str(n)[:100] for n in names] if isinstance(names, list) else []
         autosave_error = self._autosave(keys, segs, overwrite, labels)
-        objects = object_rows(keys, self._objects, segs, self.image.meta.spacing)
         summary: dict = {
             "version": self.version,
             "autosave_error": autosave_error,
             "uncertainty": heat is not None,
-            "objects": objects,
+            **self._object_scores(keys, segs),
             "seconds": round(time.perf_counter() - start, 3),
         }
-        gts = self.image.ground_truth
-        if gts is not None and keys:
-            per_object = reference_dsc(segs, np.asarray(gts), len(keys))
-            for row, score in zip(objects, per_object, strict=True):
-                row["dsc"] = score
-            summary["dsc"] = round(float(np.mean(per_object)), 4)
         # keep only objects still in use, so undo + redo stays cheap but memory stays bounded
         in_use = set(keys)
         self._objects = {k: v for k, v in self._objects.items() if k in in_use}
         return summary
+
+    def _object_scores(self, keys: list, segs: NDArray) -> dict:
+        """``{"objects": rows}`` for the page, and ``"dsc"`` (each row's too) when the image
+        has a reference mask (bundled examples): each object against the label it overlaps."""
+        objects = object_rows(keys, self._objects, segs, self.image.meta.spacing)
+        gts = self.image.ground_truth
+        if gts is None or not keys:
+            return {"objects": objects}
+        per_object = reference_dsc(segs, np.asarray(gts), len(keys))
+        for row, score in zip(objects, per_object, strict=True):
+            row["dsc"] = score
+        return {"objects": objects, "dsc": round(float(np.mean(per_object)), 4)}
 
     def _paint(self, keys: list, overwrite: bool) -> tuple[NDArray, NDArray[np.uint8] | None]:
         """The label map of the objects ``keys`` (label i + 1 for key i) and their uncertainty.
