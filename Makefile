@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.umedsam-installed
 # Every optional feature, so that the whole test suite runs (CI uses this same setup).
-EXTRAS := dev,onnx,openvino,nifti,dicom,images,plots,ui,train,dist
+EXTRAS := dev,onnx,openvino,nifti,dicom,images,plots,ui,train,dist,napari
 
 .PHONY: setup demo test lint typecheck clean
 

@@ -40,8 +40,6 @@ def stroke_points(entry: dict, shape: tuple[int, ...], object_index: int) -> lis
     """
     import cv2
 
-    from umedsam.inference.prompts import sample_stroke_points
-
     where = f"object {object_index + 1}"
     points = entry.get("stroke")
     label = entry.get("label", 1)
@@ -70,7 +68,16 @@ def stroke_points(entry: dict, shape: tuple[int, ...], object_index: int) -> lis
     pts = np.round(xy).astype(np.int32).reshape(-1, 1, 2)
     cv2.polylines(canvas, [pts], False, 1, thickness=max(1, int(round(2 * radius))))
     cv2.circle(canvas, (int(pts[0, 0, 0]), int(pts[0, 0, 1])), int(round(radius)), 1, -1)
-    sampled = sample_stroke_points(canvas > 0)
+    return painted_stroke_points(canvas > 0, label, z)
+
+
+def painted_stroke_points(painted: NDArray[np.bool_], label: int, z: int | None) -> list[Click]:
+    """The clicks of one painted stroke (a 2D map of its pixels): points spread along it
+    (``sample_stroke_points``). The web app's strokes (drawn here from their polyline) and the
+    napari plugin's painted strokes both become clicks through this one function."""
+    from umedsam.inference.prompts import sample_stroke_points
+
+    sampled = sample_stroke_points(np.asarray(painted, bool))
     return [
         (int(x), int(y), label) if z is None else (int(x), int(y), z, label) for x, y in sampled
     ]

@@ -56,21 +56,28 @@ def read_label_map(
 
 
 def label_objects(labels: NDArray[np.int64]) -> list[tuple[int, tuple[int, ...], NDArray]]:
-    """Per label (ascending): the label, its box as drawn boxes are, and its mask.
-
-    Boxes are x_min, y_min, (z_min,) x_max, y_max, (z_max): x_max and y_max exclusive, z
-    inclusive, as the app's drawn boxes are.
-    """
-    from umedsam.data.boxes import mask_to_box
-
+    """Per label (ascending): the label, its box as drawn boxes are (:func:`drawn_box`), its mask."""
     objects = []
     for label in (int(v) for v in np.unique(labels) if v > 0):
         mask = labels == label
-        tight = mask_to_box(mask)
-        assert tight is not None  # the label is present
-        corners = [int(v) for v in tight]
-        half = len(corners) // 2
-        corners[half] += 1
-        corners[half + 1] += 1
-        objects.append((label, tuple(corners), mask))
+        objects.append((label, drawn_box(mask), mask))
     return objects
+
+
+def drawn_box(mask: NDArray) -> tuple[int, ...]:
+    """The box of a non-empty mask as the app's drawn boxes are: x_min, y_min, (z_min,) x_max,
+    y_max, (z_max), with x_max and y_max exclusive and z inclusive.
+
+    Raises:
+        ValueError: an empty mask.
+    """
+    from umedsam.data.boxes import mask_to_box
+
+    tight = mask_to_box(mask)
+    if tight is None:
+        raise ValueError("an empty mask has no box")
+    corners = [int(v) for v in tight]
+    half = len(corners) // 2
+    corners[half] += 1
+    corners[half + 1] += 1
+    return tuple(corners)

@@ -149,10 +149,24 @@ class Session:
         labels = read_label_map(path, shown_name, self.spatial_shape, max_bytes)
         boxes, ids = [], []
         for label, box, mask in label_objects(labels):
-            self._objects[(box, ())] = ObjectResult(mask, 1.0)
+            self.adopt_mask(box, (), mask)
             boxes.append(list(box))
             ids.append(label)
         return {"boxes": boxes, "labels": ids}
+
+    def adopt_mask(self, box: tuple[int, ...], clicks: tuple, mask: NDArray) -> None:
+        """Hold ``mask`` as the object (``box``, ``clicks``): shown as it is, and the state the
+        object's next click or stroke refines (its dense prompt; 3D: its previous mask).
+
+        Used for imported masks and, in the napari plugin, for an existing label taken as the
+        start of a correction and for the state an undo returns to.
+        """
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != self.spatial_shape:
+            raise InputError(
+                None, f"a mask of shape {mask.shape}; the image is {self.spatial_shape}"
+            )
+        self._objects[(tuple(int(v) for v in box), tuple(clicks))] = ObjectResult(mask, 1.0)
 
     # ----- embeddings ahead of prompts -----------------------------------------------------
     def precompute(

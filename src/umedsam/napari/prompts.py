@@ -1,0 +1,83 @@
+"""napari prompt layers -> umedsam prompts: rectangles, points and painted strokes, Qt-free.
+
+Prompt layers share the image layer's scale and translation, so their data coordinates are the
+image's voxel indices ((z,) y, x, pixel centres at integers). A rectangle is a box as the web app
+draws it (x/y max exclusive); on a volume it is drawn on one slice and spans that slice +- a few
+slices (the web app's default: 10 % of the depth, at least 2), the range the propagation covers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from umedsam.ui.corrections import Click, painted_stroke_points
+
+POSITIVE, NEGATIVE = 1, 2
+"""Values of the scribble layer: 1 paints the object, 2 the background."""
+
+
+def default_half_depth(depth: int) -> int:
+    """Slices on each side of the drawn slice that a new 3D box spans (the web app's rule)."""
+    return max(2, round(depth * 0.1))
+
+
+def rectangle_box(
+    vertices: NDArray, shape: tuple[int, ...], half_depth: int | None = None
+) -> tuple[int, ...] | None:
+    """The box of a napari rectangle (its vertices in data coordinates), or None if it covers
+    no pixel of the image.
+
+    Args:
+        vertices: (4, 2) y, x or (4, 3) z, y, x corners.
+        shape: the image's spatial shape, (H, W) or (D, H, W).
+        half_depth: 3D: slices on each side of the rectangle's slice (None: the default rule).
+    """
+    corners = np.asarray(vertices, np.float64)
+    h, w = shape[-2:]
+    y0, x0 = np.floor(corners[:, -2:].min(0) + 0.5).astype(int)
+    y1, x1 = np.floor(corners[:, -2:].max(0) + 0.5).astype(int) + 1
+    x0, x1 = max(0, x0), min(w, x1)
+    y0, y1 = max(0, y0), min(h, y1)
+    if x0 >= x1 or y0 >= y1:
+        return None
+    if len(shape) == 2:
+        return (int(x0), int(y0), int(x1), int(y1))
+    depth = shape[0]
+    z = int(np.clip(round(float(corners[:, 0].mean())), 0, depth - 1))
+    r = default_half_depth(depth) if half_depth is None else max(0, int(half_depth))
+    return (int(x0), int(y0), max(0, z - r), int(x1), int(y1), min(depth - 1, z + r))
+
+
+def point_clicks(points: NDArray, positive: NDArray, shape: tuple[int, ...]) -> list[Click]:
+    """Clicks ``(x, y, (z,) label)`` of a points layer's data ((N, 2) y, x or (N, 3) z, y, x) in
+    layer order; points outside the image are left out."""
+    clicks: list[Click] = []
+    for coords, is_positive in zip(np.asarray(points), np.asarray(positive), strict=True):
+        index = [int(round(float(v))) for v in coords[-len(shape) :]]
+        if any(not 0 <= v < s for v, s in zip(index, shape, strict=True)):
+            continue
+        label = 1 if is_positive else 0
+        clicks.append((index[-1], index[-2], label) if len(shape) == 2 else (*index[::-1], label))
+    return clicks
+
+
+def scribble_clicks(painted: NDArray) -> list[Click]:
+    """The clicks of a scribble layer's strokes: each connected stroke of each value (1 object,
+    2 background) on each slice becomes points along it, as the web app's strokes do
+    (:func:`~umedsam.ui.corrections.painted_stroke_points`)."""
+    import cv2
+
+    painted = np.asarray(painted)
+    slices = [(None, painted)] if painted.ndim == 2 else list(enumerate(painted))
+    clicks: list[Click] = []
+    for z, plane in slices:
+        if not plane.any():
+            continue
+        for value, label in ((POSITIVE, 1), (NEGATIVE, 0)):
+            count, parts = cv2.connectedComponents(
+                (plane == value).astype(np.uint8), connectivity=8
+            )
+            for part in range(1, count):
+                clicks += painted_stroke_points(parts == part, label, z)
+    return clicks

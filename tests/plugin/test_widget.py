@@ -1,0 +1,129 @@
+"""The plugin in a real (headless) napari viewer with the real default model.
+
+Open the bundled CT lesion volume through the plugin's sample data, draw a box on a slice, add
+a click, and check the label layer: its DSC against the case's reference, and that a label that
+was there before was not touched; then undo, redo, save. And the same on a 2D ultrasound image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.napari, pytest.mark.realweights]
+
+
+def add_layers(viewer, layers) -> None:  # type: ignore[no-untyped-def]
+    for data, kwargs, kind in layers:
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+
+
+def start_widget(viewer, qtbot):  # type: ignore[no-untyped-def]
+    from umedsam.napari.widget import UmedsamWidget
+
+    widget = UmedsamWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.engine_box.setCurrentText("torch")
+    widget.start()
+    qtbot.waitUntil(lambda: widget.annotator.progress()["ready"], timeout=300_000)
+    return widget
+
+
+def wait_steps(qtbot, widget, steps: int) -> None:  # type: ignore[no-untyped-def]
+    qtbot.waitUntil(lambda: widget.idle and len(widget.annotator._undo) >= steps, timeout=120_000)
+
+
+def test_box_and_click_on_a_ct_volume(viewer, qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from umedsam.napari.samples import ct_lesion
+    from umedsam.napari.widget import BOXES, CLICKS, OBJECTS
+
+    add_layers(viewer, ct_lesion())
+    image_layer, reference_layer = viewer.layers[0], viewer.layers[1]
+    reference = np.asarray(reference_layer.data)
+    assert tuple(image_layer.scale) == pytest.approx(
+        image_layer.metadata["umedsam_image"].meta.spacing
+    )
+    # a label of the user's before the plugin starts: it must never be touched
+    objects = viewer.add_labels(np.zeros(reference.shape, np.int32), name=OBJECTS)
+    zs, ys, xs = np.nonzero(reference)
+    mine = (slice(int(zs.min()), int(zs.max()) + 1), slice(int(ys.min()), int(ys.min()) + 4),
+            slice(int(xs.min()), int(xs.max()) + 1))  # fmt: skip
+    objects.data[mine] = 7
+    widget = start_widget(viewer, qtbot)
+    assert widget.annotator.label == 8
+
+    z = int(np.median(zs))
+    on_slice = np.nonzero(reference[z])
+    (y0, y1), (x0, x1) = ((int(on_slice[k].min()), int(on_slice[k].max())) for k in (0, 1))
+    corners = np.array([[z, y0, x0], [z, y0, x1], [z, y1, x1], [z, y1, x0]], float)
+    viewer.layers[BOXES].add_rectangles([corners])
+    wait_steps(qtbot, widget, 1)
+    assert (objects.data[mine] == 7).all()
+    box_dsc = widget.annotator.reference_dsc(reference)[8]
+    assert box_dsc > 0.75, box_dsc
+    assert "Object 8" in widget.status.text()
+    after_box = objects.data.copy()
+
+    far = [z, float(np.mean(on_slice[0])), float(np.mean(on_slice[1]))]
+    viewer.layers[CLICKS].add([far])
+    wait_steps(qtbot, widget, 2)
+    assert widget.annotator.prompts.clicks == ((int(round(far[2])), int(round(far[1])), z, 1),)
+    assert (objects.data[mine] == 7).all()
+    assert widget.annotator.reference_dsc(reference)[8] > 0.75
+    after_click = objects.data.copy()
+
+    widget.undo()
+    assert np.array_equal(objects.data, after_box)
+    assert len(viewer.layers[CLICKS].data) == 0  # the click is gone from its layer too
+    widget.redo()
+    assert np.array_equal(objects.data, after_click)
+
+    nib = pytest.importorskip("nibabel")
+    saved = widget.save(tmp_path / "labels.nii.gz")
+    assert np.array_equal(np.asarray(nib.load(saved).dataobj).transpose(2, 1, 0), after_click)
+
+
+def test_box_click_and_scribble_on_a_2d_image(viewer, qtbot) -> None:  # type: ignore[no-untyped-def]
+    from umedsam.napari.samples import ultrasound
+    from umedsam.napari.widget import BOXES, CLICKS, OBJECTS, SCRIBBLES
+
+    add_layers(viewer, ultrasound())
+    reference = np.asarray(viewer.layers[1].data)
+    widget = start_widget(viewer, qtbot)
+    ys, xs = np.nonzero(reference)
+    viewer.layers[BOXES].add_rectangles([[[ys.min(), xs.min()], [ys.max(), xs.max()]]])
+    wait_steps(qtbot, widget, 1)
+    objects = viewer.layers[OBJECTS]
+    assert widget.annotator.reference_dsc(reference)[1] > 0.9
+    viewer.layers[CLICKS].add([[float(ys.mean()), float(xs.mean())]])
+    wait_steps(qtbot, widget, 2)
+    scribbles = viewer.layers[SCRIBBLES]
+    for x in range(int(xs.min()) + 20, int(xs.max()) - 20, 2):
+        scribbles.paint((float(ys.mean()), float(x)), 1, refresh=False)
+    wait_steps(qtbot, widget, 3)
+    assert len(widget.annotator.prompts.clicks) > 1  # the click and the stroke's points
+    assert widget.annotator.reference_dsc(reference)[1] > 0.9
+
+    # a second box is a second object, under the next free label
+    viewer.layers[BOXES].add_rectangles([[[0, 0], [30, 30]]])
+    wait_steps(qtbot, widget, 5)
+    assert widget.annotator.label == 2 and len(viewer.layers[BOXES].data) == 1
+    assert set(np.unique(objects.data)) <= {0, 1, 2}
+    widget.next_to_check()
+    assert "Check object" in widget.status.text()
+
+
+def test_the_reader_opens_nifti_with_its_spacing(shared_dir) -> None:  # type: ignore[no-untyped-def]
+    from umedsam.napari.reader import get_reader
+
+    files = sorted((shared_dir / "data" / "formats").rglob("*.nii.gz"))
+    if not files:
+        pytest.skip("no NIfTI file in shared/data/formats")
+    reader = get_reader(str(files[0]))
+    assert reader is not None and get_reader("notes.txt") is None
+    data, kwargs, kind = reader(str(files[0]))[0]
+    image = kwargs["metadata"]["umedsam_image"]
+    assert kind == "image" and data.dtype == np.uint8
+    assert tuple(kwargs["scale"]) == tuple(image.meta.spacing)
