@@ -74,7 +74,7 @@ def test_predict_cli_errors_before_work(tmp_path: Path, case_dir: Path, capsys) 
 def test_info_runs(capsys) -> None:
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    assert "litemedsam" in out and "default model: umedsam_merged" in out
+    assert "litemedsam" in out and "default model: umedsam_newdata" in out
 
 
 def test_labels_uint16_beyond_255(tiny_model, tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     files.add_argument("--width", type=float, help="CT window width (HU), with --level")
     parser.add_argument(
         "--model",
-        help="registered model name (default: umedsam_merged; litemedsam is the official "
+        help="registered model name (default: umedsam_newdata; litemedsam is the official "
         "model; umedsam_interactive for case folders that hold clicks, scribbles or previous "
         "masks)",
     )

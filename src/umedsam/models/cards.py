@@ -21,7 +21,7 @@ from pathlib import Path
 PROMPT_KINDS = ("box", "click", "scribble", "mask")
 """Boxes, clicks, scribbles and a previous mask (the dense prompt)."""
 
-DEFAULT_MODEL = "umedsam_merged"
+DEFAULT_MODEL = "umedsam_newdata"
 """The model of ``umedsam predict`` and the web app when none is named (chosen by the rule of
 docs/models.md; ``litemedsam`` is the official model)."""
 
@@ -138,10 +138,11 @@ for _card in (
     ),
     ModelCard(
         "umedsam_newdata",
-        "LiteMedSAM, decoder fine-tuned with the new polyp and CT data too (boxes)",
+        "LiteMedSAM, decoder fine-tuned with polyp and chest-CT folders too (boxes)",
         architecture="litemedsam",
         weights="umedsam_newdata_decoder.pt",
         base=DEFAULT_MODEL_BASE,
+        reduced_precision="openvino-bf16-decoder",
     ),
     ModelCard(
         INTERACTIVE_MODEL,
