@@ -11,7 +11,7 @@ from umedsam.napari.prompts import (
     default_half_depth,
     point_clicks,
     rectangle_box,
-    scribble_clicks,
+    scribble_strokes,
 )
 from umedsam.ui.corrections import normalise_clicks
 
@@ -40,27 +40,24 @@ def test_points_become_clicks_in_layer_order() -> None:
     assert point_clicks(points_3d, np.array([True]), (8, 32, 32)) == [(7, 3, 4, 1)]
 
 
-def test_each_painted_stroke_becomes_points_along_it() -> None:
+def test_each_painted_stroke_is_one_stroke() -> None:
     painted = np.zeros((2, 40, 40), np.uint8)
     painted[1, 5, 5:30] = POSITIVE
     painted[1, 20:35, 10] = NEGATIVE
     painted[1, 30, 30:35] = POSITIVE  # a second positive stroke
-    clicks = scribble_clicks(painted)
-    assert {c[2] for c in clicks} == {1}  # all on slice 1 (x, y, z, label)
-    positive = [c for c in clicks if c[3] == 1]
-    negative = [c for c in clicks if c[3] == 0]
-    assert all(c[1] == 5 or c[1] == 30 for c in positive)
-    assert all(c[0] == 10 for c in negative)
-    assert any(c[1] == 30 for c in positive) and any(c[1] == 5 for c in positive)
+    strokes = scribble_strokes(painted)
+    assert [(s.z, s.label, len(s.pixels)) for s in strokes] == [(1, 1, 25), (1, 1, 5), (1, 0, 15)]
+    assert strokes[0].pixels == tuple(5 * 40 + x for x in range(5, 30))
 
 
-def test_a_stroke_gives_the_same_clicks_in_the_web_app_and_in_napari() -> None:
-    """One stroke path: the web app draws a stroke from its polyline and brush; painted in
-    napari as those pixels, it becomes exactly the same clicks."""
+def test_a_stroke_is_the_same_in_the_web_app_and_in_napari() -> None:
+    """The web app draws a stroke from its polyline and brush; painted in napari as those
+    pixels, it is the same stroke (equal, so the same key and the same mask)."""
     stroke = {"stroke": [[5, 6], [20, 12], [33, 30]], "label": 1, "radius": 3}
-    web = normalise_clicks([[stroke]], 1, (48, 48))[0]
+    (web,) = normalise_clicks([[stroke]], 1, (48, 48))[0]
     canvas = np.zeros((48, 48), np.uint8)
     pts = np.array(stroke["stroke"], np.int32).reshape(-1, 1, 2)
     cv2.polylines(canvas, [pts], False, 1, thickness=6)
     cv2.circle(canvas, (5, 6), 3, 1, -1)
-    assert tuple(scribble_clicks(canvas * POSITIVE)) == web
+    assert scribble_strokes(canvas * POSITIVE) == [web]
+    assert web.to_json()["stroke"] == [[5.0, 6.0], [20.0, 12.0], [33.0, 30.0]]

@@ -559,7 +559,7 @@ def test_failed_autosave_is_reported_and_work_kept(serve, tmp_path):
     assert app.state.store.get(sid).segs.any()  # the work is still there
 
 
-def test_scribble_strokes_become_points_along_them(serve):
+def test_scribble_strokes_reach_the_model_as_points_along_them(serve):
     base, app = serve(UIConfig(model="test_tiny"), ClickBackend)
     client = Client(base)
     image = np.zeros((64, 64, 3), np.uint8)
@@ -569,9 +569,9 @@ def test_scribble_strokes_become_points_along_them(serve):
     box = [8, 8, 30, 30]
     stroke = {"stroke": [[40, 45], [50, 45], [58, 46]], "label": 1, "radius": 2}
     result = client.post_json(url, {"boxes": [box], "clicks": [[stroke]]}).json()
-    assert result["objects"][0]["clicks"] == 8  # the stroke became 8 points spread along it
+    assert result["objects"][0]["clicks"] == 1  # one prompt: the stroke (8 points along it)
     segs = app.state.store.get(sid).segs
-    assert segs[45, 40] == 1 and segs[45, 57] == 1  # the stand-in paints disks at the points
+    assert segs[45, 40] == 1 and segs[45, 50] == 1  # the stand-in paints disks at the points
     for bad, message in (
         ({"stroke": [], "label": 1, "radius": 2}, "needs 1.."),
         ({"stroke": [[1, 1]], "label": 5, "radius": 2}, "label must be 1 or 0"),

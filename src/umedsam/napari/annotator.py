@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from umedsam.errors import InputError
-from umedsam.ui.corrections import Click
+from umedsam.ui.corrections import Prompt, Stroke
 from umedsam.ui.images import LoadedImage
 from umedsam.ui.model_holder import ModelHolder
 from umedsam.ui.session import Session
@@ -43,11 +43,11 @@ class ObjectPrompts:
     Attributes:
         box: the app's box, x_min, y_min, x_max, y_max (2D) or x_min, y_min, z_min, x_max,
             y_max, z_max (3D); x/y max exclusive, z inclusive. None before a box is drawn.
-        clicks: clicks and stroke points in the order they were given, ``(x, y, (z,) label)``.
+        clicks: clicks ``(x, y, (z,) label)`` and strokes in the order they were given.
     """
 
     box: tuple[int, ...] | None = None
-    clicks: tuple[Click, ...] = ()
+    clicks: tuple[Prompt, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -173,7 +173,7 @@ class Annotator:
                 "draw a box first (rectangle in the 'umedsam boxes' layer), or start from a label",
             )
         holder = self.holder
-        clicks = [[list(c) for c in prompts.clicks]]
+        clicks = [[c if isinstance(c, Stroke) else list(c) for c in prompts.clicks]]
         with holder.lock, self.session.lock:
             summary = self.session.segment(
                 holder.backend(),

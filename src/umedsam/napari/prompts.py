@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from umedsam.ui.corrections import Click, painted_stroke_points
+from umedsam.ui.corrections import Click, Stroke, painted_stroke
 
 POSITIVE, NEGATIVE = 1, 2
 """Values of the scribble layer: 1 paints the object, 2 the background."""
@@ -62,15 +62,15 @@ def point_clicks(points: NDArray, positive: NDArray, shape: tuple[int, ...]) -> 
     return clicks
 
 
-def scribble_clicks(painted: NDArray) -> list[Click]:
-    """The clicks of a scribble layer's strokes: each connected stroke of each value (1 object,
-    2 background) on each slice becomes points along it, as the web app's strokes do
-    (:func:`~umedsam.ui.corrections.painted_stroke_points`)."""
+def scribble_strokes(painted: NDArray) -> list[Stroke]:
+    """The strokes of a scribble layer: each connected stroke of each value (1 object, 2
+    background) on each slice, as the web app's strokes are
+    (:class:`~umedsam.ui.corrections.Stroke`; the same pixels give the same stroke)."""
     import cv2
 
     painted = np.asarray(painted)
     slices = [(None, painted)] if painted.ndim == 2 else list(enumerate(painted))
-    clicks: list[Click] = []
+    strokes: list[Stroke] = []
     for z, plane in slices:
         if not plane.any():
             continue
@@ -78,6 +78,13 @@ def scribble_clicks(painted: NDArray) -> list[Click]:
             count, parts = cv2.connectedComponents(
                 (plane == value).astype(np.uint8), connectivity=8
             )
-            for part in range(1, count):
-                clicks += painted_stroke_points(parts == part, label, z)
-    return clicks
+            strokes += [painted_stroke(parts == part, label, z) for part in range(1, count)]
+    return strokes
+
+
+def in_given_order(previous: tuple, current: list) -> tuple:
+    """``current`` prompts with those also in ``previous`` first, in their order, and the new ones
+    after them: the newest prompt last, so that the object's state one prompt earlier (its dense
+    prompt) is found, whatever order the layers list them in."""
+    kept = [p for p in previous if p in current]
+    return tuple(kept + [p for p in current if p not in kept])

@@ -41,11 +41,15 @@ from qtpy.QtWidgets import (
 from umedsam.errors import InputError
 from umedsam.napari.annotator import Annotator, Computed, ObjectPrompts, describe
 from umedsam.napari.prompts import (
+    NEGATIVE,
+    POSITIVE,
+    in_given_order,
     point_clicks,
     rectangle_box,
-    scribble_clicks,
+    scribble_strokes,
 )
 from umedsam.napari.reader import METADATA_KEY, image_from_layer
+from umedsam.ui.corrections import Stroke
 
 if TYPE_CHECKING:
     import napari
@@ -325,14 +329,14 @@ class UmedsamWidget(QWidget):
         self._prompts_changed("box")
 
     def _collect(self) -> ObjectPrompts:
-        """The current object's prompts from the layers; the layer changed last goes last."""
+        """The current object's prompts from the layers, in the order they were given."""
         assert self.annotator is not None
         shape = tuple(self.annotator.image.meta.shape)
         points = self._layer(CLICKS)
         positive = np.asarray(points.features.get("positive", np.ones(len(points.data), bool)))
         clicks = point_clicks(points.data, positive.astype(bool), shape)
-        strokes = scribble_clicks(self._layer(SCRIBBLES).data)
-        ordered = clicks + strokes if self._last_kind != "points" else strokes + clicks
+        strokes = scribble_strokes(self._layer(SCRIBBLES).data)
+        ordered = in_given_order(self.annotator.prompts.clicks, clicks + strokes)
         box = self._current_box()
         if (
             box is None
@@ -501,7 +505,7 @@ class UmedsamWidget(QWidget):
     ) -> None:
         """Show ``prompts`` in the layers (after undo/redo) without segmenting again.
 
-        Clicks and strokes come back as clicks (a stroke's points); ``box_hint`` is drawn as a
+        Clicks come back as points and strokes as painted pixels; ``box_hint`` is drawn as a
         rectangle without being a new object (an existing label taken for correction).
         """
         boxes, points, scribbles = (self._layer(n) for n in (BOXES, CLICKS, SCRIBBLES))
@@ -511,10 +515,13 @@ class UmedsamWidget(QWidget):
             vertices = None if box is None else _box_vertices(box, ndim)
             _set_rectangle(boxes, vertices)
             self._shown_box = None if box is None or vertices is None else (vertices, box)
-            coords = [list(c[:-1])[::-1] for c in prompts.clicks]
-            positive = np.array([c[-1] == 1 for c in prompts.clicks], bool)
+            clicks = [c for c in prompts.clicks if not isinstance(c, Stroke)]
+            coords = [list(c[:-1])[::-1] for c in clicks]
+            positive = np.array([c[-1] == 1 for c in clicks], bool)
             _set_points(points, np.asarray(coords, float).reshape(-1, ndim), positive)
-            scribbles.data = np.zeros_like(scribbles.data)
+            scribbles.data = _painted(
+                [c for c in prompts.clicks if isinstance(c, Stroke)], scribbles.data.shape
+            )
         self._rectangles = len(boxes.data)
 
     def _show_progress(self) -> None:
@@ -530,6 +537,16 @@ class UmedsamWidget(QWidget):
 
     def _say(self, text: str) -> None:
         self.status.setText(text)
+
+
+def _painted(strokes: list[Stroke], shape: tuple[int, ...]) -> np.ndarray:
+    """A scribble layer's data holding ``strokes`` (1 object, 2 background)."""
+    out = np.zeros(shape, np.uint8)
+    h, w = shape[-2:]
+    for stroke in strokes:
+        plane = out if stroke.z is None else out[stroke.z]
+        plane.reshape(h * w)[list(stroke.pixels)] = POSITIVE if stroke.label == 1 else NEGATIVE
+    return out
 
 
 def _set_rectangle(layer: Any, vertices: np.ndarray | None) -> None:

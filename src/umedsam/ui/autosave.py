@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from umedsam.atomic import write_text_atomic
 from umedsam.data.npz import save_npz_atomic
+from umedsam.ui.corrections import Stroke
 
 PROMPTS_FILE = "prompts.json"
 LABELS_FILE = "labels.npz"
@@ -45,7 +46,7 @@ def save_work(
     Args:
         folder: ``<workdir>/<image id>``.
         name: the image's display name.
-        keys: per object ``(box, clicks)``.
+        keys: per object ``(box, clicks)``; a stroke is kept as the page's entry for it.
         segs: the label map.
         overwrite: the overlap rule the map was painted with.
         names: the objects' names given in the page (may be shorter than ``keys``).
@@ -62,7 +63,7 @@ def save_work(
         "objects": [
             {
                 "box": list(box),
-                "clicks": [list(c) for c in clicks],
+                "clicks": [c.to_json() if isinstance(c, Stroke) else list(c) for c in clicks],
                 "name": names[i] if names is not None and i < len(names) else "",
             }
             for i, (box, clicks) in enumerate(keys)

@@ -1,15 +1,18 @@
-"""Click corrections in the web app: validate the clients' clicks and segment corrected objects.
+"""Corrections in the web app and the napari plugin: validate clicks and strokes, segment
+corrected objects.
 
-An object of the app is its box plus the clicks added to it, in order. A corrected object is
-segmented with all its clicks and, as the dense prompt, the mask it had one click earlier (the
-refinement the interactive model was trained for); a volume goes through the same 3D correction
-rule as ``umedsam predict`` (restart on the newest click's slice, re-propagate), on the
-session's slice-embedding cache, so a correction only runs the decoder.
+An object is its box plus the clicks and strokes added to it, in order. A corrected object is
+segmented with all its clicks, its strokes as a stroke map (the stroke rules of ``umedsam
+predict``: one path for the CLI, the web app and napari) and, as the dense prompt, the mask it had
+one prompt earlier (the refinement the interactive model was trained for); a volume goes through
+the same 3D correction rule as ``umedsam predict`` (restart on the newest click's slice,
+re-propagate), on the session's slice-embedding cache, so a correction only runs the decoder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -21,19 +24,53 @@ from umedsam.inference.propagation import SliceEmbeddingCache
 
 Click = tuple[int, ...]
 """``(x, y, label)`` in 2D or ``(x, y, z, label)`` in 3D; label 1 positive, 0 negative."""
-ObjectKey = tuple[tuple[int, ...], tuple[Click, ...]]
-"""An object of the app: its box and its clicks, in the order they were added."""
+
+
+@dataclass(frozen=True)
+class Stroke:
+    """A scribble stroke of an object: the pixels it covers on one slice, and its sign.
+
+    The web app's strokes (a polyline and a brush radius, drawn here) and the napari plugin's
+    (painted pixels) become the same value for the same pixels, and every stroke reaches the
+    model through the stroke rules of ``umedsam predict`` (:func:`stroke_map`), never as clicks.
+
+    Attributes:
+        z: the slice (volumes), or None (2D images).
+        label: 1 object, 0 background.
+        pixels: flat indices ``y * W + x`` of its pixels on the slice, ascending.
+        entry: the client's entry it came from (kept for autosave; not part of its identity).
+    """
+
+    z: int | None
+    label: int
+    pixels: tuple[int, ...]
+    entry: dict | None = field(default=None, compare=False, hash=False)
+
+    def to_json(self) -> dict:
+        """What autosave keeps: the client's entry (the page can send it again), else pixels."""
+        if self.entry is not None:
+            return self.entry
+        return {"z": self.z, "label": self.label, "pixels": list(self.pixels)}
+
+
+Prompt = Click | Stroke
+"""One prompt event of an object, in the order the user gave them."""
+ObjectKey = tuple[tuple[int, ...], tuple[Prompt, ...]]
+"""An object of the app: its box and its clicks and strokes, in the order they were added."""
 
 
 MAX_STROKE_POINTS = 2000
 MAX_BRUSH_RADIUS = 50
 
 
-def stroke_points(entry: dict, shape: tuple[int, ...], object_index: int) -> list[Click]:
-    """A scribble stroke as the points the model takes: the stroke drawn with its brush radius,
-    then points spread along it (``umedsam.inference.prompts.sample_stroke_points``).
+def painted_stroke(painted: NDArray[np.bool_], label: int, z: int | None) -> Stroke:
+    """The stroke of a 2D map of painted pixels (one stroke, one sign)."""
+    return Stroke(z, int(label), tuple(int(i) for i in np.flatnonzero(np.asarray(painted, bool))))
 
-    ``entry``: ``{"stroke": [[x, y], ...], "label": 1|0, "radius": r, "z": slice (3D)}``.
+
+def stroke_from_entry(entry: dict, shape: tuple[int, ...], object_index: int) -> Stroke:
+    """The web app's stroke ``{"stroke": [[x, y], ...], "label": 1|0, "radius": r, "z": slice}``:
+    its polyline drawn with the brush radius.
 
     Raises:
         InputError: a malformed stroke, a bad label or radius, a stroke outside the image.
@@ -68,28 +105,34 @@ def stroke_points(entry: dict, shape: tuple[int, ...], object_index: int) -> lis
     pts = np.round(xy).astype(np.int32).reshape(-1, 1, 2)
     cv2.polylines(canvas, [pts], False, 1, thickness=max(1, int(round(2 * radius))))
     cv2.circle(canvas, (int(pts[0, 0, 0]), int(pts[0, 0, 1])), int(round(radius)), 1, -1)
-    return painted_stroke_points(canvas > 0, label, z)
+    kept = {"stroke": xy.tolist(), "label": label, "radius": radius}
+    if z is not None:
+        kept["z"] = z
+    stroke = painted_stroke(canvas > 0, label, z)
+    return Stroke(stroke.z, stroke.label, stroke.pixels, kept)
 
 
-def painted_stroke_points(painted: NDArray[np.bool_], label: int, z: int | None) -> list[Click]:
-    """The clicks of one painted stroke (a 2D map of its pixels): points spread along it
-    (``sample_stroke_points``). The web app's strokes (drawn here from their polyline) and the
-    napari plugin's painted strokes both become clicks through this one function."""
-    from umedsam.inference.prompts import sample_stroke_points
-
-    sampled = sample_stroke_points(np.asarray(painted, bool))
-    return [
-        (int(x), int(y), label) if z is None else (int(x), int(y), z, label) for x, y in sampled
-    ]
+def stroke_map(strokes: list[Stroke], shape: tuple[int, ...]) -> NDArray[np.int8] | None:
+    """An object's strokes as the stroke map ``umedsam predict`` reads (1 object, -1 background;
+    a later stroke wins where two cross), or None without strokes. ``shape``: (H, W) or
+    (D, H, W)."""
+    if not strokes:
+        return None
+    out = np.zeros(shape, np.int8)
+    h, w = shape[-2:]
+    for stroke in strokes:
+        plane = out if stroke.z is None else out[stroke.z]
+        plane.reshape(h * w)[list(stroke.pixels)] = 1 if stroke.label == 1 else -1
+    return out
 
 
 def normalise_clicks(
     clicks: object, num_objects: int, shape: tuple[int, ...]
-) -> list[tuple[Click, ...]]:
+) -> list[tuple[Prompt, ...]]:
     """Validate client clicks: one list per object of ``[x, y, (z,) label]`` entries.
 
     An entry may also be a scribble stroke (``{"stroke": [[x, y], ...], "label", "radius",
-    "z"}``), which becomes the points the model takes for it (:func:`stroke_points`).
+    "z"}``), which becomes a :class:`Stroke` (:func:`stroke_from_entry`).
 
     Raises:
         InputError: a malformed click, a label other than 0/1, a click outside the image, or more
@@ -103,15 +146,18 @@ def normalise_clicks(
         )
     ndim = len(shape)
     sizes = tuple(reversed(shape))  # x, y(, z)
-    out: list[tuple[Click, ...]] = []
+    out: list[tuple[Prompt, ...]] = []
     for i in range(num_objects):
         entry = clicks[i] if i < len(clicks) else []
         if not isinstance(entry, list):
             raise InputError(None, f"object {i + 1}: clicks must be a list")
-        checked: list[Click] = []
+        checked: list[Prompt] = []
         for click in entry:
             if isinstance(click, dict):
-                checked.extend(stroke_points(click, shape, i))
+                checked.append(stroke_from_entry(click, shape, i))
+                continue
+            if isinstance(click, Stroke):  # from Python callers (the napari plugin)
+                checked.append(_checked_stroke(click, shape, i))
                 continue
             if not isinstance(click, list) or len(click) != ndim + 1:
                 raise InputError(
@@ -131,6 +177,29 @@ def normalise_clicks(
             checked.append(tuple(values))
         out.append(tuple(checked))
     return out
+
+
+def _checked_stroke(stroke: Stroke, shape: tuple[int, ...], object_index: int) -> Stroke:
+    """``stroke`` if it fits an image of ``shape``.
+
+    Raises:
+        InputError: no pixel, pixels outside the slice, a bad label or slice.
+    """
+    h, w = shape[-2:]
+    on_volume = len(shape) == 3
+    bad_z = (stroke.z is None) if on_volume else (stroke.z is not None)
+    if on_volume and stroke.z is not None:
+        bad_z = not 0 <= stroke.z < shape[0]
+    pixels = np.asarray(stroke.pixels, np.int64)
+    if (
+        bad_z
+        or stroke.label not in (0, 1)
+        or not pixels.size
+        or pixels.min() < 0
+        or pixels.max() >= h * w
+    ):
+        raise InputError(None, f"object {object_index + 1}: a stroke that does not fit the image")
+    return stroke
 
 
 class Corrected(NamedTuple):
@@ -162,13 +231,17 @@ def segment_corrected(
     predictor: Any = None,
     extents: frozenset[tuple[int, ...]] = frozenset(),
 ) -> list[Corrected]:
-    """New masks, IoU estimates and confidence (2D) or per-slice IoU (3D) of objects with clicks.
+    """New masks, IoU estimates and confidence (2D) or per-slice IoU (3D) of objects with clicks
+    or strokes.
+
+    Clicks are the model's points; strokes go in as the object's stroke map, as ``umedsam
+    predict`` takes a scribble (the same sampling along the strokes, in 2D and 3D).
 
     Args:
         backend: the engine.
         pixels: the session's image, (H, W, 3) or (D, H, W).
-        keys: the objects (box, clicks) to segment.
-        previous: results the session holds; an object's state one click earlier, if present,
+        keys: the objects (box, clicks and strokes) to segment.
+        previous: results the session holds; an object's state one prompt earlier, if present,
             is its dense prompt.
         mask_prompts: the model takes the previous mask as a dense prompt.
         embeddings: the volume's slice-embedding cache (3D).
@@ -176,51 +249,104 @@ def segment_corrected(
         extents: 3D boxes that are their objects' extents (a case's stored boxes, for a model
             with bounded propagation): a correction keeps its boxes inside them.
     """
-    from umedsam.data.npz import CasePrompts
-    from umedsam.inference.interactive import segment_interactive_volume
-    from umedsam.inference.prompts import mask_to_logits
-
     out: list[Corrected] = []
     is_3d = pixels.ndim == 3 and len(keys[0][0]) == 6
-    for box, clicks in keys:
-        earlier = previous.get((box, clicks[:-1]))
+    for box, events in keys:
+        earlier = previous.get((box, events[:-1]))
+        clicks = [c for c in events if not isinstance(c, Stroke)]
+        strokes = [c for c in events if isinstance(c, Stroke)]
         labels = np.array([c[-1] for c in clicks], np.int64)
         if not is_3d:
-            points = np.array([c[:2] for c in clicks], np.float64)
-            mask_input = None
-            if mask_prompts and earlier is not None:
-                mask_input = mask_to_logits(earlier.mask, predictor.image_size)[None]
-            pred = predictor.predict(
-                np.array([box]),
-                points=[points],
-                point_labels=[labels],
-                mask_input=mask_input,
-                return_logits=False,
+            smap = stroke_map(strokes, pixels.shape[:2])
+            points = np.array([c[:2] for c in clicks], np.float64).reshape(-1, 2)
+            out.append(
+                _correct_image(
+                    predictor, pixels.shape[:2], box, (points, labels), smap, earlier, mask_prompts
+                )
             )
-            out.append(_with_confidence(pred, pixels.shape[:2], predictor.image_size))
             continue
-        zyx = np.array([[c[2], c[1], c[0]] for c in clicks], np.int64)
-        prev = None if earlier is None else earlier.mask.astype(np.uint8)
-        prompts = CasePrompts(
-            labels=np.array([1]),
-            boxes=np.array([box], np.float64),
-            start_slices=None,
-            clicks=(zyx,),
-            click_labels=(labels,),
-            prev_pred=prev,
+        zyx = np.array([[c[2], c[1], c[0]] for c in clicks], np.int64).reshape(-1, 3)
+        out.append(
+            _correct_volume(
+                backend,
+                pixels,
+                box,
+                (zyx, labels),
+                stroke_map(strokes, pixels.shape),
+                None if earlier is None else earlier.mask,
+                (mask_prompts, box in extents),
+                embeddings,
+            )
         )
-        per_slice = np.full((1, pixels.shape[0]), np.nan, np.float32)
-        segs, iou = segment_interactive_volume(
-            backend,
-            pixels,
-            prompts,
-            mask_prompts=mask_prompts,
-            embeddings=embeddings,
-            slice_iou=per_slice,
-            clip_to_box=box in extents,
-        )
-        out.append(Corrected(segs == 1, float(iou[0]), per_slice[0]))
     return out
+
+
+def _correct_image(
+    predictor: Any,
+    orig_hw: tuple[int, int],
+    box: tuple[int, ...],
+    clicks: tuple[NDArray, NDArray],
+    smap: NDArray | None,
+    earlier: Any,
+    mask_prompts: bool,
+) -> Corrected:
+    """One 2D object of an ``orig_hw`` image from its box, clicks (xy, labels), stroke map (or
+    None) and, as the dense prompt, its earlier mask."""
+    from umedsam.inference.prompts import mask_to_logits
+
+    points, labels = clicks
+    mask_input = None
+    if mask_prompts and earlier is not None:
+        mask_input = mask_to_logits(earlier.mask, predictor.image_size)[None]
+    pred = predictor.predict(
+        np.array([box]),
+        points=[points],
+        point_labels=[labels],
+        scribbles=None if smap is None else [smap],
+        mask_input=mask_input,
+        return_logits=False,
+    )
+    return _with_confidence(pred, orig_hw, predictor.image_size)
+
+
+def _correct_volume(
+    backend: Backend,
+    pixels: NDArray,
+    box: tuple[int, ...],
+    clicks: tuple[NDArray, NDArray],
+    smap: NDArray | None,
+    earlier: NDArray | None,
+    flags: tuple[bool, bool],
+    embeddings: SliceEmbeddingCache | None,
+) -> Corrected:
+    """One 3D object by the 3D correction rule of ``umedsam predict``; ``flags``: (mask
+    prompts, keep boxes inside the box's extent)."""
+    from umedsam.data.npz import SCRIBBLE_BACKGROUND, CasePrompts
+    from umedsam.inference.interactive import segment_interactive_volume
+
+    scribbles = None
+    if smap is not None:  # the CVPR 2024 map of one object: its label 1, background strokes
+        scribbles = np.where(smap == 1, 1, np.where(smap == -1, SCRIBBLE_BACKGROUND, 0))
+    prompts = CasePrompts(
+        labels=np.array([1]),
+        boxes=np.array([box], np.float64),
+        start_slices=None,
+        clicks=(clicks[0],),
+        click_labels=(clicks[1],),
+        prev_pred=None if earlier is None else earlier.astype(np.uint8),
+        scribbles=scribbles,
+    )
+    per_slice = np.full((1, pixels.shape[0]), np.nan, np.float32)
+    segs, iou = segment_interactive_volume(
+        backend,
+        pixels,
+        prompts,
+        mask_prompts=flags[0],
+        embeddings=embeddings,
+        slice_iou=per_slice,
+        clip_to_box=flags[1],
+    )
+    return Corrected(segs == 1, float(iou[0]), per_slice[0])
 
 
 def _with_confidence(pred: Any, orig_hw: tuple[int, int], image_size: int) -> Corrected:

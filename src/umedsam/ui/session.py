@@ -24,6 +24,7 @@ from umedsam.data.npz import label_dtype, validate_boxes
 from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.propagation import SliceEmbeddingCache, extent_rows, propagate
+from umedsam.ui.corrections import ObjectKey
 from umedsam.ui.heat import object_heat, uncertainty_tools
 from umedsam.ui.images import LoadedImage
 from umedsam.ui.objects import ObjectResult, object_rows, reference_dsc, rounded
@@ -71,14 +72,12 @@ class Session:
     sid: str
     image: LoadedImage
     folder: Path
-    boxes: list[tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]] = field(default_factory=list)
+    boxes: list[ObjectKey] = field(default_factory=list)
     segs: NDArray | None = None
     uncertainty: NDArray[np.uint8] | None = None
     version: int = 0
     last_used: float = field(default_factory=time.monotonic)
-    _objects: dict[tuple[tuple[int, ...], tuple[tuple[int, ...], ...]], ObjectResult] = field(
-        default_factory=dict
-    )
+    _objects: dict[ObjectKey, ObjectResult] = field(default_factory=dict)
     _predictor: Predictor | None = None
     _embeddings: SliceEmbeddingCache = field(default_factory=lambda: _session_cache(1024.0))
     lock: threading.Lock = field(default_factory=threading.Lock)

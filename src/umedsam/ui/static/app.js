@@ -717,9 +717,14 @@ async function restoreSaved() {
     const work = await api(`/api/sessions/${state.info.session}/saved`);
     state.boxes = work.objects.map((o) => {
       const b = o.box;
-      const clicks = o.clicks.map((c) => state.info.is_3d
-        ? { x: c[0], y: c[1], z: c[2], label: c[3] }
-        : { x: c[0], y: c[1], z: 0, label: c[2] });
+      const clicks = o.clicks.map((c) => {
+        if (!Array.isArray(c)) {  // a scribble stroke, as the page sent it
+          return { stroke: c.stroke, label: c.label, radius: c.radius, z: c.z ?? 0 };
+        }
+        return state.info.is_3d
+          ? { x: c[0], y: c[1], z: c[2], label: c[3] }
+          : { x: c[0], y: c[1], z: 0, label: c[2] };
+      });
       const name = o.name || "";
       return state.info.is_3d
         ? { x0: b[0], y0: b[1], z0: b[2], x1: b[3], y1: b[4], z1: b[5], clicks, name }
