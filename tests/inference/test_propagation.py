@@ -350,3 +350,69 @@ def test_mirror_slices_average_each_slice_with_its_mirror_image(tiny_model) -> N
     # without the flag nothing is mirrored
     alone = list(propagate(backend, vol, boxes[:2], start_slices=starts))
     assert not np.allclose([r for r in alone if r.z == 7][0].low_res_logits, expected)
+
+
+class BrightBackend:
+    """A stand-in that segments the bright pixels inside its box prompt (it encodes a slice as
+    its 16 x 16 brightness), so an object ends where its slices are dark."""
+
+    name = "bright"
+    image_size = 64
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(images[:, :1, ::4, ::4], np.float32)
+
+    def decode(self, embedding: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        bright = np.kron(embedding[0, 0] > 0.5, np.ones((4, 4), bool))
+        centres = np.arange(self.image_size) + 0.5
+        logits = np.full((len(boxes), 1, self.image_size, self.image_size), -10.0, np.float32)
+        for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, np.float64)):
+            inside = np.outer((centres >= y0) & (centres <= y1), (centres >= x0) & (centres <= x1))
+            logits[i, 0][inside & bright] = 10.0
+        return logits, np.ones((len(boxes), 1), np.float32)
+
+
+def test_open_ends_stop_where_the_mask_vanishes() -> None:
+    """A box over every slice propagates each way until its mask vanishes: a bright structure
+    further on inside the box (another object) is not taken, and fewer slices are decoded."""
+    volume = np.zeros((12, 64, 64), np.uint8)
+    volume[3:7, 20:40, 20:40] = 200  # the object: slices 3-6
+    volume[9:11, 24:36, 24:36] = 200  # something else, slices 9-10, inside the same box
+    boxes = np.array([[16, 16, 0, 44, 44, 11]])
+    start = np.array([5])
+
+    def run(open_ends):  # type: ignore[no-untyped-def]
+        segs = np.zeros(volume.shape, bool)
+        decoded = 0
+        for res in propagate(
+            BrightBackend(), volume, boxes, start_slices=start, open_ends=open_ends
+        ):
+            segs[res.z] |= res.masks[0]
+            decoded += 1
+        return segs, decoded
+
+    official, all_slices = run(None)
+    assert official[9:11].any() and all_slices == 12  # the box's rule reaches the other structure
+    ends, decoded = run(np.array([True]))
+    assert np.flatnonzero(ends.any(axis=(1, 2))).tolist() == [3, 4, 5, 6]
+    assert decoded == 6  # 5, 6, 7 (empty: stop) upward; 4, 3, 2 (empty: stop) downward
+
+
+def test_the_web_app_propagates_a_box_over_every_slice_to_its_ends(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """In a session, a drawn box over every slice ("to the ends") stops where its mask
+    vanishes; the same box stored with the case keeps the challenge's rule."""
+    from umedsam.ui.images import LoadedImage, npz_meta
+    from umedsam.ui.session import Session
+
+    volume = np.zeros((12, 64, 64), np.uint8)
+    volume[4:9, 20:40, 20:40] = 200  # the object: slices 4-8 (key slice 5 of 0..11)
+    volume[10:12, 24:36, 24:36] = 200
+    box = [16, 16, 0, 44, 44, 11]
+    meta = npz_meta(volume.shape, None, 1)
+    drawn = Session("a", LoadedImage("v", volume, meta), tmp_path / "a")
+    drawn.segment(BrightBackend(), [box])
+    assert drawn.segs is not None
+    assert np.flatnonzero(drawn.segs.any(axis=(1, 2))).tolist() == [4, 5, 6, 7, 8]
+    stored = Session("b", LoadedImage("v", volume, meta, np.array([box])), tmp_path / "b")
+    stored.segment(BrightBackend(), [box])
+    assert stored.segs is not None and stored.segs[10:12].any()

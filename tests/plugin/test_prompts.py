@@ -29,6 +29,8 @@ def test_a_rectangle_on_a_slice_spans_the_default_depth() -> None:
     assert default_half_depth(40) == 4 and default_half_depth(5) == 2
     assert rectangle_box(corners, (40, 64, 64)) == (5, 10, 8, 21, 31, 16)
     assert rectangle_box(corners, (40, 64, 64), half_depth=1) == (5, 10, 11, 21, 31, 13)
+    # "to the ends": every slice (the session then stops each way where the mask vanishes)
+    assert rectangle_box(corners, (40, 64, 64), half_depth=40) == (5, 10, 0, 21, 31, 39)
     near_top = np.array([[1, 10, 5], [1, 30, 20]], float)
     assert rectangle_box(near_top, (40, 64, 64))[2] == 0  # clipped at the first slice
 

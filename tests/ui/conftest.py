@@ -156,3 +156,19 @@ class ClickBackend(BoxBackend):
                     disk = (xx - x - 0.5) ** 2 + (yy - y - 0.5) ** 2 <= 9
                     logits[i, 0][disk] = 10.0 if label == 1 else -10.0
         return logits, np.ones((len(prompts), 1), np.float32)
+
+
+class BrightBackend(BoxBackend):
+    """A stand-in that segments the bright pixels inside its box prompt (its embedding is the
+    slice's 16 x 16 brightness), so an object ends on the first dark slice."""
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """The slice's brightness, one value per 4 x 4 block of the model frame."""
+        return np.ascontiguousarray(images[:, :1, ::4, ::4], np.float32)
+
+    def decode(self, embedding: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The box's logits, kept only on bright pixels."""
+        logits, iou = super().decode(embedding, boxes)
+        bright = np.kron(embedding[0, 0] > 0.5, np.ones((4, 4), bool))
+        logits[:, 0][:, ~bright] = -10.0
+        return logits, iou

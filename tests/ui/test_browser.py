@@ -24,7 +24,7 @@ from umedsam.models.cards import DEFAULT_MODEL
 
 pytestmark = pytest.mark.browser
 
-from .conftest import BoxBackend, ClickBackend  # noqa: E402
+from .conftest import BoxBackend, BrightBackend, ClickBackend  # noqa: E402
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -406,6 +406,36 @@ def test_undo_in_3d_never_leaves_an_undone_correction_in_the_download(browser, s
     page.click("#box-list li button.delete")  # deleting the only object clears the mask
     page.wait_for_selector("body[data-version='6']", timeout=60_000)
     assert "disabled" in page.locator("#dl-npz").get_attribute("class")
+    assert errors == []
+
+
+def test_a_box_propagates_to_the_ends_until_the_mask_vanishes(browser, serve, tmp_path):
+    """3D: a box drawn on a slice spans that slice +- 10 %; "to the ends" sets every slice, and
+    the mask then stops where it vanishes instead of taking something further on in the box."""
+    from umedsam.ui.app import UIConfig
+
+    nib = pytest.importorskip("nibabel")
+    volume = np.zeros((40, 40, 20), np.int16)  # (x, y, z) as nibabel stores it
+    volume[10:30, 10:30, 6:13] = 900  # the object: slices 6-12
+    volume[14:26, 14:26, 16:19] = 900  # something else in the same box, slices 16-18
+    volume[10:30, 10, 6:13] = 700  # a darker edge, so that the intensity window is not flat
+    path = tmp_path / "cube.nii.gz"
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), path)
+    base, _ = serve(UIConfig(model="test_tiny"), BrightBackend)
+    page, errors = open_page(browser, base)
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("body[data-encoded='1']", timeout=60_000)
+    page.evaluate("setSlice(9)")
+    drag_box(page, (6, 6, 34, 34), (40, 40))
+    first = page.locator("input[aria-label='box 1 first slice']")
+    last = page.locator("input[aria-label='box 1 last slice']")
+    assert (first.input_value(), last.input_value()) == ("8", "12")  # slice 10 +- 2
+    page.click("button[aria-label='box 1: propagate until the mask vanishes']")
+    assert (first.input_value(), last.input_value()) == ("1", "20")
+    page.click("#segment")
+    page.wait_for_selector("body[data-version='1']", timeout=60_000)
+    segs = download_segs(page, "#dl-npz", tmp_path / "ends.npz")
+    assert np.flatnonzero(segs.any(axis=(1, 2))).tolist() == list(range(6, 13))
     assert errors == []
 
 

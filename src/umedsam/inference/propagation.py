@@ -242,6 +242,7 @@ def propagate(
     progress: Callable[[int], None] | None = None,
     prompts: VolumePrompts | None = None,
     clip_boxes: NDArray | None = None,
+    open_ends: NDArray | None = None,
 ) -> Iterator[SliceResult]:
     """Yield per-slice results of propagating every box through ``volume``.
 
@@ -263,6 +264,9 @@ def propagate(
             range): a box taken from a neighbour's mask is kept inside its object's extent,
             widened by the same 3 px (:func:`clip_to_extent`); a NaN row leaves that object
             unbounded. None: the official rule.
+        open_ends: (N,) bool: these objects stop propagating in a direction at the first slice
+            where their mask is empty (a box drawn over every slice: "until the mask vanishes"),
+            instead of falling back to their box there. None: none do (the official rule).
 
     Yields:
         SliceResult for each slice of the upward sweep (ascending z), then of the downward sweep
@@ -306,6 +310,7 @@ def propagate(
 
     vp = prompts or VolumePrompts()
     has_box = np.ones(n, bool) if vp.has_box is None else np.asarray(vp.has_box, bool)
+    ends_at_empty = ~has_box | (np.zeros(n, bool) if open_ends is None else np.asarray(open_ends))
     ratio = size / max(h, w)
     bounded = has_box if extents is None else has_box & ~np.isnan(extents).any(1)
 
@@ -444,7 +449,7 @@ def propagate(
             prev[i] = unretried.pop(i, result.masks[k])
             if z == z_key[i]:
                 key_masks[i] = prev[i]
-            if (not has_box[i] and not result.masks[k].any()) or settled(i, z, result.masks[k]):
+            if (ends_at_empty[i] and not result.masks[k].any()) or settled(i, z, result.masks[k]):
                 stopped.add(i)
         done += 1
         if progress:
@@ -452,7 +457,7 @@ def propagate(
         yield result
 
     prev = dict(key_masks)
-    stopped = {i for i in range(n) if not has_box[i] and not key_masks.get(i, np.ones(1)).any()}
+    stopped = {i for i in range(n) if ends_at_empty[i] and not key_masks.get(i, np.ones(1)).any()}
     for z in range(int(z_key.max()) - 1, int(z_lo.min()) - 1, -1):
         active = [
             i
@@ -468,7 +473,7 @@ def propagate(
                 cache.mirrored().discard(z)
         for k, i in enumerate(active):
             prev[i] = unretried.pop(i, result.masks[k])
-            if (not has_box[i] and not result.masks[k].any()) or settled(i, z, result.masks[k]):
+            if (ends_at_empty[i] and not result.masks[k].any()) or settled(i, z, result.masks[k]):
                 stopped.add(i)
         done += 1
         if progress:

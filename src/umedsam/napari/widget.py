@@ -5,7 +5,8 @@ image is encoded in a worker thread (the progress bar) while prompts already wor
 
 * ``umedsam boxes`` (Shapes, rectangles): a new rectangle starts a new object; moving or
   resizing it segments the current object again. On a volume a rectangle drawn on a slice
-  spans that slice +- "3D half-depth" slices and the mask propagates through them.
+  spans that slice +- "3D half-depth" slices and the mask propagates through them, or, with
+  "to the ends", every slice, each way until the mask vanishes.
 * ``umedsam clicks`` (Points): positive (green) or negative (red) clicks correct the current
   object; T toggles the kind of the next click.
 * ``umedsam scribbles`` (Labels): paint 1 on the object, 2 on the background.
@@ -114,6 +115,10 @@ class UmedsamWidget(QWidget):
         self.half_depth.setRange(0, 10000)
         self.half_depth.setSpecialValueText("auto (10 %)")
         self.half_depth.setToolTip("3D: slices on each side of a new box's slice; 0 = auto")
+        self.to_ends = QCheckBox("3D boxes to the ends (until the mask vanishes)")
+        self.to_ends.setToolTip(
+            "a new 3D box spans every slice; each way it stops where its mask vanishes"
+        )
         self.lock_box = QCheckBox("Lock other labels")
         self.lock_box.setChecked(True)
         self.lock_box.toggled.connect(self._set_locked)
@@ -134,6 +139,7 @@ class UmedsamWidget(QWidget):
         self.status.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.to_ends)
         layout.addWidget(self.lock_box)
         layout.addWidget(self.start_button)
         layout.addWidget(self.progress)
@@ -311,8 +317,9 @@ class UmedsamWidget(QWidget):
             and np.allclose(known[0], vertices)
         ):
             return known[1]
-        half = self.half_depth.value() or None
-        box = rectangle_box(vertices, tuple(self.annotator.image.meta.shape), half)
+        shape = tuple(self.annotator.image.meta.shape)
+        half = shape[0] if self.to_ends.isChecked() else (self.half_depth.value() or None)
+        box = rectangle_box(vertices, shape, half)
         self._shown_box = None if box is None else (vertices.copy(), box)
         return box
 

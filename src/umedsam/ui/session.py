@@ -492,6 +492,7 @@ class Session:
             boxes,
             embeddings=self._embeddings,
             clip_boxes=extent_rows(boxes, extents),
+            open_ends=self._open_ends(boxes),
         ):
             masks[res.object_ids, res.z] = res.masks
             iou[res.object_ids[res.is_start]] = res.iou[res.is_start]
@@ -505,6 +506,13 @@ class Session:
             self._objects[(tuple(int(v) for v in box), ())] = ObjectResult(
                 masks[i], float(iou[i]), None if heats is None else heats[i], None, slice_iou[i]
             )
+
+    def _open_ends(self, boxes: NDArray[np.int64]) -> NDArray[np.bool_]:
+        """Which 3D boxes propagate until their mask vanishes: those drawn over every slice
+        ("to the ends"); a case's stored boxes keep the challenge's rule."""
+        stored = self.image.extents
+        whole = (boxes[:, 2] == 0) & (boxes[:, 5] == self.depth - 1)
+        return whole & np.array([tuple(int(v) for v in b) not in stored for b in boxes], bool)
 
     def _autosave(self, keys: list, segs: NDArray, overwrite: bool, names: list[str]) -> str | None:
         """Save the work of this image; the error message if that failed (work stays in memory)."""

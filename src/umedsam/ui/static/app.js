@@ -319,7 +319,19 @@ function renderBoxList() {
         });
         return input;
       };
-      z.append("slices", mk("z0"), "to", mk("z1"));
+      const ends = document.createElement("button");
+      ends.className = "ends";
+      ends.textContent = "to the ends";
+      ends.title = "propagate over every slice, each way until the mask vanishes";
+      ends.setAttribute("aria-label", `box ${i + 1}: propagate until the mask vanishes`);
+      ends.addEventListener("click", (e) => {
+        e.stopPropagation();
+        b.z0 = 0;
+        b.z1 = state.info.depth - 1;
+        renderBoxList();
+        boxesChanged();
+      });
+      z.append("slices", mk("z0"), "to", mk("z1"), ends);
       li.append(z);
     }
     list.append(li);
@@ -472,7 +484,7 @@ function onPointerUp(event) {
   state.selected = state.boxes.length - 1;
   record({ kind: "box" });
   setStatus(state.info.is_3d
-    ? `Box ${state.boxes.length} on slices ${box.z0 + 1}–${box.z1 + 1}: adjust the range in the list, then press Segment.`
+    ? `Box ${state.boxes.length} on slices ${box.z0 + 1}–${box.z1 + 1}: adjust the range in the list (or "to the ends": until the mask vanishes), then press Segment.`
     : `Box ${state.boxes.length} added.`);
   renderBoxList();
   boxesChanged();

@@ -1,0 +1,171 @@
+"""Scribbles on the new dev sets, per task type, next to the box (issue 37, item 6).
+
+For every object of the new dev sets (configs/new_dev.yaml) a simulated human scribble is drawn
+from its reference mask with umedsam's simulator (:func:`umedsam.data.interaction.simulate_scribble`:
+thin structures get their centre line, partly drawn, others a smooth curve inside; a brush of
+1-6 px; a smooth random warp of 0-4 px) plus one negative stroke outside near its border, with a
+fixed seed per case. Three protocols, each object scored with the official DSC/NSD (inside the
+field of view where the set has one):
+
+* ``box``: the challenge's box (seed 2025), the default model;
+* ``scribble``: the scribble alone (no box), the interactive model;
+* ``box+scribble``: both, the interactive model.
+
+Objects are grouped by task type: compact organ (lungs), lesion (polyps, COVID infection),
+thin/tubular (retinal vessels). The image is encoded once; both models share the encoder.
+
+    python benchmarks/scribble_new_dev.py [--sets polyp-cvc drive-vessels] [--engine onnx]
+        [--out docs/results/scribbles_new_dev.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import zlib
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from umedsam.data.interaction import challenge_boxes, simulate_scribble
+from umedsam.data.sources import open_source
+from umedsam.evaluation.metrics import case_metrics
+from umedsam.inference.engines import EngineSpec, open_engine
+from umedsam.inference.predictor import Predictor
+from umedsam.models.cards import DEFAULT_MODEL, INTERACTIVE_MODEL
+
+TASK_TYPES = {
+    ("polyp-cvc", None): "lesion",
+    ("drive-vessels", None): "thin/tubular",
+    ("ct-lung-hu", None): "compact organ",
+    ("ct-covid", 1): "compact organ",
+    ("ct-covid", 2): "lesion",
+}
+PROTOCOLS = ("box", "scribble", "box+scribble")
+
+
+def task_type(set_name: str, label: int) -> str:
+    """The task type of object ``label`` of a set."""
+    return TASK_TYPES.get((set_name, label)) or TASK_TYPES[(set_name, None)]
+
+
+def scribble_map(mask: np.ndarray, thin: bool, rng: np.random.Generator) -> np.ndarray:
+    """A human-like scribble of one object: 1 on its stroke, -1 on a background stroke."""
+    family = "centerline" if thin else "curve"
+    positive = simulate_scribble(mask, rng, family=family)
+    if not positive.any():  # a tiny object: one dab in its middle
+        ys, xs = np.nonzero(mask)
+        positive = np.zeros_like(mask)
+        positive[ys[len(ys) // 2], xs[len(xs) // 2]] = True
+    negative = simulate_scribble(mask, rng, family="background")
+    out = np.zeros(mask.shape, np.int8)
+    out[negative] = -1
+    out[positive] = 1
+    return out
+
+
+def segment_case(predictors: dict, imgs, gts, set_name: str, case: str) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Label maps of the three protocols for one 2D case."""
+    labels = [int(v) for v in np.unique(gts) if v > 0]
+    rng = np.random.default_rng(zlib.crc32(f"{set_name}/{case}".encode()))
+    maps = [
+        scribble_map(gts == label, task_type(set_name, label) == "thin/tubular", rng)
+        for label in labels
+    ]
+    boxes = challenge_boxes(gts)
+    box_model, clicks_model = predictors["box"], predictors["interactive"]
+    box_model.set_image(imgs)
+    interactive = box_model.sharing_embedding(clicks_model.backend)
+    no_box = np.full((len(labels), 4), np.nan)
+    masks = {
+        "box": box_model.predict(boxes, return_logits=False).masks,
+        "scribble": interactive.predict(no_box, scribbles=maps, return_logits=False).masks,
+        "box+scribble": interactive.predict(boxes, scribbles=maps, return_logits=False).masks,
+    }
+    out = {}
+    for protocol, found in masks.items():
+        segs = np.zeros(gts.shape, np.int64)
+        for k, label in enumerate(labels):  # later labels over earlier ones, as the challenge
+            segs[found[k]] = label
+        out[protocol] = segs
+    return out
+
+
+def run_set(spec: dict, predictors: dict, rows: list[dict]) -> None:
+    """Score every case of one set; append per-object rows."""
+    source = open_source(spec)
+    for case in source.case_names():
+        labelled = source.load(case)
+        gts = np.asarray(labelled.gts)
+        for protocol, segs in segment_case(
+            predictors, labelled.imgs, gts, spec["name"], case
+        ).items():
+            if labelled.valid is not None:
+                segs = np.where(labelled.valid, segs, 0)
+            for scored in case_metrics(segs, gts).labels:
+                if scored.gt_voxels == 0:
+                    continue
+                rows.append(
+                    {
+                        "set": spec["name"],
+                        "case": case,
+                        "label": scored.label,
+                        "type": task_type(spec["name"], scored.label),
+                        "protocol": protocol,
+                        "dsc": round(float(scored.dsc), 4),
+                        "nsd": round(float(scored.nsd), 4),
+                    }
+                )
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table: mean DSC / NSD per task type (and set) and protocol."""
+    groups: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        for key in ((row["type"], row["set"]), (row["type"], "all")):
+            groups[key][row["protocol"]].append((row["dsc"], row["nsd"]))
+    lines = ["| task type | set | objects | " + " | ".join(PROTOCOLS) + " |"]
+    lines.append("|---|---|---:|" + "---|" * len(PROTOCOLS))
+    for (kind, set_name), by in sorted(groups.items()):
+        cells = [
+            f"{np.mean([d for d, _ in by[p]]):.4f} / {np.mean([n for _, n in by[p]]):.4f}"
+            for p in PROTOCOLS
+        ]
+        lines.append(f"| {kind} | {set_name} | {len(by['box'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the protocols on the chosen sets; write the rows, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=Path("configs/new_dev.yaml"))
+    parser.add_argument("--sets", nargs="*")
+    parser.add_argument("--engine", default="onnx")
+    parser.add_argument("--out", type=Path, default=Path("docs/results/scribbles_new_dev.csv"))
+    args = parser.parse_args(argv)
+    specs = yaml.safe_load(args.config.read_text())["sets"]
+    chosen = [s for s in specs if not args.sets or s["name"] in args.sets]
+    predictors = {
+        "box": Predictor(open_engine(EngineSpec(DEFAULT_MODEL, engine=args.engine)).backend),
+        "interactive": Predictor(
+            open_engine(EngineSpec(INTERACTIVE_MODEL, engine=args.engine)).backend
+        ),
+    }
+    rows: list[dict] = []
+    for spec in chosen:
+        run_set(spec, predictors, rows)
+        print(f"{spec['name']}: done", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"models: box {DEFAULT_MODEL}, scribbles {INTERACTIVE_MODEL}, engine {args.engine}\n")
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
