@@ -9,7 +9,10 @@ field of view where the set has one):
 
 * ``box``: the challenge's box (seed 2025), the default model;
 * ``scribble``: the scribble alone (no box), the interactive model;
-* ``box+scribble``: both, the interactive model.
+* ``box+scribble``: both at once, the interactive model;
+* ``box, then scribble``: the web app's and napari's flow: the box segmented by the default
+  model, then the scribble as a correction (the box's mask as the dense prompt), the
+  interactive model.
 
 Objects are grouped by task type: compact organ (lungs), lesion (polyps, COVID infection),
 thin/tubular (retinal vessels). The image is encoded once; both models share the encoder.
@@ -31,6 +34,7 @@ import yaml
 
 from umedsam.data.interaction import challenge_boxes, simulate_scribble
 from umedsam.data.sources import open_source
+from umedsam.errors import InputError
 from umedsam.evaluation.metrics import case_metrics
 from umedsam.inference.engines import EngineSpec, open_engine
 from umedsam.inference.predictor import Predictor
@@ -43,7 +47,7 @@ TASK_TYPES = {
     ("ct-covid", 1): "compact organ",
     ("ct-covid", 2): "lesion",
 }
-PROTOCOLS = ("box", "scribble", "box+scribble")
+PROTOCOLS = ("box", "scribble", "box+scribble", "box, then scribble")
 
 
 def task_type(set_name: str, label: int) -> str:
@@ -79,10 +83,14 @@ def segment_case(predictors: dict, imgs, gts, set_name: str, case: str) -> dict[
     box_model.set_image(imgs)
     interactive = box_model.sharing_embedding(clicks_model.backend)
     no_box = np.full((len(labels), 4), np.nan)
+    boxed = box_model.predict(boxes, return_logits=False)
     masks = {
-        "box": box_model.predict(boxes, return_logits=False).masks,
+        "box": boxed.masks,
         "scribble": interactive.predict(no_box, scribbles=maps, return_logits=False).masks,
         "box+scribble": interactive.predict(boxes, scribbles=maps, return_logits=False).masks,
+        "box, then scribble": interactive.predict(
+            boxes, scribbles=maps, mask_input=boxed.low_res_logits, return_logits=False
+        ).masks,
     }
     out = {}
     for protocol, found in masks.items():
@@ -97,7 +105,11 @@ def run_set(spec: dict, predictors: dict, rows: list[dict]) -> None:
     """Score every case of one set; append per-object rows."""
     source = open_source(spec)
     for case in source.case_names():
-        labelled = source.load(case)
+        try:
+            labelled = source.load(case)
+        except InputError as err:  # as umedsam evaluate: reported, skipped
+            print(f"skipped {err}", flush=True)
+            continue
         gts = np.asarray(labelled.gts)
         for protocol, segs in segment_case(
             predictors, labelled.imgs, gts, spec["name"], case

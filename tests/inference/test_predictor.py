@@ -88,3 +88,47 @@ def test_as_backend_tolerates_torch_being_imported_by_another_thread(monkeypatch
     backend = object()
     monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))  # no attributes yet
     assert as_backend(backend) is backend
+
+
+class BoxOnlyBackend:
+    """A stand-in that segments exactly its box and ignores clicks: the model a background
+    click inside the box cannot move."""
+
+    name = "box-only"
+    image_size = 64
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return np.zeros((len(images), 8, 16, 16), np.float32)
+
+    def decode_prompts(self, embedding: np.ndarray, prompts) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+        centres = np.arange(self.image_size) + 0.5
+        logits = np.full((len(prompts), 1, self.image_size, self.image_size), -10.0, np.float32)
+        for i in range(len(prompts)):
+            corners = prompts.coords[i][prompts.labels[i] >= 2]
+            if len(corners) == 2:
+                (x0, y0), (x1, y1) = corners
+                inside = np.outer(
+                    (centres >= y0) & (centres <= y1), (centres >= x0) & (centres <= x1)
+                )
+                logits[i, 0][inside] = 10.0
+        return logits, np.ones((len(prompts), 1), np.float32)
+
+
+def test_2d_click_boxes_make_the_mask_agree_with_a_click(monkeypatch) -> None:
+    """With the 2D click-box rule, a background click inside the box that the model ignored is
+    honoured by a retry with the box's side moved past it; without it the mask keeps it."""
+    import umedsam.inference.predictor as predictor_module
+
+    predictor = Predictor(BoxOnlyBackend())
+    predictor.set_image(np.full((64, 64, 3), 100, np.uint8))
+    box = np.array([[10, 10, 50, 50]])
+    kwargs = dict(points=[np.array([[46.0, 30.0]])], point_labels=[np.array([0])])
+    monkeypatch.setattr(predictor_module, "CLICK_BOXES_2D", False)
+    ignored = predictor.predict(box, **kwargs, return_logits=False).masks[0]
+    assert ignored[30, 46]
+    monkeypatch.setattr(predictor_module, "CLICK_BOXES_2D", True)
+    honoured = predictor.predict(box, **kwargs, return_logits=False).masks[0]
+    assert not honoured[30, 46]
+    assert (
+        honoured[30, 20] and honoured[:, :45].sum() == ignored[:, :45].sum()
+    )  # the right side moved

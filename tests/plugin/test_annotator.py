@@ -126,3 +126,23 @@ def test_review_lists_the_least_confident_first(tmp_path: Path) -> None:
 def test_a_label_map_of_another_shape_is_refused(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="shape"):
         Annotator(disk_image(), tiny_holder(), np.zeros((40, 48), np.int32), tmp_path)
+
+
+def test_the_object_table_follows_undo_and_redo(tmp_path: Path) -> None:
+    labels = np.zeros((48, 48), np.int32)
+    annotator = Annotator(disk_image(), tiny_holder(), labels, tmp_path)
+    mask = np.zeros((48, 48), bool)
+    mask[:10, :10] = True
+    first = {"iou": 0.8, "confidence": 0.6, "voxels": 100, "size_mm": 100.0}
+    second = {"iou": 0.9, "confidence": 0.9, "voxels": 100, "size_mm": 100.0}
+    annotator.apply(Computed(ObjectPrompts((0, 0, 10, 10)), mask, first, 0.0))
+    annotator.apply(Computed(ObjectPrompts((0, 0, 10, 10), ((1, 1, 1),)), mask, second, 0.0))
+    assert [(r.label, r.score) for r in annotator.object_summaries()] == [(1, 0.9)]
+    annotator.undo()
+    assert [(r.label, r.size, r.score) for r in annotator.object_summaries()] == [
+        (1, "100 mm²", 0.6)
+    ]
+    annotator.undo()
+    assert annotator.object_summaries() == []
+    annotator.redo()
+    assert annotator.object_summaries()[0].score == 0.6

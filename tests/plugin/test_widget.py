@@ -111,6 +111,8 @@ def test_box_click_and_scribble_on_a_2d_image(viewer, qtbot) -> None:  # type: i
     wait_steps(qtbot, widget, 5)
     assert widget.annotator.label == 2 and len(viewer.layers[BOXES].data) == 1
     assert set(np.unique(objects.data)) <= {0, 1, 2}
+    table = {widget.objects.item(r, 0).text() for r in range(widget.objects.rowCount())}
+    assert table == {"1", "2"}  # the objects table: one row per object, with its estimate
     widget.next_to_check()
     assert "Check object" in widget.status.text()
 
@@ -127,3 +129,25 @@ def test_the_reader_opens_nifti_with_its_spacing(shared_dir) -> None:  # type: i
     image = kwargs["metadata"]["umedsam_image"]
     assert kind == "image" and data.dtype == np.uint8
     assert tuple(kwargs["scale"]) == tuple(image.meta.spacing)
+
+
+def test_the_reader_opens_a_dicom_series_and_nrrd(shared_dir) -> None:  # type: ignore[no-untyped-def]
+    """A DICOM series folder (CT: umedsam's soft-tissue window, the series' spacing) and an NRRD
+    volume open through the plugin's reader; a DICOM image keeps its files for a DICOM SEG."""
+    from umedsam.napari.reader import get_reader
+
+    formats = shared_dir / "data" / "formats"
+    series = formats / "dicom" / "ct_series"
+    nrrd = formats / "nrrd" / "brain1_image.nrrd"
+    if not series.is_dir() or not nrrd.is_file():
+        pytest.skip("no DICOM series or NRRD file in shared/data/formats")
+    for path in (series, nrrd):
+        reader = get_reader(str(path))
+        assert reader is not None, path
+        data, kwargs, kind = reader(str(path))[0]
+        image = kwargs["metadata"]["umedsam_image"]
+        assert kind == "image" and data.ndim == 3 and data.dtype == np.uint8
+        assert tuple(kwargs["scale"]) == tuple(image.meta.spacing)
+    assert image.meta.source_format == "nrrd"
+    dicom = get_reader(str(series))(str(series))[0][1]["metadata"]["umedsam_image"]
+    assert dicom.meta.source_files and dicom.meta.modality == "CT"

@@ -22,7 +22,7 @@ from umedsam.data.transforms import (
 )
 from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
-from umedsam.inference.prompts import encode_prompts, mirror_low_res
+from umedsam.inference.prompts import DecoderPrompts, encode_prompts, mirror_low_res
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,10 @@ MIRROR_STROKES = True
 """Decode a first prediction from strokes on the image and on its mirror image and average the
 two (objects whose prompts hold a scribble and no click and no previous mask; the rule and its
 test are in docs/interactive_log.md)."""
+CLICK_BOXES_2D = False
+"""Decode a 2D object once more with click-agreeing boxes when its mask contradicts one of its
+clicks (the 3D rule of :mod:`umedsam.inference.click_boxes`, on images); see
+docs/interactive.md, "Clicks that never hurt"."""
 KEEP_STROKE_COMPONENTS = True
 """In a first prediction from strokes (the objects of :data:`MIRROR_STROKES`), keep only the
 connected pieces of the mask that hold a positive stroke pixel (all of it if none does)."""
@@ -200,6 +204,44 @@ class Predictor:
         iou[chosen] = (iou[chosen] + np.asarray(iou_m, np.float32)) / 2
         return low_res, iou
 
+    def _agree_with_clicks(
+        self,
+        prompts: DecoderPrompts,
+        points: Sequence[NDArray | None] | NDArray,
+        point_labels: Sequence[NDArray | None] | NDArray,
+        low_res: NDArray[np.float32],
+        iou: NDArray[np.float32],
+    ) -> None:
+        """Where an object's mask contradicts one of its clicks, decode it again with boxes that
+        say what the clicks say and keep the agreeing mask closest to the first (in place)."""
+        from umedsam.inference.click_boxes import best_agreeing, candidate_boxes, contradicted
+
+        assert self._orig_hw is not None and self._new_hw is not None
+        ratio = self.image_size / max(self._orig_hw)
+        for i in range(len(prompts)):
+            pts, labs = points[i], point_labels[i]
+            one = prompts.select(np.array([i]))
+            corners = one.labels[0] >= 2
+            if pts is None or labs is None or not len(pts) or corners.sum() != 2:
+                continue
+            pts = np.asarray(pts, np.float64).reshape(-1, 2)
+            mask = low_res_to_masks(low_res[i : i + 1], self._new_hw, self._orig_hw)[0]
+            wrong = contradicted(mask, pts, labs)
+            if not wrong.any():
+                continue
+            box = one.coords[0, corners].reshape(4).astype(np.float64)
+            retries = candidate_boxes(box, pts, labs, wrong, ratio)
+            if not retries:
+                continue
+            found = [
+                self.backend.decode_prompts(self.embedding, _with_box(one, b)) for b in retries
+            ]
+            logits = np.concatenate([f[0] for f in found])
+            masks = low_res_to_masks(logits, self._new_hw, self._orig_hw)
+            best = best_agreeing(masks, mask, pts, labs)
+            if best is not None:
+                low_res[i], iou[i] = logits[best], found[best][1][0]
+
     def predict(
         self,
         boxes: NDArray | None = None,
@@ -262,6 +304,8 @@ class Predictor:
                 mask_input=mask_input,
             )
             low_res, iou = self.backend.decode_prompts(self.embedding, prompts)
+            if CLICK_BOXES_2D and points is not None and point_labels is not None:
+                self._agree_with_clicks(prompts, points, point_labels, low_res, iou)
             chosen = stroke_only_objects(len(low_res), points, scribbles, mask_input)
             mirrored = MIRROR_STROKES if mirror_strokes is None else mirror_strokes
             if mirrored and chosen.size and scribbles is not None:
@@ -296,6 +340,16 @@ class Predictor:
             logits=logits,
             low_res_logits=low_res,
         )
+
+
+def _with_box(prompts: DecoderPrompts, box: NDArray) -> DecoderPrompts:
+    """One object's prompts (a batch of one) with its box corners moved to ``box`` (xyxy)."""
+    coords = prompts.coords.copy()
+    corners = prompts.labels[0] >= 2
+    coords[0, corners] = np.asarray(box, np.float32).reshape(2, 2)
+    return DecoderPrompts(
+        coords, prompts.labels, prompts.mask_input, prompts.has_mask, prompts.num_tokens
+    )
 
 
 def stroke_only_objects(

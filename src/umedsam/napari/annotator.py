@@ -72,6 +72,7 @@ class _Edit:
     index: NDArray[np.int64]
     old: NDArray
     new: NDArray
+    rows: tuple[dict | None, dict | None] = (None, None)  # the object's row before and after
 
 
 @dataclass
@@ -82,6 +83,15 @@ class Computed:
     mask: NDArray[np.bool_]
     row: dict
     seconds: float
+
+
+@dataclass
+class ObjectSummary:
+    """A row of the plugin's object table."""
+
+    label: int
+    size: str
+    score: float
 
 
 @dataclass
@@ -205,8 +215,9 @@ class Annotator:
         new = np.where(target.ravel()[changed], label, 0).astype(self.labels.dtype)
         self.labels.ravel()[changed] = new
         self.prompts = result.prompts
+        rows = (self.scores.get(label), result.row)
         self.scores[label] = result.row
-        self._push(_Edit(before, self.state, changed, old, new))
+        self._push(_Edit(before, self.state, changed, old, new, rows))
         return changed
 
     @property
@@ -258,6 +269,7 @@ class Annotator:
         edit = self._undo.pop()
         self.labels.ravel()[edit.index] = edit.old
         self._redo.append(edit)
+        self._set_row(edit.before.label if edit.rows[1] is not None else None, edit.rows[0])
         self._restore(edit.before)
         return edit.before
 
@@ -268,8 +280,18 @@ class Annotator:
         edit = self._redo.pop()
         self.labels.ravel()[edit.index] = edit.new
         self._undo.append(edit)
+        self._set_row(edit.after.label if edit.rows[1] is not None else None, edit.rows[1])
         self._restore(edit.after)
         return edit.after
+
+    def _set_row(self, label: int | None, row: dict | None) -> None:
+        """Put back the row an object had in a state undo or redo returns to."""
+        if label is None:
+            return
+        if row is None:
+            self.scores.pop(label, None)
+        else:
+            self.scores[label] = row
 
     def _restore(self, state: AnnotatorState) -> None:
         """Make ``state`` current; its mask (as the map holds it) is what the next prompt refines."""
@@ -306,6 +328,19 @@ class Annotator:
             score = row.get("confidence")
             items.append(ReviewItem(label, None, row["iou"] if score is None else score))
         return sorted(items, key=lambda item: item.score)
+
+    def object_summaries(self) -> list[ObjectSummary]:
+        """The objects the plugin made that are still in the map, least confident first: size
+        (as its row says, with units) and the estimate "next to check" ranks them by."""
+        worst: dict[int, float] = {}
+        for item in self.review():
+            worst.setdefault(item.label, item.score)
+        unit = "mm³" if self.is_3d else "mm²"
+        rows = [
+            ObjectSummary(label, f"{self.scores[label]['size_mm']:g} {unit}", score)
+            for label, score in worst.items()
+        ]
+        return sorted(rows, key=lambda row: row.score)
 
     def reference_dsc(self, reference: NDArray) -> dict[int, float]:
         """DSC of each object the plugin made against the reference label it overlaps most."""

@@ -35,6 +35,8 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -146,6 +148,11 @@ class UmedsamWidget(QWidget):
         layout.addLayout(self._action_row())
         layout.addLayout(self._label_row())
         layout.addWidget(self.status)
+        self.objects = QTableWidget(0, 3)
+        self.objects.setHorizontalHeaderLabels(["label", "size", "estimate"])
+        self.objects.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.objects.cellClicked.connect(lambda row, _col: self._go_to_row(row))
+        layout.addWidget(self.objects)
         layout.addStretch(1)
         self._fill_layer_lists()
 
@@ -385,6 +392,7 @@ class UmedsamWidget(QWidget):
         assert self.annotator is not None
         self.annotator.apply(result)
         self._target.refresh()
+        self._fill_objects()
         label = self.annotator.label
         self.label_spin.setValue(label)
         self._say(
@@ -441,6 +449,7 @@ class UmedsamWidget(QWidget):
     def _after_history(self, what: str) -> None:
         assert self.annotator is not None
         self._target.refresh()
+        self._fill_objects()
         self._show_prompts(self.annotator.prompts)
         self._say(f"{what}: object {self.annotator.label}.")
 
@@ -491,6 +500,28 @@ class UmedsamWidget(QWidget):
                 self.save(path)
             except (InputError, ValueError, OSError) as err:
                 self._say(f"Not saved: {err}")
+
+    # ----- the objects table --------------------------------------------------------------
+    def _fill_objects(self) -> None:
+        """One row per object the plugin made: label, size, confidence (2D) or the lowest
+        per-slice IoU estimate (3D), least confident first."""
+        assert self.annotator is not None
+        rows = self.annotator.object_summaries()
+        self.objects.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, text in enumerate((str(row.label), row.size, f"{row.score:.2f}")):
+                self.objects.setItem(r, c, QTableWidgetItem(text))
+
+    def _go_to_row(self, row: int) -> None:
+        """Select the object of a table row and show its least confident slice."""
+        item = self.objects.item(row, 0)
+        if item is None or self.annotator is None:
+            return
+        label = int(item.text())
+        self.label_spin.setValue(label)
+        worst = [i for i in self.annotator.review() if i.label == label]
+        if worst and worst[0].z is not None:
+            self.viewer.dims.set_current_step(0, worst[0].z)
 
     # ----- helpers -------------------------------------------------------------------------
     def _set_locked(self, locked: bool) -> None:
