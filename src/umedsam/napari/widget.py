@@ -86,11 +86,10 @@ class UmedsamWidget(QWidget):
         super().__init__()
         self.viewer = viewer
         self.annotator: Annotator | None = None
-        self._image_layer: Any = None
+        self._target: Any = None
         self._busy = False
         self._queued: ObjectPrompts | None = None
         self._positive = True
-        self._last_kind = "points"
         self._rectangles = 0
         self._shown_box: tuple[np.ndarray, tuple[int, ...]] | None = None
         self._checked: set[tuple[int, int | None]] = set()  # "next to check" visited
@@ -245,7 +244,7 @@ class UmedsamWidget(QWidget):
         except InputError as err:
             self._say(str(err))
             return
-        self._image_layer, self._target = layer, target
+        self._target = target
         self._checked = set()
         self._make_prompt_layers(layer, shape)
         threading.Thread(target=self.annotator.precompute, daemon=True).start()
@@ -291,13 +290,13 @@ class UmedsamWidget(QWidget):
         }
         scribbles = self.viewer.add_labels(np.zeros(shape, np.uint8), name=SCRIBBLES, **grid)
         scribbles.brush_size = 3
-        scribbles.events.paint.connect(lambda _e=None: self._prompts_changed("strokes"))
+        scribbles.events.paint.connect(lambda _e=None: self._prompts_changed())
         points = self.viewer.add_points(
             np.zeros((0, len(shape))), name=CLICKS, size=max(3, shape[-1] // 80), **grid
         )
         points.features = {"positive": np.zeros(0, bool)}
         points.feature_defaults = {"positive": True}
-        points.events.data.connect(lambda _e=None: self._prompts_changed("points"))
+        points.events.data.connect(lambda _e=None: self._prompts_changed())
         boxes = self.viewer.add_shapes(
             ndim=len(shape), name=BOXES, edge_color="yellow", face_color="transparent", **grid
         )
@@ -340,7 +339,7 @@ class UmedsamWidget(QWidget):
             self.annotator.new_object()
             self._reset_prompt_layers(keep_last_box=True)
         self._rectangles = len(boxes.data)
-        self._prompts_changed("box")
+        self._prompts_changed()
 
     def _collect(self) -> ObjectPrompts:
         """The current object's prompts from the layers, in the order they were given."""
@@ -360,11 +359,10 @@ class UmedsamWidget(QWidget):
             box = self.annotator.prompts.box  # a label taken for correction has no rectangle
         return ObjectPrompts(box, tuple(ordered))
 
-    def _prompts_changed(self, kind: str) -> None:
+    def _prompts_changed(self) -> None:
+        """Segment the current object again if its prompts changed."""
         if self.annotator is None:
             return
-        if kind in ("points", "strokes"):
-            self._last_kind = kind
         prompts = self._collect()
         if prompts.box is None:
             if prompts.clicks:
