@@ -122,7 +122,7 @@ def test_2d_click_boxes_make_the_mask_agree_with_a_click(monkeypatch) -> None:
     predictor = Predictor(BoxOnlyBackend())
     predictor.set_image(np.full((64, 64, 3), 100, np.uint8))
     box = np.array([[10, 10, 50, 50]])
-    kwargs = dict(points=[np.array([[46.0, 30.0]])], point_labels=[np.array([0])])
+    kwargs = {"points": [np.array([[46.0, 30.0]])], "point_labels": [np.array([0])]}
     monkeypatch.setattr(predictor_module, "CLICK_BOXES_2D", False)
     ignored = predictor.predict(box, **kwargs, return_logits=False).masks[0]
     assert ignored[30, 46]

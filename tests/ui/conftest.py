@@ -172,3 +172,14 @@ class BrightBackend(BoxBackend):
         bright = np.kron(embedding[0, 0] > 0.5, np.ones((4, 4), bool))
         logits[:, 0][:, ~bright] = -10.0
         return logits, iou
+
+
+class SlowBackend(BoxBackend):
+    """A stand-in whose encoder takes 0.3 s per image, as a slow CPU does."""
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """Constant embeddings, after a pause per image."""
+        import time
+
+        time.sleep(0.3 * len(images))
+        return super().encode(images)

@@ -24,7 +24,7 @@ from umedsam.models.cards import DEFAULT_MODEL
 
 pytestmark = pytest.mark.browser
 
-from .conftest import BoxBackend, BrightBackend, ClickBackend  # noqa: E402
+from .conftest import BoxBackend, BrightBackend, ClickBackend, SlowBackend  # noqa: E402
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -436,6 +436,29 @@ def test_a_box_propagates_to_the_ends_until_the_mask_vanishes(browser, serve, tm
     page.wait_for_selector("body[data-version='1']", timeout=60_000)
     segs = download_segs(page, "#dl-npz", tmp_path / "ends.npz")
     assert np.flatnonzero(segs.any(axis=(1, 2))).tolist() == list(range(6, 13))
+    assert errors == []
+
+
+def test_prompts_work_while_a_volume_is_encoded(browser, serve, tmp_path):
+    """Opening a volume: the line under the image says boxes work while the slices are encoded,
+    and a box is segmented before every slice is."""
+    from umedsam.ui.app import UIConfig, example_cases
+
+    if EXAMPLE_3D not in example_cases():
+        pytest.skip("bundled examples not installed")
+    base, _ = serve(UIConfig(model="test_tiny"), SlowBackend)  # 26 slices: about 8 s
+    page, errors = open_page(browser, base)
+    page.click(f"button[data-example='{EXAMPLE_3D}']")
+    page.wait_for_function(
+        "document.getElementById('embed-label').textContent.includes('meanwhile')",
+        timeout=30_000,
+    )
+    drag_box(page, (6, 6, 20, 24), (34, 52))
+    page.click("#segment")
+    page.wait_for_selector("body[data-version='1']", timeout=60_000)
+    assert page.evaluate("document.body.dataset.encoded") != "1"  # still encoding
+    page.wait_for_selector("body[data-encoded='1']", timeout=60_000)
+    assert "ready" in page.locator("#embed-label").text_content()
     assert errors == []
 
 
