@@ -20,13 +20,18 @@ def add_layers(viewer, layers) -> None:  # type: ignore[no-untyped-def]
         getattr(viewer, f"add_{kind}")(data, **kwargs)
 
 
-def start_widget(viewer, qtbot):  # type: ignore[no-untyped-def]
+def start_widget(viewer, qtbot, by_choice: bool = False):  # type: ignore[no-untyped-def]
+    """The widget on the first image layer, started by Start or by choosing the image."""
     from umedsam.napari.widget import UmedsamWidget
 
     widget = UmedsamWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.engine_box.setCurrentText("torch")
-    widget.start()
+    assert widget.annotator is None  # nothing starts before the user asks
+    if by_choice:
+        widget.image_box.activated.emit(0)
+    else:
+        widget.start()
     qtbot.waitUntil(lambda: widget.annotator.progress()["ready"], timeout=300_000)
     return widget
 
@@ -91,7 +96,7 @@ def test_box_click_and_scribble_on_a_2d_image(viewer, qtbot) -> None:  # type: i
 
     add_layers(viewer, ultrasound())
     reference = np.asarray(viewer.layers[1].data)
-    widget = start_widget(viewer, qtbot)
+    widget = start_widget(viewer, qtbot, by_choice=True)
     ys, xs = np.nonzero(reference)
     viewer.layers[BOXES].add_rectangles([[[ys.min(), xs.min()], [ys.max(), xs.max()]]])
     wait_steps(qtbot, widget, 1)

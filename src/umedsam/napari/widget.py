@@ -1,7 +1,7 @@
 """The umedsam dock widget: box, click and scribble prompts as napari layers, one label map.
 
-Choose an image layer (and a model and engine; the defaults are the CLI's) and press Start: the
-image is encoded in a worker thread (the progress bar) while prompts already work. Prompt layers:
+Choose an image layer (and a model and engine; the defaults are the CLI's): choosing it, or
+Start, encodes the image in a worker thread (the progress bar) while prompts already work. Prompt layers:
 
 * ``umedsam boxes`` (Shapes, rectangles): a new rectangle starts a new object; moving or
   resizing it segments the current object again. On a volume a rectangle drawn on a slice
@@ -134,6 +134,7 @@ class UmedsamWidget(QWidget):
             form.addRow(text, field)
         self.start_button = QPushButton("Start")
         self.start_button.clicked.connect(self.start)
+        self.image_box.activated.connect(lambda _i: self.start())  # a user's choice starts it
         self.progress = QProgressBar()
         self.progress.setFormat("encoding %v / %m")
         self.status = QLabel("Choose an image and press Start.")
