@@ -24,7 +24,7 @@ table marks such rows with ``~``. ``--accuracy`` instead runs each engine in-pro
 dev folder and reports DSC against ground truth and against the official reference outputs.
 An engine may name a model, ``MODEL:ENGINE`` (e.g. ``umedsam_effvit_b0:onnx``); a bare engine
 runs LiteMedSAM, the official model whose masks the official pipeline's are compared with (the
-default model is ``umedsam_merged:ENGINE``). ``--calls N`` times single engine calls in-process: the median of N encoder calls (one 256-px
+default model is ``umedsam_newdata:ENGINE``). ``--calls N`` times single engine calls in-process: the median of N encoder calls (one 256-px
 slice) and N decoder calls (8 boxes) after a warm-up call.
 
 Examples::

@@ -2,9 +2,9 @@
 
 For every object of the new dev sets (configs/new_dev.yaml) a simulated human scribble is drawn
 from its reference mask with umedsam's simulator (:func:`umedsam.data.interaction.simulate_scribble`:
-thin structures get their centre line, partly drawn, others a smooth curve inside; a brush of
-1-6 px; a smooth random warp of 0-4 px) plus one negative stroke outside near its border, with a
-fixed seed per case. Three protocols, each object scored with the official DSC/NSD (inside the
+thin structures get their centre line, partly drawn, others a smooth curve, a contour stroke or a
+loose zig-zag; a brush of 1-6 px; a smooth random warp of 0-4 px; half of them broken by 1-3
+gaps) plus one negative stroke outside near its border, with a fixed seed per case. Three protocols, each object scored with the official DSC/NSD (inside the
 field of view where the set has one):
 
 * ``box``: the challenge's box (seed 2025), the default model;
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from umedsam.data.interaction import challenge_boxes, simulate_scribble
+from umedsam.data.interaction import break_stroke, challenge_boxes, simulate_scribble
 from umedsam.data.sources import open_source
 from umedsam.errors import InputError
 from umedsam.evaluation.metrics import case_metrics
@@ -56,9 +56,15 @@ def task_type(set_name: str, label: int) -> str:
 
 
 def scribble_map(mask: np.ndarray, thin: bool, rng: np.random.Generator) -> np.ndarray:
-    """A human-like scribble of one object: 1 on its stroke, -1 on a background stroke."""
-    family = "centerline" if thin else "curve"
+    """A human-like scribble of one object: 1 on its stroke, -1 on a background stroke.
+
+    Thin structures get their centre line (partly drawn); others a smooth curve, a stroke along
+    the inside of the contour or a loose zig-zag, at random; half the positive strokes are
+    broken by 1-3 gaps, as a hand lifts the pen."""
+    family = "centerline" if thin else str(rng.choice(("curve", "contour", "zigzag")))
     positive = simulate_scribble(mask, rng, family=family)
+    if rng.random() < 0.5:
+        positive = break_stroke(positive, rng)
     if not positive.any():  # a tiny object: one dab in its middle
         ys, xs = np.nonzero(mask)
         positive = np.zeros_like(mask)

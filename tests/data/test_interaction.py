@@ -127,3 +127,32 @@ def test_challenge_boxes_2d_margin_is_seeded_and_3d_boxes_are_extents() -> None:
     vol = np.zeros((6, 20, 20), np.uint8)
     vol[1:4, 5:9, 2:7] = 1
     np.testing.assert_array_equal(challenge_boxes(vol), [[2, 5, 1, 6, 8, 3]])
+
+
+def test_a_zigzag_crosses_its_object_along_the_long_axis() -> None:
+    from umedsam.data.interaction import simulate_scribble
+
+    mask = np.zeros((80, 200), bool)
+    mask[20:60, 10:190] = True  # long along x
+    stroke = simulate_scribble(mask, np.random.default_rng(0), "zigzag", thickness=2, deform=0.0)
+    assert stroke.any() and not (stroke & ~mask).any()
+    ys, xs = np.nonzero(stroke)
+    assert np.ptp(xs) > 100  # along the long axis
+    assert np.ptp(ys) > 15  # and it swings across it
+    # the draws of the default families are unchanged: zigzag is drawn only when named
+    from umedsam.data.interaction import MORE_FAMILIES, SCRIBBLE_FAMILIES
+
+    assert "zigzag" in MORE_FAMILIES and "zigzag" not in SCRIBBLE_FAMILIES
+
+
+def test_a_broken_stroke_has_gaps_but_keeps_most_of_it() -> None:
+    import cv2
+
+    from umedsam.data.interaction import break_stroke
+
+    stroke = np.zeros((64, 200), bool)
+    stroke[30:33, 10:190] = True
+    broken = break_stroke(stroke, np.random.default_rng(1), gaps=2)
+    pieces = cv2.connectedComponents(broken.astype(np.uint8), connectivity=8)[0] - 1
+    assert pieces == 3 and not (broken & ~stroke).any()
+    assert broken.sum() > 0.8 * stroke.sum()

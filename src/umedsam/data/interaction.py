@@ -19,8 +19,12 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 SCRIBBLE_FAMILIES = ("centerline", "curve", "contour", "background")
-"""Scribble styles: the object's centre line (skeleton), a random smooth curve inside it, a
-stroke along the inside of its contour, and a negative stroke in the background near it."""
+"""Scribble styles drawn when none is named: the object's centre line (skeleton), a random smooth
+curve inside it, a stroke along the inside of its contour, and a negative stroke in the
+background near it."""
+MORE_FAMILIES = ("zigzag",)
+"""Styles drawn only when named (so that earlier training runs draw as they did): a loose
+zig-zag across the object along its long axis."""
 CHALLENGE_BOX_SEED = 2025
 """Seed of the CVPR 2025 challenge's box script (``get_boxes.py``): its random box margins."""
 
@@ -239,6 +243,41 @@ def _random_arc(ring: NDArray[np.bool_], rng: np.random.Generator, fraction: flo
     return contour[(start + np.arange(length)) % n]
 
 
+def _zigzag_points(mask: NDArray[np.bool_], rng: np.random.Generator) -> NDArray:
+    """Corner points of a loose zig-zag across ``mask`` along its long axis (xy): 3-7 turns,
+    swinging over about half its width, each corner jittered."""
+    ys, xs = np.nonzero(mask)
+    pts = np.stack([xs, ys], 1).astype(np.float64)
+    centre = pts.mean(0)
+    _, _, axes = np.linalg.svd(pts - centre, full_matrices=False)
+    along, across = axes[0], axes[1]
+    t = (pts - centre) @ along
+    u = (pts - centre) @ across
+    turns = int(rng.integers(3, 8))
+    lengths = np.linspace(np.quantile(t, 0.1), np.quantile(t, 0.9), turns + 1)
+    swing = 0.5 * (np.quantile(u, 0.9) - np.quantile(u, 0.1)) * rng.uniform(0.6, 1.0)
+    sides = np.where(np.arange(turns + 1) % 2 == 0, 1.0, -1.0) * swing
+    jitter = rng.normal(0, 0.1 * max(swing, 1.0), size=(turns + 1, 2))
+    return centre + np.outer(lengths, along) + np.outer(sides, across) + jitter
+
+
+def break_stroke(
+    stroke: NDArray[np.bool_], rng: np.random.Generator, gaps: int | None = None
+) -> NDArray[np.bool_]:
+    """``stroke`` with 1-3 (or ``gaps``) short pieces left out, as a hand lifts the pen: each
+    gap removes the stroke pixels within a few pixels of a random stroke pixel."""
+    ys, xs = np.nonzero(stroke)
+    if len(ys) < 20:
+        return stroke
+    out = stroke.copy()
+    count = int(rng.integers(1, 4)) if gaps is None else gaps
+    yy, xx = np.indices(stroke.shape)
+    for k in rng.choice(len(ys), size=min(count, len(ys)), replace=False):
+        radius = max(2.0, 0.04 * np.sqrt(len(ys)))
+        out[(yy - ys[k]) ** 2 + (xx - xs[k]) ** 2 <= radius**2] = False
+    return out if out.any() else stroke
+
+
 def simulate_scribble(
     mask: NDArray,
     rng: np.random.Generator,
@@ -251,7 +290,8 @@ def simulate_scribble(
     Args:
         mask: (H, W) bool object mask.
         rng: random generator.
-        family: one of :data:`SCRIBBLE_FAMILIES` (None: random). ``background`` strokes lie
+        family: one of :data:`SCRIBBLE_FAMILIES` (None: random) or :data:`MORE_FAMILIES`.
+            ``background`` strokes lie
             outside the object near its border (a negative scribble); the others inside it.
         thickness: brush width in pixels (None: random 1-6).
         deform: size of the smooth random warp in pixels (None: random 0-4).
@@ -263,8 +303,10 @@ def simulate_scribble(
     if mask.ndim != 2:
         raise ValueError(f"simulate_scribble takes a 2D mask; got shape {mask.shape}")
     family = family or str(rng.choice(SCRIBBLE_FAMILIES))
-    if family not in SCRIBBLE_FAMILIES:
-        raise ValueError(f"unknown scribble family {family!r}; expected {SCRIBBLE_FAMILIES}")
+    if family not in SCRIBBLE_FAMILIES + MORE_FAMILIES:
+        raise ValueError(
+            f"unknown scribble family {family!r}; expected {SCRIBBLE_FAMILIES + MORE_FAMILIES}"
+        )
     thickness = int(rng.integers(1, 7)) if thickness is None else thickness
     deform = float(rng.uniform(0, 4)) if deform is None else deform
     h, w = mask.shape
@@ -288,6 +330,8 @@ def simulate_scribble(
         pick = rng.integers(len(ys), size=k)
         pts = np.stack([xs[pick], ys[pick]], 1).astype(np.float64)
         stroke = _draw((h, w), _smooth_curve(pts), thickness)
+    elif family == "zigzag":
+        stroke = _draw((h, w), _smooth_curve(_zigzag_points(mask, rng), 16), thickness)
     elif family == "contour":
         depth = int(rng.integers(1, 4)) + thickness // 2
         inner = cv2.erode(mask.astype(np.uint8), np.ones((2 * depth + 1,) * 2, np.uint8))
