@@ -462,6 +462,32 @@ def test_prompts_work_while_a_volume_is_encoded(browser, serve, tmp_path):
     assert errors == []
 
 
+def test_dsc_scores_each_object_against_the_label_it_covers(browser, serve, tmp_path):
+    """Two reference labels; the first object of the page covers label 2. Its DSC row is scored
+    against label 2 (the label it overlaps), not against label 1 (its own number)."""
+    from umedsam.evaluation.metrics import dice
+    from umedsam.ui.app import UIConfig, example_cases
+
+    if EXAMPLE_3D not in example_cases():
+        pytest.skip("bundled examples not installed")
+    base, app = serve(UIConfig(model="test_tiny"), BoxBackend)
+    page, errors = open_page(browser, base)
+    page.click(f"button[data-example='{EXAMPLE_3D}']")
+    page.wait_for_selector("body[data-encoded='1']", timeout=60_000)
+    page.click("#use-stored")  # the case's two boxes, label 1 then label 2, segmented
+    page.wait_for_selector("body[data-version='1']", timeout=60_000)
+    page.click("#box-list li button.delete")  # drop the first: label 2's box is object 1 now
+    page.wait_for_selector("body[data-version='2']", timeout=60_000)  # delete segments again
+    page.wait_for_selector("#dsc", timeout=30_000)
+    session = app.state.store.get(page.evaluate("document.body.dataset.session"))
+    gts = session.image.ground_truth
+    mask = session.segs == 1
+    shown = float(page.locator("#result table tr:nth-child(2) td:last-child").text_content())
+    assert shown == pytest.approx(dice(mask, gts == 2), abs=5e-4)
+    assert shown > dice(mask, gts == 1) + 0.2
+    assert errors == []
+
+
 def test_hidden_controls_stay_hidden(browser, serve, tmp_path):
     """Controls marked hidden never show: the case's boxes, saved work, DICOM SEG for an npz."""
     from umedsam.ui.app import UIConfig, example_cases
