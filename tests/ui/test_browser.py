@@ -114,6 +114,14 @@ def open_page(browser, base: str):
     return page, errors
 
 
+def open_example(browser, base: str, name: str):  # type: ignore[no-untyped-def]
+    """The page with the bundled example ``name`` open and encoded: (page, errors)."""
+    page, errors = open_page(browser, base)
+    page.click(f"button[data-example='{name}']")
+    page.wait_for_selector("body[data-encoded='1']", timeout=60_000)
+    return page, errors
+
+
 def drag_box(page, box_xyxy, image_wh) -> None:
     """Drag from one corner to the other of ``box_xyxy`` (image pixels) on the canvas."""
     bb = page.locator("#canvas").bounding_box()
@@ -353,9 +361,7 @@ def test_undo_in_3d_never_leaves_an_undone_correction_in_the_download(browser, s
     if EXAMPLE_3D not in example_cases():
         pytest.skip("bundled examples not installed")
     base, app = serve(UIConfig(model="test_tiny"), ClickBackend)
-    page, errors = open_page(browser, base)
-    page.click(f"button[data-example='{EXAMPLE_3D}']")
-    page.wait_for_selector("body[data-encoded='1']", timeout=60_000)
+    page, errors = open_example(browser, base, EXAMPLE_3D)
     session = app.state.store.get(page.evaluate("document.body.dataset.session"))
     assert not page.locator("#auto").is_checked()
     drag_box(page, (6, 6, 20, 24), (34, 52))
@@ -471,9 +477,7 @@ def test_dsc_scores_each_object_against_the_label_it_covers(browser, serve, tmp_
     if EXAMPLE_3D not in example_cases():
         pytest.skip("bundled examples not installed")
     base, app = serve(UIConfig(model="test_tiny"), BoxBackend)
-    page, errors = open_page(browser, base)
-    page.click(f"button[data-example='{EXAMPLE_3D}']")
-    page.wait_for_selector("body[data-encoded='1']", timeout=60_000)
+    page, errors = open_example(browser, base, EXAMPLE_3D)
     page.click("#use-stored")  # the case's two boxes, label 1 then label 2, segmented
     page.wait_for_selector("body[data-version='1']", timeout=60_000)
     page.click("#box-list li button.delete")  # drop the first: label 2's box is object 1 now

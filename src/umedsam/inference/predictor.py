@@ -242,6 +242,47 @@ class Predictor:
             if best is not None:
                 low_res[i], iou[i] = logits[best], found[best][1][0]
 
+    def _decode_prompts(
+        self,
+        boxes: NDArray | None,
+        points: Sequence[NDArray | None] | NDArray | None,
+        point_labels: Sequence[NDArray | None] | NDArray | None,
+        scribbles: Sequence[NDArray | None] | NDArray | None,
+        mask_input: NDArray | None,
+        mirror_strokes: bool | None,
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32], list[tuple[int, NDArray[np.bool_]]]]:
+        """Low-res logits and IoU of objects with clicks, strokes or masks (see :meth:`predict`),
+        and the objects whose masks keep only the pieces their strokes touch."""
+        assert self._orig_hw is not None
+        h, w = self._orig_hw
+        if boxes is not None:
+            boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+            given = ~np.isnan(boxes).all(1)
+            if given.any():
+                validate_boxes(boxes[given], (h, w), is_3d=False)
+        prompts = encode_prompts(
+            self._orig_hw,
+            self.image_size,
+            boxes=boxes,
+            points=points,
+            point_labels=point_labels,
+            scribbles=scribbles,
+            mask_input=mask_input,
+        )
+        low_res, iou = self.backend.decode_prompts(self.embedding, prompts)
+        if CLICK_BOXES_2D and points is not None and point_labels is not None:
+            self._agree_with_clicks(prompts, points, point_labels, low_res, iou)
+        chosen = stroke_only_objects(len(low_res), points, scribbles, mask_input)
+        keep: list[tuple[int, NDArray[np.bool_]]] = []
+        if not chosen.size or scribbles is None:
+            return low_res, iou, keep
+        mirrored = MIRROR_STROKES if mirror_strokes is None else mirror_strokes
+        if mirrored:
+            low_res, iou = self._average_with_mirror(chosen, boxes, scribbles, low_res, iou)
+        if KEEP_STROKE_COMPONENTS:
+            keep = [(int(i), np.asarray(scribbles[i]) > 0) for i in chosen]
+        return low_res, iou, keep
+
     def predict(
         self,
         boxes: NDArray | None = None,
@@ -289,29 +330,9 @@ class Predictor:
             boxes_model = boxes_to_model_frame(checked, self._orig_hw, self.image_size)
             low_res, iou = self.predict_model_frame(boxes_model)
         else:
-            if boxes is not None:
-                boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-                given = ~np.isnan(boxes).all(1)
-                if given.any():
-                    validate_boxes(boxes[given], (h, w), is_3d=False)
-            prompts = encode_prompts(
-                self._orig_hw,
-                self.image_size,
-                boxes=boxes,
-                points=points,
-                point_labels=point_labels,
-                scribbles=scribbles,
-                mask_input=mask_input,
+            low_res, iou, keep = self._decode_prompts(
+                boxes, points, point_labels, scribbles, mask_input, mirror_strokes
             )
-            low_res, iou = self.backend.decode_prompts(self.embedding, prompts)
-            if CLICK_BOXES_2D and points is not None and point_labels is not None:
-                self._agree_with_clicks(prompts, points, point_labels, low_res, iou)
-            chosen = stroke_only_objects(len(low_res), points, scribbles, mask_input)
-            mirrored = MIRROR_STROKES if mirror_strokes is None else mirror_strokes
-            if mirrored and chosen.size and scribbles is not None:
-                low_res, iou = self._average_with_mirror(chosen, boxes, scribbles, low_res, iou)
-            if KEEP_STROKE_COMPONENTS and chosen.size and scribbles is not None:
-                keep = [(int(i), np.asarray(scribbles[i]) > 0) for i in chosen]
         n = low_res.shape[0]
         if not return_logits:  # masks only: interpolate just where a mask pixel is possible
             masks = low_res_to_masks(low_res, self._new_hw, (h, w))

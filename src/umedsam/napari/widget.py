@@ -43,9 +43,8 @@ from qtpy.QtWidgets import (
 
 from umedsam.errors import InputError
 from umedsam.napari.annotator import Annotator, Computed, ObjectPrompts, describe
+from umedsam.napari.layers import CLICK_COLORS, box_vertices, painted, set_points, set_rectangle
 from umedsam.napari.prompts import (
-    NEGATIVE,
-    POSITIVE,
     in_given_order,
     point_clicks,
     rectangle_box,
@@ -65,7 +64,6 @@ BOXES, CLICKS, SCRIBBLES, OBJECTS = (
     "umedsam scribbles",
     "umedsam objects",
 )
-CLICK_COLORS = {True: "#00ff00", False: "#ff0000"}
 
 
 def _holder(model: str, engine: str):
@@ -532,8 +530,8 @@ class UmedsamWidget(QWidget):
         boxes, points, scribbles = (self._layer(n) for n in (BOXES, CLICKS, SCRIBBLES))
         with boxes.events.data.blocker(), points.events.data.blocker():
             kept = np.asarray(boxes.data[-1]) if keep_last_box and len(boxes.data) else None
-            _set_rectangle(boxes, kept)
-            _set_points(points, np.zeros((0, points.data.shape[1])), np.zeros(0, bool))
+            set_rectangle(boxes, kept)
+            set_points(points, np.zeros((0, points.data.shape[1])), np.zeros(0, bool))
             scribbles.data = np.zeros_like(scribbles.data)
         self._rectangles = len(boxes.data)
 
@@ -549,14 +547,14 @@ class UmedsamWidget(QWidget):
         box = prompts.box if prompts.box is not None else box_hint
         ndim = points.data.shape[1]
         with boxes.events.data.blocker(), points.events.data.blocker():
-            vertices = None if box is None else _box_vertices(box, ndim)
-            _set_rectangle(boxes, vertices)
+            vertices = None if box is None else box_vertices(box, ndim)
+            set_rectangle(boxes, vertices)
             self._shown_box = None if box is None or vertices is None else (vertices, box)
             clicks = [c for c in prompts.clicks if not isinstance(c, Stroke)]
             coords = [list(c[:-1])[::-1] for c in clicks]
             positive = np.array([c[-1] == 1 for c in clicks], bool)
-            _set_points(points, np.asarray(coords, float).reshape(-1, ndim), positive)
-            scribbles.data = _painted(
+            set_points(points, np.asarray(coords, float).reshape(-1, ndim), positive)
+            scribbles.data = painted(
                 [c for c in prompts.clicks if isinstance(c, Stroke)], scribbles.data.shape
             )
         self._rectangles = len(boxes.data)
@@ -574,38 +572,3 @@ class UmedsamWidget(QWidget):
 
     def _say(self, text: str) -> None:
         self.status.setText(text)
-
-
-def _painted(strokes: list[Stroke], shape: tuple[int, ...]) -> np.ndarray:
-    """A scribble layer's data holding ``strokes`` (1 object, 2 background)."""
-    out = np.zeros(shape, np.uint8)
-    h, w = shape[-2:]
-    for stroke in strokes:
-        plane = out if stroke.z is None else out[stroke.z]
-        plane.reshape(h * w)[list(stroke.pixels)] = POSITIVE if stroke.label == 1 else NEGATIVE
-    return out
-
-
-def _set_rectangle(layer: Any, vertices: np.ndarray | None) -> None:
-    """Make ``layer`` hold one rectangle with these corners, or none."""
-    layer.data = []
-    if vertices is not None:
-        layer.add_rectangles([vertices])
-
-
-def _set_points(layer: Any, coords: np.ndarray, positive: np.ndarray) -> None:
-    """Make ``layer`` hold these clicks, coloured by kind."""
-    layer.data = coords
-    layer.features = {"positive": positive}
-    if len(positive):
-        layer.face_color = [CLICK_COLORS[bool(p)] for p in positive]
-
-
-def _box_vertices(box: tuple[int, ...], ndim: int) -> np.ndarray:
-    """A rectangle's corners (data coordinates) for a box; on a volume on its middle slice."""
-    if ndim == 2:
-        x0, y0, x1, y1 = box
-        return np.array([[y0, x0], [y0, x1 - 1], [y1 - 1, x1 - 1], [y1 - 1, x0]], float)
-    x0, y0, z0, x1, y1, z1 = box
-    z = (z0 + z1) // 2
-    return np.array([[z, y0, x0], [z, y0, x1 - 1], [z, y1 - 1, x1 - 1], [z, y1 - 1, x0]], float)
