@@ -28,6 +28,7 @@ from pathlib import Path
 from umedsam.models.cards import PROMPT_KINDS, ModelCard, register_card
 from umedsam.models.encoders.efficient_vit import EfficientViTEncoder
 from umedsam.models.encoders.tiny_vit import TinyViT
+from umedsam.models.encoders.vit import ImageEncoderViT, ViTConfig
 from umedsam.models.medsam_lite import (
     MedSAMLite,
     build_sam_mask_decoder,
@@ -39,10 +40,13 @@ __all__ = [
     "SCRIPT",
     "TEST_MODELS",
     "TEST_MODELS_PRELOAD",
+    "TEST_SAM_MODELS",
+    "TINY_VIT",
     "cli_command",
     "subprocess_env",
     "test_tiny",
     "test_tiny_effvit",
+    "test_tiny_sam",
 ]
 
 #: This file; run it as a script to call the umedsam CLI with the test models registered.
@@ -50,6 +54,11 @@ SCRIPT = Path(__file__).resolve()
 
 #: Names this module registers.
 TEST_MODELS = ("test_tiny", "test_tiny_effvit")
+#: SAM-family test models (a ViT encoder on 256-px inputs): the same network in SAM's frame and
+#: in MedSAM's.
+TEST_SAM_MODELS = ("test_tiny_sam", "test_tiny_medsam")
+#: The ViT of the SAM-family test models (64 x 64 token grids would be slow: 16 x 16 here).
+TINY_VIT = ViTConfig(32, 2, 2, (1,), window_size=7, img_size=256, patch_size=16, out_chans=32)
 
 #: Dask ``preload`` value that makes each worker import this module (by file path, so the
 #: workers need no ``tests/`` on their ``sys.path``).
@@ -91,13 +100,45 @@ def test_tiny_effvit() -> MedSAMLite:
     )
 
 
+@register_model("test_tiny_sam")
+def test_tiny_sam() -> MedSAMLite:
+    """A tiny random-weight SAM-family model: ViT encoder (:data:`TINY_VIT`) + SAM heads."""
+    return MedSAMLite(
+        ImageEncoderViT(TINY_VIT),
+        build_sam_prompt_encoder(embed_dim=32, image_size=256, mask_in_chans=16, stride=16),
+        build_sam_mask_decoder(dim=32, mlp_dim=64, num_heads=2, iou_hidden=32),
+    )
+
+
 # pytest would collect the two builders as tests (their names start with "test")
 test_tiny.__test__ = False  # type: ignore[attr-defined]
 test_tiny_effvit.__test__ = False  # type: ignore[attr-defined]
+test_tiny_sam.__test__ = False  # type: ignore[attr-defined]
 
 
 for _name in TEST_MODELS:  # the tiny models take every prompt kind (they are never trained)
     register_card(ModelCard(_name, _name, architecture=_name, prompts=PROMPT_KINDS, encoder=_name))
+register_card(
+    ModelCard(
+        "test_tiny_sam",
+        "tiny SAM",
+        architecture="test_tiny_sam",
+        input_size=256,
+        preprocessing="sam",
+        prompts=("box", "click", "mask"),
+        encoder="test_tiny_sam",
+    )
+)
+register_card(
+    ModelCard(
+        "test_tiny_medsam",
+        "tiny MedSAM",
+        architecture="test_tiny_sam",
+        input_size=256,
+        preprocessing="medsam",
+        encoder="test_tiny_medsam",
+    )
+)
 
 
 def cli_command(*argv: str) -> list[str]:

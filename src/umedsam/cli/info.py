@@ -4,14 +4,49 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``umedsam info`` has no flags of its own."""
+    """``umedsam info [--checkpoint PATH]``."""
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="say what a weights file holds and which model it runs as (SAM, MedSAM, LiteMedSAM)",
+    )
+
+
+def describe_checkpoint(path: Path) -> int:
+    """Print the architecture a checkpoint holds and the model it runs as; 2 if unusable."""
+    from umedsam.errors import CheckpointError
+    from umedsam.models.cards import DEFAULT_MODEL, card
+    from umedsam.models.checkpoint import checkpoint_family
+
+    try:
+        family = checkpoint_family(path)
+    except (CheckpointError, FileNotFoundError) as err:
+        print(f"umedsam: {err}")
+        return 2
+    if family.model is None:
+        print(f"{path}: {family.found}; runs as --model {DEFAULT_MODEL} (or the one you name)")
+        return 0
+    facts = card(family.model)
+    print(f"{path}: SAM-family {family.found}")
+    print(
+        f"  runs as {family.model}: {facts.description}; prompts {'/'.join(facts.prompts)}; "
+        f"{facts.preprocessing} preprocessing at {facts.input_size} px"
+    )
+    other = "sam_vit_b" if family.model == "medsam_vit_b" else "medsam_vit_b"
+    if family.model in ("medsam_vit_b", "sam_vit_b"):
+        family_name = {"sam": "SAM", "medsam": "MedSAM"}[card(other).preprocessing]
+        print(f"  (a ViT-B file: --model {other} runs it with {family_name}'s preprocessing)")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print what is installed."""
+    """Print what is installed, or what ``--checkpoint`` holds."""
+    if args.checkpoint is not None:
+        return describe_checkpoint(args.checkpoint)
     from umedsam import __version__
     from umedsam.errors import CheckpointError
     from umedsam.models.checkpoint import default_checkpoint_path

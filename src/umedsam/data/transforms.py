@@ -207,7 +207,10 @@ def _candidate_span(
 
 
 def low_res_to_masks(
-    low_res_logits: NDArray, new_hw: tuple[int, int], orig_hw: tuple[int, int]
+    low_res_logits: NDArray,
+    new_hw: tuple[int, int],
+    orig_hw: tuple[int, int],
+    threshold: np.float32 = MASK_LOGIT_THRESHOLD,
 ) -> NDArray[np.bool_]:
     """Full-resolution masks (N, H, W) of (N, 1, S, S) logits, without full-resolution logits.
 
@@ -220,6 +223,9 @@ def low_res_to_masks(
     ``threshold - margin``; the values there are the very float32 numbers the full resize
     computes, and every other pixel is background. For small objects on large images (many
     boxes on a microscopy slide) this is most of the post-processing time.
+
+    ``threshold``: a pixel is on where the resized value is >= it (another model family's rule,
+    e.g. probabilities above 0.5: :mod:`umedsam.data.frames`).
     """
     low = np.asarray(low_res_logits)
     cropped = low.reshape(low.shape[0], *low.shape[-2:])[:, : new_hw[0], : new_hw[1]]
@@ -229,7 +235,7 @@ def low_res_to_masks(
     masks = np.zeros((cropped.shape[0], rows, cols), dtype=bool)
     for i, logits in enumerate(cropped.astype(np.float32, copy=False)):
         margin = np.float32(1e-3 + 1e-5 * float(np.abs(logits).max(initial=0.0)))
-        candidate = logits >= MASK_LOGIT_THRESHOLD - margin
+        candidate = logits >= threshold - margin
         row_span = _candidate_span(candidate.any(axis=1), r0, r1)
         col_span = _candidate_span(candidate.any(axis=0), c0, c1)
         if row_span is None or col_span is None:
@@ -241,5 +247,5 @@ def low_res_to_masks(
         block = _blend(
             across[r0[y0:y1] - lo], hw0[y0:y1, None], across[r1[y0:y1] - lo], hw1[y0:y1, None]
         )
-        masks[i, y0:y1, x0:x1] = block >= MASK_LOGIT_THRESHOLD
+        masks[i, y0:y1, x0:x1] = block >= threshold
     return masks

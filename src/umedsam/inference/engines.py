@@ -31,6 +31,7 @@ there with the key report);
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -69,12 +70,27 @@ _EXPORTED = {
 }
 
 
+def _checkpoint_model(model: str, checkpoint: Path) -> str:
+    """The model ``checkpoint`` runs as (a SAM-family ViT file picks its card), cached per file."""
+    stat = checkpoint.stat()
+    return _cached_checkpoint_model(model, str(checkpoint), stat.st_size, stat.st_mtime)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_checkpoint_model(model: str, checkpoint: str, size: int, mtime: float) -> str:
+    from umedsam.models.checkpoint import model_for_checkpoint
+
+    return model_for_checkpoint(model, checkpoint)
+
+
 @dataclass(frozen=True)
 class EngineSpec:
     """What engine to open. Picklable, so a Dask client can send it to workers.
 
     Attributes:
-        model: registered model name.
+        model: registered model name; with a checkpoint that holds a SAM-family ViT (SAM ViT-B/L/H,
+            MedSAM), the card that file runs as unless a SAM-family card was named
+            (:func:`umedsam.models.checkpoint.model_for_checkpoint`).
         checkpoint: weights file (None: the model's packaged weights).
         engine: one of :data:`ENGINES`.
         threads: runtime threads (None: the runtime's default). Only entry points choose this.
@@ -100,6 +116,8 @@ class EngineSpec:
             raise ValueError(f"threads must be >= 1; got {self.threads}")
         if self.checkpoint is not None and not isinstance(self.checkpoint, Path):
             object.__setattr__(self, "checkpoint", Path(self.checkpoint))
+        if self.checkpoint is not None and self.checkpoint.is_file():
+            object.__setattr__(self, "model", _checkpoint_model(self.model, self.checkpoint))
         if self.export_dir is not None and not isinstance(self.export_dir, Path):
             object.__setattr__(self, "export_dir", Path(self.export_dir))
 
@@ -301,6 +319,10 @@ def open_engine(spec: EngineSpec | EnginePlan) -> Engine:
         backend: Backend = TorchBackend(model)
     else:
         backend = _open_graphs(s)
+    from umedsam.data.frames import make_frame
+
+    # the card's family, at the size the network itself takes
+    backend.frame = make_frame(s.card.preprocessing, backend.image_size)
     engine = Engine(backend=backend, plan=plan, seconds=time.perf_counter() - start)
     logger.info("opened %s on %s in %.2f s", s.model, s.engine, engine.seconds)
     return engine

@@ -195,13 +195,15 @@ class PromptDecoderGraph(_SingleMaskDecoder):
 
 
 def prompt_parity_inputs(
-    image_size: int,
+    image_size: int, low_res: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Deterministic interactive prompts for the parity check: 3 objects, 4 tokens each.
 
     A box with a negative click and a mask prompt, positive and negative clicks without a box
-    (padded), and a box with a positive click.
+    (padded), and a box with a positive click. Mask prompts are ``low_res`` pixels a side (the
+    decoder's logits; ``image_size`` when None, as for LiteMedSAM).
     """
+    side = image_size if low_res is None else low_res
     s = float(image_size)
     coords = torch.tensor(
         [
@@ -213,7 +215,7 @@ def prompt_parity_inputs(
     coords = (coords * s).floor()
     labels = torch.tensor([[2.0, 3, 0, -1], [1, 1, 0, -1], [2, 3, 1, -1]])
     gen = torch.Generator().manual_seed(1)
-    mask_input = torch.randn(3, 1, image_size, image_size, generator=gen) * 4
+    mask_input = torch.randn(3, 1, side, side, generator=gen) * 4
     has_mask = torch.tensor([1.0, 0.0, 1.0])
     return coords, labels, mask_input, has_mask
 
@@ -281,7 +283,7 @@ def check_parity(
         "iou": (_max_abs(iou, ref_iou.numpy()), ref_iou),
     }
     if decode_prompts is not None:
-        inputs = prompt_parity_inputs(int(model.image_size))
+        inputs = prompt_parity_inputs(int(model.image_size), int(model.low_res_size))
         with torch.inference_mode():
             ref_p_logits, ref_p_iou = model.decode_prompts(ref_emb, *inputs)
         p_logits, p_iou = decode_prompts(ref_emb.numpy(), *(t.numpy() for t in inputs))
@@ -336,7 +338,7 @@ def _export_onnx_graphs(model: MedSAMLite, folder: Path, opset: int = ONNX_OPSET
         )
         torch.onnx.export(
             prompt_dec,
-            (emb, *prompt_parity_inputs(size)),
+            (emb, *prompt_parity_inputs(size, int(model.low_res_size))),
             str(folder / "prompt_decoder.onnx"),
             dynamo=False,
             input_names=["embedding", "coords", "labels", "mask_input", "has_mask"],

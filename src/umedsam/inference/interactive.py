@@ -81,7 +81,7 @@ def segment_interactive_image(
     n = len(prompts.labels)
     predictor = Predictor(backend)
     predictor.set_image(image)
-    size = predictor.image_size
+    side = predictor.frame.low_res
     points = [c[:, ::-1].astype(np.float64) for c in prompts.clicks]  # (y, x) -> (x, y)
     scribbles = None
     if prompts.scribbles is not None:  # an object without strokes of any kind gets none
@@ -89,11 +89,11 @@ def segment_interactive_image(
         scribbles = [m if m is not None and m.any() else None for m in maps]
     mask_input = None
     if mask_prompts and prompts.prev_pred is not None:
-        mask_input = np.full((n, 1, size, size), np.nan, np.float32)
+        mask_input = np.full((n, 1, side, side), np.nan, np.float32)
         for i, label in enumerate(prompts.labels):
             previous = prompts.prev_pred == label
             if previous.any():
-                mask_input[i] = mask_to_logits(previous, size)
+                mask_input[i] = mask_to_logits(previous, predictor.frame)
     pred = predictor.predict(
         prompts.boxes,
         points=points,

@@ -12,14 +12,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from umedsam.data.frames import frame_of
 from umedsam.data.npz import validate_boxes
-from umedsam.data.transforms import (
-    boxes_to_model_frame,
-    logits_to_mask,
-    low_res_to_masks,
-    postprocess_logits,
-    preprocess_image,
-)
 from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.prompts import DecoderPrompts, encode_prompts, mirror_low_res
@@ -49,7 +43,7 @@ class Prediction:
         masks: (N, H, W) bool.
         iou: (N,) float32, the IoU head's estimate of each mask's quality.
         logits: (N, H, W) float32 logits at original resolution, or None if not requested.
-        low_res_logits: (N, 1, S, S) float32 logits in the model frame (for refinement/uncertainty).
+        low_res_logits: (N, 1, L, L) float32 decoder logits (for refinement/uncertainty).
     """
 
     masks: NDArray[np.bool_]
@@ -93,7 +87,8 @@ def check_image_2d(image: NDArray, source: str | None = None) -> NDArray:
 
 
 class Predictor:
-    """Segment-anything-style predictor for LiteMedSAM-family models.
+    """Segment-anything-style predictor for LiteMedSAM- and SAM-family models (the backend's
+    frame, :mod:`umedsam.data.frames`, says how images and prompts enter the model).
 
     ``set_image`` computes the image embedding once; ``predict`` decodes one or many boxes against
     it in a batch. Works on (H, W) grey or (H, W, 3) RGB arrays in original pixels.
@@ -105,6 +100,7 @@ class Predictor:
     def __init__(self, model: Any) -> None:
         self.backend = as_backend(model)
         self.image_size = self.backend.image_size
+        self.frame = frame_of(self.backend)
         self._embedding: NDArray[np.float32] | None = None
         self._orig_hw: tuple[int, int] | None = None
         self._new_hw: tuple[int, int] | None = None
@@ -126,7 +122,7 @@ class Predictor:
     def set_image(self, image: NDArray) -> None:
         """Preprocess and encode ``image`` ((H, W) or (H, W, 3), any real dtype)."""
         image = check_image_2d(image)
-        array, new_hw = preprocess_image(image, self.image_size)
+        array, new_hw = self.frame.preprocess_image(image)
         self._embedding = self.backend.encode(array)
         self._orig_hw = (int(image.shape[0]), int(image.shape[1]))
         self._new_hw = new_hw
@@ -149,10 +145,8 @@ class Predictor:
         only LiteMedSAM's decoder, see ``umedsam.models.cards.encoder_of``).
         """
         other = Predictor(backend)
-        if other.image_size != self.image_size:
-            raise ValueError(
-                f"backends differ in input size ({other.image_size} vs {self.image_size})"
-            )
+        if other.frame != self.frame:
+            raise ValueError(f"backends differ in model frame ({other.frame} vs {self.frame})")
         other._embedding, other._orig_hw, other._new_hw = (
             self._embedding,
             self._orig_hw,
@@ -171,7 +165,7 @@ class Predictor:
     def predict_model_frame(
         self, boxes_model: NDArray
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        """Decode boxes already in the model frame: (N, 4) -> logits (N, 1, S, S), IoU (N, 1)."""
+        """Decode boxes already in the model frame: (N, 4) -> logits (N, 1, L, L), IoU (N, 1)."""
         return self.backend.decode(self.embedding, np.asarray(boxes_model, dtype=np.float32))
 
     def _average_with_mirror(
@@ -192,7 +186,7 @@ class Predictor:
             mirrored_boxes[:, [0, 2]] = width - mirrored_boxes[:, [2, 0]]
         prompts = encode_prompts(
             self._orig_hw,
-            self.image_size,
+            self.frame,
             boxes=mirrored_boxes,
             scribbles=[np.ascontiguousarray(np.asarray(scribbles[i])[:, ::-1]) for i in chosen],
         )
@@ -217,7 +211,7 @@ class Predictor:
         from umedsam.inference.click_boxes import best_agreeing, candidate_boxes, contradicted
 
         assert self._orig_hw is not None and self._new_hw is not None
-        ratio = self.image_size / max(self._orig_hw)
+        ratio = self.frame.scale_xy(self._orig_hw)[0]
         for i in range(len(prompts)):
             pts, labs = points[i], point_labels[i]
             one = prompts.select(np.array([i]))
@@ -225,7 +219,7 @@ class Predictor:
             if pts is None or labs is None or not len(pts) or corners.sum() != 2:
                 continue
             pts = np.asarray(pts, np.float64).reshape(-1, 2)
-            mask = low_res_to_masks(low_res[i : i + 1], self._new_hw, self._orig_hw)[0]
+            mask = self.frame.low_res_to_masks(low_res[i : i + 1], self._orig_hw)[0]
             wrong = contradicted(mask, pts, labs)
             if not wrong.any():
                 continue
@@ -237,7 +231,7 @@ class Predictor:
                 self.backend.decode_prompts(self.embedding, _with_box(one, b)) for b in retries
             ]
             logits = np.concatenate([f[0] for f in found])
-            masks = low_res_to_masks(logits, self._new_hw, self._orig_hw)
+            masks = self.frame.low_res_to_masks(logits, self._orig_hw)
             best = best_agreeing(masks, mask, pts, labs)
             if best is not None:
                 low_res[i], iou[i] = logits[best], found[best][1][0]
@@ -262,7 +256,7 @@ class Predictor:
                 validate_boxes(boxes[given], (h, w), is_3d=False)
         prompts = encode_prompts(
             self._orig_hw,
-            self.image_size,
+            self.frame,
             boxes=boxes,
             points=points,
             point_labels=point_labels,
@@ -277,7 +271,7 @@ class Predictor:
         if not chosen.size or scribbles is None:
             return low_res, iou, keep
         mirrored = MIRROR_STROKES if mirror_strokes is None else mirror_strokes
-        if mirrored:
+        if mirrored and self.frame.mirrorable:
             low_res, iou = self._average_with_mirror(chosen, boxes, scribbles, low_res, iou)
         if KEEP_STROKE_COMPONENTS:
             keep = [(int(i), np.asarray(scribbles[i]) > 0) for i in chosen]
@@ -305,7 +299,7 @@ class Predictor:
             points: per object (K, 2) xy clicks in original pixels (or an (N, K, 2) array).
             point_labels: per object (K,) labels, 1 positive (on the object), 0 negative.
             scribbles: per object an (H, W) map, 1 on positive strokes, -1 on negative ones.
-            mask_input: (N, 1, S, S) ``low_res_logits`` of an earlier prediction (a refinement);
+            mask_input: (N, 1, L, L) ``low_res_logits`` of an earlier prediction (a refinement);
                 a NaN-filled entry means "none" for that object.
             return_logits: also return full-resolution logits (N x H x W float32).
             mirror_strokes: average an object prompted by strokes (a scribble, no click, no
@@ -327,7 +321,7 @@ class Predictor:
             if boxes is None:
                 raise InputError(None, "no prompts: give boxes, points, scribbles or mask_input")
             checked = validate_boxes(np.asarray(boxes), (h, w), is_3d=False)
-            boxes_model = boxes_to_model_frame(checked, self._orig_hw, self.image_size)
+            boxes_model = self.frame.boxes_to_frame(checked, self._orig_hw)
             low_res, iou = self.predict_model_frame(boxes_model)
         else:
             low_res, iou, keep = self._decode_prompts(
@@ -335,7 +329,7 @@ class Predictor:
             )
         n = low_res.shape[0]
         if not return_logits:  # masks only: interpolate just where a mask pixel is possible
-            masks = low_res_to_masks(low_res, self._new_hw, (h, w))
+            masks = self.frame.low_res_to_masks(low_res, (h, w))
             for i, stroke in keep:
                 masks[i] = components_touching(masks[i], stroke)
             return Prediction(
@@ -347,10 +341,10 @@ class Predictor:
         masks = np.zeros((n, h, w), dtype=bool)
         logits = np.zeros((n, h, w), dtype=np.float32)
         for start in range(0, n, UPSAMPLE_CHUNK):
-            chunk = postprocess_logits(
-                low_res[start : start + UPSAMPLE_CHUNK], self._new_hw, (h, w)
+            chunk, chunk_masks = self.frame.full_logits(
+                low_res[start : start + UPSAMPLE_CHUNK], (h, w)
             )
-            masks[start : start + chunk.shape[0]] = logits_to_mask(chunk)[:, 0]
+            masks[start : start + chunk.shape[0]] = chunk_masks[:, 0]
             logits[start : start + chunk.shape[0]] = chunk[:, 0]
         for i, stroke in keep:
             masks[i] = components_touching(masks[i], stroke)

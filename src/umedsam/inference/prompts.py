@@ -20,13 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from umedsam.data.frames import MASK_PROMPT_LOGIT as MASK_PROMPT_LOGIT  # noqa: PLC0414 (re-exported)
+from umedsam.data.frames import Frame, as_frame
 from umedsam.errors import InputError
 
 POSITIVE, NEGATIVE, BOX_TOP_LEFT, BOX_BOTTOM_RIGHT, PADDING = 1, 0, 2, 3, -1
 SCRIBBLE_POINTS = 8
 """Points sampled along the positive strokes of a scribble, and as many along the negative ones."""
-MASK_PROMPT_LOGIT = 8.0
-"""A binary previous mask becomes the dense prompt +8 inside, -8 outside (sigmoid 0.9997)."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def count_objects(
 
 def encode_prompts(
     orig_hw: tuple[int, int],
-    size: int,
+    size: Frame | int,
     *,
     boxes: NDArray | None = None,
     points: Sequence[NDArray | None] | NDArray | None = None,
@@ -188,12 +188,12 @@ def encode_prompts(
 
     Args:
         orig_hw: (H, W) of the image.
-        size: side S of the model frame.
+        size: the model frame (:mod:`umedsam.data.frames`), or LiteMedSAM's frame side S.
         boxes: (N, 4) xyxy, or None; a row of NaN means "no box" for that object.
         points: per object (K, 2) xy clicks (or an (N, K, 2) array), or None.
         point_labels: per object (K,) 1/0 labels matching ``points``.
         scribbles: per object an (H, W) map (1 positive, -1 negative, 0 none), or None.
-        mask_input: (N, 1, S, S) previous logits; NaN-filled entries mean "no mask prompt".
+        mask_input: (N, 1, L, L) previous logits; NaN-filled entries mean "no mask prompt".
         scribble_points: points sampled along the positive strokes, and along the negative ones.
         source: file named in errors.
 
@@ -206,6 +206,7 @@ def encode_prompts(
             than 0/1, a scribble of the wrong shape or with no stroke, inconsistent counts.
     """
     h, w = int(orig_hw[0]), int(orig_hw[1])
+    frame = as_frame(size)
     n = count_objects(boxes, points, scribbles, mask_input)
     if n == 0:
         raise InputError(source, "no prompts: give boxes, points, scribbles or mask_input")
@@ -213,7 +214,6 @@ def encode_prompts(
     point_list = _as_list(points, n, "points")
     label_list = _as_list(point_labels, n, "point_labels")
     scribble_list = _as_list(scribbles, n, "scribbles")
-    ratio = size / max(h, w)
     tokens: list[tuple[NDArray, NDArray]] = []
     for i in range(n):
         coords, labels = [], []
@@ -270,11 +270,12 @@ def encode_prompts(
             raise InputError(source, f"object {i + 1} has no prompt (box, point or scribble)")
         all_coords = np.concatenate(coords) if coords else np.zeros((0, 2))
         all_labels = np.concatenate(labels) if labels else np.zeros(0)
-        # model frame (the prompt encoder adds the half-pixel): boxes truncate as the official
-        # pipeline does; points keep sub-pixels
-        model = all_coords * ratio
+        # model frame (the prompt encoder adds the half-pixel): boxes as the family's official
+        # pipeline scales them (LiteMedSAM truncates); points keep sub-pixels
+        model = frame.points_to_frame(all_coords, (h, w))
         if has_box:
-            model[-2:] = np.trunc(np.asarray(box, np.float64).reshape(2, 2) * ratio)
+            corners = frame.boxes_to_frame(np.asarray(box, np.float64).reshape(1, 4), (h, w))
+            model[-2:] = corners.reshape(2, 2)
         if not has_box:  # SAM pads a prompt without a box with one "not a point" token
             model = np.concatenate([model, np.zeros((1, 2))])
             all_labels = np.concatenate([all_labels, [PADDING]])
@@ -286,13 +287,14 @@ def encode_prompts(
     for i, (c, lab) in enumerate(tokens):
         coords_arr[i, : len(c)] = c
         labels_arr[i, : len(lab)] = lab
-    masks = np.zeros((n, 1, size, size), np.float32)
+    side = frame.low_res
+    masks = np.zeros((n, 1, side, side), np.float32)
     has_mask = np.zeros(n, np.float32)
     if mask_input is not None:
         mask_input = np.asarray(mask_input, np.float32)
-        if mask_input.shape != (n, 1, size, size):
+        if mask_input.shape != (n, 1, side, side):
             raise InputError(
-                source, f"mask_input must be (N, 1, {size}, {size}); got {mask_input.shape}"
+                source, f"mask_input must be (N, 1, {side}, {side}); got {mask_input.shape}"
             )
         for i in range(n):
             if np.isfinite(mask_input[i]).all():
@@ -300,22 +302,14 @@ def encode_prompts(
     return DecoderPrompts(coords_arr, labels_arr, masks, has_mask, num_tokens)
 
 
-def mask_to_logits(mask: NDArray, size: int) -> NDArray[np.float32]:
-    """A binary mask in original pixels as a dense prompt: (1, S, S) pseudo-logits.
+def mask_to_logits(mask: NDArray, size: Frame | int) -> NDArray[np.float32]:
+    """A binary mask in original pixels as a dense prompt: (1, L, L) pseudo-logits.
 
     Used where only a previous label map is known (``prev_pred``), not its logits: the mask is
-    resized like the image (nearest neighbour), padded, and mapped to +/-MASK_PROMPT_LOGIT.
+    resized like the image (nearest neighbour), padded, and mapped to +/-MASK_PROMPT_LOGIT
+    (:meth:`umedsam.data.frames.Frame.mask_prompt`; ``size``: the frame, or LiteMedSAM's side).
     """
-    import cv2
-
-    from umedsam.data.transforms import resized_hw
-
-    h, w = mask.shape
-    new_h, new_w = resized_hw((h, w), size)
-    small = cv2.resize(mask.astype(np.uint8), (new_w, new_h), interpolation=cv2.INTER_NEAREST)
-    out = np.full((1, size, size), -MASK_PROMPT_LOGIT, np.float32)
-    out[0, :new_h, :new_w][small > 0] = MASK_PROMPT_LOGIT
-    return out
+    return as_frame(size).mask_prompt(mask)
 
 
 @dataclass(frozen=True)
@@ -344,18 +338,20 @@ class ObjectPrompt:
         )
 
 
-def model_frame_prompts(items: Sequence[ObjectPrompt], ratio: float, size: int) -> DecoderPrompts:
+def model_frame_prompts(
+    items: Sequence[ObjectPrompt], frame: Frame, orig_hw: tuple[int, int]
+) -> DecoderPrompts:
     """DecoderPrompts of per-object prompts whose boxes are already in the model frame.
 
-    Clicks are scaled by ``ratio`` (model side / longest image side); an object without a box
-    gets SAM's padding token.
+    Clicks (original pixels of an ``orig_hw`` image) are scaled into ``frame``; an object
+    without a box gets SAM's padding token.
     """
     tokens = []
     for item in items:
         coords: list[NDArray] = []
         labels: list[NDArray] = []
         if item.points is not None and len(item.points):
-            coords.append(np.asarray(item.points, np.float64).reshape(-1, 2) * ratio)
+            coords.append(frame.points_to_frame(np.asarray(item.points).reshape(-1, 2), orig_hw))
             labels.append(np.asarray(item.point_labels, np.float64).reshape(-1))
         if item.box_model is not None:
             coords.append(np.asarray(item.box_model, np.float64).reshape(2, 2))
@@ -369,7 +365,7 @@ def model_frame_prompts(items: Sequence[ObjectPrompt], ratio: float, size: int) 
     p = int(num_tokens.max())
     coords_arr = np.zeros((n, p, 2), np.float32)
     labels_arr = np.full((n, p), PADDING, np.float32)
-    masks = np.zeros((n, 1, size, size), np.float32)
+    masks = np.zeros((n, 1, frame.low_res, frame.low_res), np.float32)
     has_mask = np.zeros(n, np.float32)
     for i, ((c, lab), item) in enumerate(zip(tokens, items, strict=True)):
         coords_arr[i, : len(c)] = c

@@ -27,19 +27,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from umedsam.data.transforms import (
-    NEXT_SLICE_BOX_MARGIN,
-    boxes_to_model_frame,
-    low_res_to_masks,
-    mask_to_model_box,
-    preprocess_slices,
-    resized_hw,
-)
+from umedsam.data.frames import frame_of
+from umedsam.data.transforms import NEXT_SLICE_BOX_MARGIN
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.click_boxes import best_agreeing, candidate_boxes, contradicted
 from umedsam.inference.prompts import (
     ObjectPrompt,
-    mask_to_logits,
     mirror_low_res,
     mirror_prompt,
     model_frame_prompts,
@@ -214,7 +207,7 @@ def encode_volume(
             break
         with lock if lock is not None else nullcontext():
             if z not in cache:
-                array, _ = preprocess_slices(volume[z : z + 1], backend.image_size)
+                array, _ = frame_of(backend).preprocess_slices(volume[z : z + 1])
                 if not cache.put(z, backend.encode(array)):
                     break
         if progress:
@@ -279,8 +272,8 @@ def propagate(
     cache = embeddings if embeddings is not None else SliceEmbeddingCache(cache_mb)
     stats = stats or PropagationStats()
     d, h, w = volume.shape
-    size = backend.image_size
-    new_hw = resized_hw((h, w), size)
+    frame = frame_of(backend)
+    new_hw = frame.resized_hw((h, w))
     n = boxes_3d.shape[0]
     z_lo, z_hi = boxes_3d[:, 2].astype(np.int64), boxes_3d[:, 5].astype(np.int64)
     z_key = key_slices(boxes_3d) if start_slices is None else np.asarray(start_slices, np.int64)
@@ -288,8 +281,8 @@ def propagate(
         raise ValueError(
             f"start_slices must be (N,) = ({n},) slices inside each box's z-range; got {z_key}"
         )
-    key_boxes = boxes_to_model_frame(boxes_3d[:, [0, 1, 3, 4]], (h, w), size)
-    extents = None if clip_boxes is None else boxes_to_model_frame(clip_boxes, (h, w), size)
+    key_boxes = frame.boxes_to_frame(boxes_3d[:, [0, 1, 3, 4]], (h, w))
+    extents = None if clip_boxes is None else frame.boxes_to_frame(clip_boxes, (h, w))
     labels = np.arange(1, n + 1)
     down_needed = {z for i in range(n) for z in range(int(z_lo[i]), int(z_key[i]))}
 
@@ -300,7 +293,7 @@ def propagate(
             stats.cache_hits += 1
             return cached
         image = volume[z : z + 1, :, ::-1] if mirrored else volume[z : z + 1]
-        array, _ = preprocess_slices(np.ascontiguousarray(image), size)
+        array, _ = frame.preprocess_slices(np.ascontiguousarray(image))
         emb = backend.encode(array)
         stats.encoder_calls += 1
         wanted = keep_all or (direction == "up" and z in down_needed)
@@ -311,7 +304,7 @@ def propagate(
     vp = prompts or VolumePrompts()
     has_box = np.ones(n, bool) if vp.has_box is None else np.asarray(vp.has_box, bool)
     ends_at_empty = ~has_box | (np.zeros(n, bool) if open_ends is None else np.asarray(open_ends))
-    ratio = size / max(h, w)
+    ratio = frame.scale_xy((h, w))[0]
     bounded = has_box if extents is None else has_box & ~np.isnan(extents).any(1)
 
     def prev_mask(i: int, z: int) -> NDArray | None:
@@ -323,15 +316,15 @@ def propagate(
     def object_prompt(i: int, z: int, prev: dict[int, NDArray]) -> ObjectPrompt:
         box = None
         if i in prev:
-            box = mask_to_model_box(prev[i], label=int(labels[i]), size=size)
+            box = frame.mask_to_box(prev[i], label=int(labels[i]))
             if box is not None and extents is not None and bounded[i]:
-                box = clip_to_extent(box, extents[i], size)
+                box = clip_to_extent(box, extents[i], frame.size, frame.box_margin())
         if box is None and has_box[i]:
             box = key_boxes[i]
         points = vp.clicks.get((i, z))
         dense = None
         if vp.mask_prompts and (previous := prev_mask(i, z)) is not None:
-            dense = mask_to_logits(previous, size)
+            dense = frame.mask_prompt(previous)
         return ObjectPrompt(
             box_model=box,
             points=None if points is None else points[0],
@@ -371,9 +364,9 @@ def propagate(
         if not boxes:
             return None
         retry = [replace(item, box_model=b) for b in boxes]
-        logits, scores = backend.decode_prompts(emb, model_frame_prompts(retry, ratio, size))
+        logits, scores = backend.decode_prompts(emb, model_frame_prompts(retry, frame, (h, w)))
         stats.decoder_boxes += len(retry)
-        found = low_res_to_masks(logits, new_hw, (h, w))
+        found = frame.low_res_to_masks(logits, (h, w))
         best = best_agreeing(found, mask, points, point_labels)
         return None if best is None else (logits[best], scores[best], found[best])
 
@@ -383,13 +376,13 @@ def propagate(
         """Low-resolution logits and IoU of one slice's objects (box-only ones: the official path)."""
         plain = [k for k, item in enumerate(items) if item.box_only]
         rest = [k for k, item in enumerate(items) if not item.box_only]
-        low_res = np.zeros((len(items), 1, size, size), np.float32)
+        low_res = np.zeros((len(items), 1, frame.low_res, frame.low_res), np.float32)
         iou = np.zeros((len(items), 1), np.float32)
         if plain:
             boxes = np.stack([np.asarray(items[k].box_model) for k in plain])
             low_res[plain], iou[plain] = backend.decode(emb, boxes)
         if rest:
-            group = model_frame_prompts([items[k] for k in rest], ratio, size)
+            group = model_frame_prompts([items[k] for k in rest], frame, (h, w))
             low_res[rest], iou[rest] = backend.decode_prompts(emb, group)
         stats.decoder_boxes += len(items)
         return low_res, iou
@@ -401,7 +394,7 @@ def propagate(
         items = [object_prompt(i, z, prev) for i in active]
         rest = [k for k, item in enumerate(items) if not item.box_only]
         low_res, iou = decode_items(emb, items)
-        if vp.mirror_slices:
+        if vp.mirror_slices and frame.mirrorable:
             flipped = [mirror_prompt(item, w, new_hw[1]) for item in items]
             low_m, iou_m = decode_items(embed(z, direction, mirrored=True), flipped)
             low_res = ((low_res + mirror_low_res(low_m, new_hw[1])) / 2).astype(np.float32)
@@ -411,7 +404,7 @@ def propagate(
             for i, item in zip(active, items, strict=True)
         ]
         shift = np.array([0.0 if u else vp.propagated_threshold for u in uncut], np.float32)
-        masks = low_res_to_masks(low_res - shift[:, None, None, None], new_hw, (h, w))
+        masks = frame.low_res_to_masks(low_res - shift[:, None, None, None], (h, w))
         if vp.click_boxes:
             for k in rest:
                 redo = agreeing_retry(emb, items[k], masks[k])
@@ -469,7 +462,7 @@ def propagate(
         result = run_slice(z, active, prev, "down")
         if not keep_all:
             cache.discard(z)
-            if vp.mirror_slices:
+            if vp.mirror_slices and frame.mirrorable:
                 cache.mirrored().discard(z)
         for k, i in enumerate(active):
             prev[i] = unretried.pop(i, result.masks[k])
@@ -493,7 +486,7 @@ def extent_rows(boxes_3d: NDArray, extents: Collection[tuple[int, ...]]) -> NDAr
 
 
 def clip_to_extent(
-    box: NDArray, extent: NDArray, size: int, margin: int = NEXT_SLICE_BOX_MARGIN
+    box: NDArray, extent: NDArray, size: int, margin: float = NEXT_SLICE_BOX_MARGIN
 ) -> NDArray[np.float32]:
     """``box`` (model frame) cut to ``extent`` widened by ``margin`` px and to the frame.
 

@@ -6,19 +6,15 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
+from umedsam.data.frames import Frame, frame_of
 from umedsam.data.npz import Case, label_dtype
-from umedsam.data.transforms import (
-    boxes_to_model_frame,
-    preprocess_image,
-    resize_bilinear,
-    resized_hw,
-)
+from umedsam.data.transforms import resize_bilinear
 from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.predictor import UPSAMPLE_CHUNK, Prediction, Predictor
@@ -138,15 +134,17 @@ def add_image_uncertainty(
     from umedsam.inference import uncertainty as U
 
     start = time.perf_counter()
-    backend = predictor.backend
+    backend, frame = predictor.backend, predictor.frame
     orig_hw = (int(image.shape[0]), int(image.shape[1]))
-    new_hw = resized_hw(orig_hw, predictor.image_size)
-    boxes_model = boxes_to_model_frame(
-        np.asarray(boxes).reshape(-1, 4), orig_hw, predictor.image_size
-    )
+    new_hw = frame.low_res_hw(orig_hw)
+    boxes_model = frame.boxes_to_low_res(np.asarray(boxes).reshape(-1, 4), orig_hw)
+    if frame.low_res != frame.size and (config.ensemble or config.flip):
+        # jittered and mirrored members are drawn in LiteMedSAM's frame (logits = frame)
+        logger.info("%s: no decoder ensemble in this model's frame; IoU and entropy only", frame)
+        config = replace(config, ensemble=0, flip=False)
     flipped = None
     if config.flip:
-        array, _ = preprocess_image(np.ascontiguousarray(image[:, ::-1]), predictor.image_size)
+        array, _ = frame.preprocess_image(np.ascontiguousarray(image[:, ::-1]))
         flipped = backend.encode(array)
     rng = np.random.default_rng(config.seed)
     members = U.decode_ensemble(
@@ -197,7 +195,7 @@ def segment_volume_case(
     acc = None
     if uncertainty is not None:
         rule = "combined" if uncertainty.rule == "ensemble" else uncertainty.rule
-        acc = _VolumeAccumulator(volume.shape, n, backend.image_size, rule)
+        acc = _VolumeAccumulator(volume.shape, n, frame_of(backend), rule)
     extents = boxes_3d[:, [0, 1, 3, 4]] if clip_to_box else None
     for res in propagate(
         backend,
@@ -222,14 +220,14 @@ def segment_volume_case(
 class _VolumeAccumulator:
     """Per-object sums over slices for 3D uncertainty, and the per-slice maps."""
 
-    def __init__(self, shape: tuple[int, ...], n: int, image_size: int, rule: str) -> None:
+    def __init__(self, shape: tuple[int, ...], n: int, frame: Frame, rule: str) -> None:
         from umedsam.inference import uncertainty as U  # noqa: F811
 
         d, h, w = shape
         self.rule = rule
         self.slice_rule = rule if rule in ("iou", "entropy", "expected_dice") else "combined"
         self.orig_hw = (h, w)
-        self.new_hw = resized_hw((h, w), image_size)
+        self.new_hw = frame.low_res_hw((h, w))
         self.unc = np.zeros(shape, dtype=np.uint8)
         self.sums = U.SliceSums.zeros(n)
         self.slice_conf = np.full((n, d), math.nan, dtype=np.float32)

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from umedsam.data.frames import FRAME_KINDS, Frame, make_frame
+
 PROMPT_KINDS = ("box", "click", "scribble", "mask")
 """Boxes, clicks, scribbles and a previous mask (the dense prompt)."""
 
@@ -51,8 +53,11 @@ class ModelCard:
             package (located and sha256-verified by :mod:`umedsam.models.checkpoint`).
         base: the card whose weights load first when ``weights`` is partial (a decoder only).
         input_size: side of the square model frame, pixels.
-        preprocessing: ``litemedsam`` (longest side resized to ``input_size``, min-max to [0, 1],
-            padded bottom-right; :func:`umedsam.data.transforms.preprocess_image`).
+        preprocessing: the family's frame, :mod:`umedsam.data.frames`: ``litemedsam`` (longest
+            side to ``input_size``, min-max to [0, 1], padded bottom-right, boxes truncated),
+            ``sam`` (segment-anything's ``SamPredictor``: longest side to 1024, pixel mean/std,
+            padding) or ``medsam`` (MedSAM's inference script: stretched to 1024 x 1024,
+            min-max, probabilities > 0.5 at the image's size).
         prompts: the prompt kinds it was trained with, from :data:`PROMPT_KINDS`.
         encoder: image-encoder id; models with equal ids share image embeddings bit for bit.
         propagation: ``official`` (LiteMedSAM's rule bit for bit) or ``bounded`` (propagated
@@ -82,6 +87,15 @@ class ModelCard:
             raise ValueError(f"unknown prompt kinds {bad}; expected a subset of {PROMPT_KINDS}")
         if self.propagation not in ("official", "bounded"):
             raise ValueError(f"propagation must be official or bounded; got {self.propagation!r}")
+        if self.preprocessing not in FRAME_KINDS:
+            raise ValueError(
+                f"preprocessing must be one of {FRAME_KINDS}; got {self.preprocessing!r}"
+            )
+
+    @property
+    def frame(self) -> Frame:
+        """How images, prompts and logits map to and from this model's input."""
+        return make_frame(self.preprocessing, self.input_size)
 
     @property
     def weights_path(self) -> Path | None:
@@ -168,8 +182,31 @@ for _card in (
         encoder="umedsam_effvit_b1",
         reduced_precision="openvino-bf16",
     ),
+    ModelCard(
+        "medsam_vit_b",
+        "MedSAM ViT-B, your medsam_vit_b.pth (boxes; MedSAM's 1024-px stretched frame)",
+        architecture="sam_vit_b",
+        input_size=1024,
+        preprocessing="medsam",
+        encoder="medsam_vit_b",
+    ),
+    *(
+        ModelCard(
+            f"sam_vit_{size}",
+            f"SAM ViT-{size.upper()}, your segment-anything checkpoint (boxes, clicks, masks)",
+            architecture=f"sam_vit_{size}",
+            input_size=1024,
+            preprocessing="sam",
+            prompts=("box", "click", "mask"),
+            encoder=f"sam_vit_{size}",
+        )
+        for size in ("b", "l", "h")
+    ),
 ):
     register_card(_card)
+
+SAM_FAMILY = ("medsam_vit_b", "sam_vit_b", "sam_vit_l", "sam_vit_h")
+"""Cards whose weights users bring (``--checkpoint``): no file ships with the package."""
 
 
 def card(name: str, checkpoint: object = None) -> ModelCard:

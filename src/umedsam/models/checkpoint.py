@@ -231,3 +231,75 @@ def load_checkpoint(
     digest = sha256 if sha256 is not None else file_sha256(path)
     logger.debug("loaded %d tensors from %s (sha256 %s)", len(state), path, digest[:12])
     return LoadReport(path=path, sha256=digest, num_tensors=len(state), partial=partial)
+
+
+def read_shapes(path: str | Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors memory-mapped (weights-only), for looking at names and shapes
+    without reading gigabytes; falls back to a full read for files torch cannot map."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - legacy (non-zip) files cannot be mapped; read them whole
+        return read_state_dict(path)
+    return unwrap_state_dict(obj, source=str(path))
+
+
+@dataclass(frozen=True)
+class CheckpointFamily:
+    """What a checkpoint holds, for ``umedsam info --checkpoint`` and model choice.
+
+    Attributes:
+        model: the card it runs as (``medsam_vit_b``, ``sam_vit_l`` ...), or None when the
+            file is not a SAM-family ViT (then the requested model is kept).
+        found: a human description of the file's architecture.
+    """
+
+    model: str | None
+    found: str
+
+
+def checkpoint_family(path: str | Path) -> CheckpointFamily:
+    """Detect a SAM-family ViT checkpoint from its key names and shapes.
+
+    ViT-B, -L and -H as segment-anything publishes them (any container or DDP prefix); a ViT-B
+    file whose name says ``medsam`` runs as MedSAM (same network, MedSAM's preprocessing),
+    otherwise as SAM; ``--model medsam_vit_b`` or ``sam_vit_b`` decides where the name does not.
+
+    Raises:
+        FileNotFoundError, CheckpointError: unreadable file, or a SAM-style ViT of another size.
+    """
+    from umedsam.models.encoders.vit import describe, official_name, vit_config_from_state
+
+    path = Path(path)
+    state = read_shapes(path)
+    config = vit_config_from_state(state)
+    if config is None:
+        return CheckpointFamily(None, guess_checkpoint_kind(state))
+    name = official_name(config)
+    if name is None:
+        raise CheckpointError(
+            f"{path}: a SAM-style ViT image encoder ({describe(config)}) that is none of "
+            "segment-anything's ViT-B/L/H; umedsam runs those three and MedSAM ViT-B"
+        )
+    model = "medsam_vit_b" if name == "vit_b" and "medsam" in path.name.lower() else f"sam_{name}"
+    return CheckpointFamily(model, f"{name.replace('_', '-').upper()}: {describe(config)}")
+
+
+def model_for_checkpoint(requested: str, path: str | Path) -> str:
+    """The model a user's checkpoint runs as when ``requested`` was asked for.
+
+    A SAM-family card requested (``--model medsam_vit_b``, ``sam_vit_h`` ...) is kept (the
+    strict load checks the file). Otherwise a SAM-family ViT file runs as the card
+    :func:`checkpoint_family` names (logged), and any other file as ``requested``.
+    """
+    from umedsam.models.cards import card
+
+    if card(requested).preprocessing != "litemedsam":
+        return requested
+    family = checkpoint_family(path)
+    if family.model is None:
+        return requested
+    logger.info("%s holds SAM %s: running it as %s", Path(path).name, family.found, family.model)
+    return family.model

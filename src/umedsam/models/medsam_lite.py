@@ -37,6 +37,12 @@ class MedSAMLite(nn.Module):
         """Side S of the square model input frame (256 for LiteMedSAM)."""
         return int(self.prompt_encoder.input_image_size[0])
 
+    @property
+    def low_res_size(self) -> int:
+        """Side L of the decoder's low-resolution logits and mask prompts: four times the
+        embedding grid (256 for LiteMedSAM, whose frame it equals, and for SAM's 1024 frame)."""
+        return 4 * int(self.prompt_encoder.image_embedding_size[0])
+
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Image embeddings (B, C, S/4, S/4) of preprocessed images (B, 3, S, S)."""
         return self.image_encoder(images)
@@ -111,12 +117,13 @@ class MedSAMLite(nn.Module):
 
 
 def build_sam_prompt_encoder(
-    embed_dim: int = 256, image_size: int = 256, mask_in_chans: int = 16
+    embed_dim: int = 256, image_size: int = 256, mask_in_chans: int = 16, stride: int = 4
 ) -> PromptEncoder:
-    """SAM prompt encoder for a square ``image_size`` frame and a 1/4-resolution embedding."""
+    """SAM prompt encoder for a square ``image_size`` frame and an embedding ``stride`` times
+    smaller (4 for LiteMedSAM's 256 px, 16 for SAM's ViT at 1024 px)."""
     return PromptEncoder(
         embed_dim=embed_dim,
-        image_embedding_size=(image_size // 4, image_size // 4),
+        image_embedding_size=(image_size // stride, image_size // stride),
         input_image_size=(image_size, image_size),
         mask_in_chans=mask_in_chans,
     )

@@ -12,7 +12,7 @@ from torch import nn
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
 # Modules whose import registers models; imported on first lookup so `import umedsam` stays light.
-_MODEL_MODULES = ("umedsam.models.medsam_lite", "umedsam.models.zoo")
+_MODEL_MODULES = ("umedsam.models.medsam_lite", "umedsam.models.zoo", "umedsam.models.sam")
 
 
 _BuilderT = TypeVar("_BuilderT", bound=Callable[..., nn.Module])

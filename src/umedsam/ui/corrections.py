@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from umedsam.data.frames import Frame
 from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.propagation import SliceEmbeddingCache
@@ -297,7 +298,7 @@ def _correct_image(
     points, labels = clicks
     mask_input = None
     if mask_prompts and earlier is not None:
-        mask_input = mask_to_logits(earlier.mask, predictor.image_size)[None]
+        mask_input = mask_to_logits(earlier.mask, predictor.frame)[None]
     pred = predictor.predict(
         np.array([box]),
         points=[points],
@@ -306,7 +307,7 @@ def _correct_image(
         mask_input=mask_input,
         return_logits=False,
     )
-    return _with_confidence(pred, orig_hw, predictor.image_size)
+    return _with_confidence(pred, orig_hw, predictor.frame)
 
 
 def _correct_volume(
@@ -349,12 +350,11 @@ def _correct_volume(
     return Corrected(segs == 1, float(iou[0]), per_slice[0])
 
 
-def _with_confidence(pred: Any, orig_hw: tuple[int, int], image_size: int) -> Corrected:
+def _with_confidence(pred: Any, orig_hw: tuple[int, int], frame: Frame) -> Corrected:
     """A 2D prediction of one object with its uncertainty map and confidence."""
-    from umedsam.data.transforms import resized_hw
     from umedsam.ui.heat import object_heat
 
-    heat = object_heat(pred.low_res_logits, pred.iou, resized_hw(orig_hw, image_size), orig_hw)
+    heat = object_heat(pred.low_res_logits, pred.iou, frame.low_res_hw(orig_hw), orig_hw)
     return Corrected(
         pred.masks[0],
         float(pred.iou[0]),

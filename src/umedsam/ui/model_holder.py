@@ -143,6 +143,7 @@ def warm_up_decoders(
     LiteMedSAM decoder on OpenVINO); the first prompt would otherwise wait for that. A failure
     here only costs that time later, so it is logged, not raised.
     """
+    from umedsam.data.frames import frame_of
     from umedsam.inference.prompts import encode_prompts
 
     h, w = image_hw
@@ -151,14 +152,15 @@ def warm_up_decoders(
             size = engine.image_size
             engine.decode(embedding, np.array([[0, 0, size // 2, size // 2]], np.float32))
         if clicks_engine is not None:
-            size = clicks_engine.image_size
+            frame = frame_of(clicks_engine)
+            side = frame.low_res
             prompts = encode_prompts(
                 (h, w),
-                size,
+                frame,
                 boxes=np.array([[w // 4, h // 4, 3 * w // 4, 3 * h // 4]], np.float64),
                 points=[np.array([[w // 2, h // 2]], np.float64)],
                 point_labels=[np.array([1])],
-                mask_input=np.zeros((1, 1, size, size), np.float32),
+                mask_input=np.zeros((1, 1, side, side), np.float32),
             )
             clicks_engine.decode_prompts(embedding, prompts)
     except Exception as err:  # noqa: BLE001 - an optional speed-up

@@ -443,20 +443,16 @@ class Session:
         if self.image.is_3d:
             self._compute_volume(backend, boxes, bounded)
             return
-        from umedsam.data.transforms import resized_hw
-
         predictor = self._image_predictor(backend)
         pred = predictor.predict(boxes, return_logits=False)
         orig_hw = self.image.pixels.shape[:2]
-        from umedsam.data.transforms import boxes_to_model_frame
-
-        boxes_model = boxes_to_model_frame(boxes, orig_hw, backend.image_size)
+        frame = predictor.frame
         heat = object_heat(
             pred.low_res_logits,
             pred.iou,
-            resized_hw(orig_hw, backend.image_size),
+            frame.low_res_hw(orig_hw),
             orig_hw,
-            boxes_model=boxes_model,
+            boxes_model=frame.boxes_to_low_res(boxes, orig_hw),
         )
         for i, box in enumerate(boxes):
             self._objects[(tuple(int(v) for v in box), ())] = ObjectResult(
@@ -475,7 +471,7 @@ class Session:
         Slice embeddings stay in the session's cache, so a later box on the same volume encodes
         only the slices no earlier box reached.
         """
-        from umedsam.data.transforms import resized_hw
+        from umedsam.data.frames import frame_of
 
         volume = self.image.pixels
         d, h, w = volume.shape
@@ -484,7 +480,7 @@ class Session:
         heats = np.zeros((n, d, h, w), dtype=np.uint8) if uncertainty_tools() else None
         iou = np.zeros(n, dtype=np.float32)
         slice_iou = np.full((n, d), np.nan, np.float32)
-        new_hw = resized_hw((h, w), backend.image_size)
+        new_hw = frame_of(backend).low_res_hw((h, w))
         extents = self.image.extents if bounded else frozenset()
         for res in propagate(
             backend,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 if TYPE_CHECKING:
+    from umedsam.data.frames import Frame
     from umedsam.inference.prompts import DecoderPrompts
 
 
@@ -24,10 +25,13 @@ class Backend(Protocol):
     Attributes:
         name: engine name shown to users ("torch", "onnx", "openvino", ...).
         image_size: side S of the square model input frame.
+        frame: how images, prompts and logits enter and leave the model
+            (:mod:`umedsam.data.frames`); ``open_engine`` sets it from the model's card.
     """
 
     name: str
     image_size: int
+    frame: Frame
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """(B, 3, S, S) float32 in [0, 1] -> embeddings (B, C, S/4, S/4) float32."""

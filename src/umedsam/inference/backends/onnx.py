@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from umedsam.data.frames import Frame
 from umedsam.extras import import_optional
 from umedsam.inference.backends.graph import GraphBackend
 
@@ -70,6 +71,7 @@ class OnnxBackend(GraphBackend):
         self._prompt_decoder: Any = None  # opened on first use: box-only runs never pay for it
         self.name = name
         self.image_size = int(image_size)
+        self.frame = Frame(self.image_size)  # open_engine sets the model card's frame
 
     def _run_encoder(self, images: np.ndarray) -> np.ndarray:
         return self._encoder.run(None, {"images": images})[0]

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from umedsam.data.frames import Frame
 from umedsam.extras import import_optional
 from umedsam.inference.backends.graph import GraphBackend
 
@@ -90,6 +91,7 @@ class OpenVINOBackend(GraphBackend):
         self._dec_request = self._decoder.create_infer_request()
         self.name = name
         self.image_size = int(image_size)
+        self.frame = Frame(self.image_size)  # open_engine sets the model card's frame
 
     def _run_encoder(self, images: np.ndarray) -> np.ndarray:
         self._enc_request.infer({0: images})

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from umedsam.data.frames import Frame
 from umedsam.inference.prompts import DecoderPrompts, decode_grouped
 
 logger = logging.getLogger(__name__)
@@ -56,14 +57,19 @@ class TorchBackend:
     Args:
         model: a model with ``encode(images)``, ``decode(embedding, boxes)`` and ``image_size``.
         device: where to run; inputs are moved there and outputs returned on the CPU.
+        frame: the model family's frame (:mod:`umedsam.data.frames`); LiteMedSAM's if None.
     """
 
     name = "torch"
 
-    def __init__(self, model: Any, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, model: Any, device: str | torch.device = "cpu", frame: Frame | None = None
+    ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.image_size = int(self.model.image_size)
+        # LiteMedSAM's frame unless given; open_engine sets the one of the model's card
+        self.frame = frame if frame is not None else Frame(self.image_size)
 
     @torch.inference_mode()
     def encode_tensor(self, images: torch.Tensor) -> torch.Tensor:
