@@ -339,3 +339,23 @@ def test_killed_local_cluster_run_resumes(
     cases = _make_cases(inp, make_disk, make_sphere, n2d=0, n3d=12, depth=16)
     argv = [*_predict_argv(inp, out, spec), "--workers", "2"]
     _kill_and_resume(argv, inp, out, cases)
+
+
+def test_dask_run_of_a_sam_family_checkpoint_matches_single_process(
+    cluster, tmp_path: Path, make_disk, make_sphere
+) -> None:
+    """Workers open a SAM-family checkpoint in its own frame (the card travels with the spec)."""
+    path = tmp_path / "tiny_sam.pth"
+    torch.manual_seed(0)
+    torch.save(build_model("test_tiny_sam").state_dict(), path)
+    sam_spec = EngineSpec("test_tiny_medsam", path, engine="torch", threads=1)
+    cases = _make_cases(tmp_path / "in", make_disk, make_sphere)
+    run_cases(cases, tmp_path / "single", sam_spec)
+    result = run_cases(cases, tmp_path / "dist", sam_spec, executor=_on(cluster))
+    assert result.progress.done == len(cases)
+    for case in cases:
+        with (
+            np.load(tmp_path / "single" / case.name) as a,
+            np.load(tmp_path / "dist" / case.name) as b,
+        ):
+            np.testing.assert_array_equal(a["segs"], b["segs"])

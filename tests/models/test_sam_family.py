@@ -52,13 +52,16 @@ def _load_reference() -> SimpleNamespace | None:
     sys.path.insert(0, str(root))
     try:
         from segment_anything import modeling
+        from segment_anything.build_sam import build_sam_vit_b
         from segment_anything.predictor import SamPredictor
     finally:
         sys.path[:] = saved_path
         for name in set(sys.modules) - saved_modules:
             if name == "torchvision" or name.startswith("torchvision."):
                 del sys.modules[name]
-    return SimpleNamespace(modeling=modeling, SamPredictor=SamPredictor)
+    return SimpleNamespace(
+        modeling=modeling, SamPredictor=SamPredictor, build_sam_vit_b=build_sam_vit_b
+    )
 
 
 @pytest.fixture(scope="module")
@@ -300,3 +303,37 @@ def test_medsam_box_matches_medsam_inference(ref, saved, grey) -> None:
     assert_same_masks(ours.masks[0], prob > 0.5, prob, 0.5)
     mine_prob = 1 / (1 + np.exp(-ours.logits[0].astype(np.float64)))
     np.testing.assert_allclose(mine_prob, prob, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_full_size_vit_b_file_in_the_official_layout_runs_through_the_cli(
+    ref, tmp_path, case_dir, capsys
+) -> None:
+    """segment-anything's own ViT-B (random weights, 375 MB) named like MedSAM's file: info
+    names it, predict detects it and runs it in MedSAM's frame."""
+    from umedsam.cli.main import main
+
+    torch.manual_seed(0)
+    path = tmp_path / "medsam_vit_b.pth"
+    torch.save(ref.build_sam_vit_b().state_dict(), path)
+    assert main(["info", "--checkpoint", str(path)]) == 0
+    assert "runs as medsam_vit_b" in capsys.readouterr().out
+    out = tmp_path / "out"
+    argv = ["predict", "-i", str(case_dir / "imgs"), "-o", str(out), "--checkpoint", str(path)]
+    assert main([*argv, "--engine", "torch", "--threads", "2"]) == 0
+    assert "medsam_vit_b" in capsys.readouterr().err
+    assert (out / "2DBox_Synthetic_disk.npz").is_file()
+
+
+def test_every_entry_point_runs_a_detected_file_as_its_card(monkeypatch, tmp_path) -> None:
+    """The engine spec (predict, evaluate, Dask) and the web app's config resolve the model
+    once from the file, so the app shows and routes prompts for MedSAM, not the default."""
+    monkeypatch.setattr(ckpt, "read_shapes", lambda path: _meta_state("sam_vit_b"))
+    path = tmp_path / "medsam_vit_b.pth"
+    path.write_bytes(b"stands in; detection is patched")
+    assert EngineSpec(checkpoint=path).model == "medsam_vit_b"
+    assert EngineSpec(checkpoint=path).card.frame.kind == "medsam"
+    pytest.importorskip("starlette")
+    from umedsam.ui.app import UIConfig
+
+    assert UIConfig(checkpoint=str(path)).model == "medsam_vit_b"

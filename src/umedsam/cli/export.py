@@ -38,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         require_runtime(args.format)
+        if args.checkpoint is not None:  # a SAM-family file picks its card (as predict does)
+            from umedsam.models.checkpoint import model_for_checkpoint
+
+            args.model = model_for_checkpoint(args.model, args.checkpoint)
         model, report = load_pretrained(args.model, args.checkpoint)
         sha = (
             weights_sha256(args.model, args.checkpoint)

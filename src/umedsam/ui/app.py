@@ -95,7 +95,9 @@ class UIConfig:
             raise ValueError(f"max_sessions must be >= 1; got {self.max_sessions}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535; got {self.port}")
-        self.engine_spec()  # validates the engine name and thread count
+        spec = self.engine_spec()  # validates the engine name and thread count
+        if spec.model != self.model:  # a SAM-family checkpoint runs as its own card
+            object.__setattr__(self, "model", spec.model)
 
     def engine_spec(self) -> EngineSpec:
         """The engine the app opens: the entry point of ``umedsam predict``, interactive order."""
