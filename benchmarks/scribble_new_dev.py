@@ -18,7 +18,7 @@ Objects are grouped by task type: compact organ (lungs), lesion (polyps, COVID i
 thin/tubular (retinal vessels). The image is encoded once; both models share the encoder.
 
     python benchmarks/scribble_new_dev.py [--sets polyp-cvc drive-vessels] [--engine onnx]
-        [--out docs/results/scribbles_new_dev.csv]
+        [--out docs/results/scribbles_new_dev.csv] [--checkpoint runs/.../last.pt]
 """
 
 from __future__ import annotations
@@ -162,13 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", nargs="*")
     parser.add_argument("--engine", default="onnx")
     parser.add_argument("--out", type=Path, default=Path("docs/results/scribbles_new_dev.csv"))
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="weights of a candidate interactive model (umedsam_interactive's network)",
+    )
     args = parser.parse_args(argv)
     specs = yaml.safe_load(args.config.read_text())["sets"]
     chosen = [s for s in specs if not args.sets or s["name"] in args.sets]
     predictors = {
         "box": Predictor(open_engine(EngineSpec(DEFAULT_MODEL, engine=args.engine)).backend),
         "interactive": Predictor(
-            open_engine(EngineSpec(INTERACTIVE_MODEL, engine=args.engine)).backend
+            open_engine(
+                EngineSpec(INTERACTIVE_MODEL, checkpoint=args.checkpoint, engine=args.engine)
+            ).backend
         ),
     }
     rows: list[dict] = []
@@ -180,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"models: box {DEFAULT_MODEL}, scribbles {INTERACTIVE_MODEL}, engine {args.engine}\n")
+    scribbler = INTERACTIVE_MODEL if args.checkpoint is None else f"{args.checkpoint}"
+    print(f"models: box {DEFAULT_MODEL}, scribbles {scribbler}, engine {args.engine}\n")
     print(table(rows))
     return 0
 

@@ -41,7 +41,7 @@ def test_predict_2d_and_3d_cases(model, sam_checkpoint, case_dir: Path, tmp_path
     assert main([*argv, "--uncertainty"]) == 0
     for name in ("2DBox_Synthetic_disk.npz", "3DBox_Synthetic_sphere.npz"):
         with np.load(out / name) as written, np.load(case_dir / "imgs" / name) as given:
-            assert written["segs"].shape == given["imgs"].shape[:3 if name[0] == "3" else 2]
+            assert written["segs"].shape == given["imgs"].shape[: 3 if name[0] == "3" else 2]
             assert "unc" in written.files
     metrics = tmp_path / "metrics.csv"
     argv = ["evaluate", "--segs", str(out), "--gts", str(case_dir / "gts"), "--out", str(metrics)]
