@@ -73,6 +73,11 @@ def test_confidence_csv_feeds_evaluate(case_dir: Path, tmp_path: Path, tiny_ckpt
     with (tmp_path / "metrics_confidence.csv").open(newline="") as fh:
         matched = list(csv.DictReader(fh))
     assert len(matched) == 2  # every object found its true DSC
+    # every cue travels with the object, for fitting per-model cue weights
+    two_d = next(r for r in matched if r["case"].startswith("2D"))
+    for cue in ("entropy", "expected_dice", "box", "agreement"):
+        assert 0.0 <= float(two_d[cue]) <= 1.0  # the 2D case ran an ensemble of 2
+    assert matched[0]["predicted_iou"] != "" and "dsc" in matched[0]
 
 
 def test_ensemble_masks_flag_writes_valid_segs(

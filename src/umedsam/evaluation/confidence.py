@@ -30,8 +30,20 @@ logger = logging.getLogger(__name__)
 FAILURE_DSC = 0.8
 
 #: Header of ``confidence.csv`` (written by :mod:`umedsam.inference.runner`, read here).
-CONFIDENCE_COLUMNS = ("case", "object", "confidence", "predicted_iou", "area")
-OBJECT_COLUMNS = ("case", "object", "confidence", "predicted_iou", "area", "dsc", "failed")
+CUE_COLUMNS = ("entropy", "expected_dice", "box", "agreement")
+"""The confidence's cues besides the IoU head (``umedsam.inference.uncertainty.ObjectScores``),
+written per object so that cue weights can be fitted on training cases."""
+CONFIDENCE_COLUMNS = ("case", "object", "confidence", "predicted_iou", "area", *CUE_COLUMNS)
+OBJECT_COLUMNS = (
+    "case",
+    "object",
+    "confidence",
+    "predicted_iou",
+    "area",
+    *CUE_COLUMNS,
+    "dsc",
+    "failed",
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,7 @@ class ConfidenceRow:
         confidence: combined confidence in [0, 1].
         predicted_iou: the IoU head's estimate (NaN if the column is empty).
         area: predicted area in pixels/voxels (NaN if the column is empty).
+        cues: the other cues, :data:`CUE_COLUMNS` (NaN where absent or not computed).
     """
 
     case: str
@@ -51,6 +64,7 @@ class ConfidenceRow:
     confidence: float
     predicted_iou: float
     area: float
+    cues: tuple[float, ...] = (math.nan,) * len(CUE_COLUMNS)
 
 
 def case_key(name: str) -> str:
@@ -100,6 +114,7 @@ def read_confidence_csv(path: str | Path) -> list[ConfidenceRow]:
                         confidence=float(raw["confidence"]),
                         predicted_iou=_float_or_nan(raw.get("predicted_iou")),
                         area=_float_or_nan(raw.get("area")),
+                        cues=tuple(_float_or_nan(raw.get(c)) for c in CUE_COLUMNS),
                     )
                 )
             except (TypeError, ValueError) as err:
@@ -414,6 +429,7 @@ class ConfidenceReport:
                 "confidence": m.row.confidence,
                 "predicted_iou": m.row.predicted_iou,
                 "area": m.row.area,
+                **dict(zip(CUE_COLUMNS, m.row.cues, strict=True)),
                 "dsc": float(np.round(m.dsc, 4)),
                 "failed": int(m.dsc < self.failure_dsc),
             }

@@ -79,8 +79,8 @@ class CaseOutcome:
         seconds: wall time for reading, segmenting and writing.
         error: one-line reason when not ok.
         num_objects: boxes in the case (0 if unreadable).
-        confidence_rows: with uncertainty, ``(case, object, confidence, predicted_iou, area)``
-            per object (see CaseUncertainty.rows).
+        confidence_rows: with uncertainty, ``(case, object, confidence, predicted_iou, area,
+            cues)`` per object (see CaseUncertainty.rows).
     """
 
     name: str
@@ -88,7 +88,7 @@ class CaseOutcome:
     seconds: float
     error: str = ""
     num_objects: int = 0
-    confidence_rows: tuple[tuple[str, int, float, float, int], ...] = ()
+    confidence_rows: tuple[tuple[str, int, float, float, int, tuple[float, ...]], ...] = ()
 
 
 def find_cases(input_dir: str | Path) -> list[Path]:

@@ -133,7 +133,8 @@ class LocalExecutor:
 
 
 def write_confidence_csv(path: Path, outcomes: Sequence[CaseOutcome]) -> None:
-    """``confidence.csv`` (case, object, confidence, predicted_iou, area) of successful cases.
+    """``confidence.csv`` (case, object, confidence, predicted_iou, area and the other cues) of
+    successful cases.
 
     Rows already in ``path`` for cases not predicted in this run are kept (a resumed run adds to
     the file instead of replacing it); rows of re-predicted cases are replaced.
@@ -148,8 +149,8 @@ def write_confidence_csv(path: Path, outcomes: Sequence[CaseOutcome]) -> None:
     for o in outcomes:
         if o.ok:
             rows.extend(
-                [c, str(obj), f"{conf:.4f}", f"{iou:.4f}", str(area)]
-                for c, obj, conf, iou, area in o.confidence_rows
+                [c, str(obj), f"{conf:.4f}", f"{iou:.4f}", str(area), *(f"{v:.4f}" for v in cues)]
+                for c, obj, conf, iou, area, cues in o.confidence_rows
             )
     rows.sort(key=lambda r: (r[0], int(r[1])))
     buf = io.StringIO()

@@ -16,6 +16,7 @@ from umedsam.data.frames import Frame, frame_of
 from umedsam.data.npz import Case, label_dtype
 from umedsam.data.transforms import resize_bilinear
 from umedsam.errors import InputError
+from umedsam.evaluation.confidence import CUE_COLUMNS
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.predictor import UPSAMPLE_CHUNK, Prediction, Predictor
 from umedsam.inference.propagation import PropagationStats, paint_labels, propagate
@@ -49,10 +50,19 @@ class CaseUncertainty:
     slice_confidence: NDArray[np.float32] | None = None
     seconds: float = 0.0
 
-    def rows(self, case: str) -> list[tuple[str, int, float, float, int]]:
-        """``(case, object, confidence, predicted_iou, area)`` per object, object = 1-based label."""
+    def rows(self, case: str) -> list[tuple[str, int, float, float, int, tuple[float, ...]]]:
+        """``(case, object, confidence, predicted_iou, area, cues)`` per object (object = 1-based
+        label; cues: :data:`CUE_COLUMNS` of ``scores``, NaN where not computed)."""
+        cues = self.scores.cues()
         return [
-            (case, i + 1, float(c), float(q), int(a))
+            (
+                case,
+                i + 1,
+                float(c),
+                float(q),
+                int(a),
+                tuple(float(cues[name][i]) for name in CUE_COLUMNS),
+            )
             for i, (c, q, a) in enumerate(
                 zip(self.confidence, self.predicted_iou, self.area, strict=True)
             )
