@@ -337,3 +337,20 @@ def test_every_entry_point_runs_a_detected_file_as_its_card(monkeypatch, tmp_pat
     from umedsam.ui.app import UIConfig
 
     assert UIConfig(checkpoint=str(path)).model == "medsam_vit_b"
+
+
+def test_info_names_what_a_file_holds_or_says_it_matches_nothing(saved, tmp_path, capsys):
+    from umedsam.cli.main import main
+
+    lite = tmp_path / "lite.pth"
+    torch.save(build_model("test_tiny").state_dict(), lite)
+    assert main(["info", "--checkpoint", str(lite)]) == 0
+    assert "runs as --model" in capsys.readouterr().out
+    other = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(2, 3, 3, 3), "fc.bias": torch.zeros(2)}, other)
+    assert main(["info", "--checkpoint", str(other)]) == 2
+    line = capsys.readouterr().out.strip()
+    assert "matches no model" in line and "conv1" in line and "\n" not in line
+    _, tiny_vit = saved  # a SAM-style ViT of no published size
+    assert main(["info", "--checkpoint", str(tiny_vit)]) == 2
+    assert "none of segment-anything's ViT-B/L/H" in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """The web app on a user's SAM-family checkpoint (``umedsam ui --checkpoint FILE``): boxes,
-clicks and a 3D box on the tiny ViT test model in SAM's frame, through a real server."""
+clicks and a 3D box on the tiny ViT test model in SAM's and MedSAM's frames, through a real
+server."""
 
 from __future__ import annotations
 
@@ -20,18 +21,20 @@ from .conftest import Client  # noqa: E402
 from .test_app import png_bytes, wait_until_encoded  # noqa: E402
 
 
-def test_boxes_clicks_and_a_volume_with_a_sam_checkpoint(serve, make_sphere, tmp_path: Path):
+@pytest.mark.parametrize("model", ["test_tiny_sam", "test_tiny_medsam"])
+def test_boxes_clicks_and_a_volume_with_a_sam_checkpoint(model, serve, make_sphere, tmp_path: Path):
     torch.manual_seed(0)
-    model = build_model("test_tiny_sam")
+    network = build_model("test_tiny_sam")
     with torch.no_grad():
-        for p in model.parameters():
+        for p in network.parameters():
             p.add_(torch.randn_like(p) * 0.1)
     ckpt = tmp_path / "tiny_sam.pth"
-    torch.save(model.state_dict(), ckpt)
-    config = UIConfig(model="test_tiny_sam", checkpoint=str(ckpt), engine="torch", threads=1)
+    torch.save(network.state_dict(), ckpt)
+    config = UIConfig(model=model, checkpoint=str(ckpt), engine="torch", threads=1)
     base, app = serve(config)
     client = Client(base)
-    assert "click" in client.get("/api/config").json()["prompts"]
+    takes_clicks = "click" in client.get("/api/config").json()["prompts"]
+    assert takes_clicks == (model == "test_tiny_sam")  # MedSAM was trained with boxes only
     image = np.zeros((70, 90, 3), np.uint8)
     cv2.circle(image, (45, 35), 16, (200, 200, 200), -1)
     sid = client.post("/api/upload?name=disk.png", png_bytes(image)).json()["session"]
@@ -40,8 +43,11 @@ def test_boxes_clicks_and_a_volume_with_a_sam_checkpoint(serve, make_sphere, tmp
     box = [26, 16, 64, 54]
     first = client.post_json(url, {"boxes": [box]})
     assert first.status == 200, first.body
-    clicked = client.post_json(url, {"boxes": [box], "clicks": [[[45, 35, 1]]]}).json()
-    assert clicked["objects"][0]["clicks"] == 1
+    clicked = client.post_json(url, {"boxes": [box], "clicks": [[[45, 35, 1]]]})
+    if takes_clicks:
+        assert clicked.json()["objects"][0]["clicks"] == 1
+    else:
+        assert clicked.status == 400 and "not trained to take clicks" in clicked.json()["error"]
     assert client.get(f"/api/sessions/{sid}/download/png").status in (200, 400)
     session = app.state.store.get(sid)
     assert session.segs.shape == (70, 90)

@@ -28,6 +28,12 @@ def describe_checkpoint(path: Path) -> int:
         print(f"umedsam: {err}")
         return 2
     if family.model is None:
+        if family.found.startswith(("not a SAM-family", "an unknown")):
+            print(
+                f"umedsam: {path} matches no model umedsam runs: expected a LiteMedSAM (TinyViT), "
+                f"EfficientViT-student or SAM/MedSAM ViT-B/L/H state dict; found {family.found}"
+            )
+            return 2
         print(f"{path}: {family.found}; runs as --model {DEFAULT_MODEL} (or the one you name)")
         return 0
     facts = card(family.model)

@@ -375,11 +375,7 @@ class Session:
         array = self.normalise_boxes(boxes)
         object_clicks = normalise_clicks(clicks, len(array), self.spatial_shape)
         if any(object_clicks) and "click" not in prompt_kinds:
-            from umedsam.models.cards import models_taking
-
-            takers = models_taking({"box", "click"})
-            hint = f": start the app with --model {takers[0]}" if takers else ""
-            raise InputError(None, f"this model was not trained to take clicks{hint}")
+            raise InputError(None, f"this model was not trained to take clicks{_click_hint()}")
         keys = [
             (tuple(int(v) for v in row), c) for row, c in zip(array, object_clicks, strict=True)
         ]
@@ -613,3 +609,11 @@ class Session:
 
         out = self.folder / "downloads" / f"{self.image.name}{MASK_FORMATS[fmt]}"
         return write_mask(out, self.segs, self.image.meta, fmt=fmt)
+
+
+def _click_hint() -> str:
+    """``: start the app with --model NAME`` naming a model trained for clicks, or ``""``."""
+    from umedsam.models.cards import models_taking
+
+    takers = models_taking({"box", "click"})
+    return f": start the app with --model {takers[0]}" if takers else ""
