@@ -207,6 +207,16 @@ def test_other_files_keep_the_requested_model_and_odd_vits_get_one_clear_line(
     assert ckpt.model_for_checkpoint("test_tiny_sam", tiny_vit) == "test_tiny_sam"
 
 
+def test_a_vit_file_is_told_apart_without_torch(saved, tmp_path) -> None:
+    """Exported engines stay torch-free: only a file naming SAM's ViT is looked at closely."""
+    from umedsam.models.weights_id import mentions_vit_encoder
+
+    _, vit = saved
+    lite = tmp_path / "lite.pth"
+    torch.save({"model": build_model("test_tiny").state_dict()}, lite)
+    assert mentions_vit_encoder(vit) and not mentions_vit_encoder(lite)
+
+
 def test_a_training_wrapper_state_dict_loads(saved, tmp_path) -> None:
     sam, _ = saved
     wrapped = {"epoch": 3, "model": {f"module.{k}": v for k, v in sam.state_dict().items()}}
@@ -330,7 +340,7 @@ def test_every_entry_point_runs_a_detected_file_as_its_card(monkeypatch, tmp_pat
     once from the file, so the app shows and routes prompts for MedSAM, not the default."""
     monkeypatch.setattr(ckpt, "read_shapes", lambda path: _meta_state("sam_vit_b"))
     path = tmp_path / "medsam_vit_b.pth"
-    path.write_bytes(b"stands in; detection is patched")
+    path.write_bytes(b"stands in (detection is patched) for a file naming image_encoder.pos_embed")
     assert EngineSpec(checkpoint=path).model == "medsam_vit_b"
     assert EngineSpec(checkpoint=path).card.frame.kind == "medsam"
     pytest.importorskip("starlette")

@@ -78,6 +78,10 @@ def _checkpoint_model(model: str, checkpoint: Path) -> str:
 
 @functools.lru_cache(maxsize=32)
 def _cached_checkpoint_model(model: str, checkpoint: str, size: int, mtime: float) -> str:
+    from umedsam.models.weights_id import mentions_vit_encoder
+
+    if card(model).preprocessing != "litemedsam" or not mentions_vit_encoder(checkpoint):
+        return model  # a named SAM-family card, or no ViT in the file: nothing to detect
     from umedsam.models.checkpoint import model_for_checkpoint
 
     return model_for_checkpoint(model, checkpoint)
