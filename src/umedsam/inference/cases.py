@@ -179,7 +179,7 @@ def predict_case_file(
     options = options or CaseOptions()
     start = time.perf_counter()
     n = 0
-    rows: tuple[tuple[str, int, float, float, int], ...] = ()
+    rows: tuple[tuple[str, int, float, float, int, tuple[float, ...]], ...] = ()
     try:
         case = load_case(path)
         n = case.num_objects

@@ -325,8 +325,9 @@ def open_engine(spec: EngineSpec | EnginePlan) -> Engine:
         backend = _open_graphs(s)
     from umedsam.data.frames import make_frame
 
-    # the card's family, at the size the network itself takes
+    # the card's family, at the size the network itself takes; its confidence cue weights
     backend.frame = make_frame(s.card.preprocessing, backend.image_size)
+    backend.cue_weights = s.card.confidence_weights
     engine = Engine(backend=backend, plan=plan, seconds=time.perf_counter() - start)
     logger.info("opened %s on %s in %.2f s", s.model, s.engine, engine.seconds)
     return engine

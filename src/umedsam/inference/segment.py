@@ -20,6 +20,7 @@ from umedsam.evaluation.confidence import CUE_COLUMNS
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.predictor import UPSAMPLE_CHUNK, Prediction, Predictor
 from umedsam.inference.propagation import PropagationStats, paint_labels, propagate
+from umedsam.inference.uncertainty_config import CueWeights, cue_weights_of
 
 if TYPE_CHECKING:  # the uncertainty code uses torch; it is imported only when asked for
     from umedsam.inference import uncertainty as U
@@ -161,7 +162,8 @@ def add_image_uncertainty(
         backend, predictor.embedding, boxes_model, new_hw, config, rng, flipped
     )
     base = U.crop_to_content(pred.low_res_logits[:, 0], new_hw).float()
-    scores, unc_maps = U.object_scores(base, pred.iou, members, config.rule, boxes_model)
+    weights = cue_weights_of(backend)
+    scores, unc_maps = U.object_scores(base, pred.iou, members, config.rule, boxes_model, weights)
     if config.ensemble_masks:
         mean, _ = U.ensemble_mean_var(torch.cat([base[None], members]))
         segs = np.zeros_like(segs)
@@ -205,7 +207,7 @@ def segment_volume_case(
     acc = None
     if uncertainty is not None:
         rule = "combined" if uncertainty.rule == "ensemble" else uncertainty.rule
-        acc = _VolumeAccumulator(volume.shape, n, frame_of(backend), rule)
+        acc = _VolumeAccumulator(volume.shape, n, frame_of(backend), rule, cue_weights_of(backend))
     extents = boxes_3d[:, [0, 1, 3, 4]] if clip_to_box else None
     for res in propagate(
         backend,
@@ -230,7 +232,14 @@ def segment_volume_case(
 class _VolumeAccumulator:
     """Per-object sums over slices for 3D uncertainty, and the per-slice maps."""
 
-    def __init__(self, shape: tuple[int, ...], n: int, frame: Frame, rule: str) -> None:
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        n: int,
+        frame: Frame,
+        rule: str,
+        weights: CueWeights | None = None,
+    ) -> None:
         from umedsam.inference import uncertainty as U  # noqa: F811
 
         d, h, w = shape
@@ -238,6 +247,7 @@ class _VolumeAccumulator:
         self.slice_rule = rule if rule in ("iou", "entropy", "expected_dice") else "combined"
         self.orig_hw = (h, w)
         self.new_hw = frame.low_res_hw((h, w))
+        self.weights = weights
         self.unc = np.zeros(shape, dtype=np.uint8)
         self.sums = U.SliceSums.zeros(n)
         self.slice_conf = np.full((n, d), math.nan, dtype=np.float32)
@@ -250,7 +260,7 @@ class _VolumeAccumulator:
 
         start = time.perf_counter()
         base = U.crop_to_content(low_res[:, 0], self.new_hw).float()
-        scores, maps = U.object_scores(base, iou, None, self.slice_rule)
+        scores, maps = U.object_scores(base, iou, None, self.slice_rule, weights=self.weights)
         self.sums.add(ids, torch.sigmoid(base), iou)
         self.slice_conf[ids, z] = scores.confidence
         U.max_uncertainty_map(maps, self.orig_hw, out=self.unc[z])
@@ -265,7 +275,7 @@ class _VolumeAccumulator:
         for i in range(n):
             mask_boxes[i] = U.mask_bounding_boxes((segs == i + 1)[None])[0]
         box = U.box_agreement(mask_boxes, boxes_3d)
-        scores = U.aggregate_slices(self.sums, box, self.rule)
+        scores = U.aggregate_slices(self.sums, box, self.rule, self.weights)
         return CaseUncertainty(
             unc=self.unc,
             confidence=scores.confidence,

@@ -22,6 +22,7 @@ the resized image extent ``new_hw``), so it costs little next to the decoder its
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -308,7 +309,11 @@ def mask_bounding_boxes(masks: NDArray[np.bool_]) -> NDArray[np.float64]:
     return out
 
 
-def combine_confidence(cues: dict[str, NDArray], rule: str = "combined") -> NDArray[np.float32]:
+def combine_confidence(
+    cues: dict[str, NDArray],
+    rule: str = "combined",
+    weights: Sequence[tuple[str, float]] | None = None,
+) -> NDArray[np.float32]:
     """Per-object confidence in [0, 1] by ``rule``.
 
     * ``iou``, ``entropy``, ``expected_dice``, ``box``: that cue alone (IoU head clipped to
@@ -316,11 +321,14 @@ def combine_confidence(cues: dict[str, NDArray], rule: str = "combined") -> NDAr
     * ``ensemble``: the ensemble agreement (needs an ensemble);
     * ``combined`` (default): the geometric mean of the IoU head, the expected Dice, the box
       agreement and the ensemble agreement, each where computed (NaN or absent cues are left
-      out). No weights: every cue counts the same.
+      out). Every cue counts the same unless ``weights`` are given: then the weighted geometric
+      mean ``exp(sum(w log c) / sum(w))`` over the weighted cues (a model card's
+      ``confidence_weights``, fitted on training cases).
 
     Args:
         cues: name -> (N,) array; names as in :meth:`ObjectScores.cues`.
         rule: one of :data:`RULES`.
+        weights: ``(cue, exponent)`` pairs for ``combined``; None: equal weights.
 
     Returns:
         (N,) float32.
@@ -336,6 +344,8 @@ def combine_confidence(cues: dict[str, NDArray], rule: str = "combined") -> NDAr
         if values.size == 0 or np.isnan(values).any():
             raise ValueError(f"rule {rule!r} needs the {key!r} cue; it was not computed")
         return np.clip(values, 0.0, 1.0).astype(np.float32)
+    if weights is not None:
+        return _weighted_geometric_mean(cues, weights)
     stack = [np.asarray(cues[c], dtype=np.float64) for c in COMBINED_CUES if c in cues]
     stack = [np.clip(v, 0.0, 1.0) for v in stack if not np.isnan(v).all()]
     if not stack:
@@ -345,12 +355,33 @@ def combine_confidence(cues: dict[str, NDArray], rule: str = "combined") -> NDAr
     return np.clip(np.where(np.stack(stack).min(0) <= 0, 0.0, out), 0.0, 1.0).astype(np.float32)
 
 
+def _weighted_geometric_mean(
+    cues: dict[str, NDArray], weights: Sequence[tuple[str, float]]
+) -> NDArray[np.float32]:
+    """``exp(sum(w log c) / sum(w))`` per object over its computed (non-NaN) weighted cues; 0
+    where one of them is 0 or none was computed."""
+    n = len(next(iter(cues.values())))
+    logs, total = np.zeros(n), np.zeros(n)
+    zero = np.zeros(n, bool)
+    for name, w in weights:
+        if w <= 0 or name not in cues:
+            continue
+        value = np.clip(np.asarray(cues[name], dtype=np.float64), 0.0, 1.0)
+        known = ~np.isnan(value)
+        zero |= known & (value <= 0)
+        logs += np.where(known, w * np.log(np.maximum(value, 1e-12)), 0.0)
+        total += np.where(known, w, 0.0)
+    out = np.exp(np.divide(logs, total, out=np.zeros(n), where=total > 0))
+    return np.where(zero | (total == 0), 0.0, out).astype(np.float32)
+
+
 def object_scores(
     base_logits: torch.Tensor,
     predicted_iou: NDArray,
     member_logits: torch.Tensor | None = None,
     rule: str = "combined",
     boxes_model: NDArray | None = None,
+    weights: Sequence[tuple[str, float]] | None = None,
 ) -> tuple[ObjectScores, torch.Tensor]:
     """Scores of N objects and their per-pixel uncertainty, from model-frame logits.
 
@@ -360,6 +391,7 @@ def object_scores(
         member_logits: optional (M, N, h, w) extra ensemble members.
         rule: per-object rule (see :func:`combine_confidence`).
         boxes_model: optional (N, 4) prompt boxes in the model frame (for the box cue).
+        weights: cue weights of the model (see :func:`combine_confidence`).
 
     Returns:
         ``(scores, uncertainty)``: uncertainty is (N, h, w) float32 in [0, 1], the entropy of the
@@ -386,7 +418,7 @@ def object_scores(
         box_agreement=np.asarray(box, dtype=np.float32),
         agreement=np.asarray(agreement, dtype=np.float32),
     )
-    confidence = combine_confidence(scores.cues(), rule)
+    confidence = combine_confidence(scores.cues(), rule, weights)
     return replace(scores, confidence=confidence), binary_entropy(mean).float()
 
 
@@ -422,7 +454,10 @@ class SliceSums:
 
 
 def aggregate_slices(
-    sums: SliceSums, box: NDArray | None = None, rule: str = "combined"
+    sums: SliceSums,
+    box: NDArray | None = None,
+    rule: str = "combined",
+    weights: Sequence[tuple[str, float]] | None = None,
 ) -> ObjectScores:
     """3D per-object scores from per-slice sums accumulated over a volume.
 
@@ -433,6 +468,7 @@ def aggregate_slices(
         sums: accumulated per-object sums.
         box: optional (N,) 3D box agreement.
         rule: ``combined``, ``iou``, ``entropy``, ``expected_dice`` or ``box``.
+        weights: cue weights of the model (see :func:`combine_confidence`).
 
     Returns:
         ObjectScores (agreement NaN).
@@ -452,7 +488,7 @@ def aggregate_slices(
         box_agreement=(np.full(n, math.nan) if box is None else np.asarray(box)).astype(np.float32),
         agreement=np.full(n, math.nan, dtype=np.float32),
     )
-    return replace(scores, confidence=combine_confidence(scores.cues(), rule))
+    return replace(scores, confidence=combine_confidence(scores.cues(), rule, weights))
 
 
 def max_uncertainty_map(

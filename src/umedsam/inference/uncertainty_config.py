@@ -6,6 +6,26 @@ from dataclasses import dataclass
 
 #: Per-object confidence rules (see ``umedsam.inference.uncertainty.combine_confidence``).
 RULES = ("combined", "iou", "entropy", "expected_dice", "box", "ensemble")
+#: Cues a model card may weight in the combined confidence.
+CUES = ("iou", "entropy", "expected_dice", "box", "agreement")
+
+CueWeights = tuple[tuple[str, float], ...]
+"""Exponents of the combined confidence's weighted geometric mean, as a card holds them."""
+
+
+def check_cue_weights(weights: CueWeights | None) -> None:
+    """Raise ValueError for unknown cue names, negative weights or all-zero weights."""
+    if weights is None:
+        return
+    bad = [name for name, _ in weights if name not in CUES]
+    if bad or any(w < 0 for _, w in weights) or not any(w > 0 for _, w in weights):
+        raise ValueError(f"cue weights must be >= 0 on cues of {CUES}, one > 0; got {weights}")
+
+
+def cue_weights_of(backend: object) -> CueWeights | None:
+    """The cue weights of the model an engine runs (``open_engine`` sets them from its card),
+    or None: every cue of the combined rule counts the same."""
+    return getattr(backend, "cue_weights", None)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from umedsam.data.frames import FRAME_KINDS, Frame, make_frame
+from umedsam.inference.uncertainty_config import check_cue_weights
 
 PROMPT_KINDS = ("box", "click", "scribble", "mask")
 """Boxes, clicks, scribbles and a previous mask (the dense prompt)."""
@@ -62,6 +63,9 @@ class ModelCard:
         encoder: image-encoder id; models with equal ids share image embeddings bit for bit.
         propagation: ``official`` (LiteMedSAM's rule bit for bit) or ``bounded`` (propagated
             boxes stay inside each object's 3D box; docs/models.md, "Bounded propagation").
+        confidence_weights: exponents of the combined confidence's cues for this model's
+            outputs, fitted on training cases by the rule of docs/uncertainty.md; None: the
+            IoU head, expected Dice and box agreement count the same.
         reduced_precision: the reduced-precision engine validated on dev (within 0.5 DSC point
             of float32 in every modality): ``openvino-bf16`` (whole model) or
             ``openvino-bf16-decoder`` (bf16 decoders behind the f32 encoder, interactive use);
@@ -80,6 +84,7 @@ class ModelCard:
     encoder: str = LITEMEDSAM_ENCODER
     propagation: str = "bounded"
     reduced_precision: str | None = None
+    confidence_weights: tuple[tuple[str, float], ...] | None = None
 
     def __post_init__(self) -> None:
         bad = [k for k in self.prompts if k not in PROMPT_KINDS]
@@ -87,6 +92,7 @@ class ModelCard:
             raise ValueError(f"unknown prompt kinds {bad}; expected a subset of {PROMPT_KINDS}")
         if self.propagation not in ("official", "bounded"):
             raise ValueError(f"propagation must be official or bounded; got {self.propagation!r}")
+        check_cue_weights(self.confidence_weights)
         if self.preprocessing not in FRAME_KINDS:
             raise ValueError(
                 f"preprocessing must be one of {FRAME_KINDS}; got {self.preprocessing!r}"
@@ -115,6 +121,7 @@ class ModelCard:
             encoder=f"{self.name}@{checkpoint}",
             propagation="bounded",
             reduced_precision=None,
+            confidence_weights=None,
         )
 
 
@@ -157,6 +164,8 @@ for _card in (
         weights="umedsam_newdata_decoder.pt",
         base=DEFAULT_MODEL_BASE,
         reduced_precision="openvino-bf16-decoder",
+        # docs/uncertainty.md, "Per-model cue weights": fitted on 96 training cases
+        confidence_weights=(("expected_dice", 1.0),),
     ),
     ModelCard(
         INTERACTIVE_MODEL,

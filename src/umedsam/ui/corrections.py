@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from umedsam.data.frames import Frame
 from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
+from umedsam.inference.predictor import Predictor
 from umedsam.inference.propagation import SliceEmbeddingCache
 
 Click = tuple[int, ...]
@@ -307,7 +307,7 @@ def _correct_image(
         mask_input=mask_input,
         return_logits=False,
     )
-    return _with_confidence(pred, orig_hw, predictor.frame)
+    return _with_confidence(pred, orig_hw, predictor)
 
 
 def _correct_volume(
@@ -350,11 +350,19 @@ def _correct_volume(
     return Corrected(segs == 1, float(iou[0]), per_slice[0])
 
 
-def _with_confidence(pred: Any, orig_hw: tuple[int, int], frame: Frame) -> Corrected:
-    """A 2D prediction of one object with its uncertainty map and confidence."""
+def _with_confidence(pred: Any, orig_hw: tuple[int, int], predictor: Predictor) -> Corrected:
+    """A 2D prediction of one object with its uncertainty map and confidence (the cue weights
+    of the model that made it)."""
+    from umedsam.inference.uncertainty_config import cue_weights_of
     from umedsam.ui.heat import object_heat
 
-    heat = object_heat(pred.low_res_logits, pred.iou, frame.low_res_hw(orig_hw), orig_hw)
+    heat = object_heat(
+        pred.low_res_logits,
+        pred.iou,
+        predictor.frame.low_res_hw(orig_hw),
+        orig_hw,
+        weights=cue_weights_of(predictor.backend),
+    )
     return Corrected(
         pred.masks[0],
         float(pred.iou[0]),

@@ -35,6 +35,7 @@ def object_heat(
     new_hw: tuple[int, int],
     orig_hw: tuple[int, int],
     boxes_model: NDArray | None = None,
+    weights: tuple[tuple[str, float], ...] | None = None,
 ) -> tuple[list[NDArray[np.uint8]], NDArray[np.float32]] | None:
     """Per-object uncertainty maps at full size and per-object confidence.
 
@@ -45,6 +46,8 @@ def object_heat(
         orig_hw: (H, W) of the original image.
         boxes_model: (N, 4) prompt boxes in the model frame (enables the box-agreement cue, as
             in ``umedsam predict --uncertainty``).
+        weights: the model's cue weights (``cue_weights_of(backend)``), as ``umedsam predict``
+            combines them.
 
     Returns:
         ``(maps, confidence)``: N uint8 (H, W) maps (0 = certain, 255 = one bit of entropy) and
@@ -56,7 +59,7 @@ def object_heat(
     try:
         base = tools.crop_to_content(low_res_logits[:, 0], new_hw)
         scores, maps = tools.object_scores(
-            base, np.asarray(iou, dtype=np.float32), boxes_model=boxes_model
+            base, np.asarray(iou, dtype=np.float32), boxes_model=boxes_model, weights=weights
         )
         heat = [tools.max_uncertainty_map(maps[i : i + 1], orig_hw) for i in range(maps.shape[0])]
         confidence = np.asarray(scores.confidence, dtype=np.float32)

@@ -24,6 +24,7 @@ from umedsam.data.npz import label_dtype, validate_boxes
 from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.propagation import SliceEmbeddingCache, extent_rows, propagate
+from umedsam.inference.uncertainty_config import cue_weights_of
 from umedsam.ui.corrections import ObjectKey
 from umedsam.ui.heat import object_heat, uncertainty_tools
 from umedsam.ui.images import LoadedImage
@@ -449,6 +450,7 @@ class Session:
             frame.low_res_hw(orig_hw),
             orig_hw,
             boxes_model=frame.boxes_to_low_res(boxes, orig_hw),
+            weights=cue_weights_of(backend),
         )
         for i, box in enumerate(boxes):
             self._objects[(tuple(int(v) for v in box), ())] = ObjectResult(

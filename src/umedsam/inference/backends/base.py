@@ -27,11 +27,14 @@ class Backend(Protocol):
         image_size: side S of the square model input frame.
         frame: how images, prompts and logits enter and leave the model
             (:mod:`umedsam.data.frames`); ``open_engine`` sets it from the model's card.
+        cue_weights: the model's confidence cue weights (its card's ``confidence_weights``,
+            set by ``open_engine``); None: equal weights.
     """
 
     name: str
     image_size: int
     frame: Frame
+    cue_weights: tuple[tuple[str, float], ...] | None
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """(B, 3, S, S) float32 in [0, 1] -> embeddings (B, C, S/4, S/4) float32."""

@@ -72,6 +72,7 @@ class OnnxBackend(GraphBackend):
         self.name = name
         self.image_size = int(image_size)
         self.frame = Frame(self.image_size)  # open_engine sets the model card's frame
+        self.cue_weights: tuple[tuple[str, float], ...] | None = None  # and its cue weights
 
     def _run_encoder(self, images: np.ndarray) -> np.ndarray:
         return self._encoder.run(None, {"images": images})[0]

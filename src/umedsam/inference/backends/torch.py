@@ -70,6 +70,7 @@ class TorchBackend:
         self.image_size = int(self.model.image_size)
         # LiteMedSAM's frame unless given; open_engine sets the one of the model's card
         self.frame = frame if frame is not None else Frame(self.image_size)
+        self.cue_weights: tuple[tuple[str, float], ...] | None = None  # set by open_engine
 
     @torch.inference_mode()
     def encode_tensor(self, images: torch.Tensor) -> torch.Tensor:
