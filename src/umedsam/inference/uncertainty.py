@@ -14,9 +14,9 @@ the resized image extent ``new_hw``), so it costs little next to the decoder its
   agreement (IoU of the mask's bounding box with the prompt box); and, if run, the ensemble
   agreement (mean Dice of each member's mask with the base mask);
 * **per-object confidence**: by default the geometric mean of the IoU head, the expected Dice and
-  the box agreement (plus the ensemble agreement when an ensemble ran). No weights were fitted;
-  the set of cues was chosen on the dev set, which is also the reporting set (see
-  docs/uncertainty.md).
+  the box agreement (plus the ensemble agreement when an ensemble ran), every cue counting the
+  same; a model whose card holds ``confidence_weights`` (fitted on training cases, see
+  docs/uncertainty.md) gets that weighted geometric mean instead.
 """
 
 from __future__ import annotations
