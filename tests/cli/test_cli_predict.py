@@ -75,6 +75,7 @@ def test_info_runs(capsys) -> None:
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "litemedsam" in out and "default model: umedsam_newdata" in out
+    assert "with your own checkpoint (--checkpoint FILE): medsam_vit_b, sam_vit_b" in out
 
 
 def test_labels_uint16_beyond_255(tiny_model, tmp_path: Path) -> None:

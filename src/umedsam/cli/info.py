@@ -67,11 +67,19 @@ def run(args: argparse.Namespace) -> int:
     for name in available_models():
         facts = card(name)
         fp = facts.reduced_precision or "float32 only"
+        if facts.confidence_weights:
+            fp += "; confidence from " + ", ".join(c for c, _ in facts.confidence_weights)
         print(f"  {name:20s} {facts.description}")
         print(
             f"  {'':20s} prompts {'/'.join(facts.prompts)}; {facts.input_size} px; encoder "
             f"{facts.encoder}; 3D propagation {facts.propagation}; {fp}"
         )
+    from umedsam.models.cards import SAM_FAMILY
+
+    print(
+        f"with your own checkpoint (--checkpoint FILE): {', '.join(SAM_FAMILY)}; "
+        "`umedsam info --checkpoint FILE` says what a file runs as"
+    )
     print("builders: " + ", ".join(list_models()))
     try:
         print(f"LiteMedSAM weights: {default_checkpoint_path()} (sha256 verified)")
