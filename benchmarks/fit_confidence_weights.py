@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from umedsam.evaluation.confidence import FAILURE_DSC, auroc, spearman
+from umedsam.inference.uncertainty import combine_confidence
 
 CUES = ("iou", "expected_dice", "box", "entropy")
 GRID = (0.0, 0.5, 1.0, 2.0)
@@ -47,20 +48,8 @@ def read_objects(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
 
 
 def combine(cues: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
-    """Weighted geometric mean of the cues in [0, 1] (a NaN cue is left out per object)."""
-    logs = np.zeros_like(cues["iou"])
-    total = np.zeros_like(cues["iou"])
-    zero = np.zeros(cues["iou"].shape, bool)
-    for name, w in weights.items():
-        if w == 0:
-            continue
-        value = np.clip(cues[name], 0.0, 1.0)
-        known = ~np.isnan(value)
-        zero |= known & (value <= 0)
-        logs += np.where(known, w * np.log(np.maximum(value, 1e-12)), 0.0)
-        total += np.where(known, w, 0.0)
-    out = np.exp(np.divide(logs, total, out=np.zeros_like(logs), where=total > 0))
-    return np.where(zero | (total == 0), 0.0, out)
+    """The package's weighted geometric mean (the rule a card's ``confidence_weights`` runs)."""
+    return combine_confidence(cues, weights=tuple(weights.items())).astype(np.float64)
 
 
 def score(confidence: np.ndarray, dsc: np.ndarray) -> tuple[float, float, float]:

@@ -125,6 +125,4 @@ def test_medsams_stretch_channel_by_channel_equals_the_three_channel_call() -> N
     grey = np.repeat(rgb[..., :1], 3, axis=-1)
     for image in (rgb, grey):
         joint = resize(image, (256, 256), order=3, preserve_range=True, anti_aliasing=True)
-        np.testing.assert_array_equal(
-            stretch_like_medsam(image, 256, resize), joint.astype(np.uint8)
-        )
+        np.testing.assert_array_equal(stretch_like_medsam(image, 256), joint.astype(np.uint8))

@@ -21,8 +21,6 @@ model card's ``preprocessing`` and ``input_size``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import cv2
 import numpy as np
 from numpy.typing import NDArray
@@ -206,12 +204,8 @@ class MedSAMFrame(SamFrame):
         return self.size, self.size
 
     def preprocess_image(self, image: NDArray) -> tuple[NDArray[np.float32], tuple[int, int]]:
-        try:
-            from skimage.transform import resize
-        except ImportError as err:
-            raise MissingExtraError("scikit-image", "sam", "MedSAM preprocessing") from err
         rgb = as_uint8_rgb(image)  # MedSAM reads 8-bit images
-        stretched = stretch_like_medsam(rgb, self.size, resize)
+        stretched = stretch_like_medsam(rgb, self.size)
         array = T.normalize_minmax(stretched).transpose(2, 0, 1)
         return np.ascontiguousarray(array)[None], (self.size, self.size)
 
@@ -232,16 +226,23 @@ class MedSAMFrame(SamFrame):
         return logits, prob > 0.5
 
 
-def stretch_like_medsam(rgb: NDArray[np.uint8], size: int, resize: Any) -> NDArray[np.uint8]:
+def stretch_like_medsam(rgb: NDArray[np.uint8], size: int) -> NDArray[np.uint8]:
     """MedSAM's ``transform.resize(img_3c, (size, size), order=3, preserve_range=True,
-    anti_aliasing=True).astype(np.uint8)`` (``resize``: scikit-image's), channel by channel.
+    anti_aliasing=True).astype(np.uint8)`` (scikit-image), channel by channel.
 
     The (H, W, 3) call spends most of its time interpolating along the channel axis, where the
     zoom is 1; resizing each channel alone gives the same uint8 values (checked against the
     three-channel call in tests/data/test_frames.py and by the parity tests) about 6 times
     faster, and a grey image (three equal channels) is resized once. The cast back to uint8
     wraps bicubic overshoots, as MedSAM's code does.
+
+    Raises:
+        MissingExtraError: scikit-image is not installed (extra ``sam``).
     """
+    try:
+        from skimage.transform import resize
+    except ImportError as err:
+        raise MissingExtraError("scikit-image", "sam", "MedSAM preprocessing") from err
 
     def one(channel: NDArray) -> NDArray[np.uint8]:
         out = resize(channel, (size, size), order=3, preserve_range=True, anti_aliasing=True)
