@@ -214,8 +214,9 @@ for _card in (
 ):
     register_card(_card)
 
-SAM_FAMILY = ("medsam_vit_b", "sam_vit_b", "sam_vit_l", "sam_vit_h")
-"""Cards whose weights users bring (``--checkpoint``): no file ships with the package."""
+SAM_FAMILY = tuple(n for n, c in _CARDS.items() if c.preprocessing in ("sam", "medsam"))
+"""Cards whose weights users bring (``--checkpoint``): the SAM-family frames (derived from the
+cards registered above; no file ships with the package)."""
 
 
 def card(name: str, checkpoint: object = None) -> ModelCard:
