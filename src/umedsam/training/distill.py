@@ -97,13 +97,16 @@ Progress = Callable[[dict[str, Any]], None]
 
 
 def _load_model(name: str, checkpoint: str | None) -> Any:
+    """``name`` with ``checkpoint``: ``default`` is the model's own weights (a shipped model's
+    file over its base), None or ``none`` random, anything else a file."""
     from umedsam.models.checkpoint import load_checkpoint
+    from umedsam.models.pretrained import load_pretrained
     from umedsam.models.registry import build_model
 
-    model = build_model(name)
     if checkpoint == "default":
-        load_checkpoint(model, None)
-    elif checkpoint not in (None, "none"):
+        return load_pretrained(name)[0]
+    model = build_model(name)
+    if checkpoint not in (None, "none"):
         load_checkpoint(model, checkpoint)
     return model
 
@@ -125,10 +128,33 @@ def build_student(config: DistillConfig, teacher: Any) -> Any:
                 f"{config.teacher.name!r}; pair the student with the teacher's sizes ({err})"
             ) from err
     if config.student.init is not None:
-        from umedsam.models.checkpoint import load_checkpoint
-
-        load_checkpoint(student, config.student.init)
+        _load_student_init(student, config.student)
     return student
+
+
+def _load_student_init(student: Any, spec: Any) -> None:
+    """Load ``spec.init`` (a file, or ``shipped``) into ``student``, only ``spec.init_parts``."""
+    from umedsam.models.cards import shipped_weights
+    from umedsam.models.checkpoint import load_checkpoint
+
+    path = spec.init
+    if path == "shipped":
+        found = shipped_weights(spec.name)
+        if found is None or found[0] is not None:
+            raise ValueError(
+                f"student.init: 'shipped' needs a model shipped whole; {spec.name!r} is not"
+            )
+        path = found[1]
+    if spec.init_parts is None:
+        load_checkpoint(student, path)
+        return
+    prefixes = tuple(f"{part}." for part in spec.init_parts)
+    load_checkpoint(
+        student,
+        path,
+        partial=True,
+        filter_fn=lambda state: {k: v for k, v in state.items() if k.startswith(prefixes)},
+    )
 
 
 class _Pool:

@@ -139,14 +139,27 @@ class StudentConfig:
     Attributes:
         name: registered model name (its prompt encoder and mask decoder must have the
             teacher's sizes: they are copied from the teacher).
-        init: optional checkpoint to start from (a stage-1 ``student.pt``, ...).
+        init: optional checkpoint to start from (a stage-1 ``student.pt``, ...), or
+            ``shipped`` for the weights the package ships for ``name``.
+        init_parts: load only these parts of ``init`` (e.g. ``[image_encoder]``: a shipped
+            student's encoder under the teacher's prompt encoder and mask decoder); None: all.
         init_output_stats: set the student's output LayerNorm to the per-channel mean/std of
             the cached teacher embeddings before training (if the encoder supports it).
     """
 
     name: str = "umedsam_effvit_b0"
     init: str | None = None
+    init_parts: tuple[str, ...] | None = None
     init_output_stats: bool = True
+
+    def __post_init__(self) -> None:
+        parts = ("image_encoder", "prompt_encoder", "mask_decoder")
+        bad = [p for p in self.init_parts or () if p not in parts]
+        _check(not bad, f"student.init_parts must be among {', '.join(parts)}; got {bad}")
+        _check(
+            self.init_parts is None or self.init is not None,
+            "student.init_parts needs student.init",
+        )
 
 
 @dataclass(frozen=True)
