@@ -477,6 +477,12 @@ def main(argv: list[str] | None = None) -> int:
         "(default: the package's CLICK_BOXES)",
     )
     parser.add_argument(
+        "--local-clicks",
+        choices=["on", "off"],
+        help="2D: keep only the changes of a correction that touch a click (default: the "
+        "package's LOCAL_CLICKS_2D)",
+    )
+    parser.add_argument(
         "--correction-reach",
         type=int,
         help="slices on each side a 3D correction re-propagates (default: the package's "
@@ -543,6 +549,10 @@ def main(argv: list[str] | None = None) -> int:
         interactive.SETTLE_DSC = args.settle_dsc if args.settle_dsc > 0 else None
     if args.click_boxes is not None:
         interactive.CLICK_BOXES = args.click_boxes == "on"
+    if args.local_clicks is not None:
+        import umedsam.inference.click_locality as click_locality
+
+        click_locality.LOCAL_CLICKS_2D = args.local_clicks == "on"
     if args.correction_reach is not None:
         interactive.CORRECTION_REACH = args.correction_reach if args.correction_reach >= 0 else None
     if args.propagated_threshold is not None:

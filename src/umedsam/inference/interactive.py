@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from umedsam.data.npz import Case, CasePrompts, label_dtype
 from umedsam.errors import InputError
+from umedsam.inference import click_locality
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.predictor import Predictor
 from umedsam.inference.prompts import mask_to_logits, sample_stroke_points
@@ -102,7 +103,22 @@ def segment_interactive_image(
         mask_input=mask_input,
         return_logits=False,
     )
-    return _paint(image.shape[:2], pred.masks, prompts.labels), pred.iou
+    masks = pred.masks
+    if click_locality.LOCAL_CLICKS_2D and prompts.prev_pred is not None:
+        masks = _local_click_changes(masks, prompts, points)
+    return _paint(image.shape[:2], masks, prompts.labels), pred.iou
+
+
+def _local_click_changes(masks: NDArray, prompts: CasePrompts, points: list[NDArray]) -> NDArray:
+    """Each clicked object's changes kept where they touch its clicks (:mod:`click_locality`)."""
+    assert prompts.prev_pred is not None
+    radius = click_locality.touch_radius(prompts.prev_pred.shape)
+    out = np.array(masks, bool)
+    for i, label in enumerate(prompts.labels):
+        previous = prompts.prev_pred == label
+        if len(points[i]) and previous.any():
+            out[i] = click_locality.keep_clicked_changes(previous, out[i], points[i], radius)
+    return out
 
 
 def carried_slices(
