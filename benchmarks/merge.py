@@ -45,7 +45,7 @@ def merged_weights(
 ) -> tuple[Path, Path]:
     """Write the full float32 checkpoint and the packaged float16 ``parts`` of one merge.
 
-    ``base`` is a registered model (its shipped weights); ``tuned`` is a registered model or a
+    ``base`` is a registered model (its shipped weights) or a weights file; ``tuned`` is a registered model or a
     checkpoint file (a training checkpoint's ``model`` is used). The merged tensors are rounded
     to float16 in the full checkpoint too, so that it scores exactly what the packaged file ships.
     """
@@ -54,7 +54,10 @@ def merged_weights(
     from umedsam.training.checkpointing import save_atomic
     from umedsam.training.merge import merge_state_dicts
 
-    base_state = load_pretrained(base)[0].state_dict()
+    if Path(base).is_file():
+        base_state = {k: v.float() for k, v in read_state_dict(base).items()}
+    else:
+        base_state = load_pretrained(base)[0].state_dict()
     if Path(tuned).is_file():
         donor = read_state_dict(tuned)
     else:
@@ -77,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tuned", default="umedsam_litemedsam", help="donor: registered model or checkpoint file"
     )
-    parser.add_argument("--base", default="litemedsam", help="registered base model")
+    parser.add_argument(
+        "--base", default="litemedsam", help="registered base model, or a weights file"
+    )
     parser.add_argument("--parts", nargs="+", default=["mask_decoder"], help="parts to merge")
     parser.add_argument(
         "--write-only", action="store_true", help="write the merged weights, score nothing"

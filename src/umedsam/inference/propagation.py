@@ -268,62 +268,121 @@ def propagate(
     Raises:
         ValueError: a start slice outside its box's z-range.
     """
-    keep_all = embeddings is not None
-    cache = embeddings if embeddings is not None else SliceEmbeddingCache(cache_mb)
-    stats = stats or PropagationStats()
-    d, h, w = volume.shape
-    frame = frame_of(backend)
-    new_hw = frame.resized_hw((h, w))
-    n = boxes_3d.shape[0]
-    z_lo, z_hi = boxes_3d[:, 2].astype(np.int64), boxes_3d[:, 5].astype(np.int64)
-    z_key = key_slices(boxes_3d) if start_slices is None else np.asarray(start_slices, np.int64)
-    if z_key.shape != (n,) or ((z_key < z_lo) | (z_key > z_hi)).any():
-        raise ValueError(
-            f"start_slices must be (N,) = ({n},) slices inside each box's z-range; got {z_key}"
-        )
-    key_boxes = frame.boxes_to_frame(boxes_3d[:, [0, 1, 3, 4]], (h, w))
-    extents = None if clip_boxes is None else frame.boxes_to_frame(clip_boxes, (h, w))
-    labels = np.arange(1, n + 1)
-    down_needed = {z for i in range(n) for z in range(int(z_lo[i]), int(z_key[i]))}
+    run = _Propagation(
+        backend,
+        volume,
+        boxes_3d,
+        start_slices=start_slices,
+        embeddings=embeddings,
+        cache_mb=cache_mb,
+        stats=stats or PropagationStats(),
+        prompts=prompts or VolumePrompts(),
+        clip_boxes=clip_boxes,
+        open_ends=open_ends,
+    )
+    done = 0
+    for result in run.sweep_up():
+        done += 1
+        if progress:
+            progress(done)
+        yield result
+    for result in run.sweep_down():
+        done += 1
+        if progress:
+            progress(done)
+        yield result
 
-    def embed(z: int, direction: str, mirrored: bool = False) -> NDArray[np.float32]:
-        store = cache.mirrored() if mirrored else cache
+
+class _Propagation:
+    """The state of one :func:`propagate` call: slices, objects, prompts, cache and the sweeps."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        volume: NDArray,
+        boxes_3d: NDArray,
+        *,
+        start_slices: NDArray | None,
+        embeddings: SliceEmbeddingCache | None,
+        cache_mb: float,
+        stats: PropagationStats,
+        prompts: VolumePrompts,
+        clip_boxes: NDArray | None,
+        open_ends: NDArray | None,
+    ) -> None:
+        self.backend, self.volume, self.stats, self.vp = backend, volume, stats, prompts
+        self.keep_all = embeddings is not None
+        self.cache = embeddings if embeddings is not None else SliceEmbeddingCache(cache_mb)
+        _, h, w = volume.shape
+        self.hw = (h, w)
+        self.frame = frame = frame_of(backend)
+        self.new_w = frame.resized_hw((h, w))[1]
+        n = self.n = boxes_3d.shape[0]
+        self.z_lo = boxes_3d[:, 2].astype(np.int64)
+        self.z_hi = boxes_3d[:, 5].astype(np.int64)
+        z_key = key_slices(boxes_3d) if start_slices is None else np.asarray(start_slices, np.int64)
+        if z_key.shape != (n,) or ((z_key < self.z_lo) | (z_key > self.z_hi)).any():
+            raise ValueError(
+                f"start_slices must be (N,) = ({n},) slices inside each box's z-range; got {z_key}"
+            )
+        self.z_key = z_key
+        self.key_boxes = frame.boxes_to_frame(boxes_3d[:, [0, 1, 3, 4]], (h, w))
+        self.extents = None if clip_boxes is None else frame.boxes_to_frame(clip_boxes, (h, w))
+        self.labels = np.arange(1, n + 1)
+        self.down_needed = {z for i in range(n) for z in range(int(self.z_lo[i]), int(z_key[i]))}
+        vp = prompts
+        self.has_box = np.ones(n, bool) if vp.has_box is None else np.asarray(vp.has_box, bool)
+        self.ends_at_empty = ~self.has_box | (
+            np.zeros(n, bool) if open_ends is None else np.asarray(open_ends)
+        )
+        self.ratio = frame.scale_xy((h, w))[0]
+        self.bounded = (
+            self.has_box if self.extents is None else self.has_box & ~np.isnan(self.extents).any(1)
+        )
+        self.bounded_reach = np.zeros(n, bool)  # objects whose correction has a bounded reach
+        if vp.correction_reach is not None and vp.prev_masks is not None and vp.labels is not None:
+            self.bounded_reach = np.asarray(np.isin(vp.labels, vp.prev_masks), bool)
+        self.unretried: dict[int, NDArray] = {}  # first masks of retried slices: next box's source
+        self.key_masks: dict[int, NDArray] = {}
+
+    def embed(self, z: int, direction: str, mirrored: bool = False) -> NDArray[np.float32]:
+        """Slice z's embedding, from the cache or encoded (and cached when it is needed again)."""
+        store = self.cache.mirrored() if mirrored else self.cache
         cached = store.get(z)
         if cached is not None:
-            stats.cache_hits += 1
+            self.stats.cache_hits += 1
             return cached
-        image = volume[z : z + 1, :, ::-1] if mirrored else volume[z : z + 1]
-        array, _ = frame.preprocess_slices(np.ascontiguousarray(image))
-        emb = backend.encode(array)
-        stats.encoder_calls += 1
-        wanted = keep_all or (direction == "up" and z in down_needed)
+        image = self.volume[z : z + 1, :, ::-1] if mirrored else self.volume[z : z + 1]
+        array, _ = self.frame.preprocess_slices(np.ascontiguousarray(image))
+        emb = self.backend.encode(array)
+        self.stats.encoder_calls += 1
+        wanted = self.keep_all or (direction == "up" and z in self.down_needed)
         if wanted and store.put(z, emb):
-            stats.cache_peak_mb = max(stats.cache_peak_mb, cache.megabytes)
+            self.stats.cache_peak_mb = max(self.stats.cache_peak_mb, self.cache.megabytes)
         return emb
 
-    vp = prompts or VolumePrompts()
-    has_box = np.ones(n, bool) if vp.has_box is None else np.asarray(vp.has_box, bool)
-    ends_at_empty = ~has_box | (np.zeros(n, bool) if open_ends is None else np.asarray(open_ends))
-    ratio = frame.scale_xy((h, w))[0]
-    bounded = has_box if extents is None else has_box & ~np.isnan(extents).any(1)
-
-    def prev_mask(i: int, z: int) -> NDArray | None:
+    def prev_mask(self, i: int, z: int) -> NDArray | None:
+        """Object i's previous mask on slice z (corrections), or None."""
+        vp = self.vp
         if vp.prev_masks is None or vp.labels is None:
             return None
         mask = vp.prev_masks[z] == vp.labels[i]
         return mask if mask.any() else None
 
-    def object_prompt(i: int, z: int, prev: dict[int, NDArray]) -> ObjectPrompt:
+    def object_prompt(self, i: int, z: int, prev: dict[int, NDArray]) -> ObjectPrompt:
+        """Object i's prompt on slice z: the box of its neighbour's mask (else its box), its
+        clicks there and its previous mask as the dense prompt."""
+        frame, extents = self.frame, self.extents
         box = None
         if i in prev:
-            box = frame.mask_to_box(prev[i], label=int(labels[i]))
-            if box is not None and extents is not None and bounded[i]:
+            box = frame.mask_to_box(prev[i], label=int(self.labels[i]))
+            if box is not None and extents is not None and self.bounded[i]:
                 box = clip_to_extent(box, extents[i], frame.size, frame.box_margin())
-        if box is None and has_box[i]:
-            box = key_boxes[i]
-        points = vp.clicks.get((i, z))
+        if box is None and self.has_box[i]:
+            box = self.key_boxes[i]
+        points = self.vp.clicks.get((i, z))
         dense = None
-        if vp.mask_prompts and (previous := prev_mask(i, z)) is not None:
+        if self.vp.mask_prompts and (previous := self.prev_mask(i, z)) is not None:
             dense = frame.mask_prompt(previous)
         return ObjectPrompt(
             box_model=box,
@@ -332,26 +391,27 @@ def propagate(
             mask_logits=dense,
         )
 
-    bounded_reach = np.zeros(n, bool)  # objects whose correction has a bounded reach
-    if vp.correction_reach is not None and vp.prev_masks is not None and vp.labels is not None:
-        present = np.isin(vp.labels, vp.prev_masks)
-        bounded_reach = np.asarray(present, bool)
-
-    def within_reach(i: int, z: int) -> bool:
+    def within_reach(self, i: int, z: int) -> bool:
         """Whether a correction of object i re-propagates to slice z (``correction_reach``)."""
-        return not bounded_reach[i] or abs(z - int(z_key[i])) <= int(vp.correction_reach or 0)
+        reach = int(self.vp.correction_reach or 0)
+        return not self.bounded_reach[i] or abs(z - int(self.z_key[i])) <= reach
 
-    def settled(i: int, z: int, mask: NDArray) -> bool:
+    def settled(self, i: int, z: int, mask: NDArray) -> bool:
         """Whether object i's new mask on slice z agrees with its previous one (corrections)."""
-        if vp.prev_masks is None or vp.settle_dsc is None or z == z_key[i]:
+        vp = self.vp
+        if vp.prev_masks is None or vp.settle_dsc is None or z == self.z_key[i]:
             return False
         earlier = vp.prev_masks[z] == vp.labels[i]  # type: ignore[index]
         total = int(earlier.sum()) + int(mask.sum())
         agreement = 1.0 if total == 0 else 2.0 * int((earlier & mask).sum()) / total
         return agreement >= vp.settle_dsc
 
+    def stops(self, i: int, z: int, mask: NDArray) -> bool:
+        """Whether object i stops propagating in this direction after slice z."""
+        return bool(self.ends_at_empty[i] and not mask.any()) or self.settled(i, z, mask)
+
     def agreeing_retry(
-        emb: NDArray, item: ObjectPrompt, mask: NDArray
+        self, emb: NDArray, item: ObjectPrompt, mask: NDArray
     ) -> tuple[NDArray, NDArray, NDArray] | None:
         """Logits, IoU and mask of a retry whose box agrees with the slice's clicks, or None."""
         points, point_labels = item.points, item.point_labels
@@ -360,56 +420,59 @@ def propagate(
         wrong = contradicted(mask, points, point_labels)
         if not wrong.any():
             return None
-        boxes = candidate_boxes(item.box_model, points, point_labels, wrong, ratio)
+        boxes = candidate_boxes(item.box_model, points, point_labels, wrong, self.ratio)
         if not boxes:
             return None
         retry = [replace(item, box_model=b) for b in boxes]
-        logits, scores = backend.decode_prompts(emb, model_frame_prompts(retry, frame, (h, w)))
-        stats.decoder_boxes += len(retry)
-        found = frame.low_res_to_masks(logits, (h, w))
+        prompts = model_frame_prompts(retry, self.frame, self.hw)
+        logits, scores = self.backend.decode_prompts(emb, prompts)
+        self.stats.decoder_boxes += len(retry)
+        found = self.frame.low_res_to_masks(logits, self.hw)
         best = best_agreeing(found, mask, points, point_labels)
         return None if best is None else (logits[best], scores[best], found[best])
 
     def decode_items(
-        emb: NDArray, items: list[ObjectPrompt]
+        self, emb: NDArray, items: list[ObjectPrompt]
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Low-resolution logits and IoU of one slice's objects (box-only ones: the official path)."""
+        side = self.frame.low_res
         plain = [k for k, item in enumerate(items) if item.box_only]
         rest = [k for k, item in enumerate(items) if not item.box_only]
-        low_res = np.zeros((len(items), 1, frame.low_res, frame.low_res), np.float32)
+        low_res = np.zeros((len(items), 1, side, side), np.float32)
         iou = np.zeros((len(items), 1), np.float32)
         if plain:
             boxes = np.stack([np.asarray(items[k].box_model) for k in plain])
-            low_res[plain], iou[plain] = backend.decode(emb, boxes)
+            low_res[plain], iou[plain] = self.backend.decode(emb, boxes)
         if rest:
-            group = model_frame_prompts([items[k] for k in rest], frame, (h, w))
-            low_res[rest], iou[rest] = backend.decode_prompts(emb, group)
-        stats.decoder_boxes += len(items)
+            group = model_frame_prompts([items[k] for k in rest], self.frame, self.hw)
+            low_res[rest], iou[rest] = self.backend.decode_prompts(emb, group)
+        self.stats.decoder_boxes += len(items)
         return low_res, iou
 
     def run_slice(
-        z: int, active: list[int], prev: dict[int, NDArray], direction: str
+        self, z: int, active: list[int], prev: dict[int, NDArray], direction: str
     ) -> SliceResult:
-        emb = embed(z, direction)
-        items = [object_prompt(i, z, prev) for i in active]
-        rest = [k for k, item in enumerate(items) if not item.box_only]
-        low_res, iou = decode_items(emb, items)
+        """Decode slice z for the ``active`` objects (mirror pass, cut, click retries)."""
+        vp, frame = self.vp, self.frame
+        emb = self.embed(z, direction)
+        items = [self.object_prompt(i, z, prev) for i in active]
+        low_res, iou = self.decode_items(emb, items)
         if vp.mirror_slices and frame.mirrorable:
-            flipped = [mirror_prompt(item, w, new_hw[1]) for item in items]
-            low_m, iou_m = decode_items(embed(z, direction, mirrored=True), flipped)
-            low_res = ((low_res + mirror_low_res(low_m, new_hw[1])) / 2).astype(np.float32)
+            flipped = [mirror_prompt(item, self.hw[1], self.new_w) for item in items]
+            low_m, iou_m = self.decode_items(self.embed(z, direction, mirrored=True), flipped)
+            low_res = ((low_res + mirror_low_res(low_m, self.new_w)) / 2).astype(np.float32)
             iou = ((iou + iou_m) / 2).astype(np.float32)
         uncut = [
-            z == z_key[i] and (item.box_only or not vp.cut_clicked_start)
+            z == self.z_key[i] and (item.box_only or not vp.cut_clicked_start)
             for i, item in zip(active, items, strict=True)
         ]
         shift = np.array([0.0 if u else vp.propagated_threshold for u in uncut], np.float32)
-        masks = frame.low_res_to_masks(low_res - shift[:, None, None, None], (h, w))
+        masks = frame.low_res_to_masks(low_res - shift[:, None, None, None], self.hw)
         if vp.click_boxes:
-            for k in rest:
-                redo = agreeing_retry(emb, items[k], masks[k])
+            for k, item in enumerate(items):
+                redo = None if item.box_only else self.agreeing_retry(emb, item, masks[k])
                 if redo is not None:
-                    unretried[active[k]] = masks[k].copy()
+                    self.unretried[active[k]] = masks[k].copy()
                     low_res[k], iou[k], masks[k] = redo
         return SliceResult(
             z=z,
@@ -418,60 +481,64 @@ def propagate(
             masks=masks,
             iou=np.asarray(iou)[:, 0].astype(np.float32),
             low_res_logits=low_res,
-            is_start=np.array([z == z_key[i] for i in active], dtype=bool),
+            is_start=np.array([z == self.z_key[i] for i in active], dtype=bool),
         )
 
-    unretried: dict[int, NDArray] = {}  # first masks of retried slices: the next box's source
-    done = 0
-    prev: dict[int, NDArray] = {}
-    key_masks: dict[int, NDArray] = {}
-    stopped: set[int] = set()  # box-less objects whose mask vanished in this sweep
-    for z in range(int(z_key.min()), int(z_hi.max()) + 1):
-        active = [
-            i
-            for i in range(n)
-            if z_key[i] <= z <= z_hi[i] and i not in stopped and within_reach(i, z)
-        ]
-        if not active:
-            continue
-        for i in active:
-            if z == z_key[i]:
-                prev.pop(i, None)
-        result = run_slice(z, active, prev, "up")
-        for k, i in enumerate(active):
-            prev[i] = unretried.pop(i, result.masks[k])
-            if z == z_key[i]:
-                key_masks[i] = prev[i]
-            if (ends_at_empty[i] and not result.masks[k].any()) or settled(i, z, result.masks[k]):
-                stopped.add(i)
-        done += 1
-        if progress:
-            progress(done)
-        yield result
+    def sweep_up(self) -> Iterator[SliceResult]:
+        """From the lowest start slice up to the highest z_max; keeps each start slice's mask."""
+        prev: dict[int, NDArray] = {}
+        stopped: set[int] = set()
+        for z in range(int(self.z_key.min()), int(self.z_hi.max()) + 1):
+            active = [
+                i
+                for i in range(self.n)
+                if self.z_key[i] <= z <= self.z_hi[i]
+                and i not in stopped
+                and self.within_reach(i, z)
+            ]
+            if not active:
+                continue
+            for i in active:
+                if z == self.z_key[i]:
+                    prev.pop(i, None)
+            result = self.run_slice(z, active, prev, "up")
+            for k, i in enumerate(active):
+                prev[i] = self.unretried.pop(i, result.masks[k])
+                if z == self.z_key[i]:
+                    self.key_masks[i] = prev[i]
+                if self.stops(i, z, result.masks[k]):
+                    stopped.add(i)
+            yield result
 
-    prev = dict(key_masks)
-    stopped = {i for i in range(n) if ends_at_empty[i] and not key_masks.get(i, np.ones(1)).any()}
-    for z in range(int(z_key.max()) - 1, int(z_lo.min()) - 1, -1):
-        active = [
+    def sweep_down(self) -> Iterator[SliceResult]:
+        """From below the highest start slice down to the lowest z_min, from the start masks."""
+        prev = dict(self.key_masks)
+        stopped = {
             i
-            for i in range(n)
-            if z_lo[i] <= z < z_key[i] and i not in stopped and within_reach(i, z)
-        ]
-        if not active:
-            continue
-        result = run_slice(z, active, prev, "down")
-        if not keep_all:
-            cache.discard(z)
-            if vp.mirror_slices and frame.mirrorable:
-                cache.mirrored().discard(z)
-        for k, i in enumerate(active):
-            prev[i] = unretried.pop(i, result.masks[k])
-            if (ends_at_empty[i] and not result.masks[k].any()) or settled(i, z, result.masks[k]):
-                stopped.add(i)
-        done += 1
-        if progress:
-            progress(done)
-        yield result
+            for i in range(self.n)
+            if self.ends_at_empty[i] and not self.key_masks.get(i, np.ones(1)).any()
+        }
+        mirrored = self.vp.mirror_slices and self.frame.mirrorable
+        for z in range(int(self.z_key.max()) - 1, int(self.z_lo.min()) - 1, -1):
+            active = [
+                i
+                for i in range(self.n)
+                if self.z_lo[i] <= z < self.z_key[i]
+                and i not in stopped
+                and self.within_reach(i, z)
+            ]
+            if not active:
+                continue
+            result = self.run_slice(z, active, prev, "down")
+            if not self.keep_all:
+                self.cache.discard(z)
+                if mirrored:
+                    self.cache.mirrored().discard(z)
+            for k, i in enumerate(active):
+                prev[i] = self.unretried.pop(i, result.masks[k])
+                if self.stops(i, z, result.masks[k]):
+                    stopped.add(i)
+            yield result
 
 
 def extent_rows(boxes_3d: NDArray, extents: Collection[tuple[int, ...]]) -> NDArray | None:
