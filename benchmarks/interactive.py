@@ -477,6 +477,12 @@ def main(argv: list[str] | None = None) -> int:
         "(default: the package's CLICK_BOXES)",
     )
     parser.add_argument(
+        "--thin-strokes",
+        choices=["on", "off"],
+        help="segment first predictions from strokes on a ridge as thin structures (default: "
+        "the package's THIN_STROKES)",
+    )
+    parser.add_argument(
         "--local-clicks",
         choices=["on", "off"],
         help="2D: keep only the changes of a correction that touch a click (default: the "
@@ -549,6 +555,10 @@ def main(argv: list[str] | None = None) -> int:
         interactive.SETTLE_DSC = args.settle_dsc if args.settle_dsc > 0 else None
     if args.click_boxes is not None:
         interactive.CLICK_BOXES = args.click_boxes == "on"
+    if args.thin_strokes is not None:
+        import umedsam.inference.thin as thin
+
+        thin.THIN_STROKES = args.thin_strokes == "on"
     if args.local_clicks is not None:
         import umedsam.inference.click_locality as click_locality
 

@@ -19,6 +19,7 @@ thin/tubular (retinal vessels). The image is encoded once; both models share the
 
     python benchmarks/scribble_new_dev.py [--sets polyp-cvc drive-vessels] [--engine onnx]
         [--out docs/results/scribbles_new_dev.csv] [--checkpoint runs/.../last.pt]
+        [--thin-strokes on|off] [--config configs/thin_design.yaml]
 """
 
 from __future__ import annotations
@@ -167,7 +168,17 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="weights of a candidate interactive model (umedsam_interactive's network)",
     )
+    parser.add_argument(
+        "--thin-strokes",
+        choices=["on", "off"],
+        help="segment first predictions from strokes on a ridge as thin structures (default: "
+        "the package's THIN_STROKES)",
+    )
     args = parser.parse_args(argv)
+    if args.thin_strokes is not None:
+        import umedsam.inference.thin as thin
+
+        thin.THIN_STROKES = args.thin_strokes == "on"
     specs = yaml.safe_load(args.config.read_text())["sets"]
     chosen = [s for s in specs if not args.sets or s["name"] in args.sets]
     predictors = {

@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from umedsam.data.frames import frame_of
 from umedsam.data.npz import validate_boxes
 from umedsam.errors import InputError
+from umedsam.inference import thin
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.prompts import DecoderPrompts, encode_prompts, mirror_low_res
 
@@ -30,6 +31,8 @@ CLICK_BOXES_2D = False
 """Decode a 2D object once more with click-agreeing boxes when its mask contradicts one of its
 clicks (the 3D rule of :mod:`umedsam.inference.click_boxes`, on images); see
 docs/interactive.md, "Clicks that never hurt"."""
+STROKE_MASK_LOGIT = 1.0
+"""Logit given to pixels a stroke rule adds to a mask (the model's own logit there is <= 0)."""
 KEEP_STROKE_COMPONENTS = True
 """In a first prediction from strokes (the objects of :data:`MIRROR_STROKES`), keep only the
 connected pieces of the mask that hold a positive stroke pixel (all of it if none does)."""
@@ -244,7 +247,7 @@ class Predictor:
         scribbles: Sequence[NDArray | None] | NDArray | None,
         mask_input: NDArray | None,
         mirror_strokes: bool | None,
-    ) -> tuple[NDArray[np.float32], NDArray[np.float32], list[tuple[int, NDArray[np.bool_]]]]:
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32], list[tuple[int, NDArray]]]:
         """Low-res logits and IoU of objects with clicks, strokes or masks (see :meth:`predict`),
         and the objects whose masks keep only the pieces their strokes touch."""
         assert self._orig_hw is not None
@@ -267,15 +270,25 @@ class Predictor:
         if CLICK_BOXES_2D and points is not None and point_labels is not None:
             self._agree_with_clicks(prompts, points, point_labels, low_res, iou)
         chosen = stroke_only_objects(len(low_res), points, scribbles, mask_input)
-        keep: list[tuple[int, NDArray[np.bool_]]] = []
+        keep: list[tuple[int, NDArray]] = []
         if not chosen.size or scribbles is None:
             return low_res, iou, keep
         mirrored = MIRROR_STROKES if mirror_strokes is None else mirror_strokes
         if mirrored and self.frame.mirrorable:
             low_res, iou = self._average_with_mirror(chosen, boxes, scribbles, low_res, iou)
-        if KEEP_STROKE_COMPONENTS:
-            keep = [(int(i), np.asarray(scribbles[i]) > 0) for i in chosen]
+        if KEEP_STROKE_COMPONENTS or thin.THIN_STROKES:
+            keep = [(int(i), np.asarray(scribbles[i])) for i in chosen]
         return low_res, iou, keep
+
+    def _stroke_mask(self, mask: NDArray[np.bool_], strokes: NDArray) -> NDArray[np.bool_]:
+        """A first prediction from strokes: the thin structure the strokes lie on
+        (:mod:`umedsam.inference.thin`), else the mask's pieces a positive stroke touches."""
+        positive = strokes > 0
+        if thin.THIN_STROKES and self._image is not None:
+            found = thin.thin_structure_mask(self._image, positive, strokes < 0)
+            if found is not None:
+                return found
+        return components_touching(mask, positive) if KEEP_STROKE_COMPONENTS else mask
 
     def predict(
         self,
@@ -316,7 +329,7 @@ class Predictor:
         if self._embedding is None or self._orig_hw is None or self._new_hw is None:
             raise RuntimeError("call set_image(image) before predict(...)")
         h, w = self._orig_hw
-        keep: list[tuple[int, NDArray[np.bool_]]] = []  # objects whose mask keeps stroke pieces
+        keep: list[tuple[int, NDArray]] = []  # objects (and strokes) of the stroke rules
         if points is None and scribbles is None and mask_input is None:
             if boxes is None:
                 raise InputError(None, "no prompts: give boxes, points, scribbles or mask_input")
@@ -330,8 +343,8 @@ class Predictor:
         n = low_res.shape[0]
         if not return_logits:  # masks only: interpolate just where a mask pixel is possible
             masks = self.frame.low_res_to_masks(low_res, (h, w))
-            for i, stroke in keep:
-                masks[i] = components_touching(masks[i], stroke)
+            for i, strokes in keep:
+                masks[i] = self._stroke_mask(masks[i], strokes)
             return Prediction(
                 masks=masks,
                 iou=np.asarray(iou)[:, 0].astype(np.float32),
@@ -346,9 +359,10 @@ class Predictor:
             )
             masks[start : start + chunk.shape[0]] = chunk_masks[:, 0]
             logits[start : start + chunk.shape[0]] = chunk[:, 0]
-        for i, stroke in keep:
-            masks[i] = components_touching(masks[i], stroke)
+        for i, strokes in keep:
+            masks[i] = self._stroke_mask(masks[i], strokes)
             logits[i][~masks[i] & (logits[i] > 0)] = 0.0  # dropped pieces: logits agree with masks
+            logits[i][masks[i] & (logits[i] <= 0)] = STROKE_MASK_LOGIT  # added thin pixels
         return Prediction(
             masks=masks,
             iou=np.asarray(iou)[:, 0].astype(np.float32),

@@ -1,0 +1,94 @@
+"""Thin, branching structures from a stroke (2D): vessels a 256-px mask cannot outline.
+
+The decoder's 256 x 256 logits cannot hold a vessel one to three pixels wide in a 565-px
+photograph, and a model trained on compact objects fills the region around the stroke. A stroke
+drawn along a vessel says two things the image can then answer at full resolution: the structure
+is a ridge (its pixels are brighter or darker than the pixels a few pixels away), and how strong a
+ridge it is. So, for a first prediction from strokes (:func:`thin_structure_mask`):
+
+1. **Ridge response.** The Frangi vesselness of the image's ridge channel (the green channel of a
+   colour image, where vessels of colour photographs contrast most; the image itself if grey), at
+   :data:`SIGMAS` pixels scaled by the image's longer side over 565 (DRIVE's width), for ridges of
+   the stroke's polarity (darker or brighter than the ring around the stroke).
+2. **Is the stroke on a ridge?** Only when the median response on the positive stroke is above
+   :data:`THIN_RANK` of the image's pixels; otherwise the object is not thin and the model's mask
+   stands.
+3. **Mask.** The pixels whose response is above the :data:`STROKE_QUANTILE` percentile of the
+   response on the stroke, keeping only the 8-connected pieces that a positive stroke touches
+   (stray ridges elsewhere go) and none that a negative stroke covers.
+
+The parameters were chosen on DRIVE's training images (docs/interactive_log.md, "Thin
+structures from a stroke"); :data:`THIN_STROKES` switches the path on by the rule written there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+THIN_STROKES = False
+"""Segment first predictions from strokes on a ridge with :func:`thin_structure_mask`."""
+
+SIGMAS = (1.0, 1.5, 2.0, 3.0)
+"""Frangi scales in pixels at a 565-px image (scaled with the image's longer side)."""
+
+THIN_RANK = 0.85
+"""A stroke is on a ridge when its median response beats this fraction of the image's pixels."""
+
+STROKE_QUANTILE = 30.0
+"""The mask holds the pixels whose response reaches this percentile of the stroke's response."""
+
+REFERENCE_SIDE = 565.0
+"""The image side at which :data:`SIGMAS` hold (DRIVE's width)."""
+
+_ENCLOSING = np.ones((3, 3), bool)
+
+
+def ridge_channel(image: NDArray) -> NDArray[np.float32]:
+    """(H, W) float32: the green channel of an (H, W, 3) image, else the image itself."""
+    data = np.asarray(image)
+    if data.ndim == 3:
+        data = data[..., 1] if data.shape[2] >= 3 else data[..., 0]
+    return data.astype(np.float32)
+
+
+def ridge_response(
+    channel: NDArray[np.float32], positive: NDArray[np.bool_]
+) -> NDArray[np.float64]:
+    """Frangi vesselness of ``channel`` for ridges of the stroke's polarity."""
+    from skimage.filters import frangi
+
+    outer = ndimage.binary_dilation(positive, iterations=4)
+    ring = outer & ~ndimage.binary_dilation(positive, iterations=1)
+    dark = bool(ring.any()) and float(channel[positive].mean()) < float(channel[ring].mean())
+    scale = max(1.0, max(channel.shape) / REFERENCE_SIDE)
+    return np.asarray(
+        frangi(channel, sigmas=tuple(s * scale for s in SIGMAS), black_ridges=dark), np.float64
+    )
+
+
+def thin_structure_mask(
+    image: NDArray, positive: NDArray[np.bool_], negative: NDArray[np.bool_] | None = None
+) -> NDArray[np.bool_] | None:
+    """The thin structure a positive stroke lies on, or None if the stroke is not on a ridge.
+
+    Args:
+        image: (H, W) or (H, W, 3) image in original pixels.
+        positive: (H, W) the object's positive stroke pixels.
+        negative: (H, W) its negative stroke pixels, or None.
+    """
+    positive = np.asarray(positive, bool)
+    if positive.sum() < 3:
+        return None
+    response = ridge_response(ridge_channel(image), positive)
+    on_stroke = response[positive]
+    if float(np.mean(response < np.median(on_stroke))) < THIN_RANK:
+        return None
+    mask = response > np.percentile(on_stroke, STROKE_QUANTILE)
+    pieces, _ = ndimage.label(mask, structure=_ENCLOSING)
+    touched = np.unique(pieces[ndimage.binary_dilation(positive, iterations=2) & mask])
+    kept = np.isin(pieces, touched[touched > 0])
+    if negative is not None:
+        kept &= ~np.asarray(negative, bool)
+    return kept
