@@ -1,0 +1,86 @@
+"""Thin structures from a stroke: the ridge test, the mask, and the rule inside the predictor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import umedsam.inference.thin as thin
+from umedsam.inference.backends.torch import TorchBackend
+from umedsam.inference.predictor import Predictor
+from umedsam.inference.thin import ridge_channel, thin_structure_mask
+
+
+def _vessels(size: int = 160) -> tuple[np.ndarray, np.ndarray]:
+    """A grey image with a dark two-pixel vessel tree (a trunk and a branch) on a noisy field,
+    a separate dark line nobody strokes, and the tree's mask."""
+    rng = np.random.default_rng(0)
+    image = 180.0 + rng.normal(0.0, 3.0, (size, size))
+    tree = np.zeros((size, size), bool)
+    tree[20:140, 60:62] = True  # trunk
+    for k in range(60):  # branch leaving the trunk at row 80
+        tree[80 + k // 2, 62 + k : 64 + k] = True
+    stray = np.zeros((size, size), bool)
+    stray[20:140, 140:142] = True
+    image[tree | stray] -= 60.0
+    return np.clip(image, 0, 255).astype(np.uint8), tree
+
+
+def test_a_stroke_on_a_vessel_gives_the_tree_it_touches_and_not_the_stray_line() -> None:
+    image, tree = _vessels()
+    stroke = np.zeros_like(tree)
+    stroke[30:70, 60:62] = True  # part of the trunk only
+    mask = thin_structure_mask(image, stroke)
+    assert mask is not None
+    dice = 2 * (mask & tree).sum() / (mask.sum() + tree.sum())
+    assert dice > 0.7
+    assert mask[120, 60:62].any() and mask[25, 60:62].any()  # the trunk beyond the stroke
+    assert not mask[:, 130:].any()  # the stray line is not touched by the stroke
+
+
+def test_a_negative_stroke_removes_its_pixels() -> None:
+    image, tree = _vessels()
+    stroke = np.zeros_like(tree)
+    stroke[30:70, 60:62] = True
+    negative = np.zeros_like(tree)
+    negative[100:140, 55:67] = True
+    mask = thin_structure_mask(image, stroke, negative)
+    assert mask is not None and not mask[negative].any()
+
+
+def test_a_stroke_inside_a_flat_blob_is_not_thin() -> None:
+    rng = np.random.default_rng(1)
+    image = 60.0 + rng.normal(0.0, 3.0, (160, 160))
+    yy, xx = np.mgrid[:160, :160]
+    image[(yy - 80) ** 2 + (xx - 80) ** 2 < 40**2] = 200.0
+    stroke = np.zeros((160, 160), bool)
+    stroke[80, 60:100] = True  # through the middle of the blob
+    assert thin_structure_mask(image.astype(np.uint8), stroke) is None
+    assert thin_structure_mask(image.astype(np.uint8), np.zeros((160, 160), bool)) is None
+
+
+def test_ridge_channel_takes_green_of_a_colour_image() -> None:
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    rgb[..., 1] = 7
+    assert ridge_channel(rgb).max() == 7 and ridge_channel(rgb[..., 0]).shape == (4, 4)
+
+
+@pytest.mark.parametrize("logits", [False, True])
+def test_predictor_first_prediction_from_strokes_takes_the_thin_path(
+    tiny_model, monkeypatch, logits: bool
+) -> None:
+    image, tree = _vessels()
+    strokes = np.zeros(tree.shape, np.int8)
+    strokes[30:70, 60:62] = 1
+    predictor = Predictor(TorchBackend(tiny_model))
+    predictor.set_image(np.repeat(image[..., None], 3, axis=2))
+    no_box = np.full((1, 4), np.nan)
+    monkeypatch.setattr(thin, "THIN_STROKES", True)
+    found = predictor.predict(no_box, scribbles=[strokes], return_logits=logits)
+    expected = thin_structure_mask(np.repeat(image[..., None], 3, axis=2), strokes > 0)
+    assert expected is not None and np.array_equal(found.masks[0], expected)
+    if logits:
+        assert found.logits is not None and np.array_equal(found.logits[0] > 0, found.masks[0])
+    monkeypatch.setattr(thin, "THIN_STROKES", False)
+    model_only = predictor.predict(no_box, scribbles=[strokes], return_logits=False)
+    assert not np.array_equal(model_only.masks[0], expected)
