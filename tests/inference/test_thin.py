@@ -84,3 +84,13 @@ def test_predictor_first_prediction_from_strokes_takes_the_thin_path(
     monkeypatch.setattr(thin, "THIN_STROKES", False)
     model_only = predictor.predict(no_box, scribbles=[strokes], return_logits=False)
     assert not np.array_equal(model_only.masks[0], expected)
+
+
+def test_a_large_image_is_filtered_smaller_and_still_follows_the_vessel(monkeypatch) -> None:
+    image, tree = _vessels()
+    monkeypatch.setattr(thin, "MAX_SIDE", 100)  # the 160-px image is filtered at 100 px
+    stroke = np.zeros_like(tree)
+    stroke[30:70, 60:62] = True
+    mask = thin_structure_mask(image, stroke)
+    assert mask is not None and mask.shape == tree.shape
+    assert (mask & tree).sum() > 0.5 * tree[20:140, 60:62].sum() and not mask[:, 130:].any()

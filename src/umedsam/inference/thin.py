@@ -9,7 +9,8 @@ ridge it is. So, for a first prediction from strokes (:func:`thin_structure_mask
 1. **Ridge response.** The Frangi vesselness of the image's ridge channel (the green channel of a
    colour image, where vessels of colour photographs contrast most; the image itself if grey), at
    :data:`SIGMAS` pixels scaled by the image's longer side over 565 (DRIVE's width), for ridges of
-   the stroke's polarity (darker or brighter than the ring around the stroke).
+   the stroke's polarity (darker or brighter than the ring around the stroke); an image larger
+   than :data:`MAX_SIDE` is filtered at that size, its response resized back.
 2. **Is the stroke on a ridge?** Only when the median response on the positive stroke is above
    :data:`THIN_RANK` of the image's pixels; otherwise the object is not thin and the model's mask
    stands.
@@ -47,6 +48,9 @@ GROW_FRACTION = 0.7
 REFERENCE_SIDE = 565.0
 """The image side at which :data:`SIGMAS` hold (DRIVE's width)."""
 
+MAX_SIDE = 1024
+"""Larger images are filtered at this longer side (the cost grows with the pixels)."""
+
 _ENCLOSING = np.ones((3, 3), bool)
 
 
@@ -60,17 +64,27 @@ def ridge_channel(image: NDArray) -> NDArray[np.float32]:
 
 def ridge_response(
     channel: NDArray[np.float32], positive: NDArray[np.bool_]
-) -> NDArray[np.float64]:
-    """Frangi vesselness of ``channel`` for ridges of the stroke's polarity."""
+) -> NDArray[np.float32]:
+    """Frangi vesselness of ``channel`` for ridges of the stroke's polarity (images with a side
+    over :data:`MAX_SIDE` are filtered at that size and the response resized back)."""
+    import cv2
     from skimage.filters import frangi
 
     outer = ndimage.binary_dilation(positive, iterations=4)
     ring = outer & ~ndimage.binary_dilation(positive, iterations=1)
     dark = bool(ring.any()) and float(channel[positive].mean()) < float(channel[ring].mean())
-    scale = max(1.0, max(channel.shape) / REFERENCE_SIDE)
-    return np.asarray(
-        frangi(channel, sigmas=tuple(s * scale for s in SIGMAS), black_ridges=dark), np.float64
-    )
+    h, w = channel.shape
+    shrink = min(1.0, MAX_SIDE / max(h, w))
+    small = channel
+    if shrink < 1.0:
+        size = (max(1, round(w * shrink)), max(1, round(h * shrink)))
+        small = cv2.resize(channel, size, interpolation=cv2.INTER_AREA)
+    scale = max(1.0, max(small.shape) / REFERENCE_SIDE)
+    sigmas = tuple(s * scale for s in SIGMAS)
+    response = np.asarray(frangi(small, sigmas=sigmas, black_ridges=dark), np.float32)
+    if shrink < 1.0:
+        response = cv2.resize(response, (w, h), interpolation=cv2.INTER_LINEAR)
+    return response
 
 
 def thin_structure_mask(
