@@ -75,7 +75,7 @@ def ridge_response(
     dark = bool(ring.any()) and float(channel[positive].mean()) < float(channel[ring].mean())
     h, w = channel.shape
     shrink = min(1.0, MAX_SIDE / max(h, w))
-    small = channel
+    small: NDArray = channel
     if shrink < 1.0:
         size = (max(1, round(w * shrink)), max(1, round(h * shrink)))
         small = cv2.resize(channel, size, interpolation=cv2.INTER_AREA)
@@ -83,7 +83,7 @@ def ridge_response(
     sigmas = tuple(s * scale for s in SIGMAS)
     response = np.asarray(frangi(small, sigmas=sigmas, black_ridges=dark), np.float32)
     if shrink < 1.0:
-        response = cv2.resize(response, (w, h), interpolation=cv2.INTER_LINEAR)
+        response = np.asarray(cv2.resize(response, (w, h), interpolation=cv2.INTER_LINEAR))
     return response
 
 
