@@ -178,3 +178,25 @@ def test_image_file_with_prompt_json(tmp_path, make_disk, tiny_ckpt) -> None:
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     argv[argv.index(str(tmp_path / "prompts.json"))] = str(tmp_path / "bad.json")
     assert main(argv) == 1
+
+
+def test_thin_structures_flag_segments_the_vessel_a_scribble_follows(tmp_path, tiny_ckpt) -> None:
+    from umedsam.inference.thin import thin_structure_mask
+
+    rng = np.random.default_rng(0)
+    image = 180.0 + rng.normal(0.0, 3.0, (120, 120))
+    image[10:110, 40:42] -= 60.0  # a dark vessel
+    grey = np.clip(image, 0, 255).astype(np.uint8)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    scribbles = np.zeros((120, 120), np.int32)
+    scribbles[20:60, 40:42] = 1
+    (tmp_path / "in").mkdir()
+    name = "2DScribble_Synthetic_vessel.npz"
+    np.savez_compressed(tmp_path / "in" / name, imgs=rgb, scribbles=scribbles)
+    assert _predict(tmp_path / "in", tmp_path / "thin", tiny_ckpt, "--thin-structures") == 0
+    assert _predict(tmp_path / "in", tmp_path / "plain", tiny_ckpt) == 0
+    with np.load(tmp_path / "thin" / name) as a, np.load(tmp_path / "plain" / name) as b:
+        thin, plain = a["segs"], b["segs"]
+    expected = thin_structure_mask(rgb, scribbles == 1)
+    assert expected is not None and np.array_equal(thin == 1, expected)
+    assert thin[90, 40:42].all() and not np.array_equal(thin, plain)

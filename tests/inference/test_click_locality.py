@@ -59,8 +59,13 @@ def test_2d_case_keeps_the_previous_mask_away_from_the_clicks(
     previous[40:46, 2:8] = 1  # a previous piece far from the click
     clicks = (np.array([[24, 30]]),)  # (y, x)
     prompts = CasePrompts(
-        np.array([1]), np.array([[18.0, 12.0, 42.0, 36.0]]), None, clicks, (np.array([1]),),
-        None, prev_pred=previous,
+        np.array([1]),
+        np.array([[18.0, 12.0, 42.0, 36.0]]),
+        None,
+        clicks,
+        (np.array([1]),),
+        None,
+        prev_pred=previous,
     )
     backend = TorchBackend(tiny_model)
     monkeypatch.setattr(click_locality, "LOCAL_CLICKS_2D", False)

@@ -58,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--checkpoint", type=Path, help="weights file (default: bundled weights)")
     parser.add_argument("--overlay", type=Path, metavar="DIR", help="also write PNG overlays here")
+    parser.add_argument(
+        "--thin-structures",
+        action="store_true",
+        help="2D scribbles drawn along a thin, branching structure (vessels) segment that "
+        "structure at full resolution (an object whose stroke lies on no ridge keeps the "
+        "model's mask; see docs/interactive.md)",
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     parser.add_argument(
         "--cache-mb", type=float, default=1024.0, help="bound of the 3D slice-embedding cache"
@@ -224,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
             cache_mb=args.cache_mb,
             prompt_kinds=spec.card.prompts,
             clip_to_box=spec.card.propagation == "bounded",
+            thin_strokes=args.thin_structures or None,
         )
         executor: Executor
         if args.workers or args.scheduler:
@@ -321,6 +329,7 @@ def _run_image_file(args: argparse.Namespace, spec) -> int:  # type: ignore[no-u
         prompts_path=args.prompts,
         prompt_kinds=spec.card.prompts,
         clip_to_box=spec.card.propagation == "bounded",
+        thin_strokes=args.thin_structures or None,
     )
     if not outcome.ok:
         print(f"error: {outcome.error}", file=sys.stderr)

@@ -43,6 +43,8 @@ class CaseOptions:
             holding another kind fails with a message naming a model that takes it.
         clip_to_box: 3D propagation keeps each object inside its 3D box (every model but the
             official one; ``umedsam.models.cards.bounded_propagation``).
+        thin_strokes: 2D strokes on a ridge become the thin structure they lie on
+            (``umedsam predict --thin-structures``; None: the package's rule).
     """
 
     overlay_dir: Path | None = None
@@ -51,6 +53,7 @@ class CaseOptions:
     output_format: str = "npz"
     prompt_kinds: tuple[str, ...] = ("box",)
     clip_to_box: bool = False
+    thin_strokes: bool | None = None
 
     def __post_init__(self) -> None:
         if self.output_format not in OUTPUT_FORMATS:
@@ -191,6 +194,7 @@ def predict_case_file(
             uncertainty=options.uncertainty,
             mask_prompts="mask" in options.prompt_kinds,
             clip_to_box=options.clip_to_box,
+            thin_strokes=options.thin_strokes,
         )
         if result.uncertainty is None:
             save_npz_atomic(output_dir / case.name, segs=result.segs)
@@ -223,6 +227,7 @@ def predict_image_file(
     prompts_path: str | Path | None = None,
     prompt_kinds: tuple[str, ...] = ("box",),
     clip_to_box: bool = False,
+    thin_strokes: bool | None = None,
 ) -> CaseOutcome:
     """Segment a NIfTI/NRRD/DICOM/PNG/JPEG/TIFF image from a prompt file.
 
@@ -232,7 +237,7 @@ def predict_image_file(
     (``prompt_kinds``). The image is brought to uint8 like the challenge data (CT window or
     percentile clipping, see umedsam.data.intensity), segmented (3D by propagation) and the label
     mask written with the image's geometry (``fmt``: nifti, png or npz; default from the output
-    suffix). ``clip_to_box`` as in :class:`CaseOptions`.
+    suffix). ``clip_to_box`` and ``thin_strokes`` as in :class:`CaseOptions`.
     """
     from umedsam.data.intensity import to_rgb, to_uint8
     from umedsam.data.prompts import load_boxes
@@ -249,6 +254,7 @@ def predict_image_file(
             return _predict_prompted_image(
                 backend, image_path, arr, meta, Path(prompts_path), Path(output_path), fmt,
                 modality, window, level, width, cache_mb, prompt_kinds, start, clip_to_box,
+                thin_strokes,
             )  # fmt: skip
         if boxes_path is None:
             raise InputError(image_path, "give box prompts (--boxes) or prompts (--prompts)")
@@ -292,6 +298,7 @@ def _predict_prompted_image(
     prompt_kinds: tuple[str, ...],
     start: float,
     clip_to_box: bool,
+    thin_strokes: bool | None = None,
 ) -> CaseOutcome:
     """The ``prompts_path`` branch of :func:`predict_image_file` (errors reach its caller)."""
     from umedsam.data.intensity import to_rgb, to_uint8
@@ -323,6 +330,7 @@ def _predict_prompted_image(
         cache_mb=cache_mb,
         mask_prompts="mask" in prompt_kinds,
         clip_to_box=clip_to_box,
+        thin_strokes=thin_strokes,
     )
     write_mask(output_path, result.segs, meta, fmt=fmt)  # type: ignore[arg-type]
     n = case.num_objects

@@ -69,7 +69,11 @@ def _paint(shape: tuple[int, ...], masks: NDArray, labels: NDArray) -> NDArray:
 
 
 def segment_interactive_image(
-    backend: Backend, image: NDArray, prompts: CasePrompts, mask_prompts: bool = True
+    backend: Backend,
+    image: NDArray,
+    prompts: CasePrompts,
+    mask_prompts: bool = True,
+    thin_strokes: bool | None = None,
 ) -> tuple[NDArray, NDArray[np.float32]]:
     """Label map and per-object IoU estimates of a 2D interactive case.
 
@@ -78,6 +82,7 @@ def segment_interactive_image(
         image: (H, W) or (H, W, 3).
         prompts: the case's prompts.
         mask_prompts: feed ``prompts.prev_pred`` as each object's dense prompt.
+        thin_strokes: see :meth:`Predictor.predict` (None: the package's rule).
     """
     n = len(prompts.labels)
     predictor = Predictor(backend)
@@ -102,6 +107,7 @@ def segment_interactive_image(
         scribbles=scribbles,
         mask_input=mask_input,
         return_logits=False,
+        thin_strokes=thin_strokes,
     )
     masks = pred.masks
     if click_locality.LOCAL_CLICKS_2D and prompts.prev_pred is not None:
@@ -342,10 +348,12 @@ def segment_interactive_case(
     cache_mb: float = 1024.0,
     embeddings: SliceEmbeddingCache | None = None,
     clip_to_box: bool = False,
+    thin_strokes: bool | None = None,
 ) -> tuple[NDArray, NDArray[np.float32]]:
     """``segs`` and per-object IoU estimates of a case with interactive prompts.
 
-    ``clip_to_box``: see :func:`segment_interactive_volume`.
+    ``clip_to_box``: see :func:`segment_interactive_volume`; ``thin_strokes`` (2D): see
+    :meth:`Predictor.predict`.
     """
     if case.prompts is None:
         raise ValueError(f"{case.name} holds no interactive prompts")
@@ -360,7 +368,9 @@ def segment_interactive_case(
                 cache_mb,
                 clip_to_box=clip_to_box,
             )
-        return segment_interactive_image(backend, case.imgs, case.prompts, mask_prompts)
+        return segment_interactive_image(
+            backend, case.imgs, case.prompts, mask_prompts, thin_strokes
+        )
     except InputError as err:
         if err.path is None:
             raise InputError(case.name, err.problem) from err

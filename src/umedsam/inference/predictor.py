@@ -276,15 +276,17 @@ class Predictor:
         mirrored = MIRROR_STROKES if mirror_strokes is None else mirror_strokes
         if mirrored and self.frame.mirrorable:
             low_res, iou = self._average_with_mirror(chosen, boxes, scribbles, low_res, iou)
-        if KEEP_STROKE_COMPONENTS or thin.THIN_STROKES:
-            keep = [(int(i), np.asarray(scribbles[i])) for i in chosen]
+        keep = [(int(i), np.asarray(scribbles[i])) for i in chosen]
         return low_res, iou, keep
 
-    def _stroke_mask(self, mask: NDArray[np.bool_], strokes: NDArray) -> NDArray[np.bool_]:
+    def _stroke_mask(
+        self, mask: NDArray[np.bool_], strokes: NDArray, thin_strokes: bool | None
+    ) -> NDArray[np.bool_]:
         """A first prediction from strokes: the thin structure the strokes lie on
         (:mod:`umedsam.inference.thin`), else the mask's pieces a positive stroke touches."""
         positive = strokes > 0
-        if thin.THIN_STROKES and self._image is not None:
+        wanted = thin.THIN_STROKES if thin_strokes is None else thin_strokes
+        if wanted and self._image is not None:
             found = thin.thin_structure_mask(self._image, positive, strokes < 0)
             if found is not None:
                 return found
@@ -300,6 +302,7 @@ class Predictor:
         *,
         return_logits: bool = True,
         mirror_strokes: bool | None = None,
+        thin_strokes: bool | None = None,
     ) -> Prediction:
         """Segment N objects on the current image from any mix of prompts, in one batch.
 
@@ -318,6 +321,9 @@ class Predictor:
             mirror_strokes: average an object prompted by strokes (a scribble, no click, no
                 mask_input) over the image and its mirror image; None takes the package's rule
                 :data:`MIRROR_STROKES`.
+            thin_strokes: segment such an object as the thin structure its strokes lie on
+                when they lie on a ridge (:mod:`umedsam.inference.thin`); None takes the
+                package's rule :data:`umedsam.inference.thin.THIN_STROKES`.
 
         Returns:
             A Prediction with masks (N, H, W) bool and IoU estimates (N,).
@@ -344,7 +350,7 @@ class Predictor:
         if not return_logits:  # masks only: interpolate just where a mask pixel is possible
             masks = self.frame.low_res_to_masks(low_res, (h, w))
             for i, strokes in keep:
-                masks[i] = self._stroke_mask(masks[i], strokes)
+                masks[i] = self._stroke_mask(masks[i], strokes, thin_strokes)
             return Prediction(
                 masks=masks,
                 iou=np.asarray(iou)[:, 0].astype(np.float32),
@@ -360,7 +366,7 @@ class Predictor:
             masks[start : start + chunk.shape[0]] = chunk_masks[:, 0]
             logits[start : start + chunk.shape[0]] = chunk[:, 0]
         for i, strokes in keep:
-            masks[i] = self._stroke_mask(masks[i], strokes)
+            masks[i] = self._stroke_mask(masks[i], strokes, thin_strokes)
             logits[i][~masks[i] & (logits[i] > 0)] = 0.0  # dropped pieces: logits agree with masks
             logits[i][masks[i] & (logits[i] <= 0)] = STROKE_MASK_LOGIT  # added thin pixels
         return Prediction(

@@ -295,6 +295,7 @@ def segment_case(
     uncertainty: UncertaintyConfig | None = None,
     mask_prompts: bool = True,
     clip_to_box: bool = False,
+    thin_strokes: bool | None = None,
 ) -> CaseSegmentation:
     """Segment a validated challenge case (2D or 3D), optionally with uncertainty outputs.
 
@@ -302,7 +303,9 @@ def segment_case(
     :mod:`umedsam.inference.interactive`; ``mask_prompts`` then says whether its previous mask
     is fed as the dense prompt (for models trained to take it). ``clip_to_box``: 3D propagation
     keeps each object inside its 3D box (:func:`segment_volume_case`; every model but the
-    official one, ``umedsam.models.cards.bounded_propagation``).
+    official one, ``umedsam.models.cards.bounded_propagation``). ``thin_strokes``: 2D strokes on
+    a ridge become the thin structure they lie on (:mod:`umedsam.inference.thin`; None: the
+    package's rule).
 
     Raises:
         InputError: uncertainty asked for an interactive case.
@@ -317,7 +320,12 @@ def segment_case(
         from umedsam.inference.interactive import segment_interactive_case
 
         segs, iou = segment_interactive_case(
-            backend, case, mask_prompts, cache_mb, clip_to_box=clip_to_box
+            backend,
+            case,
+            mask_prompts,
+            cache_mb,
+            clip_to_box=clip_to_box,
+            thin_strokes=thin_strokes,
         )
         return CaseSegmentation(segs=segs, iou=iou)
     if case.is_3d:
