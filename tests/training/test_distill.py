@@ -379,3 +379,41 @@ def test_stage1_distils_on_unlabelled_image_folders_too(
     result = distill(config, stages=(1,))
     labelled = len(SegmentationDataset(challenge_folder, image_size=64))
     assert result.steps == 2 and result.cached_images == labelled + 3
+
+
+def test_student_init_parts_take_the_encoder_and_keep_the_teachers_decoder(
+    tmp_path: Path,
+) -> None:
+    from umedsam.training.distill import _load_model, build_student
+
+    donor = build_model("test_tiny_effvit")  # another student: its encoder and decoder
+    init = tmp_path / "donor.pt"
+    torch.save(donor.state_dict(), init)
+    config = _config(
+        tmp_path, tmp_path, student={"init": str(init), "init_parts": ["image_encoder"]}
+    )
+    teacher = _load_model("test_tiny", "none")
+    student = build_student(config, teacher)
+    for part, source in (("image_encoder", donor), ("mask_decoder", teacher)):
+        for key, value in getattr(student, part).state_dict().items():
+            assert torch.equal(value, getattr(source, part).state_dict()[key]), (part, key)
+    with pytest.raises(ValueError, match="init_parts must be among"):
+        _config(tmp_path, tmp_path, student={"init": str(init), "init_parts": ["neck"]})
+    with pytest.raises(ValueError, match="needs student.init"):
+        _config(tmp_path, tmp_path, student={"init_parts": ["image_encoder"]})
+    with pytest.raises(ValueError, match="shipped whole"):
+        build_student(_config(tmp_path, tmp_path, student={"init": "shipped"}), teacher)
+
+
+def test_a_teachers_default_weights_are_its_own() -> None:
+    from umedsam.models.pretrained import load_pretrained
+    from umedsam.training.distill import _load_model
+
+    teacher = _load_model("umedsam_newdata", "default")
+    shipped = load_pretrained("umedsam_newdata")[0]
+    official = load_pretrained("litemedsam")[0]
+    decoder = teacher.mask_decoder.state_dict()
+    assert all(torch.equal(v, shipped.mask_decoder.state_dict()[k]) for k, v in decoder.items())
+    assert not all(
+        torch.equal(v, official.mask_decoder.state_dict()[k]) for k, v in decoder.items()
+    )
