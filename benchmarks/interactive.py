@@ -432,6 +432,59 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+SWITCHES = {
+    "click-boxes": (
+        "umedsam.inference.interactive",
+        "CLICK_BOXES",
+        "retry a 3D slice whose mask contradicts its clicks with boxes that agree with them",
+    ),
+    "thin-strokes": (
+        "umedsam.inference.thin",
+        "THIN_STROKES",
+        "segment first predictions from strokes on a ridge as thin structures",
+    ),
+    "local-clicks": (
+        "umedsam.inference.click_locality",
+        "LOCAL_CLICKS_2D",
+        "2D: keep only the changes of a correction that touch a click",
+    ),
+    "cut-clicked-start": (
+        "umedsam.inference.interactive",
+        "CUT_CLICKED_START",
+        "3D: cut a correction's start slice at the propagated threshold too",
+    ),
+    "mirror-slices": (
+        "umedsam.inference.interactive",
+        "MIRROR_SLICES",
+        "3D: decode every slice also on its mirror image and average the two",
+    ),
+    "mirror-strokes": (
+        "umedsam.inference.predictor",
+        "MIRROR_STROKES",
+        "average first predictions from strokes over the image and its mirror image",
+    ),
+}
+"""On/off flags of the package's rules: flag -> (module, switch, what it does)."""
+
+
+def add_switches(parser: argparse.ArgumentParser) -> None:
+    """One ``--FLAG on|off`` option per entry of :data:`SWITCHES`."""
+    for flag, (_, switch, what) in SWITCHES.items():
+        parser.add_argument(
+            f"--{flag}", choices=["on", "off"], help=f"{what} (default: the package's {switch})"
+        )
+
+
+def apply_switches(args: argparse.Namespace) -> None:
+    """Set the package's switches the command line names."""
+    import importlib
+
+    for flag, (module, switch, _) in SWITCHES.items():
+        value = getattr(args, flag.replace("-", "_"))
+        if value is not None:
+            setattr(importlib.import_module(module), switch, value == "on")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, run the protocol, print the summary and optionally write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -471,24 +524,6 @@ def main(argv: list[str] | None = None) -> int:
         "previous one (default: the package's SETTLE_DSC; 0 or less: propagate to the ends)",
     )
     parser.add_argument(
-        "--click-boxes",
-        choices=["on", "off"],
-        help="retry a 3D slice whose mask contradicts its clicks with boxes that agree with them "
-        "(default: the package's CLICK_BOXES)",
-    )
-    parser.add_argument(
-        "--thin-strokes",
-        choices=["on", "off"],
-        help="segment first predictions from strokes on a ridge as thin structures (default: "
-        "the package's THIN_STROKES)",
-    )
-    parser.add_argument(
-        "--local-clicks",
-        choices=["on", "off"],
-        help="2D: keep only the changes of a correction that touch a click (default: the "
-        "package's LOCAL_CLICKS_2D)",
-    )
-    parser.add_argument(
         "--correction-reach",
         type=int,
         help="slices on each side a 3D correction re-propagates (default: the package's "
@@ -499,24 +534,6 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="3D: logit threshold of the masks on slices other than an object's start slice "
         "(default: the package's PROPAGATED_THRESHOLD)",
-    )
-    parser.add_argument(
-        "--cut-clicked-start",
-        choices=["on", "off"],
-        help="3D: cut a correction's start slice at the propagated threshold too (default: the "
-        "package's CUT_CLICKED_START)",
-    )
-    parser.add_argument(
-        "--mirror-slices",
-        choices=["on", "off"],
-        help="3D: decode every slice also on its mirror image and average the two (default: the "
-        "package's MIRROR_SLICES)",
-    )
-    parser.add_argument(
-        "--mirror-strokes",
-        choices=["on", "off"],
-        help="average first predictions from strokes over the image and its mirror image "
-        "(default: the package's MIRROR_STROKES)",
     )
     parser.add_argument(
         "--variants",
@@ -545,36 +562,20 @@ def main(argv: list[str] | None = None) -> int:
         "get_boxes.py makes them), the dev boxes as z_mid dicts (dicts: the middle slice, the "
         "extent's x/y range as its box), or the dev boxes as (N, 6) extents (array)",
     )
+    add_switches(parser)
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
+    apply_switches(args)
     import umedsam.inference.interactive as interactive
 
     if args.click_reach is not None:
         interactive.CLICK_REACH = args.click_reach
     if args.settle_dsc is not None:
         interactive.SETTLE_DSC = args.settle_dsc if args.settle_dsc > 0 else None
-    if args.click_boxes is not None:
-        interactive.CLICK_BOXES = args.click_boxes == "on"
-    if args.thin_strokes is not None:
-        import umedsam.inference.thin as thin
-
-        thin.THIN_STROKES = args.thin_strokes == "on"
-    if args.local_clicks is not None:
-        import umedsam.inference.click_locality as click_locality
-
-        click_locality.LOCAL_CLICKS_2D = args.local_clicks == "on"
     if args.correction_reach is not None:
         interactive.CORRECTION_REACH = args.correction_reach if args.correction_reach >= 0 else None
     if args.propagated_threshold is not None:
         interactive.PROPAGATED_THRESHOLD = args.propagated_threshold
-    if args.cut_clicked_start is not None:
-        interactive.CUT_CLICKED_START = args.cut_clicked_start == "on"
-    if args.mirror_slices is not None:
-        interactive.MIRROR_SLICES = args.mirror_slices == "on"
-    if args.mirror_strokes is not None:
-        import umedsam.inference.predictor as predictor
-
-        predictor.MIRROR_STROKES = args.mirror_strokes == "on"
     if args.stroke_components is not None:
         import umedsam.inference.predictor as predictor
 
