@@ -249,7 +249,7 @@ class Predictor:
         mirror_strokes: bool | None,
     ) -> tuple[NDArray[np.float32], NDArray[np.float32], list[tuple[int, NDArray]]]:
         """Low-res logits and IoU of objects with clicks, strokes or masks (see :meth:`predict`),
-        and the objects whose masks keep only the pieces their strokes touch."""
+        and the first predictions from strokes with their stroke maps (for :meth:`_stroke_mask`)."""
         assert self._orig_hw is not None
         h, w = self._orig_hw
         if boxes is not None:

@@ -21,7 +21,9 @@ ridge it is. So, for a first prediction from strokes (:func:`thin_structure_mask
    stroke, where noise puts some of its pixels below the stroke's own percentile.
 
 The parameters were chosen on DRIVE's training images (docs/interactive_log.md, "Thin
-structures from a stroke"); :data:`THIN_STROKES` switches the path on by the rule written there.
+structures from a stroke"). By the rule written there the path is not on by default
+(:data:`THIN_STROKES`): the ridge test also fires on some lung and polyp strokes. Users ask for it
+per run (``umedsam predict --thin-structures``, ``Predictor.predict(..., thin_strokes=True)``).
 """
 
 from __future__ import annotations
