@@ -79,11 +79,45 @@ def test_predictor_first_prediction_from_strokes_takes_the_thin_path(
     found = predictor.predict(no_box, scribbles=[strokes], return_logits=logits)
     expected = thin_structure_mask(np.repeat(image[..., None], 3, axis=2), strokes > 0)
     assert expected is not None and np.array_equal(found.masks[0], expected)
+    assert found.thin is not None and found.thin.tolist() == [True]
     if logits:
         assert found.logits is not None and np.array_equal(found.logits[0] > 0, found.masks[0])
     monkeypatch.setattr(thin, "THIN_STROKES", False)
     model_only = predictor.predict(no_box, scribbles=[strokes], return_logits=False)
     assert not np.array_equal(model_only.masks[0], expected)
+    assert model_only.thin is not None and model_only.thin.tolist() == [False]
+
+
+def test_a_negative_stroke_across_a_branch_cuts_it_off() -> None:
+    """A negative stroke drawn across the branch near the trunk removes the whole branch beyond
+    it (severed from the positive stroke), and leaves the trunk."""
+    from vessel_picture import vessel_picture
+
+    image, _ = vessel_picture()
+    stroke = np.zeros((160, 160), bool)
+    stroke[30:70, 59:62] = True
+    whole = thin_structure_mask(image, stroke)
+    assert whole is not None and whole[110:125, 100:115].any()  # the branch, far from the cut
+    negative = np.zeros((160, 160), bool)
+    negative[84:100, 70:76] = True  # across the branch, about 12 px from the trunk
+    cut = thin_structure_mask(image, stroke, negative)
+    assert cut is not None and not cut[95:, 78:].any()
+    assert cut[120, 58:63].any() and cut[25, 58:63].any()  # the trunk stays
+
+
+def test_with_a_box_the_thin_mask_stays_inside_it(tiny_model) -> None:
+    image, tree = _vessels()
+    strokes = np.zeros(tree.shape, np.int8)
+    strokes[30:70, 60:62] = 1
+    predictor = Predictor(TorchBackend(tiny_model))
+    predictor.set_image(image)
+    box = np.array([[40, 10, 100, 100]])
+    found = predictor.predict(box, scribbles=[strokes], return_logits=False, thin_strokes=True)
+    whole = thin_structure_mask(image, strokes > 0)
+    assert whole is not None and whole[100:140].any()
+    assert found.thin is not None and found.thin[0]
+    assert np.array_equal(found.masks[0][10:100, 40:100], whole[10:100, 40:100])
+    assert found.masks[0].sum() == found.masks[0][10:100, 40:100].sum()
 
 
 def test_a_large_image_is_filtered_smaller_and_still_follows_the_vessel(monkeypatch) -> None:

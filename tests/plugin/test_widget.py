@@ -122,6 +122,35 @@ def test_box_click_and_scribble_on_a_2d_image(viewer, qtbot) -> None:  # type: i
     assert "Check object" in widget.status.text()
 
 
+def test_the_thin_structure_brush_traces_a_vessel(viewer, qtbot) -> None:  # type: ignore[no-untyped-def]
+    """ "Trace thin structures" (V) makes the scribble brush paint 3: a stroke along a vessel
+    gives the vessel tree it lies on, and the table shows no estimate for it."""
+    from umedsam.inference.thin import thin_structure_mask
+    from umedsam.napari.prompts import THIN
+    from umedsam.napari.widget import BOXES, OBJECTS, SCRIBBLES
+    from vessel_picture import vessel_picture
+
+    picture, tree = vessel_picture()
+    viewer.add_image(picture, name="vessels")
+    widget = start_widget(viewer, qtbot)
+    viewer.layers[BOXES].add_rectangles([[[0, 0], [159, 159]]])
+    wait_steps(qtbot, widget, 1)
+    widget.thin_box.setChecked(True)
+    scribbles = viewer.layers[SCRIBBLES]
+    assert scribbles.selected_label == THIN
+    for y in range(30, 71):
+        scribbles.paint((float(y), 60.0), scribbles.selected_label, refresh=False)
+    wait_steps(qtbot, widget, 2)
+    mask = np.asarray(viewer.layers[OBJECTS].data) == widget.annotator.label
+    expected = thin_structure_mask(widget.annotator.image.pixels, scribbles.data == THIN)
+    assert expected is not None  # (the session's predictor sees the image as the model reads it)
+    assert 2 * (mask & expected).sum() / (mask.sum() + expected.sum()) > 0.99
+    assert 2 * (mask & tree).sum() / (mask.sum() + tree.sum()) > 0.7
+    assert widget.objects.item(0, 2).text() == "–"
+    widget.thin_box.setChecked(False)
+    assert scribbles.selected_label == 1
+
+
 def test_the_reader_opens_nifti_with_its_spacing(shared_dir) -> None:  # type: ignore[no-untyped-def]
     from umedsam.napari.reader import get_reader
 

@@ -339,6 +339,49 @@ def test_clicks_correct_the_selected_object_2d(browser, serve, tmp_path):
     assert errors == []
 
 
+def test_a_thin_structure_stroke_traces_the_vessel(browser, serve, tmp_path):
+    """T turns the scribble tool into the thin-structure brush: a stroke along a vessel of a
+    2D picture makes the object the vessel tree it lies on (traced along the image's ridges, not
+    the model's blob), the row shows no IoU estimate, and the stroke is kept for autosave."""
+    from umedsam.inference.thin import thin_structure_mask
+    from umedsam.ui.app import UIConfig
+    from vessel_picture import vessel_picture
+
+    picture, tree = vessel_picture()
+    path = tmp_path / "vessels.png"
+    cv2.imwrite(str(path), picture)
+    base, app = serve(UIConfig(model="test_tiny"), ClickBackend)
+    page, errors = open_page(browser, base)
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("body[data-encoded='1']", timeout=60_000)
+    assert page.locator("#thin-row").is_visible()
+    sid = page.evaluate("document.body.dataset.session")
+    session = app.state.store.get(sid)
+    drag_box(page, (0, 0, 160, 160), (160, 160))
+    page.wait_for_selector("body[data-version='1']", timeout=60_000)
+    page.keyboard.press("t")
+    assert page.locator("#thin").is_checked() and page.locator("#tool-scribble").is_checked()
+    bb = page.locator("#canvas").bounding_box()
+    sx, sy = bb["width"] / 160, bb["height"] / 160
+    page.mouse.move(bb["x"] + 60.5 * sx, bb["y"] + 30.5 * sy)
+    page.mouse.down()
+    page.mouse.move(bb["x"] + 60.5 * sx, bb["y"] + 70.5 * sy, steps=10)
+    page.mouse.up()
+    page.wait_for_selector("body[data-version='2']", timeout=60_000)
+    ((_, events),) = session.boxes
+    stroke = events[-1]
+    assert stroke.thin and stroke.to_json()["thin"] is True
+    positive = np.zeros((160, 160), bool)
+    positive.reshape(-1)[list(stroke.pixels)] = True
+    expected = thin_structure_mask(session.image.pixels, positive)
+    assert expected is not None
+    np.testing.assert_array_equal(session.segs == 1, expected)
+    dice = 2 * (expected & tree).sum() / (expected.sum() + tree.sum())
+    assert dice > 0.7
+    assert page.locator("#result table tr").nth(1).locator("td").nth(1).inner_text() == "–"
+    assert errors == []
+
+
 def download_segs(page, link: str, path: Path) -> np.ndarray:
     """Click a download link of the page and read the label map of the npz it saves."""
     with page.expect_download() as download:

@@ -17,11 +17,18 @@ import pytest
 from umedsam.data.npz import SCRIBBLE_BACKGROUND, Case, CasePrompts
 from umedsam.inference.interactive import segment_interactive_case
 from umedsam.napari.annotator import Annotator, ObjectPrompts
-from umedsam.napari.prompts import NEGATIVE, POSITIVE, in_given_order, scribble_strokes
+from umedsam.napari.prompts import (
+    NEGATIVE,
+    POSITIVE,
+    THIN,
+    in_given_order,
+    scribble_strokes,
+)
 from umedsam.ui.corrections import normalise_clicks, stroke_map
 from umedsam.ui.images import LoadedImage, npz_meta
 from umedsam.ui.model_holder import ModelHolder
 from umedsam.ui.session import Session
+from vessel_picture import vessel_picture
 
 STROKES = (
     {"stroke": [[20, 22], [30, 26], [40, 30]], "label": 1, "radius": 2},
@@ -64,9 +71,12 @@ def web_masks(backend, loaded: LoadedImage, box: list[int], entries: list[dict],
     return masks
 
 
-def cli_masks(backend, loaded: LoadedImage, box: list[int], entries: list[dict]):  # type: ignore[no-untyped-def]
+def cli_masks(
+    backend, loaded: LoadedImage, box: list[int], entries: list[dict], thin: bool = False
+):  # type: ignore[no-untyped-def]
     """``umedsam predict``'s masks for the same steps: a case holding the strokes so far as a
-    CVPR 2024 scribble map and the previous step's mask as ``prev_pred``."""
+    CVPR 2024 scribble map and the previous step's mask as ``prev_pred``; with ``thin``,
+    ``--thin-structures`` and no ``prev_pred`` (a traced object starts from its strokes)."""
     from umedsam.inference.propagation import SliceEmbeddingCache
 
     shape = tuple(loaded.meta.shape)
@@ -85,10 +95,12 @@ def cli_masks(backend, loaded: LoadedImage, box: list[int], entries: list[dict])
             clicks=(empty,),
             click_labels=(np.zeros(0, np.int64),),
             scribbles=scribbles,
-            prev_pred=previous,
+            prev_pred=None if thin else previous,
         )
         case = Case("c.npz", loaded.pixels, np.array([box]), None, len(shape) == 3, prompts)
-        segs, _ = segment_interactive_case(backend, case, embeddings=embeddings)
+        segs, _ = segment_interactive_case(
+            backend, case, embeddings=embeddings, thin_strokes=thin or None
+        )
         masks.append(segs == 1)
         previous = segs.astype(np.uint8)
     return masks
@@ -119,3 +131,65 @@ def test_the_same_strokes_give_the_same_mask_everywhere(backend, depth, tmp_path
         assert a.any(), step
         assert np.array_equal(a, b), f"web app and CLI differ after stroke {step + 1}"
         assert np.array_equal(a, c), f"web app and napari differ after stroke {step + 1}"
+
+
+def vessel_image() -> tuple[LoadedImage, np.ndarray]:
+    """The vessel picture (with a stray line) as a colour image, and the tree's mask."""
+    grey, tree = vessel_picture(stray=True)
+    pixels = np.repeat(grey[..., None], 3, 2)
+    return LoadedImage("vessels", pixels, npz_meta((160, 160), None, 3)), tree
+
+
+THIN_STROKES = (
+    {"stroke": [[60, 30], [60, 70]], "label": 1, "radius": 1, "thin": True},
+    {"stroke": [[72, 84], [74, 98]], "label": 0, "radius": 3},  # cuts the branch off
+)
+
+
+@pytest.mark.realweights
+def test_thin_strokes_give_the_same_traced_mask_everywhere(backend, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A thin-structure stroke in the web app, the same pixels painted 3 in napari, and
+    ``umedsam predict --thin-structures`` on the same box and strokes give one mask: the
+    vessel the stroke lies on, inside the box; a negative stroke across the branch cuts it."""
+    loaded, tree = vessel_image()
+    box = [0, 0, 160, 160]
+    entries = list(THIN_STROKES)
+    web = web_masks(backend, loaded, box, entries, tmp_path / "web")
+    strokes = list(normalise_clicks([entries], 1, (160, 160))[0])
+    assert strokes[0].thin and not strokes[1].thin
+    cli = cli_masks(backend, loaded, box, entries, thin=True)
+    holder = ModelHolder(lambda _n: lambda: backend, "umedsam_interactive", route_corrections=False)
+    labels = np.zeros((160, 160), np.int32)
+    annotator = Annotator(loaded, holder, labels, tmp_path / "napari")
+    painted = np.zeros((160, 160), np.uint8)
+    shown = []
+    for stroke in strokes:
+        painted.reshape(-1)[list(stroke.pixels)] = THIN if stroke.thin else NEGATIVE
+        ordered = in_given_order(annotator.prompts.clicks, scribble_strokes(painted))
+        assert ordered[-1] == stroke
+        result = annotator.compute(ObjectPrompts(tuple(box), ordered))
+        annotator.apply(result)
+        shown.append(labels == annotator.label)
+        assert annotator.scores[annotator.label]["iou"] is None  # no estimate describes it
+    for step, (a, b, c) in enumerate(zip(web, cli, shown, strict=True)):
+        assert np.array_equal(a, b), f"web app and CLI differ after stroke {step + 1}"
+        assert np.array_equal(a, c), f"web app and napari differ after stroke {step + 1}"
+    traced, cut = web
+    dice = 2 * (traced & tree).sum() / (traced.sum() + tree.sum())
+    assert dice > 0.7 and not traced[:, 130:].any()  # the tree, not the stray line
+    assert traced[110:125, 100:115].any() and not cut[95:, 78:].any()
+    assert cut[120, 58:63].any()
+
+
+def test_a_thin_stroke_must_be_positive_and_on_a_2d_image() -> None:
+    from umedsam.errors import InputError
+
+    thin = {"stroke": [[5, 5], [9, 9]], "label": 1, "radius": 1, "thin": True}
+    assert normalise_clicks([[thin]], 1, (32, 32))[0][0].to_json()["thin"] is True
+    for entry, shape in (
+        ({**thin, "label": 0}, (32, 32)),
+        ({**thin, "z": 1}, (4, 32, 32)),
+        ({**thin, "thin": "yes"}, (32, 32)),
+    ):
+        with pytest.raises(InputError, match="thin"):
+            normalise_clicks([[entry]], 1, shape)

@@ -47,12 +47,15 @@ class Prediction:
         iou: (N,) float32, the IoU head's estimate of each mask's quality.
         logits: (N, H, W) float32 logits at original resolution, or None if not requested.
         low_res_logits: (N, 1, L, L) float32 decoder logits (for refinement/uncertainty).
+        thin: (N,) bool, the masks traced along the image's ridges by the thin path
+            (``thin_strokes``): the model's IoU estimate and logits do not describe them.
     """
 
     masks: NDArray[np.bool_]
     iou: NDArray[np.float32]
     logits: NDArray[np.float32] | None
     low_res_logits: NDArray[np.float32]
+    thin: NDArray[np.bool_] | None = None
 
 
 def as_backend(model_or_backend: Any) -> Backend:
@@ -280,17 +283,22 @@ class Predictor:
         return low_res, iou, keep
 
     def _stroke_mask(
-        self, mask: NDArray[np.bool_], strokes: NDArray, thin_strokes: bool | None
-    ) -> NDArray[np.bool_]:
-        """A first prediction from strokes: the thin structure the strokes lie on
-        (:mod:`umedsam.inference.thin`), else the mask's pieces a positive stroke touches."""
+        self,
+        mask: NDArray[np.bool_],
+        strokes: NDArray,
+        box: NDArray | None,
+        thin_strokes: bool | None,
+    ) -> tuple[NDArray[np.bool_], bool]:
+        """A first prediction from strokes and whether it is a thin structure: the thin
+        structure the strokes lie on (:mod:`umedsam.inference.thin`; inside the object's ``box``
+        xyxy when it has one), else the mask's pieces a positive stroke touches."""
         positive = strokes > 0
         wanted = thin.THIN_STROKES if thin_strokes is None else thin_strokes
         if wanted and self._image is not None:
             found = thin.thin_structure_mask(self._image, positive, strokes < 0)
             if found is not None:
-                return found
-        return components_touching(mask, positive) if KEEP_STROKE_COMPONENTS else mask
+                return (found if box is None else _inside_box(found, box)), True
+        return (components_touching(mask, positive) if KEEP_STROKE_COMPONENTS else mask), False
 
     def predict(
         self,
@@ -349,13 +357,17 @@ class Predictor:
         n = low_res.shape[0]
         if not return_logits:  # masks only: interpolate just where a mask pixel is possible
             masks = self.frame.low_res_to_masks(low_res, (h, w))
+            traced = np.zeros(n, bool)
             for i, strokes in keep:
-                masks[i] = self._stroke_mask(masks[i], strokes, thin_strokes)
+                masks[i], traced[i] = self._stroke_mask(
+                    masks[i], strokes, _box_of(boxes, i), thin_strokes
+                )
             return Prediction(
                 masks=masks,
                 iou=np.asarray(iou)[:, 0].astype(np.float32),
                 logits=None,
                 low_res_logits=low_res,
+                thin=traced,
             )
         masks = np.zeros((n, h, w), dtype=bool)
         logits = np.zeros((n, h, w), dtype=np.float32)
@@ -365,8 +377,11 @@ class Predictor:
             )
             masks[start : start + chunk.shape[0]] = chunk_masks[:, 0]
             logits[start : start + chunk.shape[0]] = chunk[:, 0]
+        traced = np.zeros(n, bool)
         for i, strokes in keep:
-            masks[i] = self._stroke_mask(masks[i], strokes, thin_strokes)
+            masks[i], traced[i] = self._stroke_mask(
+                masks[i], strokes, _box_of(boxes, i), thin_strokes
+            )
             logits[i][~masks[i] & (logits[i] > 0)] = 0.0  # dropped pieces: logits agree with masks
             logits[i][masks[i] & (logits[i] <= 0)] = STROKE_MASK_LOGIT  # added thin pixels
         return Prediction(
@@ -374,6 +389,7 @@ class Predictor:
             iou=np.asarray(iou)[:, 0].astype(np.float32),
             logits=logits,
             low_res_logits=low_res,
+            thin=traced,
         )
 
 
@@ -385,6 +401,23 @@ def _with_box(prompts: DecoderPrompts, box: NDArray) -> DecoderPrompts:
     return DecoderPrompts(
         coords, prompts.labels, prompts.mask_input, prompts.has_mask, prompts.num_tokens
     )
+
+
+def _box_of(boxes: NDArray | None, index: int) -> NDArray | None:
+    """Object ``index``'s xyxy box, or None (no boxes, or a NaN row: no box)."""
+    if boxes is None:
+        return None
+    rows = np.asarray(boxes, np.float64).reshape(-1, 4)
+    row = rows[index if len(rows) > 1 else 0]
+    return row if np.isfinite(row).all() else None
+
+
+def _inside_box(mask: NDArray[np.bool_], box: NDArray) -> NDArray[np.bool_]:
+    """``mask`` with everything outside the xyxy ``box`` (max exclusive) cleared."""
+    x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+    inside = np.zeros_like(mask)
+    inside[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)] = True
+    return mask & inside
 
 
 def stroke_only_objects(

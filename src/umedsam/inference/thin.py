@@ -15,15 +15,18 @@ ridge it is. So, for a first prediction from strokes (:func:`thin_structure_mask
    :data:`THIN_RANK` of the image's pixels; otherwise the object is not thin and the model's mask
    stands.
 3. **Mask.** The pixels whose response is above :data:`GROW_FRACTION` of the
-   :data:`STROKE_QUANTILE` percentile of the response on the stroke, keeping only the
-   8-connected pieces that a positive stroke touches (stray ridges elsewhere go) and none that a
-   negative stroke covers. The fraction lets the mask follow a vessel of even contrast past the
+   :data:`STROKE_QUANTILE` percentile of the response on the stroke, less the pixels a negative
+   stroke covers, keeping only the 8-connected pieces that a positive stroke touches (stray
+   ridges elsewhere go). So a negative stroke drawn across a wrong branch cuts it, and the part
+   it severs from every positive stroke goes with it. The fraction lets the mask follow a vessel of even contrast past the
    stroke, where noise puts some of its pixels below the stroke's own percentile.
 
 The parameters were chosen on DRIVE's training images (docs/interactive_log.md, "Thin
 structures from a stroke"). By the rule written there the path is not on by default
 (:data:`THIN_STROKES`): the ridge test also fires on some lung and polyp strokes. Users ask for it
-per run (``umedsam predict --thin-structures``, ``Predictor.predict(..., thin_strokes=True)``).
+per run (``umedsam predict --thin-structures``, ``Predictor.predict(..., thin_strokes=True)``) or
+per object in the web app and the napari plugin (a "thin structure" stroke). With a box, the
+mask stays inside it.
 """
 
 from __future__ import annotations
@@ -107,9 +110,8 @@ def thin_structure_mask(
     if float(np.mean(response < np.median(on_stroke))) < THIN_RANK:
         return None
     mask = response > GROW_FRACTION * np.percentile(on_stroke, STROKE_QUANTILE)
+    if negative is not None:  # a negative stroke cuts: what it severs from the seeds goes too
+        mask &= ~np.asarray(negative, bool)
     pieces, _ = ndimage.label(mask, structure=_ENCLOSING)
     touched = np.unique(pieces[ndimage.binary_dilation(positive, iterations=2) & mask])
-    kept = np.isin(pieces, touched[touched > 0])
-    if negative is not None:
-        kept &= ~np.asarray(negative, bool)
-    return kept
+    return np.isin(pieces, touched[touched > 0])

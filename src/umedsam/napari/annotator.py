@@ -21,6 +21,7 @@ viewer's thread).
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +88,7 @@ class Computed:
 
 @dataclass
 class ObjectSummary:
-    """A row of the plugin's object table."""
+    """A row of the plugin's object table (``score`` NaN: no estimate, see :meth:`Annotator.review`)."""
 
     label: int
     size: str
@@ -96,11 +97,22 @@ class ObjectSummary:
 
 @dataclass
 class ReviewItem:
-    """An entry of "next to check": an object (and a slice of a volume) and its estimate."""
+    """An entry of "next to check": an object (and a slice of a volume) and its estimate (NaN
+    where none describes the mask: a traced thin structure)."""
 
     label: int
     z: int | None
     score: float
+
+
+def shown_estimate(score: float) -> str:
+    """An estimate as the plugin shows it ("–" when there is none, NaN)."""
+    return "–" if math.isnan(score) else f"{score:.2f}"
+
+
+def least_confident_first(score: float) -> float:
+    """Sort key of estimates: the lowest first, an unknown (NaN) one before all."""
+    return -math.inf if math.isnan(score) else score
 
 
 def next_free_label(labels: NDArray) -> int:
@@ -315,7 +327,8 @@ class Annotator:
     # ----- review and output -------------------------------------------------------------
     def review(self) -> list[ReviewItem]:
         """Objects (volumes: each slice of each object) least confident first, as the web app's
-        "next to check": the confidence where known, else the IoU head's estimate."""
+        "next to check": the confidence where known, else the IoU head's estimate; an object no
+        estimate describes (a traced thin structure) has a NaN score and comes first."""
         present = set(np.unique(self.labels).tolist())
         items = []
         for label, row in self.scores.items():
@@ -326,8 +339,9 @@ class Annotator:
                 items += [ReviewItem(label, z, v) for z, v in enumerate(per_slice) if v is not None]
                 continue
             score = row.get("confidence")
-            items.append(ReviewItem(label, None, row["iou"] if score is None else score))
-        return sorted(items, key=lambda item: item.score)
+            score = row.get("iou") if score is None else score
+            items.append(ReviewItem(label, None, math.nan if score is None else score))
+        return sorted(items, key=lambda item: least_confident_first(item.score))
 
     def object_summaries(self) -> list[ObjectSummary]:
         """The objects the plugin made that are still in the map, least confident first: size
@@ -340,7 +354,7 @@ class Annotator:
             ObjectSummary(label, f"{self.scores[label]['size_mm']:g} {unit}", score)
             for label, score in worst.items()
         ]
-        return sorted(rows, key=lambda row: row.score)
+        return sorted(rows, key=lambda row: least_confident_first(row.score))
 
     def reference_dsc(self, reference: NDArray) -> dict[int, float]:
         """DSC of each object the plugin made against the reference label it overlaps most."""
@@ -364,8 +378,12 @@ class Annotator:
 
 def describe(row: dict[str, Any], is_3d: bool) -> str:
     """A one-line summary of an object's row: size and the confidence estimate."""
-    score = row.get("confidence")
-    estimate = f"confidence {score:.2f}" if score is not None else f"IoU estimate {row['iou']:.2f}"
+    score, iou = row.get("confidence"), row.get("iou")
+    estimate = "no estimate (traced thin structure)"
+    if score is not None:
+        estimate = f"confidence {score:.2f}"
+    elif iou is not None:
+        estimate = f"IoU estimate {iou:.2f}"
     unit = "mm³" if is_3d else "mm²"
     return (
         f"{row['voxels']} {'voxels' if is_3d else 'pixels'}, {row['size_mm']:g} {unit}, {estimate}"

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from umedsam.napari.prompts import NEGATIVE, POSITIVE
+from umedsam.napari.prompts import NEGATIVE, POSITIVE, THIN
 from umedsam.ui.corrections import Stroke
 
 CLICK_COLORS = {True: "#00ff00", False: "#ff0000"}
@@ -14,12 +14,13 @@ CLICK_COLORS = {True: "#00ff00", False: "#ff0000"}
 
 
 def painted(strokes: list[Stroke], shape: tuple[int, ...]) -> np.ndarray:
-    """A scribble layer's data holding ``strokes`` (1 object, 2 background)."""
+    """A scribble layer's data holding ``strokes`` (1 object, 2 background, 3 thin structure)."""
     out = np.zeros(shape, np.uint8)
     h, w = shape[-2:]
     for stroke in strokes:
         plane = out if stroke.z is None else out[stroke.z]
-        plane.reshape(h * w)[list(stroke.pixels)] = POSITIVE if stroke.label == 1 else NEGATIVE
+        value = (THIN if stroke.thin else POSITIVE) if stroke.label == 1 else NEGATIVE
+        plane.reshape(h * w)[list(stroke.pixels)] = value
     return out
 
 

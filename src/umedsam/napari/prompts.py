@@ -13,8 +13,9 @@ from numpy.typing import NDArray
 
 from umedsam.ui.corrections import Click, Stroke, painted_stroke
 
-POSITIVE, NEGATIVE = 1, 2
-"""Values of the scribble layer: 1 paints the object, 2 the background."""
+POSITIVE, NEGATIVE, THIN = 1, 2, 3
+"""Values of the scribble layer: 1 paints the object, 2 the background, 3 traces a thin structure
+(a vessel: the object becomes the structure the stroke lies on; 2D images)."""
 
 
 def default_half_depth(depth: int) -> int:
@@ -64,7 +65,7 @@ def point_clicks(points: NDArray, positive: NDArray, shape: tuple[int, ...]) -> 
 
 def scribble_strokes(painted: NDArray) -> list[Stroke]:
     """The strokes of a scribble layer: each connected stroke of each value (1 object, 2
-    background) on each slice, as the web app's strokes are
+    background, 3 a thin structure) on each slice, as the web app's strokes are
     (:class:`~umedsam.ui.corrections.Stroke`; the same pixels give the same stroke)."""
     import cv2
 
@@ -74,11 +75,14 @@ def scribble_strokes(painted: NDArray) -> list[Stroke]:
     for z, plane in slices:
         if not plane.any():
             continue
-        for value, label in ((POSITIVE, 1), (NEGATIVE, 0)):
+        for value, label in ((POSITIVE, 1), (NEGATIVE, 0), (THIN, 1)):
             count, parts = cv2.connectedComponents(
                 (plane == value).astype(np.uint8), connectivity=8
             )
-            strokes += [painted_stroke(parts == part, label, z) for part in range(1, count)]
+            strokes += [
+                painted_stroke(parts == part, label, z, thin=value == THIN)
+                for part in range(1, count)
+            ]
     return strokes
 
 

@@ -9,12 +9,14 @@ Start, encodes the image in a worker thread (the progress bar) while prompts alr
   "to the ends", every slice, each way until the mask vanishes.
 * ``umedsam clicks`` (Points): positive (green) or negative (red) clicks correct the current
   object; T toggles the kind of the next click.
-* ``umedsam scribbles`` (Labels): paint 1 on the object, 2 on the background.
+* ``umedsam scribbles`` (Labels): paint 1 on the object, 2 on the background, 3 along a thin
+  structure (a vessel: the object becomes the structure the stroke lies on, on 2D images; the
+  "Trace thin structures" box or V switches the brush between 1 and 3).
 
 Every change segments the current object at once, off the event loop, and writes it into the
 target Labels layer (``umedsam objects`` unless another is chosen) as the next free label; other
-labels stay locked unless unlocked. Keys: N new object, T click kind, U undo, Shift-U redo,
-K next to check.
+labels stay locked unless unlocked. Keys: N new object, T click kind, V thin-structure brush,
+U undo, Shift-U redo, K next to check.
 """
 
 from __future__ import annotations
@@ -42,9 +44,17 @@ from qtpy.QtWidgets import (
 )
 
 from umedsam.errors import InputError
-from umedsam.napari.annotator import Annotator, Computed, ObjectPrompts, describe
+from umedsam.napari.annotator import (
+    Annotator,
+    Computed,
+    ObjectPrompts,
+    describe,
+    shown_estimate,
+)
 from umedsam.napari.layers import CLICK_COLORS, box_vertices, painted, set_points, set_rectangle
 from umedsam.napari.prompts import (
+    POSITIVE,
+    THIN,
     in_given_order,
     point_clicks,
     rectangle_box,
@@ -118,6 +128,11 @@ class UmedsamWidget(QWidget):
         self.to_ends.setToolTip(
             "a new 3D box spans every slice; each way it stops where its mask vanishes"
         )
+        self.thin_box = QCheckBox("Trace thin structures (vessels): scribbles paint 3")
+        self.thin_box.setToolTip(
+            "a stroke along a vessel: the object becomes the thin structure it lies on (2D)"
+        )
+        self.thin_box.toggled.connect(self._set_thin_brush)
         self.lock_box = QCheckBox("Lock other labels")
         self.lock_box.setChecked(True)
         self.lock_box.toggled.connect(self._set_locked)
@@ -140,6 +155,7 @@ class UmedsamWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.to_ends)
+        layout.addWidget(self.thin_box)
         layout.addWidget(self.lock_box)
         layout.addWidget(self.start_button)
         layout.addWidget(self.progress)
@@ -214,6 +230,7 @@ class UmedsamWidget(QWidget):
         for key, action in (
             ("n", self.new_object),
             ("t", self.toggle_click_kind),
+            ("v", self.thin_box.toggle),
             ("u", self.undo),
             ("Shift-U", self.redo),
             ("k", self.next_to_check),
@@ -289,6 +306,7 @@ class UmedsamWidget(QWidget):
         }
         scribbles = self.viewer.add_labels(np.zeros(shape, np.uint8), name=SCRIBBLES, **grid)
         scribbles.brush_size = 3
+        scribbles.selected_label = THIN if self.thin_box.isChecked() else POSITIVE
         scribbles.events.paint.connect(lambda _e=None: self._prompts_changed())
         points = self.viewer.add_points(
             np.zeros((0, len(shape))), name=CLICKS, size=max(3, shape[-1] // 80), **grid
@@ -474,7 +492,7 @@ class UmedsamWidget(QWidget):
                 self.viewer.dims.set_current_step(0, item.z)
             self.label_spin.setValue(item.label)
             where = "" if item.z is None else f", slice {item.z + 1}"
-            self._say(f"Check object {item.label}{where}: estimate {item.score:.2f}.")
+            self._say(f"Check object {item.label}{where}: estimate {shown_estimate(item.score)}.")
             return
         self._say("Every object (and slice) has been checked.")
 
@@ -506,7 +524,7 @@ class UmedsamWidget(QWidget):
         rows = self.annotator.object_summaries()
         self.objects.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            for c, text in enumerate((str(row.label), row.size, f"{row.score:.2f}")):
+            for c, text in enumerate((str(row.label), row.size, shown_estimate(row.score))):
                 self.objects.setItem(r, c, QTableWidgetItem(text))
 
     def _go_to_row(self, row: int) -> None:
@@ -521,6 +539,12 @@ class UmedsamWidget(QWidget):
             self.viewer.dims.set_current_step(0, worst[0].z)
 
     # ----- helpers -------------------------------------------------------------------------
+    def _set_thin_brush(self, thin: bool) -> None:
+        """Paint thin-structure strokes (3) or ordinary positive ones (1) with the scribble layer."""
+        if SCRIBBLES in self.viewer.layers:
+            self._layer(SCRIBBLES).selected_label = THIN if thin else POSITIVE
+            self.viewer.layers.selection.active = self._layer(SCRIBBLES)
+
     def _set_locked(self, locked: bool) -> None:
         if self.annotator is not None:
             self.annotator.locked = locked

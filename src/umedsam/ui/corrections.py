@@ -40,18 +40,23 @@ class Stroke:
         label: 1 object, 0 background.
         pixels: flat indices ``y * W + x`` of its pixels on the slice, ascending.
         entry: the client's entry it came from (kept for autosave; not part of its identity).
+        thin: a positive stroke traced along a thin structure (a vessel): its object becomes the
+            thin structure its strokes lie on (:func:`umedsam.inference.thin.thin_structure_mask`,
+            what ``umedsam predict --thin-structures`` does).
     """
 
     z: int | None
     label: int
     pixels: tuple[int, ...]
     entry: dict | None = field(default=None, compare=False, hash=False)
+    thin: bool = False
 
     def to_json(self) -> dict:
         """What autosave keeps: the client's entry (the page can send it again), else pixels."""
         if self.entry is not None:
             return self.entry
-        return {"z": self.z, "label": self.label, "pixels": list(self.pixels)}
+        kept = {"z": self.z, "label": self.label, "pixels": list(self.pixels)}
+        return {**kept, "thin": True} if self.thin else kept
 
 
 Prompt = Click | Stroke
@@ -62,19 +67,27 @@ ObjectKey = tuple[tuple[int, ...], tuple[Prompt, ...]]
 
 MAX_STROKE_POINTS = 2000
 MAX_BRUSH_RADIUS = 50
+THIN_CLICK_RADIUS = 2
+"""A click on a thin-structure object is a dot of this radius in its stroke map."""
 
 
-def painted_stroke(painted: NDArray[np.bool_], label: int, z: int | None) -> Stroke:
-    """The stroke of a 2D map of painted pixels (one stroke, one sign)."""
-    return Stroke(z, int(label), tuple(int(i) for i in np.flatnonzero(np.asarray(painted, bool))))
+def painted_stroke(
+    painted: NDArray[np.bool_], label: int, z: int | None, thin: bool = False
+) -> Stroke:
+    """The stroke of a 2D map of painted pixels (one stroke, one sign; ``thin``: traced along a
+    thin structure)."""
+    flat = tuple(int(i) for i in np.flatnonzero(np.asarray(painted, bool)))
+    return Stroke(z, int(label), flat, thin=bool(thin))
 
 
 def stroke_from_entry(entry: dict, shape: tuple[int, ...], object_index: int) -> Stroke:
-    """The web app's stroke ``{"stroke": [[x, y], ...], "label": 1|0, "radius": r, "z": slice}``:
-    its polyline drawn with the brush radius.
+    """The web app's stroke ``{"stroke": [[x, y], ...], "label": 1|0, "radius": r, "z": slice,
+    "thin": false}``: its polyline drawn with the brush radius (``thin``: a positive stroke traced
+    along a thin structure, 2D only).
 
     Raises:
-        InputError: a malformed stroke, a bad label or radius, a stroke outside the image.
+        InputError: a malformed stroke, a bad label or radius, a stroke outside the image, a
+            thin stroke that is negative or on a volume.
     """
     import cv2
 
@@ -106,11 +119,26 @@ def stroke_from_entry(entry: dict, shape: tuple[int, ...], object_index: int) ->
     pts = np.round(xy).astype(np.int32).reshape(-1, 1, 2)
     cv2.polylines(canvas, [pts], False, 1, thickness=max(1, int(round(2 * radius))))
     cv2.circle(canvas, (int(pts[0, 0, 0]), int(pts[0, 0, 1])), int(round(radius)), 1, -1)
+    thin = _thin_flag(entry, label, len(shape) == 3, where)
     kept = {"stroke": xy.tolist(), "label": label, "radius": radius}
     if z is not None:
         kept["z"] = z
+    if thin:
+        kept["thin"] = True
     stroke = painted_stroke(canvas > 0, label, z)
-    return Stroke(stroke.z, stroke.label, stroke.pixels, kept)
+    return Stroke(stroke.z, stroke.label, stroke.pixels, kept, thin)
+
+
+def _thin_flag(entry: dict, label: int, on_volume: bool, where: str) -> bool:
+    """The stroke's ``thin`` flag, checked: a positive stroke on a 2D image."""
+    thin = entry.get("thin", False)
+    if not isinstance(thin, bool):
+        raise InputError(None, f"{where}: a stroke's 'thin' must be true or false")
+    if thin and (label != 1 or on_volume):
+        raise InputError(
+            None, f"{where}: a thin-structure stroke must be positive and on a 2D image"
+        )
+    return thin
 
 
 def stroke_map(strokes: list[Stroke], shape: tuple[int, ...]) -> NDArray[np.int8] | None:
@@ -195,6 +223,7 @@ def _checked_stroke(stroke: Stroke, shape: tuple[int, ...], object_index: int) -
     if (
         bad_z
         or stroke.label not in (0, 1)
+        or (stroke.thin and (stroke.label != 1 or on_volume))
         or not pixels.size
         or pixels.min() < 0
         or pixels.max() >= h * w
@@ -257,6 +286,9 @@ def segment_corrected(
         clicks = [c for c in events if not isinstance(c, Stroke)]
         strokes = [c for c in events if isinstance(c, Stroke)]
         labels = np.array([c[-1] for c in clicks], np.int64)
+        if not is_3d and any(stroke.thin for stroke in strokes):
+            out.append(_correct_thin(predictor, pixels.shape[:2], box, clicks, strokes))
+            continue
         if not is_3d:
             smap = stroke_map(strokes, pixels.shape[:2])
             points = np.array([c[:2] for c in clicks], np.float64).reshape(-1, 2)
@@ -308,6 +340,39 @@ def _correct_image(
         return_logits=False,
     )
     return _with_confidence(pred, orig_hw, predictor)
+
+
+def _correct_thin(
+    predictor: Any,
+    orig_hw: tuple[int, int],
+    box: tuple[int, ...],
+    clicks: list[Click],
+    strokes: list[Stroke],
+) -> Corrected:
+    """A 2D object traced as a thin structure: what ``umedsam predict --thin-structures`` gives
+    for its box and strokes (its clicks join them as dots of :data:`THIN_CLICK_RADIUS`: a
+    positive one seeds the piece it lands on, a negative one cuts there). If the strokes lie on
+    no ridge, the model's mask of the box and strokes stands.
+
+    The mask comes from the image's ridges, not from the model, so no confidence or IoU
+    estimate describes it: both are left unknown (NaN), and "next to check" shows it first.
+    """
+    import cv2
+
+    h, w = orig_hw
+    dots = np.zeros((h, w), np.uint8)
+    smap = stroke_map(strokes, (h, w))
+    assert smap is not None
+    for x, y, label in clicks:
+        dots[:] = 0
+        cv2.circle(dots, (int(x), int(y)), THIN_CLICK_RADIUS, 1, -1)
+        smap[dots > 0] = 1 if label == 1 else -1
+    pred = predictor.predict(
+        np.array([box]), scribbles=[smap], return_logits=False, thin_strokes=True
+    )
+    if pred.thin is not None and pred.thin[0]:
+        return Corrected(pred.masks[0], float("nan"))
+    return _with_confidence(pred, (h, w), predictor)
 
 
 def _correct_volume(

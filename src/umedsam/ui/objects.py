@@ -17,7 +17,8 @@ class ObjectResult:
 
     Attributes:
         mask: (H, W) or (D, H, W) bool.
-        iou: IoU-head estimate (3D: on the key slice).
+        iou: IoU-head estimate (3D: on the key slice); NaN where no estimate describes the mask
+            (a thin structure traced along the image's ridges).
         heat: uint8 uncertainty map of the mask's shape (0 certain .. 255 one bit), or None.
         confidence: per-object confidence in [0, 1] (2D only), or None.
         slice_iou: 3D: (D,) IoU-head estimate on each slice the object covers, NaN elsewhere.
@@ -43,8 +44,8 @@ def rounded(value: float | None) -> float | None:
 
 
 def object_rows(keys: list, results: dict, segs: NDArray, spacing: tuple[float, ...]) -> list[dict]:
-    """JSON rows of the objects ``keys`` (label i + 1 in ``segs``): box, clicks, IoU estimate,
-    confidence, per-slice IoU, voxel count, size in mm^2 / mm^3 and colour."""
+    """JSON rows of the objects ``keys`` (label i + 1 in ``segs``): box, clicks, IoU estimate
+    (None when unknown), confidence, per-slice IoU, voxel count, size in mm^2 / mm^3 and colour."""
     voxel = math.prod(spacing)
     rows = []
     for label, key in enumerate(keys, start=1):
@@ -55,7 +56,7 @@ def object_rows(keys: list, results: dict, segs: NDArray, spacing: tuple[float, 
                 "label": label,
                 "box": list(key[0]),
                 "clicks": len(key[1]),
-                "iou": round(found.iou, 4),
+                "iou": rounded(found.iou) if math.isfinite(found.iou) else None,
                 "confidence": rounded(found.confidence),
                 "slice_iou": _per_slice(found.slice_iou),
                 "voxels": count,

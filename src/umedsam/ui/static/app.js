@@ -73,6 +73,7 @@ function clickArrays() {
   return state.boxes.map((b) => b.clicks.map((c) => {
     if (c.stroke) {
       const entry = { stroke: c.stroke, label: c.label, radius: c.radius };
+      if (c.thin) entry.thin = true;
       return state.info.is_3d ? { ...entry, z: c.z } : entry;
     }
     return state.info.is_3d ? [c.x, c.y, c.z, c.label] : [c.x, c.y, c.label];
@@ -97,7 +98,8 @@ function setTool(tool) {
 }
 
 function drawStroke(ctx, c, s) {
-  ctx.strokeStyle = c.label ? "rgba(46, 204, 64, 0.8)" : "rgba(255, 65, 54, 0.8)";
+  const positive = c.thin ? "rgba(255, 220, 0, 0.9)" : "rgba(46, 204, 64, 0.8)";  // thin: yellow
+  ctx.strokeStyle = c.label ? positive : "rgba(255, 65, 54, 0.8)";
   ctx.lineWidth = Math.max(2, 2 * c.radius * s);
   ctx.lineCap = "round";
   ctx.lineJoin = "round";
@@ -409,12 +411,14 @@ function onPointerDown(event) {
       return;
     }
     const p = toImage(event);
+    const label = event.shiftKey || event.button === 2 ? 0 : 1;
     state.stroke = {
       stroke: [[Math.floor(p.x), Math.floor(p.y)]],
-      label: event.shiftKey || event.button === 2 ? 0 : 1,
+      label,
       radius: Number($("brush").value),
       z: state.info.is_3d ? state.z : 0,
     };
+    if (label === 1 && $("thin").checked && !state.info.is_3d) state.stroke.thin = true;
     $("canvas").setPointerCapture(event.pointerId);
     event.preventDefault();
     draw();
@@ -556,7 +560,7 @@ function renderResult(result) {
     const size = state.info.is_3d ? (o.size_mm / 1000).toFixed(2) : o.size_mm.toFixed(0);
     const tr = document.createElement("tr");
     tr.innerHTML = `<td><span class="swatch" style="display:inline-block;width:10px;height:10px;background:${labelColor(o.label)}"></span> ${o.label}</td>` +
-      `<td>${o.iou.toFixed(3)}</td>` +
+      `<td>${o.iou === null ? "–" : o.iou.toFixed(3)}</td>` +
       (conf ? `<td>${o.confidence === null ? "–" : o.confidence.toFixed(3)}</td>` : "") +
       `<td>${o.voxels}</td>${physical ? `<td>${size}</td>` : ""}` +
       (ref ? `<td>${o.dsc.toFixed(3)}</td>` : "");
@@ -587,7 +591,8 @@ function renderResult(result) {
       row.append(`${o.label} `, strip);
       out.append(row);
     } else {
-      const score = o.confidence !== null && o.confidence !== undefined ? o.confidence : o.iou;
+      // no estimate (a traced thin structure): checked first
+      const score = o.confidence !== null && o.confidence !== undefined ? o.confidence : (o.iou ?? 0);
       state.review.push({ label: o.label, z: null, score });
     }
   }
@@ -644,6 +649,7 @@ function openSession(info) {
     `${info.name} (${info.is_3d ? `${info.depth} × ` : ""}${info.height} × ${info.width}` +
     `${info.modality ? `, ${info.modality}` : ""}, ${info.source_format})`;
   $("slice-bar").hidden = !info.is_3d;
+  $("thin-row").hidden = info.is_3d;  // thin structures are traced on 2D images
   $("slice").max = String(info.depth - 1);
   $("auto").checked = !info.is_3d;
   $("use-stored").hidden = !info.stored_boxes;
@@ -731,7 +737,7 @@ async function restoreSaved() {
       const b = o.box;
       const clicks = o.clicks.map((c) => {
         if (!Array.isArray(c)) {  // a scribble stroke, as the page sent it
-          return { stroke: c.stroke, label: c.label, radius: c.radius, z: c.z ?? 0 };
+          return { stroke: c.stroke, label: c.label, radius: c.radius, z: c.z ?? 0, thin: c.thin === true };
         }
         return state.info.is_3d
           ? { x: c[0], y: c[1], z: c[2], label: c[3] }
@@ -879,6 +885,7 @@ async function init() {
     } else if (e.key === "b") { setTool("box"); }
     else if (e.key === "c") { setTool("click"); }
     else if (e.key === "s") { setTool("scribble"); }
+    else if (e.key === "t" && !$("thin-row").hidden) { $("thin").checked = !$("thin").checked; setTool("scribble"); }
     else if (e.key === "n") { nextToCheck(); }
     else if (e.key === "[" || e.key === "]") {
       const brush = $("brush");
