@@ -128,3 +128,30 @@ def test_a_large_image_is_filtered_smaller_and_still_follows_the_vessel(monkeypa
     mask = thin_structure_mask(image, stroke)
     assert mask is not None and mask.shape == tree.shape
     assert (mask & tree).sum() > 0.5 * tree[20:140, 60:62].sum() and not mask[:, 130:].any()
+
+
+def test_a_later_stroke_on_the_same_image_reuses_the_ridge_response(
+    tiny_model, monkeypatch
+) -> None:
+    """The predictor keeps the image's ridge response (per polarity): a second stroke, or a
+    predictor sharing the image's embedding (the app's corrector), does not filter again; a
+    new image does."""
+    image, tree = _vessels()
+    calls = []
+    original = thin.ridge_response
+    monkeypatch.setattr(thin, "ridge_response", lambda *a: calls.append(1) or original(*a))
+    strokes = np.zeros(tree.shape, np.int8)
+    strokes[30:70, 60:62] = 1
+    predictor = Predictor(TorchBackend(tiny_model))
+    predictor.set_image(image)
+    first = predictor.predict(None, scribbles=[strokes], return_logits=False, thin_strokes=True)
+    assert predictor._mirror is None  # a traced object skips the mirror pass (no second encode)
+    strokes[100:130, 60:62] = 1
+    sharing = predictor.sharing_embedding(predictor.backend)
+    second = sharing.predict(None, scribbles=[strokes], return_logits=False, thin_strokes=True)
+    assert len(calls) == 1 and first.thin is not None and second.thin is not None
+    expected = thin_structure_mask(image, strokes > 0)
+    assert expected is not None and np.array_equal(second.masks[0], expected)
+    predictor.set_image(image)
+    predictor.predict(None, scribbles=[strokes], return_logits=False, thin_strokes=True)
+    assert len(calls) == 3  # (the expected mask above filtered once, outside the predictor)

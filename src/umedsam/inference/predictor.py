@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -112,6 +112,7 @@ class Predictor:
         self._new_hw: tuple[int, int] | None = None
         self._image: NDArray | None = None  # kept for the mirror image, encoded on first need
         self._mirror: Predictor | None = None
+        self._ridges: dict[bool, NDArray[np.float32]] = {}  # the thin path's, per polarity
 
     @property
     def is_image_set(self) -> bool:
@@ -133,6 +134,7 @@ class Predictor:
         self._orig_hw = (int(image.shape[0]), int(image.shape[1]))
         self._new_hw = new_hw
         self._image, self._mirror = image, None
+        self._ridges = {}
 
     def mirror(self) -> Predictor:
         """A predictor on the left-right mirror of the current image (encoded once, on first use)."""
@@ -159,6 +161,7 @@ class Predictor:
             self._new_hw,
         )
         other._image = self._image
+        other._ridges = self._ridges  # the same image: its ridge responses are shared
         if self._mirror is not None:
             other._mirror = self._mirror.sharing_embedding(backend)
         return other
@@ -167,6 +170,7 @@ class Predictor:
         """Forget the current image and embedding."""
         self._embedding = self._orig_hw = self._new_hw = None
         self._image = self._mirror = None
+        self._ridges = {}
 
     def predict_model_frame(
         self, boxes_model: NDArray
@@ -249,10 +253,12 @@ class Predictor:
         point_labels: Sequence[NDArray | None] | NDArray | None,
         scribbles: Sequence[NDArray | None] | NDArray | None,
         mask_input: NDArray | None,
-        mirror_strokes: bool | None,
-    ) -> tuple[NDArray[np.float32], NDArray[np.float32], list[tuple[int, NDArray]]]:
-        """Low-res logits and IoU of objects with clicks, strokes or masks (see :meth:`predict`),
-        and the first predictions from strokes with their stroke maps (for :meth:`_stroke_mask`)."""
+        switches: tuple[bool | None, bool | None],
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32], list[_StrokeObject]]:
+        """Low-res logits and IoU of objects with clicks, strokes or masks (see :meth:`predict`;
+        ``switches``: its ``mirror_strokes`` and ``thin_strokes``), and the first predictions
+        from strokes: their stroke maps and traced thin structures (for :meth:`_stroke_mask`).
+        An object traced as a thin structure skips the mirror pass (its mask is the trace)."""
         assert self._orig_hw is not None
         h, w = self._orig_hw
         if boxes is not None:
@@ -273,31 +279,63 @@ class Predictor:
         if CLICK_BOXES_2D and points is not None and point_labels is not None:
             self._agree_with_clicks(prompts, points, point_labels, low_res, iou)
         chosen = stroke_only_objects(len(low_res), points, scribbles, mask_input)
-        keep: list[tuple[int, NDArray]] = []
         if not chosen.size or scribbles is None:
-            return low_res, iou, keep
+            return low_res, iou, []
+        mirror_strokes, thin_strokes = switches
+        traced = self._trace_thin(chosen, boxes, scribbles, thin_strokes)
+        untraced = np.array([i for i in chosen if int(i) not in traced], np.int64)
         mirrored = MIRROR_STROKES if mirror_strokes is None else mirror_strokes
-        if mirrored and self.frame.mirrorable:
-            low_res, iou = self._average_with_mirror(chosen, boxes, scribbles, low_res, iou)
-        keep = [(int(i), np.asarray(scribbles[i])) for i in chosen]
+        if mirrored and self.frame.mirrorable and untraced.size:
+            low_res, iou = self._average_with_mirror(untraced, boxes, scribbles, low_res, iou)
+        keep = [_StrokeObject(int(i), np.asarray(scribbles[i]), traced.get(int(i))) for i in chosen]
         return low_res, iou, keep
 
-    def _stroke_mask(
+    def _trace_thin(
         self,
-        mask: NDArray[np.bool_],
-        strokes: NDArray,
-        box: NDArray | None,
+        chosen: NDArray[np.int64],
+        boxes: NDArray | None,
+        scribbles: Sequence[NDArray | None] | NDArray,
         thin_strokes: bool | None,
-    ) -> tuple[NDArray[np.bool_], bool]:
-        """A first prediction from strokes and whether it is a thin structure: the thin
-        structure the strokes lie on (:mod:`umedsam.inference.thin`; inside the object's ``box``
-        xyxy when it has one), else the mask's pieces a positive stroke touches."""
-        positive = strokes > 0
+    ) -> dict[int, NDArray[np.bool_]]:
+        """The thin structures (:mod:`umedsam.inference.thin`) the strokes of the ``chosen``
+        objects lie on, inside each object's box when it has one; objects whose strokes lie on
+        no ridge are left out. Empty unless the thin path is asked for."""
         wanted = thin.THIN_STROKES if thin_strokes is None else thin_strokes
-        if wanted and self._image is not None:
-            found = thin.thin_structure_mask(self._image, positive, strokes < 0)
+        if not wanted:
+            return {}
+        traced = {}
+        for i in chosen:
+            found = self.trace_thin(np.asarray(scribbles[i]), _box_of(boxes, int(i)))
             if found is not None:
-                return (found if box is None else _inside_box(found, box)), True
+                traced[int(i)] = found
+        return traced
+
+    def trace_thin(self, strokes: NDArray, box: NDArray | None = None) -> NDArray[np.bool_] | None:
+        """The thin structure an object's strokes lie on (:mod:`umedsam.inference.thin`), inside
+        its xyxy ``box`` when given, or None when they lie on no ridge; what
+        ``predict(..., thin_strokes=True)`` gives such an object, without the decoder.
+
+        Args:
+            strokes: (H, W) stroke map, 1 on the object's strokes, -1 on background ones.
+            box: the object's box in original pixels, or None.
+        """
+        if self._image is None:
+            raise RuntimeError("call set_image(image) before trace_thin(...)")
+        strokes = np.asarray(strokes)
+        found = thin.thin_structure_mask(self._image, strokes > 0, strokes < 0, self._ridges)
+        if found is None or box is None:
+            return found
+        return _inside_box(found, box)
+
+    @staticmethod
+    def _stroke_mask(
+        mask: NDArray[np.bool_], found: _StrokeObject
+    ) -> tuple[NDArray[np.bool_], bool]:
+        """A first prediction from strokes and whether it is a thin structure: the object's
+        traced thin structure, else the mask's pieces a positive stroke touches."""
+        if found.traced is not None:
+            return found.traced, True
+        positive = found.strokes > 0
         return (components_touching(mask, positive) if KEEP_STROKE_COMPONENTS else mask), False
 
     def predict(
@@ -343,7 +381,7 @@ class Predictor:
         if self._embedding is None or self._orig_hw is None or self._new_hw is None:
             raise RuntimeError("call set_image(image) before predict(...)")
         h, w = self._orig_hw
-        keep: list[tuple[int, NDArray]] = []  # objects (and strokes) of the stroke rules
+        keep: list[_StrokeObject] = []  # objects of the stroke rules
         if points is None and scribbles is None and mask_input is None:
             if boxes is None:
                 raise InputError(None, "no prompts: give boxes, points, scribbles or mask_input")
@@ -352,15 +390,15 @@ class Predictor:
             low_res, iou = self.predict_model_frame(boxes_model)
         else:
             low_res, iou, keep = self._decode_prompts(
-                boxes, points, point_labels, scribbles, mask_input, mirror_strokes
+                boxes, points, point_labels, scribbles, mask_input, (mirror_strokes, thin_strokes)
             )
         n = low_res.shape[0]
         if not return_logits:  # masks only: interpolate just where a mask pixel is possible
             masks = self.frame.low_res_to_masks(low_res, (h, w))
             traced = np.zeros(n, bool)
-            for i, strokes in keep:
-                masks[i], traced[i] = self._stroke_mask(
-                    masks[i], strokes, _box_of(boxes, i), thin_strokes
+            for found in keep:
+                masks[found.object_index], traced[found.object_index] = self._stroke_mask(
+                    masks[found.object_index], found
                 )
             return Prediction(
                 masks=masks,
@@ -378,10 +416,9 @@ class Predictor:
             masks[start : start + chunk.shape[0]] = chunk_masks[:, 0]
             logits[start : start + chunk.shape[0]] = chunk[:, 0]
         traced = np.zeros(n, bool)
-        for i, strokes in keep:
-            masks[i], traced[i] = self._stroke_mask(
-                masks[i], strokes, _box_of(boxes, i), thin_strokes
-            )
+        for found in keep:
+            i = found.object_index
+            masks[i], traced[i] = self._stroke_mask(masks[i], found)
             logits[i][~masks[i] & (logits[i] > 0)] = 0.0  # dropped pieces: logits agree with masks
             logits[i][masks[i] & (logits[i] <= 0)] = STROKE_MASK_LOGIT  # added thin pixels
         return Prediction(
@@ -401,6 +438,15 @@ def _with_box(prompts: DecoderPrompts, box: NDArray) -> DecoderPrompts:
     return DecoderPrompts(
         coords, prompts.labels, prompts.mask_input, prompts.has_mask, prompts.num_tokens
     )
+
+
+class _StrokeObject(NamedTuple):
+    """An object prompted by strokes alone: its index, stroke map (1 object, -1 background) and
+    the thin structure traced from them (None: not traced)."""
+
+    object_index: int
+    strokes: NDArray
+    traced: NDArray[np.bool_] | None
 
 
 def _box_of(boxes: NDArray | None, index: int) -> NDArray | None:

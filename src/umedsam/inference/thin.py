@@ -67,17 +67,19 @@ def ridge_channel(image: NDArray) -> NDArray[np.float32]:
     return data.astype(np.float32)
 
 
-def ridge_response(
-    channel: NDArray[np.float32], positive: NDArray[np.bool_]
-) -> NDArray[np.float32]:
-    """Frangi vesselness of ``channel`` for ridges of the stroke's polarity (images with a side
-    over :data:`MAX_SIDE` are filtered at that size and the response resized back)."""
+def stroke_is_dark(channel: NDArray[np.float32], positive: NDArray[np.bool_]) -> bool:
+    """Whether the stroke lies on a dark ridge (darker than the ring a few pixels around it)."""
+    outer = ndimage.binary_dilation(positive, iterations=4)
+    ring = outer & ~ndimage.binary_dilation(positive, iterations=1)
+    return bool(ring.any()) and float(channel[positive].mean()) < float(channel[ring].mean())
+
+
+def ridge_response(channel: NDArray[np.float32], dark: bool) -> NDArray[np.float32]:
+    """Frangi vesselness of ``channel`` for dark (or bright) ridges (images with a side over
+    :data:`MAX_SIDE` are filtered at that size and the response resized back)."""
     import cv2
     from skimage.filters import frangi
 
-    outer = ndimage.binary_dilation(positive, iterations=4)
-    ring = outer & ~ndimage.binary_dilation(positive, iterations=1)
-    dark = bool(ring.any()) and float(channel[positive].mean()) < float(channel[ring].mean())
     h, w = channel.shape
     shrink = min(1.0, MAX_SIDE / max(h, w))
     small: NDArray = channel
@@ -93,7 +95,10 @@ def ridge_response(
 
 
 def thin_structure_mask(
-    image: NDArray, positive: NDArray[np.bool_], negative: NDArray[np.bool_] | None = None
+    image: NDArray,
+    positive: NDArray[np.bool_],
+    negative: NDArray[np.bool_] | None = None,
+    responses: dict[bool, NDArray[np.float32]] | None = None,
 ) -> NDArray[np.bool_] | None:
     """The thin structure a positive stroke lies on, or None if the stroke is not on a ridge.
 
@@ -101,11 +106,20 @@ def thin_structure_mask(
         image: (H, W) or (H, W, 3) image in original pixels.
         positive: (H, W) the object's positive stroke pixels.
         negative: (H, W) its negative stroke pixels, or None.
+        responses: the image's ridge responses by polarity (dark: True), filled here as they
+            are computed; pass the same dict for the same image and a later stroke skips the
+            filter (the app's corrections).
     """
     positive = np.asarray(positive, bool)
     if positive.sum() < 3:
         return None
-    response = ridge_response(ridge_channel(image), positive)
+    channel = ridge_channel(image)
+    dark = stroke_is_dark(channel, positive)
+    response = None if responses is None else responses.get(dark)
+    if response is None:
+        response = ridge_response(channel, dark)
+        if responses is not None:
+            responses[dark] = response
     on_stroke = response[positive]
     if float(np.mean(response < np.median(on_stroke))) < THIN_RANK:
         return None

@@ -351,8 +351,9 @@ def _correct_thin(
 ) -> Corrected:
     """A 2D object traced as a thin structure: what ``umedsam predict --thin-structures`` gives
     for its box and strokes (its clicks join them as dots of :data:`THIN_CLICK_RADIUS`: a
-    positive one seeds the piece it lands on, a negative one cuts there). If the strokes lie on
-    no ridge, the model's mask of the box and strokes stands.
+    positive one seeds the piece it lands on, a negative one cuts there), the trace alone
+    without a decoder call. If the strokes lie on no ridge, the model's mask of the box and
+    strokes stands.
 
     The mask comes from the image's ridges, not from the model, so no confidence or IoU
     estimate describes it: both are left unknown (NaN), and "next to check" shows it first.
@@ -367,11 +368,12 @@ def _correct_thin(
         dots[:] = 0
         cv2.circle(dots, (int(x), int(y)), THIN_CLICK_RADIUS, 1, -1)
         smap[dots > 0] = 1 if label == 1 else -1
+    traced = predictor.trace_thin(smap, np.array(box, np.float64))
+    if traced is not None:
+        return Corrected(traced, float("nan"))
     pred = predictor.predict(
-        np.array([box]), scribbles=[smap], return_logits=False, thin_strokes=True
+        np.array([box]), scribbles=[smap], return_logits=False, thin_strokes=False
     )
-    if pred.thin is not None and pred.thin[0]:
-        return Corrected(pred.masks[0], float("nan"))
     return _with_confidence(pred, (h, w), predictor)
 
 
