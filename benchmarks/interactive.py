@@ -458,6 +458,11 @@ SWITCHES = {
         "MIRROR_SLICES",
         "3D: decode every slice also on its mirror image and average the two",
     ),
+    "keep-agreeing": (
+        "umedsam.inference.agreement",
+        "KEEP_AGREEING_2D",
+        "2D: a correction whose prompts all agree with the previous mask keeps it",
+    ),
     "mirror-strokes": (
         "umedsam.inference.predictor",
         "MIRROR_STROKES",

@@ -19,7 +19,7 @@ thin/tubular (retinal vessels). The image is encoded once; both models share the
 
     python benchmarks/scribble_new_dev.py [--sets polyp-cvc drive-vessels] [--engine onnx]
         [--out docs/results/scribbles_new_dev.csv] [--checkpoint runs/.../last.pt]
-        [--thin-strokes on|off] [--config configs/thin_design.yaml]
+        [--thin-strokes on|off] [--keep-agreeing on|off] [--config configs/thin_design.yaml]
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from interactive import add_switches, apply_switches
 
 from umedsam.data.interaction import break_stroke, challenge_boxes, simulate_scribble
 from umedsam.data.sources import open_source
 from umedsam.errors import InputError
 from umedsam.evaluation.metrics import case_metrics
+from umedsam.inference import agreement
 from umedsam.inference.engines import EngineSpec, open_engine
 from umedsam.inference.predictor import Predictor
 from umedsam.models.cards import DEFAULT_MODEL, INTERACTIVE_MODEL
@@ -91,13 +93,18 @@ def segment_case(predictors: dict, imgs, gts, set_name: str, case: str) -> dict[
     interactive = box_model.sharing_embedding(clicks_model.backend)
     no_box = np.full((len(labels), 4), np.nan)
     boxed = box_model.predict(boxes, return_logits=False)
+    corrected = interactive.predict(
+        boxes, scribbles=maps, mask_input=boxed.low_res_logits, return_logits=False
+    ).masks
+    if agreement.KEEP_AGREEING_2D:  # the apps' rule: agreeing strokes keep the box's mask
+        for k, smap in enumerate(maps):
+            if agreement.prompts_agree(boxed.masks[k], smap):
+                corrected[k] = boxed.masks[k]
     masks = {
         "box": boxed.masks,
         "scribble": interactive.predict(no_box, scribbles=maps, return_logits=False).masks,
         "box+scribble": interactive.predict(boxes, scribbles=maps, return_logits=False).masks,
-        "box, then scribble": interactive.predict(
-            boxes, scribbles=maps, mask_input=boxed.low_res_logits, return_logits=False
-        ).masks,
+        "box, then scribble": corrected,
     }
     out = {}
     for protocol, found in masks.items():
@@ -168,17 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="weights of a candidate interactive model (umedsam_interactive's network)",
     )
-    parser.add_argument(
-        "--thin-strokes",
-        choices=["on", "off"],
-        help="segment first predictions from strokes on a ridge as thin structures (default: "
-        "the package's THIN_STROKES)",
-    )
+    add_switches(parser)  # --thin-strokes, --keep-agreeing, ... as benchmarks/interactive.py
     args = parser.parse_args(argv)
-    if args.thin_strokes is not None:
-        import umedsam.inference.thin as thin
-
-        thin.THIN_STROKES = args.thin_strokes == "on"
+    apply_switches(args)
     specs = yaml.safe_load(args.config.read_text())["sets"]
     chosen = [s for s in specs if not args.sets or s["name"] in args.sets]
     predictors = {

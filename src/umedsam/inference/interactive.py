@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from umedsam.data.npz import Case, CasePrompts, label_dtype
 from umedsam.errors import InputError
-from umedsam.inference import click_locality
+from umedsam.inference import agreement, click_locality
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.predictor import Predictor
 from umedsam.inference.prompts import mask_to_logits, sample_stroke_points
@@ -112,7 +112,25 @@ def segment_interactive_image(
     masks = pred.masks
     if click_locality.LOCAL_CLICKS_2D and prompts.prev_pred is not None:
         masks = _local_click_changes(masks, prompts, points)
+    if agreement.KEEP_AGREEING_2D and prompts.prev_pred is not None:
+        masks = _keep_agreeing(masks, prompts, points, scribbles)
     return _paint(image.shape[:2], masks, prompts.labels), pred.iou
+
+
+def _keep_agreeing(
+    masks: NDArray, prompts: CasePrompts, points: list[NDArray], scribbles: list | None
+) -> NDArray:
+    """Each object whose prompts all agree with its previous mask keeps it (:mod:`agreement`)."""
+    assert prompts.prev_pred is not None
+    out = np.array(masks, bool)
+    for i, label in enumerate(prompts.labels):
+        previous = prompts.prev_pred == label
+        strokes = None if scribbles is None else scribbles[i]
+        if previous.any() and agreement.prompts_agree(
+            previous, strokes, points[i], np.asarray(prompts.click_labels[i])
+        ):
+            out[i] = previous
+    return out
 
 
 def _local_click_changes(masks: NDArray, prompts: CasePrompts, points: list[NDArray]) -> NDArray:

@@ -324,10 +324,20 @@ def _correct_image(
     mask_prompts: bool,
 ) -> Corrected:
     """One 2D object of an ``orig_hw`` image from its box, clicks (xy, labels), stroke map (or
-    None) and, as the dense prompt, its earlier mask."""
+    None) and, as the dense prompt, its earlier mask; prompts that all agree with the earlier
+    mask keep it, as ``umedsam predict`` does (:mod:`umedsam.inference.agreement`)."""
+    from umedsam.inference import agreement
     from umedsam.inference.prompts import mask_to_logits
 
     points, labels = clicks
+    if (
+        agreement.KEEP_AGREEING_2D
+        and earlier is not None
+        and agreement.prompts_agree(earlier.mask, smap, points, labels)
+    ):
+        return Corrected(
+            earlier.mask, earlier.iou, heat=earlier.heat, confidence=earlier.confidence
+        )
     mask_input = None
     if mask_prompts and earlier is not None:
         mask_input = mask_to_logits(earlier.mask, predictor.frame)[None]
