@@ -155,3 +155,27 @@ def test_a_later_stroke_on_the_same_image_reuses_the_ridge_response(
     predictor.set_image(image)
     predictor.predict(None, scribbles=[strokes], return_logits=False, thin_strokes=True)
     assert len(calls) == 3  # (the expected mask above filtered once, outside the predictor)
+
+
+def test_in_the_apps_a_click_on_a_traced_object_seeds_or_cuts(tiny_model, tmp_path) -> None:
+    """A thin-structure stroke traces the tree; a negative click across the branch cuts it off
+    (a dot of THIN_CLICK_RADIUS); a positive click on the stray line adds it."""
+    from umedsam.ui.images import LoadedImage, npz_meta
+    from umedsam.ui.session import Session
+    from vessel_picture import vessel_picture
+
+    grey, _ = vessel_picture(stray=True)
+    pixels = np.repeat(grey[..., None], 3, 2)
+    session = Session("s", LoadedImage("v", pixels, npz_meta((160, 160), None, 3)), tmp_path)
+    backend = TorchBackend(tiny_model)
+    box = [0, 0, 160, 160]
+    stroke = {"stroke": [[60, 30], [60, 70]], "label": 1, "radius": 1, "thin": True}
+    session.segment(backend, [box], [[stroke]])
+    assert session.segs is not None
+    traced = session.segs == 1
+    assert traced[110:125, 100:115].any() and not traced[:, 135:].any()
+    session.segment(backend, [box], [[stroke, [75, 92, 0]]])
+    cut = session.segs == 1
+    assert not cut[100:, 85:].any() and cut[120, 58:63].any()
+    session.segment(backend, [box], [[stroke, [75, 92, 0], [141, 100, 1]]])
+    assert (session.segs == 1)[60:120, 140:143].any()

@@ -68,7 +68,11 @@ ObjectKey = tuple[tuple[int, ...], tuple[Prompt, ...]]
 MAX_STROKE_POINTS = 2000
 MAX_BRUSH_RADIUS = 50
 THIN_CLICK_RADIUS = 2
-"""A click on a thin-structure object is a dot of this radius in its stroke map."""
+"""A positive click on a thin-structure object is a dot of this radius in its stroke map."""
+THIN_CUT_RADIUS = 5
+"""A negative click on a thin-structure object cuts a disk of this radius (pixels at a 565-px
+image, scaled with the image as the ridge filter's scales are): wider than any ridge the filter
+finds, so a click on a wrong branch severs it."""
 
 
 def painted_stroke(
@@ -360,8 +364,9 @@ def _correct_thin(
     strokes: list[Stroke],
 ) -> Corrected:
     """A 2D object traced as a thin structure: what ``umedsam predict --thin-structures`` gives
-    for its box and strokes (its clicks join them as dots of :data:`THIN_CLICK_RADIUS`: a
-    positive one seeds the piece it lands on, a negative one cuts there), the trace alone
+    for its box and strokes (its clicks join them as dots: a positive one of
+    :data:`THIN_CLICK_RADIUS` seeds the piece it lands on, a negative one of
+    :data:`THIN_CUT_RADIUS` cuts there), the trace alone
     without a decoder call. If the strokes lie on no ridge, the model's mask of the box and
     strokes stands.
 
@@ -370,13 +375,16 @@ def _correct_thin(
     """
     import cv2
 
+    from umedsam.inference.thin import REFERENCE_SIDE
+
     h, w = orig_hw
     dots = np.zeros((h, w), np.uint8)
     smap = stroke_map(strokes, (h, w))
     assert smap is not None
+    cut = int(round(THIN_CUT_RADIUS * max(1.0, max(h, w) / REFERENCE_SIDE)))
     for x, y, label in clicks:
         dots[:] = 0
-        cv2.circle(dots, (int(x), int(y)), THIN_CLICK_RADIUS, 1, -1)
+        cv2.circle(dots, (int(x), int(y)), THIN_CLICK_RADIUS if label == 1 else cut, 1, -1)
         smap[dots > 0] = 1 if label == 1 else -1
     traced = predictor.trace_thin(smap, np.array(box, np.float64))
     if traced is not None:
