@@ -340,9 +340,10 @@ def test_clicks_correct_the_selected_object_2d(browser, serve, tmp_path):
 
 
 def test_a_thin_structure_stroke_traces_the_vessel(browser, serve, tmp_path):
-    """T turns the scribble tool into the thin-structure brush: a stroke along a vessel of a
-    2D picture makes the object the vessel tree it lies on (traced along the image's ridges, not
-    the model's blob), the row shows no IoU estimate, and the stroke is kept for autosave."""
+    """T turns the scribble tool into the thin-structure brush: with no object yet, a stroke
+    along a vessel of a 2D picture starts an object over the whole image, the vessel tree it
+    lies on (traced along the image's ridges, not the model's blob); the row shows no IoU
+    estimate, the stroke is kept for autosave, and one undo takes object and stroke away."""
     from umedsam.inference.thin import thin_structure_mask
     from umedsam.ui.app import UIConfig
     from vessel_picture import vessel_picture
@@ -357,9 +358,7 @@ def test_a_thin_structure_stroke_traces_the_vessel(browser, serve, tmp_path):
     assert page.locator("#thin-row").is_visible()
     sid = page.evaluate("document.body.dataset.session")
     session = app.state.store.get(sid)
-    drag_box(page, (0, 0, 160, 160), (160, 160))
-    page.wait_for_selector("body[data-version='1']", timeout=60_000)
-    page.keyboard.press("t")
+    page.keyboard.press("t")  # no object yet: the thin stroke starts one over the whole image
     assert page.locator("#thin").is_checked() and page.locator("#tool-scribble").is_checked()
     bb = page.locator("#canvas").bounding_box()
     sx, sy = bb["width"] / 160, bb["height"] / 160
@@ -367,8 +366,9 @@ def test_a_thin_structure_stroke_traces_the_vessel(browser, serve, tmp_path):
     page.mouse.down()
     page.mouse.move(bb["x"] + 60.5 * sx, bb["y"] + 70.5 * sy, steps=10)
     page.mouse.up()
-    page.wait_for_selector("body[data-version='2']", timeout=60_000)
-    ((_, events),) = session.boxes
+    page.wait_for_selector("body[data-version='1']", timeout=60_000)
+    ((box, events),) = session.boxes
+    assert box == (0, 0, 160, 160) and len(events) == 1
     stroke = events[-1]
     assert stroke.thin and stroke.to_json()["thin"] is True
     positive = np.zeros((160, 160), bool)
@@ -379,6 +379,8 @@ def test_a_thin_structure_stroke_traces_the_vessel(browser, serve, tmp_path):
     dice = 2 * (expected & tree).sum() / (expected.sum() + tree.sum())
     assert dice > 0.7
     assert page.locator("#result table tr").nth(1).locator("td").nth(1).inner_text() == "–"
+    page.keyboard.press("Control+z")  # one step takes the object and its stroke away
+    page.wait_for_function("document.querySelectorAll('#box-list li').length === 0")
     assert errors == []
 
 

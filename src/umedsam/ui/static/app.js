@@ -399,14 +399,24 @@ function addClick(event) {
   segment();
 }
 
+// A thin-structure stroke with no object selected starts an object of its own (2D), boxed by
+// the whole image: the vessel tree it lies on is traced wherever it runs.
+function startsThinObject(event) {
+  const none = state.selected < 0 || state.selected >= state.boxes.length;
+  return state.tool === "scribble" && $("thin").checked && !state.info.is_3d && none &&
+    event.button === 0 && !event.shiftKey;
+}
+
 function onPointerDown(event) {
   if (!state.info) return;
-  if (state.tool !== "box" && state.boxes.length === 0 && event.button === 0) {
+  const noObject = state.boxes.length === 0 && event.button === 0;
+  if (noObject && state.tool !== "box" && !startsThinObject(event)) {
     setTool("box");  // nothing to correct yet: the drag draws the first box
     setStatus("No object yet, so the box tool (B) is on: drag a box around the structure.");
   }
   if (state.tool === "scribble" && (event.button === 0 || event.button === 2)) {
-    if (state.selected < 0 || state.selected >= state.boxes.length) {
+    const thinStart = startsThinObject(event);
+    if (!thinStart && (state.selected < 0 || state.selected >= state.boxes.length)) {
       setStatus("Draw a box first (press B for the box tool), then scribble to correct its mask.", true);
       return;
     }
@@ -419,6 +429,7 @@ function onPointerDown(event) {
       z: state.info.is_3d ? state.z : 0,
     };
     if (label === 1 && $("thin").checked && !state.info.is_3d) state.stroke.thin = true;
+    if (thinStart) state.stroke.newObject = true;
     $("canvas").setPointerCapture(event.pointerId);
     event.preventDefault();
     draw();
@@ -455,10 +466,18 @@ function onPointerMove(event) {
 
 function onPointerUp(event) {
   if (state.stroke) {
-    const stroke = state.stroke;
+    const { newObject, ...stroke } = state.stroke;
     state.stroke = null;
-    state.boxes[state.selected].clicks.push(stroke);
-    record({ kind: "click", index: state.selected });
+    if (newObject) {  // one undo step takes the object and its stroke away together
+      const w = state.info.width, h = state.info.height;
+      state.boxes.push({ x0: 0, y0: 0, x1: w, y1: h, z0: 0, z1: 0, clicks: [stroke] });
+      state.selected = state.boxes.length - 1;
+      record({ kind: "box" });
+      setStatus(`Object ${state.boxes.length}: the thin structure under the stroke, in the whole image.`);
+    } else {
+      state.boxes[state.selected].clicks.push(stroke);
+      record({ kind: "click", index: state.selected });
+    }
     renderBoxList();
     segment();
     return;
