@@ -133,14 +133,14 @@ def test_the_thin_structure_brush_traces_a_vessel(viewer, qtbot) -> None:  # typ
     picture, tree = vessel_picture()
     viewer.add_image(picture, name="vessels")
     widget = start_widget(viewer, qtbot)
-    viewer.layers[BOXES].add_rectangles([[[0, 0], [159, 159]]])
-    wait_steps(qtbot, widget, 1)
-    widget.thin_box.setChecked(True)
+    widget.thin_box.setChecked(True)  # no rectangle: the thin stroke alone starts the object
     scribbles = viewer.layers[SCRIBBLES]
     assert scribbles.selected_label == THIN
     for y in range(30, 71):
         scribbles.paint((float(y), 60.0), scribbles.selected_label, refresh=False)
-    wait_steps(qtbot, widget, 2)
+    wait_steps(qtbot, widget, 1)
+    assert widget.annotator.prompts.box == (0, 0, 160, 160)
+    assert not len(viewer.layers[BOXES].data)
     mask = np.asarray(viewer.layers[OBJECTS].data) == widget.annotator.label
     expected = thin_structure_mask(widget.annotator.image.pixels, scribbles.data == THIN)
     assert expected is not None  # (the session's predictor sees the image as the model reads it)

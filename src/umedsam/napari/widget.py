@@ -374,6 +374,8 @@ class UmedsamWidget(QWidget):
             and not len(self._layer(BOXES).data)
         ):
             box = self.annotator.prompts.box  # a label taken for correction has no rectangle
+        if box is None and len(shape) == 2 and any(getattr(p, "thin", False) for p in ordered):
+            box = (0, 0, shape[1], shape[0])  # a thin stroke alone: traced in the whole image
         return ObjectPrompts(box, tuple(ordered))
 
     def _prompts_changed(self) -> None:
