@@ -125,9 +125,12 @@ def run_set(spec: dict, predictors: dict, rows: list[dict]) -> None:
             print(f"skipped {err}", flush=True)
             continue
         gts = np.asarray(labelled.gts)
-        for protocol, segs in segment_case(
-            predictors, labelled.imgs, gts, spec["name"], case
-        ).items():
+        try:
+            found = segment_case(predictors, labelled.imgs, gts, spec["name"], case)
+        except InputError as err:  # e.g. an object one pixel high: no valid challenge box
+            print(f"skipped {spec['name']}/{case}: {err}", flush=True)
+            continue
+        for protocol, segs in found.items():
             if labelled.valid is not None:
                 segs = np.where(labelled.valid, segs, 0)
             for scored in case_metrics(segs, gts).labels:
