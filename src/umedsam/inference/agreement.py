@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-KEEP_AGREEING_2D = False
-"""Keep the previous mask of a 2D correction whose prompts all agree with it."""
+KEEP_AGREEING_2D = True
+"""Keep the previous mask of a 2D correction whose prompts all agree with it (on by its rule:
+the apps' flow +0.77 DSC points on the design set, no task type falling)."""
 
 
 def prompts_agree(
