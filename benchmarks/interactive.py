@@ -473,21 +473,41 @@ SWITCHES = {
 
 
 def add_switches(parser: argparse.ArgumentParser) -> None:
-    """One ``--FLAG on|off`` option per entry of :data:`SWITCHES`."""
+    """One ``--FLAG on|off`` option per entry of :data:`SWITCHES`, and the two stroke rules."""
     for flag, (_, switch, what) in SWITCHES.items():
         parser.add_argument(
             f"--{flag}", choices=["on", "off"], help=f"{what} (default: the package's {switch})"
         )
+    parser.add_argument(
+        "--stroke-components",
+        choices=["keep", "all"],
+        help="first predictions from strokes keep only the mask pieces that hold a positive "
+        "stroke, or all of the mask (default: the package's KEEP_STROKE_COMPONENTS)",
+    )
+    parser.add_argument(
+        "--background-strokes",
+        choices=["nearest", "all"],
+        help="background strokes (id 1000) as negative prompts for the objects nearest to "
+        "them or for every object (default: the package's BACKGROUND_STROKES)",
+    )
 
 
 def apply_switches(args: argparse.Namespace) -> None:
-    """Set the package's switches the command line names."""
+    """Set the package's switches and stroke rules the command line names."""
     import importlib
 
     for flag, (module, switch, _) in SWITCHES.items():
         value = getattr(args, flag.replace("-", "_"))
         if value is not None:
             setattr(importlib.import_module(module), switch, value == "on")
+    if args.stroke_components is not None:
+        import umedsam.inference.predictor as predictor
+
+        predictor.KEEP_STROKE_COMPONENTS = args.stroke_components == "keep"
+    if args.background_strokes is not None:
+        import umedsam.data.strokes as strokes
+
+        strokes.BACKGROUND_STROKES = args.background_strokes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -548,18 +568,6 @@ def main(argv: list[str] | None = None) -> int:
         help="scribble protocol: the variants to run (default: all)",
     )
     parser.add_argument(
-        "--stroke-components",
-        choices=["keep", "all"],
-        help="first predictions from strokes keep only the mask pieces that hold a positive "
-        "stroke, or all of the mask (default: the package's KEEP_STROKE_COMPONENTS)",
-    )
-    parser.add_argument(
-        "--background-strokes",
-        choices=["nearest", "all"],
-        help="background strokes (id 1000) as negative prompts for the objects nearest to "
-        "them or for every object (default: the package's BACKGROUND_STROKES)",
-    )
-    parser.add_argument(
         "--box-format",
         choices=["cvpr25", "dicts", "array"],
         default="cvpr25",
@@ -581,14 +589,6 @@ def main(argv: list[str] | None = None) -> int:
         interactive.CORRECTION_REACH = args.correction_reach if args.correction_reach >= 0 else None
     if args.propagated_threshold is not None:
         interactive.PROPAGATED_THRESHOLD = args.propagated_threshold
-    if args.stroke_components is not None:
-        import umedsam.inference.predictor as predictor
-
-        predictor.KEEP_STROKE_COMPONENTS = args.stroke_components == "keep"
-    if args.background_strokes is not None:
-        import umedsam.data.strokes as strokes
-
-        strokes.BACKGROUND_STROKES = args.background_strokes
     if args.plot:
         plot_clicks(args.plot, args.plot_out)
         for path in args.plot:

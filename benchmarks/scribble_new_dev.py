@@ -15,11 +15,14 @@ field of view where the set has one):
   interactive model.
 
 Objects are grouped by task type: compact organ (lungs), lesion (polyps, COVID infection),
-thin/tubular (retinal vessels). The image is encoded once; both models share the encoder.
+thin/tubular (retinal vessels); across the types, objects whose reference mask holds two or more
+pieces of at least 10 pixels (both lungs under one label, scattered infection, several polyps)
+are also reported together as many-part. The image is encoded once; both models share the encoder.
 
     python benchmarks/scribble_new_dev.py [--sets polyp-cvc drive-vessels] [--engine onnx]
         [--out docs/results/scribbles_new_dev.csv] [--checkpoint runs/.../last.pt]
         [--thin-strokes on|off] [--keep-agreeing on|off] [--config configs/thin_design.yaml]
+    python benchmarks/scribble_new_dev.py --summarize docs/results/scribbles_new_dev.csv
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import zlib
 from collections import defaultdict
 from pathlib import Path
 
+import cv2
 import numpy as np
 import yaml
 from interactive import add_switches, apply_switches
@@ -51,11 +55,19 @@ TASK_TYPES = {
     ("ct-covid", 2): "lesion",
 }
 PROTOCOLS = ("box", "scribble", "box+scribble", "box, then scribble")
+MIN_PART_PIXELS = 10  # pieces smaller than this are specks (as the sets' min_size), not parts
+MANY_PART = "many-part (2+ pieces, any type)"
 
 
 def task_type(set_name: str, label: int) -> str:
     """The task type of object ``label`` of a set."""
     return TASK_TYPES.get((set_name, label)) or TASK_TYPES[(set_name, None)]
+
+
+def part_count(mask: np.ndarray) -> int:
+    """Pieces of an object's reference mask (8-connected) with at least MIN_PART_PIXELS pixels."""
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    return int((stats[1:count, cv2.CC_STAT_AREA] >= MIN_PART_PIXELS).sum())
 
 
 def scribble_map(mask: np.ndarray, thin: bool, rng: np.random.Generator) -> np.ndarray:
@@ -142,6 +154,7 @@ def run_set(spec: dict, predictors: dict, rows: list[dict]) -> None:
                         "case": case,
                         "label": scored.label,
                         "type": task_type(spec["name"], scored.label),
+                        "parts": part_count(gts == scored.label),
                         "protocol": protocol,
                         "dsc": round(float(scored.dsc), 4),
                         "nsd": round(float(scored.nsd), 4),
@@ -153,8 +166,11 @@ def table(rows: list[dict]) -> str:
     """Markdown table: mean DSC / NSD per task type (and set) and protocol."""
     groups: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        for key in ((row["type"], row["set"]), (row["type"], "all")):
-            groups[key][row["protocol"]].append((row["dsc"], row["nsd"]))
+        keys = [(row["type"], row["set"]), (row["type"], "all")]
+        if int(row["parts"]) >= 2:
+            keys += [(MANY_PART, row["set"]), (MANY_PART, "all")]
+        for key in keys:
+            groups[key][row["protocol"]].append((float(row["dsc"]), float(row["nsd"])))
     lines = ["| task type | set | objects | " + " | ".join(PROTOCOLS) + " |"]
     lines.append("|---|---|---:|" + "---|" * len(PROTOCOLS))
     for (kind, set_name), by in sorted(groups.items()):
@@ -164,6 +180,23 @@ def table(rows: list[dict]) -> str:
         ]
         lines.append(f"| {kind} | {set_name} | {len(by['box'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def add_part_counts(rows: list[dict], specs: list[dict]) -> None:
+    """Fill the ``parts`` column of rows written before it existed, from the sets' masks."""
+    by_name = {spec["name"]: spec for spec in specs}
+    sources: dict = {}
+    counts: dict[tuple[str, str], dict[int, int]] = {}
+    for row in rows:
+        if row.get("parts") not in (None, ""):
+            continue
+        key = (row["set"], row["case"])
+        if key not in counts:
+            if row["set"] not in sources:
+                sources[row["set"]] = open_source(by_name[row["set"]])
+            gts = np.asarray(sources[row["set"]].load(row["case"]).gts)
+            counts[key] = {int(v): part_count(gts == v) for v in np.unique(gts) if v > 0}
+        row["parts"] = counts[key][int(row["label"])]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,10 +211,19 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="weights of a candidate interactive model (umedsam_interactive's network)",
     )
+    parser.add_argument(
+        "--summarize", type=Path, help="print the table of a CSV this script wrote; run nothing"
+    )
     add_switches(parser)  # --thin-strokes, --keep-agreeing, ... as benchmarks/interactive.py
     args = parser.parse_args(argv)
     apply_switches(args)
     specs = yaml.safe_load(args.config.read_text())["sets"]
+    if args.summarize is not None:
+        with args.summarize.open(newline="") as f:
+            written = list(csv.DictReader(f))
+        add_part_counts(written, specs)
+        print(table(written))
+        return 0
     chosen = [s for s in specs if not args.sets or s["name"] in args.sets]
     predictors = {
         "box": Predictor(open_engine(EngineSpec(DEFAULT_MODEL, engine=args.engine)).backend),
