@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from umedsam.data.interaction import CHALLENGE_BOX_SEED, challenge_boxes
-from umedsam.data.npz import Case
 from umedsam.data.sources import ImageMaskFolderSource
+from umedsam.evaluation.benchmark import box_prompted_case
 from umedsam.evaluation.metrics import case_metrics
 from umedsam.inference.engines import EngineSpec, open_engine
 from umedsam.inference.segment import segment_case
@@ -44,13 +43,7 @@ def score_cases(args: argparse.Namespace) -> list[dict]:
     rows = []
     for name in source.case_names()[:: args.every]:
         labelled = source.load(name)
-        case = Case(
-            name=name,
-            imgs=labelled.imgs,
-            boxes=challenge_boxes(labelled.gts, CHALLENGE_BOX_SEED),
-            spacing=labelled.spacing,
-            is_3d=False,
-        )
+        case = box_prompted_case(name, labelled)
         row: dict = {"case": name}
         for role, engine in engines.items():
             start = time.perf_counter()

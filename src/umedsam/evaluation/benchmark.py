@@ -17,13 +17,25 @@ import numpy as np
 
 from umedsam.data.interaction import CHALLENGE_BOX_SEED, challenge_boxes
 from umedsam.data.npz import Case
-from umedsam.data.sources import CaseSource
+from umedsam.data.sources import CaseSource, LabelledCase
 from umedsam.errors import InputError
 from umedsam.evaluation.metrics import case_metrics
 from umedsam.evaluation.report import EvaluationResult, Failure, make_case_row
 from umedsam.inference.backends.base import Backend
 
 logger = logging.getLogger(__name__)
+
+
+def box_prompted_case(name: str, labelled: LabelledCase, seed: int = CHALLENGE_BOX_SEED) -> Case:
+    """A labelled case as ``umedsam predict`` takes it: its image, prompted by boxes drawn from
+    its masks by the challenge's rule (margins from ``seed``)."""
+    return Case(
+        name=name,
+        imgs=labelled.imgs,
+        boxes=challenge_boxes(labelled.gts, seed),
+        spacing=labelled.spacing,
+        is_3d=labelled.gts.ndim == 3,
+    )
 
 
 def evaluate_source(
@@ -56,13 +68,7 @@ def evaluate_source(
     for name in source.case_names():
         try:
             labelled = source.load(name)
-            case = Case(
-                name=name,
-                imgs=labelled.imgs,
-                boxes=challenge_boxes(labelled.gts, seed),
-                spacing=labelled.spacing,
-                is_3d=labelled.gts.ndim == 3,
-            )
+            case = box_prompted_case(name, labelled, seed)
             segs = segment_case(backend, case, clip_to_box=clip_to_box).segs
             if labelled.valid is not None:
                 segs = np.where(labelled.valid, segs, 0)
