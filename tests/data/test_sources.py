@@ -86,6 +86,20 @@ def test_folder_source_reports_each_bad_pair_once_and_keeps_the_good(folder_pair
     assert sample.modality == "Endoscopy" and sample.mask.sum() > 100
 
 
+def test_jpeg_masks_are_read_as_binary_masks(tmp_path, caplog) -> None:
+    """A lossy mask carries stray values along its edges; it is one object, not many labels."""
+    _write(tmp_path / "images" / "k.png", _disk_image())
+    _write(tmp_path / "masks" / "k.jpg", _disk_mask())
+    stray = np.unique(cv2.imread(str(tmp_path / "masks" / "k.jpg"), cv2.IMREAD_GRAYSCALE))
+    assert 2 < stray.size <= 64  # what made it a 'label map' with specks before
+    with caplog.at_level("WARNING"):
+        source = ImageMaskFolderSource(tmp_path / "images", tmp_path / "masks", modality="US")
+    assert "1 mask(s) in JPEG" in caplog.text
+    gts = source.load("k").gts
+    assert set(np.unique(gts)) == {0, 1}
+    assert abs(int(gts.sum()) - int((_disk_mask() > 0).sum())) < 20
+
+
 def test_nothing_valid_left_stops_before_training(tmp_path) -> None:
     _write(tmp_path / "images" / "x.png", _disk_image())
     _write(tmp_path / "masks" / "x.png", np.zeros((64, 64), np.uint8))

@@ -53,6 +53,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 #: A mask with more distinct values than this is not a label map (a JPEG-compressed or
 #: anti-aliased mask, a probability map).
 MAX_MASK_VALUES = 64
+#: Mask files in a lossy format: compression adds stray values near 0 and near 255 along every
+#: edge, so they cannot hold labels; they are read as binary masks (> LOSSY_THRESHOLD).
+LOSSY_MASK_SUFFIXES = (".jpg", ".jpeg")
+LOSSY_THRESHOLD = 127
 
 
 @dataclass
@@ -241,6 +245,7 @@ def labelled_case(
 
 def mask_to_labels(mask: NDArray, path: Path) -> NDArray[np.int64]:
     """A mask image as integer labels: binary (0 and one value) -> 0/1; else its label values.
+    A JPEG mask (lossy) is binary: its pixels above :data:`LOSSY_THRESHOLD` are the object.
 
     Raises:
         InputError: colour mask with different channels, empty mask, or a mask with more than
@@ -250,6 +255,8 @@ def mask_to_labels(mask: NDArray, path: Path) -> NDArray[np.int64]:
 
     if mask.ndim == 3:
         raise InputError(path, "colour mask: save labels as a single-channel (grey) image")
+    if path.suffix.lower() in LOSSY_MASK_SUFFIXES:
+        mask = (mask > LOSSY_THRESHOLD).astype(np.uint8)
     values = np.unique(mask)
     if values.size > MAX_MASK_VALUES:
         raise InputError(
@@ -322,6 +329,13 @@ class ImageMaskFolderSource(CaseSource):
             self._names = _selected(sorted(image_files), cases, self)
             return
         mask_files = _files_by_stem(self.masks, self, "mask")
+        lossy = sum(p.suffix.lower() in LOSSY_MASK_SUFFIXES for p in mask_files.values())
+        if lossy:
+            logger.warning(
+                "%s: %d mask(s) in JPEG, a lossy format: each is read as one binary mask "
+                "(pixels > %d; --objects components splits it into pieces)",
+                self.name, lossy, LOSSY_THRESHOLD,
+            )  # fmt: skip
         fov_files = _files_by_stem(self.ignore, self, "ignore") if self.ignore else {}
         for stem in sorted(set(image_files) - set(mask_files)):
             self._problem(f"{image_files[stem].name}: no mask with stem {stem!r} in {self.masks}")

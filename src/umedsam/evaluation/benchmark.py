@@ -28,11 +28,24 @@ logger = logging.getLogger(__name__)
 
 def box_prompted_case(name: str, labelled: LabelledCase, seed: int = CHALLENGE_BOX_SEED) -> Case:
     """A labelled case as ``umedsam predict`` takes it: its image, prompted by boxes drawn from
-    its masks by the challenge's rule (margins from ``seed``)."""
+    its masks by the challenge's rule (margins from ``seed``).
+
+    Raises:
+        InputError: an object one pixel wide or high whose box has no area (a speck).
+    """
+    boxes = challenge_boxes(labelled.gts, seed)
+    half = boxes.shape[1] // 2  # x0, y0[, z0], x1, y1[, z1]
+    flat = np.nonzero((boxes[:, half] <= boxes[:, 0]) | (boxes[:, half + 1] <= boxes[:, 1]))[0]
+    if flat.size:
+        raise InputError(
+            None,
+            f"object {int(flat[0]) + 1} is one pixel wide or high: the challenge's box rule "
+            "gives it no area (drop such specks with --min-size PIXELS)",
+        )
     return Case(
         name=name,
         imgs=labelled.imgs,
-        boxes=challenge_boxes(labelled.gts, seed),
+        boxes=boxes,
         spacing=labelled.spacing,
         is_3d=labelled.gts.ndim == 3,
     )
