@@ -443,6 +443,12 @@ SWITCHES = {
         "THIN_STROKES",
         "segment first predictions from strokes on a ridge as thin structures",
     ),
+    "thin-contradicted": (
+        "umedsam.inference.thin",
+        "THIN_WHEN_CONTRADICTED",
+        "trace a stroke on a ridge as a thin structure when the model's mask covers its "
+        "negative strokes",
+    ),
     "local-clicks": (
         "umedsam.inference.click_locality",
         "LOCAL_CLICKS_2D",

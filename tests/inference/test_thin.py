@@ -179,3 +179,46 @@ def test_in_the_apps_a_click_on_a_traced_object_seeds_or_cuts(tiny_model, tmp_pa
     assert not cut[100:, 85:].any() and cut[120, 58:63].any()
     session.segment(backend, [box], [[stroke, [75, 92, 0], [141, 100, 1]]])
     assert (session.segs == 1)[60:120, 140:143].any()
+
+
+def test_contradicts_negatives_counts_the_negative_pixels_inside_the_mask() -> None:
+    mask = np.zeros((20, 20), bool)
+    mask[:, :10] = True
+    strokes = np.zeros((20, 20), np.int8)
+    strokes[5, 2:8] = 1
+    assert not thin.contradicts_negatives(mask, strokes)  # no negative stroke
+    strokes[15, 4:14] = -1  # 6 of 10 negative pixels inside the mask
+    assert thin.contradicts_negatives(mask, strokes)
+    strokes[15, 4:14] = 0
+    strokes[15, 6:16] = -1  # 4 of 10
+    assert not thin.contradicts_negatives(mask, strokes)
+
+
+def test_a_model_mask_over_the_negative_stroke_is_traced_instead(tiny_model, monkeypatch) -> None:
+    """The rule's wiring: the trace replaces the model's mask only where the rule is on, the
+    object has a negative stroke its model mask covers, and no caller said thin_strokes=False."""
+    from vessel_picture import vessel_picture
+
+    image, _ = vessel_picture()
+    strokes = np.zeros((160, 160), np.int8)
+    strokes[30:70, 59:62] = 1
+    strokes[40:60, 100:103] = -1  # between the vessels
+    predictor = Predictor(TorchBackend(tiny_model))
+    predictor.set_image(image)
+    no_box = np.full((1, 4), np.nan)
+    trace = thin_structure_mask(image, strokes > 0, strokes < 0)
+    monkeypatch.setattr(thin, "THIN_WHEN_CONTRADICTED", True)
+    monkeypatch.setattr(thin, "THIN_CONTRADICTION", 0.0)  # any negative stroke counts as covered
+    found = predictor.predict(no_box, scribbles=[strokes], return_logits=False)
+    assert trace is not None and found.thin is not None and found.thin[0]
+    assert np.array_equal(found.masks[0], trace)
+    for never in (
+        {"thin_strokes": False},  # the caller's word wins
+        {"scribbles": [np.where(strokes < 0, 0, strokes)]},  # no negative stroke: nothing to cover
+    ):
+        kwargs = {"scribbles": [strokes], **never}
+        other = predictor.predict(no_box, return_logits=False, **kwargs)  # type: ignore[arg-type]
+        assert other.thin is not None and not other.thin[0]
+    monkeypatch.setattr(thin, "THIN_CONTRADICTION", 1.01)  # never covered enough
+    model = predictor.predict(no_box, scribbles=[strokes], return_logits=False)
+    assert model.thin is not None and not model.thin[0]

@@ -287,7 +287,19 @@ class Predictor:
         mirrored = MIRROR_STROKES if mirror_strokes is None else mirror_strokes
         if mirrored and self.frame.mirrorable and untraced.size:
             low_res, iou = self._average_with_mirror(untraced, boxes, scribbles, low_res, iou)
-        keep = [_StrokeObject(int(i), np.asarray(scribbles[i]), traced.get(int(i))) for i in chosen]
+        contradicted = (
+            thin_strokes is None and not thin.THIN_STROKES and thin.THIN_WHEN_CONTRADICTED
+        )
+        keep = [
+            _StrokeObject(
+                int(i),
+                np.asarray(scribbles[i]),
+                traced.get(int(i)),
+                _box_of(boxes, int(i)),
+                contradicted,
+            )  # fmt: skip
+            for i in chosen
+        ]
         return low_res, iou, keep
 
     def _trace_thin(
@@ -327,14 +339,19 @@ class Predictor:
             return found
         return _inside_box(found, box)
 
-    @staticmethod
     def _stroke_mask(
-        mask: NDArray[np.bool_], found: _StrokeObject
+        self, mask: NDArray[np.bool_], found: _StrokeObject
     ) -> tuple[NDArray[np.bool_], bool]:
         """A first prediction from strokes and whether it is a thin structure: the object's
-        traced thin structure, else the mask's pieces a positive stroke touches."""
+        traced thin structure (traced here when the model's ``mask`` contradicts the object's
+        negative strokes and the rule asks for it), else the mask's pieces a positive stroke
+        touches."""
         if found.traced is not None:
             return found.traced, True
+        if found.trace_if_contradicted and thin.contradicts_negatives(mask, found.strokes):
+            traced = self.trace_thin(found.strokes, found.box)
+            if traced is not None:
+                return traced, True
         positive = found.strokes > 0
         return (components_touching(mask, positive) if KEEP_STROKE_COMPONENTS else mask), False
 
@@ -368,8 +385,10 @@ class Predictor:
                 mask_input) over the image and its mirror image; None takes the package's rule
                 :data:`MIRROR_STROKES`.
             thin_strokes: segment such an object as the thin structure its strokes lie on
-                when they lie on a ridge (:mod:`umedsam.inference.thin`); None takes the
-                package's rule :data:`umedsam.inference.thin.THIN_STROKES`.
+                when they lie on a ridge (:mod:`umedsam.inference.thin`); False never; None
+                takes the package's rules (:data:`umedsam.inference.thin.THIN_STROKES`, else
+                :data:`~umedsam.inference.thin.THIN_WHEN_CONTRADICTED`: only an object whose
+                model mask covers its negative strokes).
 
         Returns:
             A Prediction with masks (N, H, W) bool and IoU estimates (N,).
@@ -441,12 +460,15 @@ def _with_box(prompts: DecoderPrompts, box: NDArray) -> DecoderPrompts:
 
 
 class _StrokeObject(NamedTuple):
-    """An object prompted by strokes alone: its index, stroke map (1 object, -1 background) and
-    the thin structure traced from them (None: not traced)."""
+    """An object prompted by strokes alone: its index, stroke map (1 object, -1 background),
+    the thin structure traced from them (None: not traced), its box (None: none) and whether
+    a model mask that contradicts its negative strokes is to be traced instead."""
 
     object_index: int
     strokes: NDArray
     traced: NDArray[np.bool_] | None
+    box: NDArray | None
+    trace_if_contradicted: bool
 
 
 def _box_of(boxes: NDArray | None, index: int) -> NDArray | None:

@@ -22,11 +22,16 @@ ridge it is. So, for a first prediction from strokes (:func:`thin_structure_mask
    stroke, where noise puts some of its pixels below the stroke's own percentile.
 
 The parameters were chosen on DRIVE's training images (docs/interactive_log.md, "Thin
-structures from a stroke"). By the rule written there the path is not on by default
+structures from a stroke"). By the rule written there the path is not on for every stroke
 (:data:`THIN_STROKES`): the ridge test also fires on some lung and polyp strokes. Users ask for it
 per run (``umedsam predict --thin-structures``, ``Predictor.predict(..., thin_strokes=True)``) or
 per object in the web app and the napari plugin (a "thin structure" stroke). With a box, the
 mask stays inside it.
+
+Without that request, an object is traced when the model's own mask shows that it cannot outline
+the structure (:data:`THIN_WHEN_CONTRADICTED`, :func:`contradicts_negatives`): the mask covers
+most of the object's negative strokes (on a vessel tree the model fills the retina, negative
+strokes between the vessels included) and the positive stroke lies on a ridge.
 """
 
 from __future__ import annotations
@@ -37,6 +42,14 @@ from scipy import ndimage
 
 THIN_STROKES = False
 """Segment first predictions from strokes on a ridge with :func:`thin_structure_mask`."""
+
+THIN_WHEN_CONTRADICTED = True
+"""Without :data:`THIN_STROKES`, trace an object whose model mask contradicts its negative
+strokes (:func:`contradicts_negatives`) when its positive stroke lies on a ridge."""
+
+THIN_CONTRADICTION = 0.6
+"""Share of the negative strokes' pixels inside the model's mask that counts as a contradiction
+(chosen on training images: docs/interactive_log.md)."""
 
 SIGMAS = (1.0, 1.5, 2.0, 3.0)
 """Frangi scales in pixels at a 565-px image (scaled with the image's longer side)."""
@@ -57,6 +70,16 @@ MAX_SIDE = 1024
 """Larger images are filtered at this longer side (the cost grows with the pixels)."""
 
 _ENCLOSING = np.ones((3, 3), bool)
+
+
+def contradicts_negatives(mask: NDArray[np.bool_], strokes: NDArray) -> bool:
+    """Whether ``mask`` covers at least :data:`THIN_CONTRADICTION` of the negative pixels (-1)
+    of an object's stroke map; False when it has none."""
+    negative = np.asarray(strokes) < 0
+    count = int(negative.sum())
+    return (
+        count > 0 and int((np.asarray(mask, bool) & negative).sum()) >= THIN_CONTRADICTION * count
+    )
 
 
 def ridge_channel(image: NDArray) -> NDArray[np.float32]:

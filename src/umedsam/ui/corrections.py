@@ -353,6 +353,8 @@ def _correct_image(
         mask_input=mask_input,
         return_logits=False,
     )
+    if pred.thin is not None and pred.thin[0]:  # traced (the model could not outline it)
+        return Corrected(pred.masks[0], float("nan"))  # no estimate describes a trace
     return _with_confidence(pred, orig_hw, predictor)
 
 
