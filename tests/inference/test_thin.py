@@ -181,6 +181,29 @@ def test_in_the_apps_a_click_on_a_traced_object_seeds_or_cuts(tiny_model, tmp_pa
     assert (session.segs == 1)[60:120, 140:143].any()
 
 
+def test_in_the_apps_a_contradicted_first_stroke_is_traced_without_estimate(
+    tiny_model, tmp_path, monkeypatch
+) -> None:
+    """A box and ordinary strokes at once: when the rule traces the object, its row has no IoU
+    estimate and no confidence (they would describe the model's mask, not the trace)."""
+    from umedsam.ui.images import LoadedImage, npz_meta
+    from umedsam.ui.session import Session
+    from vessel_picture import vessel_picture
+
+    grey, _ = vessel_picture()
+    pixels = np.repeat(grey[..., None], 3, 2)
+    session = Session("s", LoadedImage("v", pixels, npz_meta((160, 160), None, 3)), tmp_path)
+    monkeypatch.setattr(thin, "THIN_CONTRADICTION", 0.0)  # any negative stroke counts as covered
+    strokes = [
+        {"stroke": [[60, 30], [60, 70]], "label": 1, "radius": 1},
+        {"stroke": [[100, 40], [100, 60]], "label": 0, "radius": 1},
+    ]
+    summary = session.segment(TorchBackend(tiny_model), [[0, 0, 160, 160]], [strokes])
+    (row,) = summary["objects"]
+    assert row["iou"] is None and row["confidence"] is None
+    assert session.segs is not None and (session.segs == 1)[110:125, 100:115].any()  # the branch
+
+
 def test_contradicts_negatives_counts_the_negative_pixels_inside_the_mask() -> None:
     mask = np.zeros((20, 20), bool)
     mask[:, :10] = True
