@@ -214,72 +214,17 @@ def encode_prompts(
     point_list = _as_list(points, n, "points")
     label_list = _as_list(point_labels, n, "point_labels")
     scribble_list = _as_list(scribbles, n, "scribbles")
-    tokens: list[tuple[NDArray, NDArray]] = []
+    tokens = []
     for i in range(n):
-        coords, labels = [], []
         box = box_list[i]
-        has_box = box is not None and not np.isnan(np.asarray(box, np.float64)).all()
-        pts, labs = point_list[i], label_list[i]
-        if pts is not None and len(pts):
-            pts = np.asarray(pts, np.float64).reshape(-1, 2)
-            if labs is None:
-                raise InputError(source, f"object {i + 1}: points need point_labels (1 or 0)")
-            labs = np.asarray(labs).reshape(-1)
-            if labs.shape[0] != pts.shape[0]:
-                raise InputError(
-                    source,
-                    f"object {i + 1}: {pts.shape[0]} points but {labs.shape[0]} point labels",
-                )
-            if not np.isin(labs, (0, 1)).all():
-                raise InputError(
-                    source, f"object {i + 1}: point labels must be 1 or 0; got {np.unique(labs)}"
-                )
-            if (
-                not np.isfinite(pts).all()
-                or (pts < 0).any()
-                or (pts[:, 0] >= w).any()
-                or (pts[:, 1] >= h).any()
-            ):
-                raise InputError(
-                    source,
-                    f"object {i + 1}: points must lie inside the {w}x{h} image "
-                    f"(0 <= x < {w}, 0 <= y < {h}); got {pts.round(1).tolist()}",
-                )
-            coords.append(pts)
-            labels.append(labs.astype(np.float64))
-        scribble = scribble_list[i]
-        if scribble is not None:
-            smap = np.asarray(scribble)
-            if smap.shape != (h, w):
-                raise InputError(
-                    source, f"object {i + 1}: scribble must be ({h}, {w}); got {smap.shape}"
-                )
-            if not (smap != 0).any():
-                raise InputError(source, f"object {i + 1}: the scribble has no stroke")
-            for value, label in ((1, POSITIVE), (-1, NEGATIVE)):
-                sampled = sample_stroke_points(smap == value, scribble_points)
-                if len(sampled):
-                    coords.append(sampled)
-                    labels.append(np.full(len(sampled), label, np.float64))
+        if box is not None and np.isnan(np.asarray(box, np.float64)).all():
+            box = None
+        sparse = _click_tokens(i, point_list[i], label_list[i], (h, w), source)
+        sparse += _stroke_tokens(i, scribble_list[i], (h, w), scribble_points, source)
         mask_given = mask_input is not None and np.isfinite(mask_input[i]).all()
-        if has_box:
-            b = np.asarray(box, np.float64).reshape(4)
-            coords.append(b.reshape(2, 2))
-            labels.append(np.array([BOX_TOP_LEFT, BOX_BOTTOM_RIGHT], np.float64))
-        if not coords and not mask_given:
+        if not sparse and box is None and not mask_given:
             raise InputError(source, f"object {i + 1} has no prompt (box, point or scribble)")
-        all_coords = np.concatenate(coords) if coords else np.zeros((0, 2))
-        all_labels = np.concatenate(labels) if labels else np.zeros(0)
-        # model frame (the prompt encoder adds the half-pixel): boxes as the family's official
-        # pipeline scales them (LiteMedSAM truncates); points keep sub-pixels
-        model = frame.points_to_frame(all_coords, (h, w))
-        if has_box:
-            corners = frame.boxes_to_frame(np.asarray(box, np.float64).reshape(1, 4), (h, w))
-            model[-2:] = corners.reshape(2, 2)
-        if not has_box:  # SAM pads a prompt without a box with one "not a point" token
-            model = np.concatenate([model, np.zeros((1, 2))])
-            all_labels = np.concatenate([all_labels, [PADDING]])
-        tokens.append((model, all_labels))
+        tokens.append(_in_frame(frame, (h, w), sparse, box))
     num_tokens = np.array([t[0].shape[0] for t in tokens], np.int64)
     p = int(num_tokens.max())
     coords_arr = np.zeros((n, p, 2), np.float32)
@@ -287,19 +232,100 @@ def encode_prompts(
     for i, (c, lab) in enumerate(tokens):
         coords_arr[i, : len(c)] = c
         labels_arr[i, : len(lab)] = lab
-    side = frame.low_res
+    masks, has_mask = _dense_prompts(mask_input, n, frame.low_res, source)
+    return DecoderPrompts(coords_arr, labels_arr, masks, has_mask, num_tokens)
+
+
+_Tokens = list[tuple[NDArray, NDArray]]
+"""(coords (K, 2), labels (K,)) groups of one object's sparse prompts, in image pixels."""
+
+
+def _click_tokens(
+    i: int, pts: NDArray | None, labs: NDArray | None, hw: tuple[int, int], source: str | None
+) -> _Tokens:
+    """Object ``i``'s clicks as one token group (none without clicks), validated."""
+    if pts is None or not len(pts):
+        return []
+    h, w = hw
+    pts = np.asarray(pts, np.float64).reshape(-1, 2)
+    if labs is None:
+        raise InputError(source, f"object {i + 1}: points need point_labels (1 or 0)")
+    labs = np.asarray(labs).reshape(-1)
+    if labs.shape[0] != pts.shape[0]:
+        raise InputError(
+            source, f"object {i + 1}: {pts.shape[0]} points but {labs.shape[0]} point labels"
+        )
+    if not np.isin(labs, (0, 1)).all():
+        raise InputError(
+            source, f"object {i + 1}: point labels must be 1 or 0; got {np.unique(labs)}"
+        )
+    outside = (pts < 0).any() or (pts[:, 0] >= w).any() or (pts[:, 1] >= h).any()
+    if not np.isfinite(pts).all() or outside:
+        raise InputError(
+            source,
+            f"object {i + 1}: points must lie inside the {w}x{h} image "
+            f"(0 <= x < {w}, 0 <= y < {h}); got {pts.round(1).tolist()}",
+        )
+    return [(pts, labs.astype(np.float64))]
+
+
+def _stroke_tokens(
+    i: int, scribble: NDArray | None, hw: tuple[int, int], count: int, source: str | None
+) -> _Tokens:
+    """Object ``i``'s stroke map as points sampled along its positive and negative strokes."""
+    if scribble is None:
+        return []
+    smap = np.asarray(scribble)
+    if smap.shape != hw:
+        raise InputError(source, f"object {i + 1}: scribble must be {hw}; got {smap.shape}")
+    if not (smap != 0).any():
+        raise InputError(source, f"object {i + 1}: the scribble has no stroke")
+    groups = []
+    for value, label in ((1, POSITIVE), (-1, NEGATIVE)):
+        sampled = sample_stroke_points(smap == value, count)
+        if len(sampled):
+            groups.append((sampled, np.full(len(sampled), label, np.float64)))
+    return groups
+
+
+def _in_frame(
+    frame: Frame, hw: tuple[int, int], sparse: _Tokens, box: NDArray | None
+) -> tuple[NDArray, NDArray]:
+    """One object's tokens in the model frame: clicks and stroke points, then the box corners
+    as the family's official pipeline scales them (LiteMedSAM truncates), else SAM's padding
+    token (the prompt encoder adds the half-pixel; points keep sub-pixels)."""
+    coords = [c for c, _ in sparse]
+    labels = [lab for _, lab in sparse]
+    if box is not None:
+        coords.append(np.asarray(box, np.float64).reshape(2, 2))
+        labels.append(np.array([BOX_TOP_LEFT, BOX_BOTTOM_RIGHT], np.float64))
+    all_coords = np.concatenate(coords) if coords else np.zeros((0, 2))
+    all_labels = np.concatenate(labels) if labels else np.zeros(0)
+    model = frame.points_to_frame(all_coords, hw)
+    if box is not None:
+        corners = frame.boxes_to_frame(np.asarray(box, np.float64).reshape(1, 4), hw)
+        model[-2:] = corners.reshape(2, 2)
+        return model, all_labels
+    return np.concatenate([model, np.zeros((1, 2))]), np.concatenate([all_labels, [PADDING]])
+
+
+def _dense_prompts(
+    mask_input: NDArray | None, n: int, side: int, source: str | None
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """(N, 1, L, L) previous logits (zeros where none) and the (N,) flags of the given ones."""
     masks = np.zeros((n, 1, side, side), np.float32)
     has_mask = np.zeros(n, np.float32)
-    if mask_input is not None:
-        mask_input = np.asarray(mask_input, np.float32)
-        if mask_input.shape != (n, 1, side, side):
-            raise InputError(
-                source, f"mask_input must be (N, 1, {side}, {side}); got {mask_input.shape}"
-            )
-        for i in range(n):
-            if np.isfinite(mask_input[i]).all():
-                masks[i], has_mask[i] = mask_input[i], 1.0
-    return DecoderPrompts(coords_arr, labels_arr, masks, has_mask, num_tokens)
+    if mask_input is None:
+        return masks, has_mask
+    mask_input = np.asarray(mask_input, np.float32)
+    if mask_input.shape != (n, 1, side, side):
+        raise InputError(
+            source, f"mask_input must be (N, 1, {side}, {side}); got {mask_input.shape}"
+        )
+    for i in range(n):
+        if np.isfinite(mask_input[i]).all():
+            masks[i], has_mask[i] = mask_input[i], 1.0
+    return masks, has_mask
 
 
 def mask_to_logits(mask: NDArray, size: Frame | int) -> NDArray[np.float32]:
