@@ -337,15 +337,15 @@ def test_balanced_stage1_draws_modalities_by_weight(challenge_folder: Path, tmp_
     from collections import Counter
     from types import SimpleNamespace
 
-    from umedsam.training.distill import _balanced_picks, _modality_groups
+    from umedsam.training.distill_loop import balanced_picks, modality_groups
 
     keys = [f"root|2DBox_US_{i}.npz|2d|none" for i in range(30)]
     keys += ["root|2DBox_Endoscopy_0.npz|2d|none", "root|3DBox_CT_0.npz|z3|none"]
     pool = SimpleNamespace(keys=keys)
     gen = torch.Generator().manual_seed(0)
-    groups = _modality_groups(pool, range(len(keys)))  # type: ignore[arg-type]
+    groups = modality_groups(pool, range(len(keys)))  # type: ignore[arg-type]
     assert sorted(groups) == ["CT", "Endoscopy", "US"]
-    picks = _balanced_picks(groups, {"CT": 0.5}, 2500, gen)
+    picks = balanced_picks(groups, {"CT": 0.5}, 2500, gen)
     counts = Counter("US" if p < 30 else "Endoscopy" if p == 30 else "CT" for p in picks)
     assert counts["Endoscopy"] / 2500 == pytest.approx(0.4, abs=0.04)  # 1 / 2.5, not 1 / 32
     assert counts["CT"] / 2500 == pytest.approx(0.2, abs=0.04)

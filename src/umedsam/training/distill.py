@@ -17,23 +17,23 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from umedsam.data.dataset import SegmentationDataset
 from umedsam.training.distill_config import (
     DistillConfig,
-    DistillLossConfig,
-    DistillOptimConfig,
     load_distill_config,
+)
+from umedsam.training.distill_loop import (
+    EmbeddingPool,
+    Progress,
+    Stage1Loop,
+    validation_loss,
 )
 from umedsam.training.teacher_cache import (
     CacheSignature,
@@ -62,7 +62,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 _MB = 1 << 20
 
 
@@ -91,9 +90,6 @@ class DistillResult:
     val_loss: float | None = None
     finetuned_weights: Path | None = None
     finetune_metric: float | None = None
-
-
-Progress = Callable[[dict[str, Any]], None]
 
 
 def _load_model(name: str, checkpoint: str | None) -> Any:
@@ -157,104 +153,6 @@ def _load_student_init(student: Any, spec: Any) -> None:
     )
 
 
-class _Pool:
-    """Cached teacher embeddings and their preprocessed images, in memory as float16."""
-
-    def __init__(self, dataset: SegmentationDataset, cache: TeacherEmbeddingCache, keys: list[str]):
-        self.dataset = dataset
-        self.cache = cache
-        self.pending = list(keys)
-        self.keys: list[str] = []
-        self.images: list[torch.Tensor] = []
-        self.targets: list[torch.Tensor] = []
-        self.refresh()
-
-    def refresh(self) -> int:
-        """Load the entries cached since the last call; returns how many were added."""
-        still = []
-        added = 0
-        for key in self.pending:
-            emb = self.cache.get(key) if key in self.cache else None
-            if emb is None:
-                still.append(key)
-                continue
-            self.keys.append(key)
-            self.targets.append(emb)
-            self.images.append(self.dataset.image_for_key(key).to(torch.float16))
-            added += 1
-        self.pending = still
-        return added
-
-    def split(self, val_images: int) -> tuple[list[int], list[int]]:
-        """(train, val) positions; val spread evenly over the priority order."""
-        n = len(self.keys)
-        if val_images <= 0 or n < 2:
-            return list(range(n)), []
-        val_images = min(val_images, n // 2)
-        val = sorted({int(round(v)) for v in np.linspace(n - 1, 0, val_images)})
-        held = set(val)
-        return [i for i in range(n) if i not in held], val
-
-    def batch(
-        self, positions: Sequence[int], flips: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        images, targets = [], []
-        for pos, (fv, fh) in zip(positions, flips.tolist(), strict=True):
-            dims = [d for d, on in ((-2, fv), (-1, fh)) if on]
-            image, target = self.images[pos].float(), self.targets[pos].float()
-            if dims:
-                image, target = image.flip(dims), target.flip(dims)
-            images.append(image)
-            targets.append(target)
-        return torch.stack(images), torch.stack(targets)
-
-
-def _modality_groups(pool: _Pool, positions: Sequence[int]) -> dict[str, list[int]]:
-    """Pool positions by modality (read from the case name in each key)."""
-    from umedsam.data.naming import modality_from_name
-
-    groups: dict[str, list[int]] = {}
-    for pos in positions:
-        groups.setdefault(modality_from_name(pool.keys[pos].split("|")[1]), []).append(pos)
-    return groups
-
-
-def _balanced_picks(
-    groups: Mapping[str, Sequence[int]],
-    weights: Mapping[str, float] | None,
-    count: int,
-    gen: torch.Generator,
-) -> list[int]:
-    """``count`` pool positions: a modality drawn by ``weights`` (default 1 each), then an image."""
-    names = sorted(groups)
-    probs = torch.tensor([float((weights or {}).get(m, 1.0)) for m in names], dtype=torch.float64)
-    if float(probs.sum()) <= 0:
-        raise ValueError(f"data.modality_weights leave no modality to draw: {dict(weights or {})}")
-    modality = torch.multinomial(probs, count, replacement=True, generator=gen)
-    chosen = []
-    for g in modality.tolist():
-        members = groups[names[g]]
-        chosen.append(members[int(torch.randint(len(members), (1,), generator=gen))])
-    return chosen
-
-
-def _lr_at(step: int, optim: DistillOptimConfig, total: int) -> float:
-    if optim.warmup_steps and step < optim.warmup_steps:
-        return optim.lr * (step + 1) / optim.warmup_steps
-    span = max(1, total - optim.warmup_steps)
-    progress = min(1.0, (step - optim.warmup_steps) / span)
-    floor = optim.lr * optim.min_lr_ratio
-    return floor + 0.5 * (optim.lr - floor) * (1 + math.cos(math.pi * progress))
-
-
-def _distill_loss(
-    pred: torch.Tensor, target: torch.Tensor, loss: DistillLossConfig
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    mse = F.mse_loss(pred, target)
-    cosine = (1 - F.cosine_similarity(pred, target, dim=1)).mean()
-    return loss.mse_weight * mse + loss.cosine_weight * cosine, mse, cosine
-
-
 def export_student_weights(
     state: Mapping[str, torch.Tensor] | str | Path,
     path: str | Path,
@@ -306,9 +204,6 @@ def distill_stage1(
     Raises:
         ValueError: no teacher embedding could be cached (e.g. ``cache_max_mb`` too small).
     """
-    from umedsam.models.checkpoint import read_state_dict
-    from umedsam.training.checkpointing import CsvLog, save_atomic
-
     data, run = config.data, config.run
     if run.num_threads is not None:
         torch.set_num_threads(run.num_threads)
@@ -316,8 +211,59 @@ def distill_stage1(
     out.mkdir(parents=True, exist_ok=True)
 
     teacher = _load_model(config.teacher.name, config.teacher.checkpoint).eval()
+    dataset, cache, keys = _filled_teacher_cache(config, teacher, progress)
+    if cache_only:
+        cached = sum(key in cache for key in keys)
+        logger.info("teacher cache %s: %d of %d images available", cache.folder, cached, len(keys))
+        return DistillResult(out, None, 0, cached)
+    # only a training run records its config: a cache fill must not overwrite that record
+    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1), encoding="utf-8")
+    pool = EmbeddingPool(dataset, cache, keys)
+    logger.info(
+        "teacher cache %s: %d of %d images available", cache.folder, len(pool.keys), len(keys)
+    )
+    if not pool.keys:
+        raise ValueError(
+            f"no teacher embedding is cached in {cache.folder} (cache_max_mb={data.cache_max_mb}, "
+            f"cache_time_budget_s={data.cache_time_budget_s}); allow the cache to fill"
+        )
+    train_pos, val_pos = pool.split(data.val_images)
+
+    with torch.random.fork_rng():
+        torch.manual_seed(run.seed)  # the student's initial weights depend on the seed only
+        student = build_student(config, teacher)
+    del teacher
+    params = [p for p in student.image_encoder.parameters() if p.requires_grad]
+    for module in (student.prompt_encoder, student.mask_decoder):
+        module.requires_grad_(False)
+    optimizer = torch.optim.AdamW(
+        params, lr=config.optim.lr, weight_decay=config.optim.weight_decay
+    )
+    step = _resume_stage1(config, student, optimizer, out)
+    if step is None:
+        _init_output_statistics(config, student, pool, train_pos)
+    trainer = Stage1Loop(config, student, optimizer, params, pool, train_pos, out)
+    steps, train_loss = trainer.train(step or 0, resumed=step is not None, progress=progress)
+    val_loss = validation_loss(config, student, pool, val_pos)
+    weights = export_student_weights(student.state_dict(), out / "student.pt")
+    return DistillResult(
+        output_dir=out,
+        student_weights=weights,
+        steps=steps,
+        cached_images=len(pool.keys),
+        train_loss=train_loss,
+        val_loss=val_loss,
+    )
+
+
+def _filled_teacher_cache(
+    config: DistillConfig, teacher: Any, progress: Progress | None
+) -> tuple[SegmentationDataset, TeacherEmbeddingCache, list[str]]:
+    """The stage-1 dataset, the teacher cache filled as far as its budget allows, and the cache
+    keys of the images chosen for distillation."""
     from umedsam.data.sources import sources_from_config
 
+    data = config.data
     dataset = SegmentationDataset(
         sources_from_config(
             data.train_root, data.sources, modalities=data.modalities, labelled=False
@@ -332,7 +278,6 @@ def distill_stage1(
     signature = teacher_signature(config.teacher.name, config.teacher.checkpoint, teacher)
     cache = TeacherEmbeddingCache(data.cache_dir, signature, int(data.cache_max_mb * _MB))
     items = select_items(dataset, max_images=data.max_images, flip_variants=data.teacher_flips)
-    keys = [dataset.image_key(i, f) for i, f in items]
 
     def cache_progress(done: int, total: int) -> None:
         if progress is not None:
@@ -357,169 +302,42 @@ def distill_stage1(
         progress=cache_progress,
         known=known,
     )
-    del known  # the copied embeddings are in the teacher cache now
-    if cache_only:
-        cached = sum(key in cache for key in keys)
-        logger.info("teacher cache %s: %d of %d images available", cache.folder, cached, len(keys))
-        return DistillResult(out, None, 0, cached)
-    # only a training run records its config: a cache fill must not overwrite that record
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1), encoding="utf-8")
-    pool = _Pool(dataset, cache, keys)
-    logger.info(
-        "teacher cache %s: %d of %d images available", cache.folder, len(pool.keys), len(keys)
-    )
-    if not pool.keys:
-        raise ValueError(
-            f"no teacher embedding is cached in {cache.folder} (cache_max_mb={data.cache_max_mb}, "
-            f"cache_time_budget_s={data.cache_time_budget_s}); allow the cache to fill"
-        )
-    train_pos, val_pos = pool.split(data.val_images)
+    return dataset, cache, [dataset.image_key(i, f) for i, f in items]
 
-    with torch.random.fork_rng():
-        torch.manual_seed(run.seed)  # the student's initial weights depend on the seed only
-        student = build_student(config, teacher)
-    del teacher
-    encoder = student.image_encoder
-    params = [p for p in encoder.parameters() if p.requires_grad]
-    for module in (student.prompt_encoder, student.mask_decoder):
-        module.requires_grad_(False)
-    optimizer = torch.optim.AdamW(
-        params, lr=config.optim.lr, weight_decay=config.optim.weight_decay
-    )
 
-    step = 0
-    resume = run.resume
+def _resume_stage1(
+    config: DistillConfig, student: Any, optimizer: torch.optim.Optimizer, out: Path
+) -> int | None:
+    """The step a resumed stage 1 continues from (weights and optimizer loaded), or None."""
+    from umedsam.models.checkpoint import read_state_dict
+
+    resume = config.run.resume
     if resume == "auto":
         resume = str(out / "last.pt") if (out / "last.pt").is_file() else None
-    if resume is not None:
-        ckpt = torch.load(resume, map_location="cpu", weights_only=True)
-        if ckpt.get("model_name") != config.student.name:
-            raise ValueError(
-                f"{resume}: checkpoint of {ckpt.get('model_name')!r}, not {config.student.name!r}"
-            )
-        student.load_state_dict(read_state_dict(resume))
-        optimizer.load_state_dict(ckpt["optimizer"])
-        step = int(ckpt["step"])
-        logger.info("resumed stage 1 from %s at step %d", resume, step)
-    elif config.student.init is None and config.student.init_output_stats:
-        setter = getattr(encoder, "set_output_statistics", None)
-        if setter is not None:
-            sample = torch.stack([pool.targets[i].float() for i in train_pos[:64]])
-            setter(sample.mean(dim=(0, 2, 3)), sample.std(dim=(0, 2, 3)))
-
-    log = CsvLog(out / "log.csv", ["step", "loss", "mse", "cosine", "lr", "seconds", "images"])
-    log.start(step if resume is not None else None)
-
-    def save_last() -> None:
-        save_atomic(
-            {
-                "format_version": FORMAT_VERSION,
-                "model_name": config.student.name,
-                "config": config.to_dict(),
-                "model": student.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "epoch": 0,
-                "step": step,
-                "best_metric": None,
-            },
-            out / "last.pt",
+    if resume is None:
+        return None
+    ckpt = torch.load(resume, map_location="cpu", weights_only=True)
+    if ckpt.get("model_name") != config.student.name:
+        raise ValueError(
+            f"{resume}: checkpoint of {ckpt.get('model_name')!r}, not {config.student.name!r}"
         )
+    student.load_state_dict(read_state_dict(resume))
+    optimizer.load_state_dict(ckpt["optimizer"])
+    step = int(ckpt["step"])
+    logger.info("resumed stage 1 from %s at step %d", resume, step)
+    return step
 
-    window: list[tuple[float, float, float]] = []
-    groups: dict[str, list[int]] | None = None  # balanced draws: train positions by modality
-    train_loss = None
-    start = time.perf_counter()
-    student.train()
-    while step < run.steps:
-        if run.time_budget_s is not None and time.perf_counter() - start >= run.time_budget_s:
-            logger.info("stage 1 stopped by its time budget at step %d", step)
-            break
-        if data.refresh_every and step % data.refresh_every == 0 and pool.pending:
-            first_new = len(pool.keys)
-            if pool.refresh():
-                train_pos.extend(range(first_new, len(pool.keys)))
-                logger.info("training on %d cached images", len(train_pos))
-        t0 = time.perf_counter()
-        gen = torch.Generator().manual_seed(run.seed * 1_000_003 + step)
-        if data.balanced:
-            if groups is None or sum(map(len, groups.values())) != len(train_pos):
-                groups = _modality_groups(pool, train_pos)  # first step, or images added
-            chosen = _balanced_picks(groups, data.modality_weights, run.batch_size, gen)
-        else:
-            picks = torch.randint(len(train_pos), (run.batch_size,), generator=gen)
-            chosen = [train_pos[int(i)] for i in picks]
-        flips = torch.rand(run.batch_size, 2, generator=gen) < 0.5
-        if not data.tensor_flips:
-            flips[:] = False
-        images, targets = pool.batch(chosen, flips)
-        lr = _lr_at(step, config.optim, run.steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss, mse, cosine = _distill_loss(student.encode(images), targets, config.loss)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.optim.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, config.optim.max_grad_norm)
-        optimizer.step()
-        step += 1
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"stage-1 loss is {value} at step {step}")
-        window.append((value, float(mse.detach()), float(cosine.detach())))
-        seconds = time.perf_counter() - t0
-        if step % run.log_every_steps == 0 or step == run.steps:
-            mean = np.mean(window, axis=0)
-            train_loss = float(mean[0])
-            row = {
-                "step": step,
-                "loss": train_loss,
-                "mse": float(mean[1]),
-                "cosine": float(mean[2]),
-                "lr": lr,
-                "seconds": seconds,
-                "images": len(train_pos),
-            }
-            log.append(row)
-            logger.info(
-                "step %d/%d loss %.4f (mse %.4f, 1-cos %.4f) lr %.2e %.1fs/step",
-                step,
-                run.steps,
-                row["loss"],
-                row["mse"],
-                row["cosine"],
-                lr,
-                seconds,
-            )
-            window = []
-            if progress is not None:
-                progress({"phase": "distill", **row})
-        if step % run.save_every_steps == 0:
-            save_last()
-    save_last()
 
-    val_loss = None
-    if val_pos:
-        student.eval()
-        losses = []
-        with torch.inference_mode():
-            for begin in range(0, len(val_pos), run.batch_size):
-                chunk = val_pos[begin : begin + run.batch_size]
-                images, targets = pool.batch(chunk, torch.zeros(len(chunk), 2, dtype=torch.bool))
-                losses.append(
-                    float(_distill_loss(student.encode(images), targets, config.loss)[0])
-                    * len(chunk)
-                )
-        val_loss = sum(losses) / len(val_pos)
-        logger.info("stage-1 validation loss %.4f on %d held-out images", val_loss, len(val_pos))
-    weights = export_student_weights(student.state_dict(), out / "student.pt")
-    return DistillResult(
-        output_dir=out,
-        student_weights=weights,
-        steps=step,
-        cached_images=len(pool.keys),
-        train_loss=train_loss,
-        val_loss=val_loss,
-    )
+def _init_output_statistics(
+    config: DistillConfig, student: Any, pool: EmbeddingPool, train_pos: list[int]
+) -> None:
+    """A fresh student encoder's output scale set to the teacher embeddings' (when asked)."""
+    if config.student.init is not None or not config.student.init_output_stats:
+        return
+    setter = getattr(student.image_encoder, "set_output_statistics", None)
+    if setter is not None:
+        sample = torch.stack([pool.targets[i].float() for i in train_pos[:64]])
+        setter(sample.mean(dim=(0, 2, 3)), sample.std(dim=(0, 2, 3)))
 
 
 # ---------------------------------------------------------------------------------- stage 2
