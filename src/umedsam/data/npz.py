@@ -337,81 +337,21 @@ def _interactive_case(path: Path, data: dict[str, NDArray], pickled: set[str]) -
     box_dicts = load_pickled_key(path, "boxes") if "boxes" in pickled else None
     numeric_boxes = np.asarray(data["boxes"]) if "boxes" in data else None
     clicks_raw = load_pickled_key(path, "clicks") if "clicks" in pickled else None
-    if clicks_raw is None and "clicks" in data.get("__keys__", np.array([])).tolist():
+    stored = data.get("__keys__", np.array([])).tolist()
+    if clicks_raw is None and "clicks" in stored:
         raise InputError(
             path, "'clicks' must be a list with one {'fg': [...], 'bg': [...]} per object"
         )
     order_raw = load_pickled_key(path, "clicks_order") if "clicks_order" in pickled else None
-    if order_raw is None and "clicks_order" in data.get("__keys__", np.array([])).tolist():
+    if order_raw is None and "clicks_order" in stored:
         with np.load(path, allow_pickle=False) as npz:
             order_raw = npz["clicks_order"].tolist()
-    # 2D or 3D, from the shapes
-    if imgs.ndim == 2:
-        is_3d = False
-    elif scribbles is not None:
-        is_3d = tuple(scribbles.shape) == tuple(imgs.shape)
-    elif box_dicts is not None:
-        is_3d = True
-    elif numeric_boxes is not None and numeric_boxes.ndim == 2:
-        is_3d = numeric_boxes.shape[1] == 6
-    elif prev is not None:
-        is_3d = tuple(prev.shape) == tuple(imgs.shape)
-    elif clicks_raw:
-        first = next(
-            (
-                c
-                for obj in clicks_raw
-                if isinstance(obj, dict)
-                for c in obj.get("fg", []) + obj.get("bg", [])
-            ),
-            None,
-        )
-        is_3d = first is not None and len(first) == 3
-    else:
-        is_3d = imgs.shape[2] not in (1, 3)
+    is_3d = _is_volume(imgs, scribbles, box_dicts, numeric_boxes, prev, clicks_raw)
     spatial = tuple(imgs.shape) if is_3d else tuple(imgs.shape[:2])
     cols = 6 if is_3d else 4
-    # objects and their boxes
-    start = None
-    boxes: NDArray[np.float64] | None = None
-    if box_dicts is not None:
-        if not isinstance(box_dicts, list) or not all(isinstance(b, dict) for b in box_dicts):
-            raise InputError(path, "'boxes' must be numbers or a list of dicts (z_min, z_max, ...)")
-        try:
-            boxes = np.array([[float(b[k]) for k in _BOX_DICT_KEYS] for b in box_dicts]).reshape(
-                -1, 6
-            )
-            start = np.array([int(b["z_mid"]) for b in box_dicts], dtype=np.int64)
-        except (KeyError, TypeError, ValueError) as err:
-            raise InputError(
-                path, f"'boxes' dicts need the keys z_mid and {', '.join(_BOX_DICT_KEYS)} ({err})"
-            ) from err
-        if not is_3d:
-            raise InputError(path, "'boxes' dicts describe 3D boxes but the image is 2D")
-    elif numeric_boxes is not None:
-        _check_numeric(path, "boxes", numeric_boxes)
-        boxes = (
-            np.asarray(numeric_boxes, np.float64).reshape(-1, cols)
-            if numeric_boxes.size % cols == 0
-            else None
-        )
-        if boxes is None:
-            raise InputError(path, f"boxes must be (N, {cols}); got shape {numeric_boxes.shape}")
+    boxes, start = _prompt_boxes(path, box_dicts, numeric_boxes, is_3d)
     if scribbles is not None:
-        if tuple(scribbles.shape) != spatial:
-            raise InputError(
-                path,
-                f"'scribbles' must have the image's spatial shape {spatial}; got {scribbles.shape}",
-            )
-        if scribbles.dtype.kind not in "iub":
-            raise InputError(
-                path, f"'scribbles' must hold integer ids; got dtype {scribbles.dtype}"
-            )
-        ids = np.unique(scribbles)
-        labels = ids[(ids != 0) & (ids != SCRIBBLE_BACKGROUND)].astype(np.int64)
-        if labels.size == 0:
-            what = "only background strokes" if (ids == SCRIBBLE_BACKGROUND).any() else "no strokes"
-            raise InputError(path, f"'scribbles' has {what}: nothing to segment")
+        labels = _scribbled_objects(path, scribbles, spatial)
     else:
         n = len(boxes) if boxes is not None else len(clicks_raw or [])
         if n == 0:
@@ -419,35 +359,132 @@ def _interactive_case(path: Path, data: dict[str, NDArray], pickled: set[str]) -
         labels = np.arange(1, n + 1, dtype=np.int64)
     n = len(labels)
     if boxes is not None:
-        if len(boxes) != n:
-            raise InputError(
-                path,
-                f"{len(boxes)} boxes for {n} scribbled objects; give one per id in ascending order",
-            )
-        int_boxes = validate_boxes(boxes, imgs.shape, is_3d, path)
-        boxes = int_boxes.astype(np.float64)
-        if start is not None:
-            bad = (start < int_boxes[:, 2]) | (start > int_boxes[:, 5])
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                raise InputError(path, f"box {i}: z_mid {start[i]} lies outside its z range")
+        boxes = _checked_boxes(path, boxes, start, n, imgs.shape, is_3d)
     clicks, click_labels = _parse_clicks(path, clicks_raw, order_raw, n, spatial)
     if prev is not None:
-        if tuple(prev.shape) != spatial:
-            raise InputError(
-                path, f"'prev_pred' shape {prev.shape} does not match the image's {spatial}"
-            )
-        if prev.dtype.kind not in "iub":
-            raise InputError(path, f"'prev_pred' must be a label map; got dtype {prev.dtype}")
-        unknown = np.setdiff1d(np.unique(prev), np.concatenate([[0], labels]))
-        if unknown.size:
-            raise InputError(
-                path,
-                f"'prev_pred' holds labels {unknown[:5].tolist()} that are no object of this case ({labels[:10].tolist()})",
-            )
+        _check_previous(path, prev, spatial, labels)
     prompts = CasePrompts(labels, boxes, start, clicks, click_labels, scribbles, prev)
     box_array = np.zeros((0, cols), np.int64) if boxes is None else boxes.astype(np.int64)
     return Case(path.name, imgs, box_array, _spacing(path, data, is_3d), is_3d, prompts)
+
+
+def _is_volume(
+    imgs: NDArray,
+    scribbles: NDArray | None,
+    box_dicts: object,
+    numeric_boxes: NDArray | None,
+    prev: NDArray | None,
+    clicks_raw: list | None,
+) -> bool:
+    """Whether an interactive case is 3D, from the shapes of what it holds."""
+    if imgs.ndim == 2:
+        return False
+    if scribbles is not None:
+        return tuple(scribbles.shape) == tuple(imgs.shape)
+    if box_dicts is not None:
+        return True
+    if numeric_boxes is not None and numeric_boxes.ndim == 2:
+        return bool(numeric_boxes.shape[1] == 6)
+    if prev is not None:
+        return tuple(prev.shape) == tuple(imgs.shape)
+    if clicks_raw:
+        coords = (
+            c
+            for obj in clicks_raw
+            if isinstance(obj, dict)
+            for c in obj.get("fg", []) + obj.get("bg", [])
+        )
+        first = next(coords, None)
+        return first is not None and len(first) == 3
+    return imgs.shape[2] not in (1, 3)
+
+
+def _prompt_boxes(
+    path: Path, box_dicts: object, numeric_boxes: NDArray | None, is_3d: bool
+) -> tuple[NDArray[np.float64] | None, NDArray[np.int64] | None]:
+    """The case's boxes as (N, 4 or 6) floats and, for the challenge's 3D dicts, each box's start
+    slice ``z_mid``; (None, None) without boxes."""
+    cols = 6 if is_3d else 4
+    if box_dicts is not None:
+        if not isinstance(box_dicts, list) or not all(isinstance(b, dict) for b in box_dicts):
+            raise InputError(path, "'boxes' must be numbers or a list of dicts (z_min, z_max, ...)")
+        try:
+            boxes = np.array([[float(b[k]) for k in _BOX_DICT_KEYS] for b in box_dicts])
+            start = np.array([int(b["z_mid"]) for b in box_dicts], dtype=np.int64)
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(
+                path, f"'boxes' dicts need the keys z_mid and {', '.join(_BOX_DICT_KEYS)} ({err})"
+            ) from err
+        if not is_3d:
+            raise InputError(path, "'boxes' dicts describe 3D boxes but the image is 2D")
+        return boxes.reshape(-1, 6), start
+    if numeric_boxes is None:
+        return None, None
+    _check_numeric(path, "boxes", numeric_boxes)
+    if numeric_boxes.size % cols:
+        raise InputError(path, f"boxes must be (N, {cols}); got shape {numeric_boxes.shape}")
+    return np.asarray(numeric_boxes, np.float64).reshape(-1, cols), None
+
+
+def _scribbled_objects(
+    path: Path, scribbles: NDArray, spatial: tuple[int, ...]
+) -> NDArray[np.int64]:
+    """The object ids of a scribble map (background strokes are not objects), checked."""
+    if tuple(scribbles.shape) != spatial:
+        raise InputError(
+            path,
+            f"'scribbles' must have the image's spatial shape {spatial}; got {scribbles.shape}",
+        )
+    if scribbles.dtype.kind not in "iub":
+        raise InputError(path, f"'scribbles' must hold integer ids; got dtype {scribbles.dtype}")
+    ids = np.unique(scribbles)
+    labels = ids[(ids != 0) & (ids != SCRIBBLE_BACKGROUND)].astype(np.int64)
+    if labels.size == 0:
+        what = "only background strokes" if (ids == SCRIBBLE_BACKGROUND).any() else "no strokes"
+        raise InputError(path, f"'scribbles' has {what}: nothing to segment")
+    return labels
+
+
+def _checked_boxes(
+    path: Path,
+    boxes: NDArray[np.float64],
+    start: NDArray[np.int64] | None,
+    n: int,
+    shape: tuple[int, ...],
+    is_3d: bool,
+) -> NDArray[np.float64]:
+    """One valid box per object (and each start slice inside its box's z range)."""
+    if len(boxes) != n:
+        raise InputError(
+            path,
+            f"{len(boxes)} boxes for {n} scribbled objects; give one per id in ascending order",
+        )
+    int_boxes = validate_boxes(boxes, shape, is_3d, path)
+    if start is not None:
+        bad = (start < int_boxes[:, 2]) | (start > int_boxes[:, 5])
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(path, f"box {i}: z_mid {start[i]} lies outside its z range")
+    return int_boxes.astype(np.float64)
+
+
+def _check_previous(
+    path: Path, prev: NDArray, spatial: tuple[int, ...], labels: NDArray[np.int64]
+) -> None:
+    """A previous prediction must be a label map of the image's shape holding only the objects."""
+    if tuple(prev.shape) != spatial:
+        raise InputError(
+            path, f"'prev_pred' shape {prev.shape} does not match the image's {spatial}"
+        )
+    if prev.dtype.kind not in "iub":
+        raise InputError(path, f"'prev_pred' must be a label map; got dtype {prev.dtype}")
+    unknown = np.setdiff1d(np.unique(prev), np.concatenate([[0], labels]))
+    if unknown.size:
+        raise InputError(
+            path,
+            f"'prev_pred' holds labels {unknown[:5].tolist()} that are no object of this case "
+            f"({labels[:10].tolist()})",
+        )
 
 
 def _parse_clicks(
