@@ -227,7 +227,7 @@ def load_interactive_prompts(path: str | Path, *, shape: tuple[int, ...]) -> Any
     Raises:
         InputError: malformed JSON, out-of-image clicks or boxes, maps of the wrong shape.
     """
-    from umedsam.data.npz import SCRIBBLE_BACKGROUND, CasePrompts
+    from umedsam.data.npz import CasePrompts
 
     path = Path(path)
     if not path.is_file():
@@ -241,9 +241,7 @@ def load_interactive_prompts(path: str | Path, *, shape: tuple[int, ...]) -> Any
     objects = content["objects"]
     if not objects:
         raise InputError(path, "'objects' is empty")
-    ndim = len(shape)
-    sizes = tuple(reversed(shape))  # x, y(, z)
-    n = len(objects)
+    ndim, n = len(shape), len(objects)
     boxes = np.full((n, 2 * ndim), np.nan)
     starts = np.full(n, -1, np.int64)
     clicks, labels = [], []
@@ -254,51 +252,11 @@ def load_interactive_prompts(path: str | Path, *, shape: tuple[int, ...]) -> Any
             boxes[i - 1] = _validate(path, [obj["box"]], shape)[0]
         if "start_slice" in obj:
             starts[i - 1] = round(_number(path, i, obj["start_slice"]))
-        raw = obj.get("clicks", [])
-        marks = obj.get("click_labels", [1] * len(raw))
-        if not isinstance(raw, list) or not isinstance(marks, list) or len(raw) != len(marks):
-            raise InputError(path, f"object {i}: 'clicks' and 'click_labels' must be equal lists")
-        pts = []
-        for point in raw:
-            if not isinstance(point, list) or len(point) != ndim:
-                raise InputError(path, f"object {i}: a click needs {ndim} numbers; got {point!r}")
-            xyz = [round(_number(path, i, v)) for v in point]
-            if any(not 0 <= v < s for v, s in zip(xyz, sizes, strict=True)):
-                raise InputError(path, f"object {i}: click {xyz} lies outside the image {shape}")
-            pts.append(xyz[::-1])  # (x, y, z) -> array index (z, y, x)
-        if any(m not in (0, 1) for m in marks):
-            raise InputError(path, f"object {i}: click labels must be 1 or 0; got {marks}")
-        clicks.append(np.asarray(pts, np.int64).reshape(-1, ndim))
-        labels.append(np.asarray(marks, np.int64))
-    maps = {}
-    for key in ("scribbles", "previous_mask"):
-        if key in content:
-            from umedsam.data.readers import read_image
-
-            file = (path.parent / str(content[key])).resolve()
-            array, _ = read_image(file)
-            array = np.asarray(array)
-            if array.ndim == ndim + 1 and array.shape[-1] in (1, 3):
-                array = array[..., 0]
-            if tuple(array.shape) != tuple(shape):
-                raise InputError(
-                    file, f"{key} must have the image's shape {shape}; got {array.shape}"
-                )
-            maps[key] = np.rint(array).astype(np.int64)
+        points, marks = _object_clicks(path, i, obj, shape)
+        clicks.append(points)
+        labels.append(marks)
+    maps = _prompt_maps(path, content, shape, n)
     object_labels = np.arange(1, n + 1, dtype=np.int64)
-    if "previous_mask" in maps:
-        unknown = np.setdiff1d(np.unique(maps["previous_mask"]), np.arange(n + 1))
-        if unknown.size:
-            raise InputError(
-                path, f"previous_mask holds labels {unknown[:5].tolist()} beyond the {n} objects"
-            )
-    if "scribbles" in maps:
-        ids = np.unique(maps["scribbles"])
-        bad = np.setdiff1d(ids, [*range(n + 1), SCRIBBLE_BACKGROUND])
-        if bad.size:
-            raise InputError(
-                path, f"scribbles hold ids {bad[:5].tolist()}; expected 1..{n} or 1000"
-            )
     has_start = starts >= 0
     return CasePrompts(
         labels=object_labels,
@@ -309,3 +267,61 @@ def load_interactive_prompts(path: str | Path, *, shape: tuple[int, ...]) -> Any
         scribbles=maps.get("scribbles"),
         prev_pred=maps.get("previous_mask"),
     )
+
+
+def _object_clicks(
+    path: Path, i: int, obj: dict, shape: tuple[int, ...]
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Object ``i``'s clicks as array indices (K, ndim) and their 1/0 labels, checked."""
+    ndim = len(shape)
+    sizes = tuple(reversed(shape))  # x, y(, z)
+    raw = obj.get("clicks", [])
+    marks = obj.get("click_labels", [1] * len(raw))
+    if not isinstance(raw, list) or not isinstance(marks, list) or len(raw) != len(marks):
+        raise InputError(path, f"object {i}: 'clicks' and 'click_labels' must be equal lists")
+    pts = []
+    for point in raw:
+        if not isinstance(point, list) or len(point) != ndim:
+            raise InputError(path, f"object {i}: a click needs {ndim} numbers; got {point!r}")
+        xyz = [round(_number(path, i, v)) for v in point]
+        if any(not 0 <= v < s for v, s in zip(xyz, sizes, strict=True)):
+            raise InputError(path, f"object {i}: click {xyz} lies outside the image {shape}")
+        pts.append(xyz[::-1])  # (x, y, z) -> array index (z, y, x)
+    if any(m not in (0, 1) for m in marks):
+        raise InputError(path, f"object {i}: click labels must be 1 or 0; got {marks}")
+    return np.asarray(pts, np.int64).reshape(-1, ndim), np.asarray(marks, np.int64)
+
+
+def _prompt_maps(
+    path: Path, content: dict, shape: tuple[int, ...], n: int
+) -> dict[str, NDArray[np.int64]]:
+    """The scribble map and previous mask a prompt file names, read and checked against the
+    image's shape and its ``n`` objects (1000 = background strokes)."""
+    from umedsam.data.npz import SCRIBBLE_BACKGROUND
+    from umedsam.data.readers import read_image
+
+    maps = {}
+    for key in ("scribbles", "previous_mask"):
+        if key not in content:
+            continue
+        file = (path.parent / str(content[key])).resolve()
+        array, _ = read_image(file)
+        array = np.asarray(array)
+        if array.ndim == len(shape) + 1 and array.shape[-1] in (1, 3):
+            array = array[..., 0]
+        if tuple(array.shape) != tuple(shape):
+            raise InputError(file, f"{key} must have the image's shape {shape}; got {array.shape}")
+        maps[key] = np.rint(array).astype(np.int64)
+    if "previous_mask" in maps:
+        unknown = np.setdiff1d(np.unique(maps["previous_mask"]), np.arange(n + 1))
+        if unknown.size:
+            raise InputError(
+                path, f"previous_mask holds labels {unknown[:5].tolist()} beyond the {n} objects"
+            )
+    if "scribbles" in maps:
+        bad = np.setdiff1d(np.unique(maps["scribbles"]), [*range(n + 1), SCRIBBLE_BACKGROUND])
+        if bad.size:
+            raise InputError(
+                path, f"scribbles hold ids {bad[:5].tolist()}; expected 1..{n} or 1000"
+            )
+    return maps
