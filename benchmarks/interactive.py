@@ -454,6 +454,11 @@ SWITCHES = {
         "LOCAL_CLICKS_2D",
         "2D: keep only the changes of a correction that touch a click",
     ),
+    "local-strokes": (
+        "umedsam.inference.click_locality",
+        "LOCAL_STROKES_2D",
+        "2D: keep only the changes of a correction that touch a stroke",
+    ),
     "cut-clicked-start": (
         "umedsam.inference.interactive",
         "CUT_CLICKED_START",

@@ -7,7 +7,11 @@ import numpy as np
 import umedsam.inference.click_locality as click_locality
 from umedsam.data.npz import CasePrompts
 from umedsam.inference.backends.torch import TorchBackend
-from umedsam.inference.click_locality import keep_clicked_changes, touch_radius
+from umedsam.inference.click_locality import (
+    keep_clicked_changes,
+    keep_stroked_changes,
+    touch_radius,
+)
 from umedsam.inference.interactive import segment_interactive_image
 
 
@@ -44,6 +48,24 @@ def test_without_clicks_or_changes_the_new_mask_stands() -> None:
     new = _square((20, 20), 4, 12, 4, 12)
     assert np.array_equal(keep_clicked_changes(previous, new, np.zeros((0, 2)), 2), new)
     assert np.array_equal(keep_clicked_changes(previous, previous, np.array([[5, 5]]), 2), previous)
+
+
+def test_only_the_changed_pieces_a_stroke_touches_are_kept() -> None:
+    previous = _square((40, 40), 10, 20, 10, 20)
+    new = previous.copy()
+    new[10:20, 20:26] = True  # grown where the stroke crosses the border
+    new[30:35, 30:35] = True  # a new piece far from the stroke
+    new[18:20, 10:14] = False  # shrunk on the other side
+    strokes = np.zeros((40, 40), np.int8)
+    strokes[15, 14:24] = 1
+    out = keep_stroked_changes(previous, new, strokes, radius=2)
+    assert out[10:20, 20:26].all()
+    assert not out[30:35, 30:35].any() and out[18:20, 10:14].all()
+    strokes[:] = 0
+    strokes[32, 36:39] = -1  # a negative stroke near the far piece: that change stands too
+    out = keep_stroked_changes(previous, new, strokes, radius=2)
+    assert out[30:35, 30:35].all() and not out[10:20, 20:26].any()
+    assert np.array_equal(keep_stroked_changes(previous, new, np.zeros((40, 40)), 2), new)
 
 
 def test_touch_radius_scales_with_the_image() -> None:

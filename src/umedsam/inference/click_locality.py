@@ -1,4 +1,4 @@
-"""Clicks change what they touch (2D corrections).
+"""Clicks and strokes change what they touch (2D corrections).
 
 A correction click says "this pixel is wrong". A model decoding the image again with the click,
 the box and the previous mask also moves the mask in places nobody clicked, and those moves can
@@ -7,7 +7,9 @@ make a good mask worse (on endoscopy the first click lowered the mean DSC). With
 against its previous mask) whose connected piece comes within :func:`touch_radius` of one of its
 clicks; every other pixel keeps the previous mask. A click the model ignored changes nothing;
 the rule never moves a pixel the model did not move. Whether it is on is decided by the rule in
-docs/interactive_log.md ("Clicks change what they touch").
+docs/interactive_log.md ("Clicks change what they touch"). :data:`LOCAL_STROKES_2D` does the
+same for the strokes of a correction (a changed piece must come within the radius of a stroke
+pixel; "Strokes change what they touch").
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from scipy import ndimage
 
 LOCAL_CLICKS_2D = False
 """Keep only the changes of a 2D correction that touch a click (off until its rule decides)."""
+
+LOCAL_STROKES_2D = True
+"""Keep only the changes of a 2D correction that touch a stroke (switched on by its rule:
+docs/interactive_log.md, "Strokes change what they touch")."""
 
 TOUCH_FRACTION = 0.01
 """A change touches a click within this fraction of the image's longer side (at least 2 px)."""
@@ -45,13 +51,33 @@ def keep_clicked_changes(
     changed = np.asarray(previous, bool) != np.asarray(new, bool)
     if not changed.any() or len(points_xy) == 0:
         return np.asarray(new, bool).copy()
-    pieces, count = ndimage.label(changed, structure=np.ones((3, 3), bool))
     h, w = changed.shape
     near = np.zeros((h, w), bool)
     for x, y in np.rint(np.asarray(points_xy, np.float64)).astype(np.int64):
         x0, x1 = max(0, x - radius), min(w, x + radius + 1)
         y0, y1 = max(0, y - radius), min(h, y + radius + 1)
         near[y0:y1, x0:x1] = True
+    return _keep_touching(previous, new, changed, near)
+
+
+def keep_stroked_changes(
+    previous: NDArray[np.bool_], new: NDArray[np.bool_], strokes: NDArray, radius: int
+) -> NDArray[np.bool_]:
+    """``new`` where its change against ``previous`` comes within ``radius`` pixels of one of
+    the object's stroke pixels (``strokes`` != 0: positive or negative), ``previous`` elsewhere."""
+    changed = np.asarray(previous, bool) != np.asarray(new, bool)
+    marked = np.asarray(strokes) != 0
+    if not changed.any() or not marked.any():
+        return np.asarray(new, bool).copy()
+    near = ndimage.binary_dilation(marked, structure=np.ones((3, 3), bool), iterations=radius)
+    return _keep_touching(previous, new, changed, near)
+
+
+def _keep_touching(
+    previous: NDArray, new: NDArray, changed: NDArray[np.bool_], near: NDArray[np.bool_]
+) -> NDArray[np.bool_]:
+    """``new`` on the 8-connected pieces of ``changed`` that reach ``near``, ``previous`` elsewhere."""
+    pieces, _ = ndimage.label(changed, structure=np.ones((3, 3), bool))
     touched = np.unique(pieces[near & changed])
     keep = np.isin(pieces, touched[touched > 0])
     return np.where(keep, new, previous).astype(bool)

@@ -112,6 +112,8 @@ def segment_interactive_image(
     masks = pred.masks
     if click_locality.LOCAL_CLICKS_2D and prompts.prev_pred is not None:
         masks = _local_click_changes(masks, prompts, points)
+    if click_locality.LOCAL_STROKES_2D and prompts.prev_pred is not None and scribbles:
+        masks = _local_stroke_changes(masks, prompts, scribbles)
     if agreement.KEEP_AGREEING_2D and prompts.prev_pred is not None:
         masks = _keep_agreeing(masks, prompts, points, scribbles)
     return _paint(image.shape[:2], masks, prompts.labels), pred.iou
@@ -142,6 +144,18 @@ def _local_click_changes(masks: NDArray, prompts: CasePrompts, points: list[NDAr
         previous = prompts.prev_pred == label
         if len(points[i]) and previous.any():
             out[i] = click_locality.keep_clicked_changes(previous, out[i], points[i], radius)
+    return out
+
+
+def _local_stroke_changes(masks: NDArray, prompts: CasePrompts, scribbles: list) -> NDArray:
+    """Each stroked object's changes kept where they touch its strokes (:mod:`click_locality`)."""
+    assert prompts.prev_pred is not None
+    radius = click_locality.touch_radius(prompts.prev_pred.shape)
+    out = np.array(masks, bool)
+    for i, label in enumerate(prompts.labels):
+        previous = prompts.prev_pred == label
+        if scribbles[i] is not None and previous.any():
+            out[i] = click_locality.keep_stroked_changes(previous, out[i], scribbles[i], radius)
     return out
 
 
