@@ -14,9 +14,9 @@ pixel; "Strokes change what they touch").
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
 LOCAL_CLICKS_2D = False
 """Keep only the changes of a 2D correction that touch a click (off until its rule decides)."""
@@ -69,8 +69,6 @@ def keep_stroked_changes(
     marked = np.asarray(strokes) != 0
     if not changed.any() or not marked.any():
         return np.asarray(new, bool).copy()
-    import cv2
-
     square = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)  # the clicks' square reach
     near = cv2.dilate(marked.astype(np.uint8), square).astype(bool)
     return _keep_touching(previous, new, changed, near)
@@ -80,7 +78,8 @@ def _keep_touching(
     previous: NDArray, new: NDArray, changed: NDArray[np.bool_], near: NDArray[np.bool_]
 ) -> NDArray[np.bool_]:
     """``new`` on the 8-connected pieces of ``changed`` that reach ``near``, ``previous`` elsewhere."""
-    pieces, _ = ndimage.label(changed, structure=np.ones((3, 3), bool))
-    touched = np.unique(pieces[near & changed])
-    keep = np.isin(pieces, touched[touched > 0])
-    return np.where(keep, new, previous).astype(bool)
+    count, pieces = cv2.connectedComponents(changed.astype(np.uint8), connectivity=8)
+    kept = np.zeros(count, bool)
+    kept[pieces[near & changed]] = True
+    kept[0] = False  # unchanged pixels
+    return np.where(kept[pieces], new, previous).astype(bool)
