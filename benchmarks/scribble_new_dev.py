@@ -42,7 +42,7 @@ from umedsam.data.interaction import break_stroke, challenge_boxes, simulate_scr
 from umedsam.data.sources import open_source
 from umedsam.errors import InputError
 from umedsam.evaluation.metrics import case_metrics
-from umedsam.inference import agreement, click_locality
+from umedsam.inference import agreement
 from umedsam.inference.engines import EngineSpec, open_engine
 from umedsam.inference.predictor import Predictor
 from umedsam.models.cards import DEFAULT_MODEL, INTERACTIVE_MODEL
@@ -108,16 +108,8 @@ def segment_case(predictors: dict, imgs, gts, set_name: str, case: str) -> dict[
     corrected = interactive.predict(
         boxes, scribbles=maps, mask_input=boxed.low_res_logits, return_logits=False
     ).masks
-    if click_locality.LOCAL_STROKES_2D:  # the apps' rule: strokes change what they touch
-        radius = click_locality.touch_radius(gts.shape)
-        for k, smap in enumerate(maps):
-            corrected[k] = click_locality.keep_stroked_changes(
-                boxed.masks[k], corrected[k], smap, radius
-            )
-    if agreement.KEEP_AGREEING_2D:  # the apps' rule: agreeing strokes keep the box's mask
-        for k, smap in enumerate(maps):
-            if agreement.prompts_agree(boxed.masks[k], smap):
-                corrected[k] = boxed.masks[k]
+    for k, smap in enumerate(maps):  # the apps' correction rules, in their order
+        corrected[k] = agreement.settle_correction(boxed.masks[k], corrected[k], smap)
     masks = {
         "box": boxed.masks,
         "scribble": interactive.predict(no_box, scribbles=maps, return_logits=False).masks,

@@ -99,3 +99,26 @@ def test_the_apps_correction_keeps_the_mask_for_an_agreeing_stroke(
     outside = {"stroke": [[int(off_mask[1]), int(off_mask[0])]], "label": 1, "radius": 0.5}
     session.segment(backend, [box], [[stroke, outside]])
     assert not np.array_equal(session.segs == 1, boxed)  # a disagreeing stroke: the model
+
+
+def test_settle_correction_applies_the_rules_in_one_order(monkeypatch) -> None:
+    """Agreeing prompts keep the previous mask; otherwise only the changes a stroke touches
+    stand; with no previous mask the model's mask stands."""
+    import umedsam.inference.click_locality as local
+
+    monkeypatch.setattr(agreement, "KEEP_AGREEING_2D", True)
+    monkeypatch.setattr(local, "LOCAL_STROKES_2D", True)
+    previous = np.zeros((40, 40), bool)
+    previous[10:20, 10:20] = True
+    new = previous.copy()
+    new[10:20, 20:26] = True  # grown across the stroke
+    new[30:35, 30:35] = True  # a piece far from it
+    inside = np.zeros((40, 40), np.int8)
+    inside[15, 12:18] = 1
+    assert np.array_equal(agreement.settle_correction(previous, new, inside), previous)
+    across = np.zeros((40, 40), np.int8)
+    across[15, 14:24] = 1
+    settled = agreement.settle_correction(previous, new, across)
+    assert settled[10:20, 20:26].all() and not settled[30:35, 30:35].any()
+    empty = np.zeros((40, 40), bool)
+    assert np.array_equal(agreement.settle_correction(empty, new, across), new)

@@ -54,3 +54,39 @@ def prompts_agree(
             return False
         prompted = True
     return prompted
+
+
+def settle_correction(
+    previous: NDArray[np.bool_],
+    new: NDArray[np.bool_],
+    strokes: NDArray | None = None,
+    points_xy: NDArray | None = None,
+    point_labels: NDArray | None = None,
+) -> NDArray[np.bool_]:
+    """An object's 2D correction after the measured correction rules, in the one order every
+    entry point (``umedsam predict``, the web app, napari, the benchmarks) applies them.
+
+    Prompts that all agree with ``previous`` keep it (:data:`KEEP_AGREEING_2D`); otherwise the
+    model's ``new`` mask keeps only the changes that touch a click
+    (:data:`~umedsam.inference.click_locality.LOCAL_CLICKS_2D`) and a stroke
+    (:data:`~umedsam.inference.click_locality.LOCAL_STROKES_2D`), each as switched.
+
+    Args:
+        previous: (H, W) the object's mask before this step (empty: nothing to settle against).
+        new: (H, W) the model's mask with this step's prompts.
+        strokes, points_xy, point_labels: the object's prompts, as :func:`prompts_agree` takes.
+    """
+    from umedsam.inference import click_locality as local
+
+    previous = np.asarray(previous, bool)
+    if not previous.any():
+        return np.asarray(new, bool)
+    if KEEP_AGREEING_2D and prompts_agree(previous, strokes, points_xy, point_labels):
+        return previous
+    radius = local.touch_radius(previous.shape)
+    out = np.asarray(new, bool)
+    if local.LOCAL_CLICKS_2D and points_xy is not None and len(points_xy):
+        out = local.keep_clicked_changes(previous, out, points_xy, radius)
+    if local.LOCAL_STROKES_2D and strokes is not None:
+        out = local.keep_stroked_changes(previous, out, strokes, radius)
+    return out

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from umedsam.data.npz import Case, CasePrompts, label_dtype
 from umedsam.errors import InputError
-from umedsam.inference import agreement, click_locality
+from umedsam.inference import agreement
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.predictor import Predictor
 from umedsam.inference.prompts import mask_to_logits, sample_stroke_points
@@ -109,54 +109,17 @@ def segment_interactive_image(
         return_logits=False,
         thin_strokes=thin_strokes,
     )
-    masks = pred.masks
-    if click_locality.LOCAL_CLICKS_2D and prompts.prev_pred is not None:
-        masks = _local_click_changes(masks, prompts, points)
-    if click_locality.LOCAL_STROKES_2D and prompts.prev_pred is not None and scribbles:
-        masks = _local_stroke_changes(masks, prompts, scribbles)
-    if agreement.KEEP_AGREEING_2D and prompts.prev_pred is not None:
-        masks = _keep_agreeing(masks, prompts, points, scribbles)
+    masks = np.array(pred.masks, bool)
+    if prompts.prev_pred is not None:  # a correction: the measured correction rules
+        for i, label in enumerate(prompts.labels):
+            masks[i] = agreement.settle_correction(
+                prompts.prev_pred == label,
+                masks[i],
+                None if scribbles is None else scribbles[i],
+                points[i],
+                np.asarray(prompts.click_labels[i]),
+            )
     return _paint(image.shape[:2], masks, prompts.labels), pred.iou
-
-
-def _keep_agreeing(
-    masks: NDArray, prompts: CasePrompts, points: list[NDArray], scribbles: list | None
-) -> NDArray:
-    """Each object whose prompts all agree with its previous mask keeps it (:mod:`agreement`)."""
-    assert prompts.prev_pred is not None
-    out = np.array(masks, bool)
-    for i, label in enumerate(prompts.labels):
-        previous = prompts.prev_pred == label
-        strokes = None if scribbles is None else scribbles[i]
-        if previous.any() and agreement.prompts_agree(
-            previous, strokes, points[i], np.asarray(prompts.click_labels[i])
-        ):
-            out[i] = previous
-    return out
-
-
-def _local_click_changes(masks: NDArray, prompts: CasePrompts, points: list[NDArray]) -> NDArray:
-    """Each clicked object's changes kept where they touch its clicks (:mod:`click_locality`)."""
-    assert prompts.prev_pred is not None
-    radius = click_locality.touch_radius(prompts.prev_pred.shape)
-    out = np.array(masks, bool)
-    for i, label in enumerate(prompts.labels):
-        previous = prompts.prev_pred == label
-        if len(points[i]) and previous.any():
-            out[i] = click_locality.keep_clicked_changes(previous, out[i], points[i], radius)
-    return out
-
-
-def _local_stroke_changes(masks: NDArray, prompts: CasePrompts, scribbles: list) -> NDArray:
-    """Each stroked object's changes kept where they touch its strokes (:mod:`click_locality`)."""
-    assert prompts.prev_pred is not None
-    radius = click_locality.touch_radius(prompts.prev_pred.shape)
-    out = np.array(masks, bool)
-    for i, label in enumerate(prompts.labels):
-        previous = prompts.prev_pred == label
-        if scribbles[i] is not None and previous.any():
-            out[i] = click_locality.keep_stroked_changes(previous, out[i], scribbles[i], radius)
-    return out
 
 
 def carried_slices(

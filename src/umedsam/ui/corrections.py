@@ -330,7 +330,7 @@ def _correct_image(
     """One 2D object of an ``orig_hw`` image from its box, clicks (xy, labels), stroke map (or
     None) and, as the dense prompt, its earlier mask; prompts that all agree with the earlier
     mask keep it, as ``umedsam predict`` does (:mod:`umedsam.inference.agreement`)."""
-    from umedsam.inference import agreement, click_locality
+    from umedsam.inference import agreement
     from umedsam.inference.prompts import mask_to_logits
 
     points, labels = clicks
@@ -356,11 +356,10 @@ def _correct_image(
     if pred.thin is not None and pred.thin[0]:  # traced (the model could not outline it)
         return Corrected(pred.masks[0], float("nan"))  # no estimate describes a trace
     found = _with_confidence(pred, orig_hw, predictor)
-    if click_locality.LOCAL_STROKES_2D and earlier is not None and smap is not None:
-        radius = click_locality.touch_radius(orig_hw)
-        kept = click_locality.keep_stroked_changes(earlier.mask, found.mask, smap, radius)
-        found = found._replace(mask=kept)
-    return found
+    if earlier is None:
+        return found
+    settled = agreement.settle_correction(earlier.mask, found.mask, smap, points, labels)
+    return found._replace(mask=settled)
 
 
 def _correct_thin(
