@@ -20,3 +20,18 @@ def vessel_picture(stray: bool = False) -> tuple[np.ndarray, np.ndarray]:
     if stray:
         grey[20:140, 140:143] -= 60.0
     return np.clip(grey, 0, 255).astype(np.uint8), tree > 0
+
+
+def vessel_volume(stray: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A 24 x 64 x 64 uint8 volume of a bright tube (radius 1.5 voxels) that climbs from slice
+    6 to slice 17 as it runs along x at row 32, on a noisy field, and the tube's mask; ``stray``
+    adds a second, straight tube at row 52 that no stroke touches."""
+    rng = np.random.default_rng(5)
+    z, y, x = np.mgrid[:24, :64, :64].astype(np.float32)
+    centre_z = 6.0 + (x - 6.0) * 11.0 / 52.0
+    tube = ((z - centre_z) ** 2 + (y - 32.0) ** 2 <= 1.5**2) & (x >= 6) & (x <= 58)
+    volume = 60.0 + rng.normal(0.0, 4.0, z.shape)
+    volume[tube] += 100.0
+    if stray:
+        volume[((z - 12.0) ** 2 + (y - 52.0) ** 2 <= 1.5**2) & (x >= 6) & (x <= 58)] += 100.0
+    return np.clip(volume, 0, 255).astype(np.uint8), tube

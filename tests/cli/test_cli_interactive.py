@@ -200,3 +200,25 @@ def test_thin_structures_flag_segments_the_vessel_a_scribble_follows(tmp_path, t
     expected = thin_structure_mask(rgb, scribbles == 1)
     assert expected is not None and np.array_equal(thin == 1, expected)
     assert thin[90, 40:42].all() and not np.array_equal(thin, plain)
+
+
+def test_thin_structures_flag_traces_a_tube_through_a_volume(tmp_path, tiny_ckpt) -> None:
+    """A 3D CVPR 2024 scribble case: one stroke on one slice along a tube; with the flag the
+    tube is traced through the slices at the case's spacing, without it the model segments."""
+    from umedsam.inference.thin_volume import thin_structure_volume
+    from vessel_picture import vessel_volume
+
+    volume, tube = vessel_volume()
+    scribbles = np.zeros(volume.shape, np.int32)
+    scribbles[11, 32, np.flatnonzero(tube[11, 32])] = 1
+    (tmp_path / "in").mkdir()
+    name = "3DScribble_Synthetic_tube.npz"
+    spacing = np.array([1.0, 1.0, 2.0])  # x, y, z as the challenge stores it
+    np.savez_compressed(tmp_path / "in" / name, imgs=volume, scribbles=scribbles, spacing=spacing)
+    assert _predict(tmp_path / "in", tmp_path / "thin", tiny_ckpt, "--thin-structures") == 0
+    assert _predict(tmp_path / "in", tmp_path / "plain", tiny_ckpt) == 0
+    with np.load(tmp_path / "thin" / name) as a, np.load(tmp_path / "plain" / name) as b:
+        thin, plain = a["segs"], b["segs"]
+    expected = thin_structure_volume(volume, scribbles == 1, spacing_zyx=(2.0, 1.0, 1.0))
+    assert expected is not None and np.array_equal(thin == 1, expected)
+    assert (thin == 1)[8].any() and not np.array_equal(thin, plain)

@@ -151,6 +151,27 @@ def test_the_thin_structure_brush_traces_a_vessel(viewer, qtbot) -> None:  # typ
     assert scribbles.selected_label == 1
 
 
+def test_the_thin_structure_brush_traces_a_vessel_through_the_slices(viewer, qtbot) -> None:  # type: ignore[no-untyped-def]
+    """On a volume a thin stroke painted on one slice starts an object spanning every slice and
+    gives the tube through the slices above and below."""
+    from umedsam.napari.widget import BOXES, OBJECTS, SCRIBBLES
+    from vessel_picture import vessel_volume
+
+    volume, tube = vessel_volume()
+    viewer.add_image(volume, name="tubes")
+    widget = start_widget(viewer, qtbot)
+    widget.thin_box.setChecked(True)
+    scribbles = viewer.layers[SCRIBBLES]
+    for x in np.flatnonzero(tube[11, 32]):
+        scribbles.paint((11.0, 32.0, float(x)), scribbles.selected_label, refresh=False)
+    wait_steps(qtbot, widget, 1)
+    assert widget.annotator.prompts.box == (0, 0, 0, 64, 64, 23)
+    assert not len(viewer.layers[BOXES].data)
+    mask = np.asarray(viewer.layers[OBJECTS].data) == widget.annotator.label
+    assert 2 * (mask & tube).sum() / (mask.sum() + tube.sum()) > 0.6
+    assert mask[7].any() and mask[16].any()  # slices far from the painted one
+
+
 def test_the_reader_opens_nifti_with_its_spacing(shared_dir) -> None:  # type: ignore[no-untyped-def]
     from umedsam.napari.reader import get_reader
 

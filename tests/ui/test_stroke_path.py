@@ -181,14 +181,16 @@ def test_thin_strokes_give_the_same_traced_mask_everywhere(backend, tmp_path: Pa
     assert cut[120, 58:63].any()
 
 
-def test_a_thin_stroke_must_be_positive_and_on_a_2d_image() -> None:
+def test_a_thin_stroke_must_be_positive() -> None:
     from umedsam.errors import InputError
 
     thin = {"stroke": [[5, 5], [9, 9]], "label": 1, "radius": 1, "thin": True}
     assert normalise_clicks([[thin]], 1, (32, 32))[0][0].to_json()["thin"] is True
+    on_slice = normalise_clicks([[{**thin, "z": 1}]], 1, (4, 32, 32))[0][0]
+    assert on_slice.thin and on_slice.z == 1  # volumes take them too
     for entry, shape in (
         ({**thin, "label": 0}, (32, 32)),
-        ({**thin, "z": 1}, (4, 32, 32)),
+        ({**thin, "label": 0, "z": 1}, (4, 32, 32)),
         ({**thin, "thin": "yes"}, (32, 32)),
     ):
         with pytest.raises(InputError, match="thin"):

@@ -61,8 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--thin-structures",
         action="store_true",
-        help="2D scribbles drawn along a thin, branching structure (vessels) segment that "
-        "structure at full resolution (an object whose stroke lies on no ridge keeps the "
+        help="scribbles drawn along a thin, branching structure (vessels; 2D and 3D) segment "
+        "that structure at full resolution (an object whose stroke lies on no ridge keeps the "
         "model's mask; see docs/interactive.md)",
     )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")

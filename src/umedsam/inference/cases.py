@@ -43,7 +43,7 @@ class CaseOptions:
             holding another kind fails with a message naming a model that takes it.
         clip_to_box: 3D propagation keeps each object inside its 3D box (every model but the
             official one; ``umedsam.models.cards.bounded_propagation``).
-        thin_strokes: 2D strokes on a ridge become the thin structure they lie on
+        thin_strokes: strokes on a ridge become the thin structure they lie on, in 2D and 3D
             (``umedsam predict --thin-structures``; None: the package's rule).
     """
 

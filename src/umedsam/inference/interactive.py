@@ -20,6 +20,7 @@ encodes every slice once across all steps.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -259,6 +260,8 @@ def segment_interactive_volume(
     slice_iou: NDArray[np.float32] | None = None,
     click_reach: int | None = None,
     clip_to_box: bool = False,
+    thin_strokes: bool | None = None,
+    spacing_zyx: Sequence[float] | None = None,
 ) -> tuple[NDArray, NDArray[np.float32]]:
     """Label map and per-object start-slice IoU of a 3D interactive case (see module docstring).
 
@@ -277,7 +280,12 @@ def segment_interactive_volume(
         clip_to_box: keep each object's propagated boxes inside its box's x/y range, widened to
             take in its foreground clicks, when the boxes are 3D extents (an (N, 6) array; not
             the CVPR 2025 ``z_mid`` dicts, whose x/y range is one slice's).
+        thin_strokes: trace objects drawn with strokes alone as the thin structure the strokes
+            lie on (:func:`traced_objects`; NaN IoU); None or False: the model segments them
+            (volumes have no automatic rule).
+        spacing_zyx: voxel size in mm for the thin-structure filter (None: isotropic).
     """
+    traced = traced_objects(volume, prompts, spacing_zyx) if thin_strokes else {}
     shape = (int(volume.shape[0]), int(volume.shape[1]), int(volume.shape[2]))
     boxes, starts, clicks, has_box = _volume_prompts(prompts, shape, click_reach=click_reach)
     vp = VolumePrompts(
@@ -302,22 +310,55 @@ def segment_interactive_volume(
         for i, label in enumerate(prompts.labels):
             masks[i] = prompts.prev_pred == label
     iou = np.zeros(n, np.float32)
-    for res in propagate(
-        backend,
-        volume,
-        boxes,
-        start_slices=starts,
-        embeddings=embeddings,
-        cache_mb=cache_mb,
-        stats=stats,
-        prompts=vp,
-        clip_boxes=extents,
-    ):
+    results = (
+        propagate(
+            backend,
+            volume,
+            boxes,
+            start_slices=starts,
+            embeddings=embeddings,
+            cache_mb=cache_mb,
+            stats=stats,
+            prompts=vp,
+            clip_boxes=extents,
+        )
+        if len(traced) < n
+        else ()
+    )  # all traced: no model call
+    for res in results:
         masks[res.object_ids, res.z] = res.masks
         iou[res.object_ids[res.is_start]] = res.iou[res.is_start]
         if slice_iou is not None:
             slice_iou[res.object_ids, res.z] = res.iou
+    for i, found in traced.items():  # no estimate describes a trace
+        masks[i], iou[i] = found, np.nan
+        if slice_iou is not None:
+            slice_iou[i] = np.nan
     return _paint(shape, masks, prompts.labels), iou
+
+
+def traced_objects(
+    volume: NDArray, prompts: CasePrompts, spacing_zyx: Sequence[float] | None = None
+) -> dict[int, NDArray[np.bool_]]:
+    """Objects of a 3D case traced as thin structures (:mod:`umedsam.inference.thin_volume`),
+    by index: first predictions from strokes (no click, no previous mask) whose positive strokes
+    lie on a ridge, inside their box when it is a 3D extent."""
+    from umedsam.inference.thin_volume import VolumeTracer
+
+    if prompts.scribbles is None:
+        return {}
+    tracer = VolumeTracer(volume, spacing_zyx)
+    extents = prompts.boxes if prompts.start_slices is None else None
+    out = {}
+    for i, label in enumerate(prompts.labels):
+        smap = prompts.scribble_map(i)
+        earlier = prompts.prev_pred is not None and bool((prompts.prev_pred == label).any())
+        if smap is None or not (smap > 0).any() or len(prompts.clicks[i]) or earlier:
+            continue
+        found = tracer.trace(smap, None if extents is None else extents[i])
+        if found is not None:
+            out[i] = found
+    return out
 
 
 def _extents(boxes: NDArray, prompts: CasePrompts) -> NDArray:
@@ -347,13 +388,14 @@ def segment_interactive_case(
 ) -> tuple[NDArray, NDArray[np.float32]]:
     """``segs`` and per-object IoU estimates of a case with interactive prompts.
 
-    ``clip_to_box``: see :func:`segment_interactive_volume`; ``thin_strokes`` (2D): see
-    :meth:`Predictor.predict`.
+    ``clip_to_box``: see :func:`segment_interactive_volume`; ``thin_strokes``: see
+    :meth:`Predictor.predict` (2D) and :func:`segment_interactive_volume` (3D).
     """
     if case.prompts is None:
         raise ValueError(f"{case.name} holds no interactive prompts")
     try:
         if case.is_3d:
+            spacing = None if case.spacing is None else case.spacing[::-1].tolist()
             return segment_interactive_volume(
                 backend,
                 case.imgs,
@@ -362,6 +404,8 @@ def segment_interactive_case(
                 embeddings,
                 cache_mb,
                 clip_to_box=clip_to_box,
+                thin_strokes=thin_strokes,
+                spacing_zyx=spacing,
             )
         return segment_interactive_image(
             backend, case.imgs, case.prompts, mask_prompts, thin_strokes

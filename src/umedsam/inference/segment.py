@@ -303,9 +303,9 @@ def segment_case(
     :mod:`umedsam.inference.interactive`; ``mask_prompts`` then says whether its previous mask
     is fed as the dense prompt (for models trained to take it). ``clip_to_box``: 3D propagation
     keeps each object inside its 3D box (:func:`segment_volume_case`; every model but the
-    official one, ``umedsam.models.cards.bounded_propagation``). ``thin_strokes``: 2D strokes on
-    a ridge become the thin structure they lie on (:mod:`umedsam.inference.thin`; None: the
-    package's rule).
+    official one, ``umedsam.models.cards.bounded_propagation``). ``thin_strokes``: strokes on a
+    ridge become the thin structure they lie on (:mod:`umedsam.inference.thin`, and
+    :mod:`umedsam.inference.thin_volume` on volumes; None: the package's rule).
 
     Raises:
         InputError: uncertainty asked for an interactive case.

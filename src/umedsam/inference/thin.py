@@ -91,9 +91,11 @@ def ridge_channel(image: NDArray) -> NDArray[np.float32]:
 
 
 def stroke_is_dark(channel: NDArray[np.float32], positive: NDArray[np.bool_]) -> bool:
-    """Whether the stroke lies on a dark ridge (darker than the ring a few pixels around it)."""
-    outer = ndimage.binary_dilation(positive, iterations=4)
-    ring = outer & ~ndimage.binary_dilation(positive, iterations=1)
+    """Whether the stroke lies on a dark ridge (darker than the ring a few pixels around it, in
+    the stroke's own slices on a volume)."""
+    around = np.ones((1, 3, 3) if positive.ndim == 3 else (3, 3), bool)
+    outer = ndimage.binary_dilation(positive, structure=around, iterations=4)
+    ring = outer & ~ndimage.binary_dilation(positive, structure=around, iterations=1)
     return bool(ring.any()) and float(channel[positive].mean()) < float(channel[ring].mean())
 
 

@@ -23,6 +23,14 @@ def default_half_depth(depth: int) -> int:
     return max(2, round(depth * 0.1))
 
 
+def whole_image_box(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The box of a whole image, (x0, y0, x1, y1), or of every slice of a volume, (x0, y0, z0,
+    x1, y1, z1): a thin-structure stroke alone is traced in it."""
+    if len(shape) == 2:
+        return (0, 0, int(shape[1]), int(shape[0]))
+    return (0, 0, 0, int(shape[2]), int(shape[1]), int(shape[0]) - 1)
+
+
 def rectangle_box(
     vertices: NDArray, shape: tuple[int, ...], half_depth: int | None = None
 ) -> tuple[int, ...] | None:

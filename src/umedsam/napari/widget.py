@@ -59,6 +59,7 @@ from umedsam.napari.prompts import (
     point_clicks,
     rectangle_box,
     scribble_strokes,
+    whole_image_box,
 )
 from umedsam.napari.reader import METADATA_KEY, image_from_layer
 from umedsam.ui.corrections import Stroke
@@ -130,7 +131,8 @@ class UmedsamWidget(QWidget):
         )
         self.thin_box = QCheckBox("Trace thin structures (vessels): scribbles paint 3")
         self.thin_box.setToolTip(
-            "a stroke along a vessel: the object becomes the thin structure it lies on (2D)"
+            "a stroke along a vessel: the object becomes the thin structure it lies on "
+            "(through the slices of a volume)"
         )
         self.thin_box.toggled.connect(self._set_thin_brush)
         self.lock_box = QCheckBox("Lock other labels")
@@ -374,8 +376,8 @@ class UmedsamWidget(QWidget):
             and not len(self._layer(BOXES).data)
         ):
             box = self.annotator.prompts.box  # a label taken for correction has no rectangle
-        if box is None and len(shape) == 2 and any(getattr(p, "thin", False) for p in ordered):
-            box = (0, 0, shape[1], shape[0])  # a thin stroke alone: traced in the whole image
+        if box is None and any(getattr(p, "thin", False) for p in ordered):
+            box = whole_image_box(shape)  # a thin stroke alone: traced in the whole image
         return ObjectPrompts(box, tuple(ordered))
 
     def _prompts_changed(self) -> None:

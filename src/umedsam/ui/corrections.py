@@ -22,6 +22,7 @@ from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.predictor import Predictor
 from umedsam.inference.propagation import SliceEmbeddingCache
+from umedsam.inference.thin_volume import VolumeTracer
 
 Click = tuple[int, ...]
 """``(x, y, label)`` in 2D or ``(x, y, z, label)`` in 3D; label 1 positive, 0 negative."""
@@ -87,11 +88,11 @@ def painted_stroke(
 def stroke_from_entry(entry: dict, shape: tuple[int, ...], object_index: int) -> Stroke:
     """The web app's stroke ``{"stroke": [[x, y], ...], "label": 1|0, "radius": r, "z": slice,
     "thin": false}``: its polyline drawn with the brush radius (``thin``: a positive stroke traced
-    along a thin structure, 2D only).
+    along a thin structure).
 
     Raises:
         InputError: a malformed stroke, a bad label or radius, a stroke outside the image, a
-            thin stroke that is negative or on a volume.
+            thin stroke that is negative.
     """
     import cv2
 
@@ -123,7 +124,7 @@ def stroke_from_entry(entry: dict, shape: tuple[int, ...], object_index: int) ->
     pts = np.round(xy).astype(np.int32).reshape(-1, 1, 2)
     cv2.polylines(canvas, [pts], False, 1, thickness=max(1, int(round(2 * radius))))
     cv2.circle(canvas, (int(pts[0, 0, 0]), int(pts[0, 0, 1])), int(round(radius)), 1, -1)
-    thin = _thin_flag(entry, label, len(shape) == 3, where)
+    thin = _thin_flag(entry, label, where)
     kept = {"stroke": xy.tolist(), "label": label, "radius": radius}
     if z is not None:
         kept["z"] = z
@@ -133,15 +134,13 @@ def stroke_from_entry(entry: dict, shape: tuple[int, ...], object_index: int) ->
     return Stroke(stroke.z, stroke.label, stroke.pixels, kept, thin)
 
 
-def _thin_flag(entry: dict, label: int, on_volume: bool, where: str) -> bool:
-    """The stroke's ``thin`` flag, checked: a positive stroke on a 2D image."""
+def _thin_flag(entry: dict, label: int, where: str) -> bool:
+    """The stroke's ``thin`` flag, checked: a positive stroke."""
     thin = entry.get("thin", False)
     if not isinstance(thin, bool):
         raise InputError(None, f"{where}: a stroke's 'thin' must be true or false")
-    if thin and (label != 1 or on_volume):
-        raise InputError(
-            None, f"{where}: a thin-structure stroke must be positive and on a 2D image"
-        )
+    if thin and label != 1:
+        raise InputError(None, f"{where}: a thin-structure stroke must be positive")
     return thin
 
 
@@ -227,7 +226,7 @@ def _checked_stroke(stroke: Stroke, shape: tuple[int, ...], object_index: int) -
     if (
         bad_z
         or stroke.label not in (0, 1)
-        or (stroke.thin and (stroke.label != 1 or on_volume))
+        or (stroke.thin and stroke.label != 1)
         or not pixels.size
         or pixels.min() < 0
         or pixels.max() >= h * w
@@ -264,6 +263,7 @@ def segment_corrected(
     embeddings: SliceEmbeddingCache | None,
     predictor: Any = None,
     extents: frozenset[tuple[int, ...]] = frozenset(),
+    tracer: VolumeTracer | None = None,
 ) -> list[Corrected]:
     """New masks, IoU estimates and confidence (2D) or per-slice IoU (3D) of objects with clicks
     or strokes.
@@ -282,6 +282,8 @@ def segment_corrected(
         predictor: the session's 2D predictor, image already set.
         extents: 3D boxes that are their objects' extents (a case's stored boxes, for a model
             with bounded propagation): a correction keeps its boxes inside them.
+        tracer: the volume's thin-structure tracer (:mod:`umedsam.inference.thin_volume`), kept
+            by the session so that a later thin stroke reuses its filter (None: a new one).
     """
     out: list[Corrected] = []
     is_3d = pixels.ndim == 3 and len(keys[0][0]) == 6
@@ -290,9 +292,16 @@ def segment_corrected(
         clicks = [c for c in events if not isinstance(c, Stroke)]
         strokes = [c for c in events if isinstance(c, Stroke)]
         labels = np.array([c[-1] for c in clicks], np.int64)
-        if not is_3d and any(stroke.thin for stroke in strokes):
-            out.append(_correct_thin(predictor, pixels.shape[:2], box, clicks, strokes))
-            continue
+        if any(stroke.thin for stroke in strokes):
+            shape = pixels.shape if is_3d else pixels.shape[:2]
+            thin_map = _thin_stroke_map(shape, clicks, strokes)
+            if not is_3d:
+                out.append(_correct_thin(predictor, shape, box, thin_map))
+                continue
+            traced = (tracer or VolumeTracer(pixels)).trace(thin_map, np.array(box, np.float64))
+            if traced is not None:  # else the model corrects it as any volume object
+                out.append(Corrected(traced, float("nan"), np.full(len(pixels), np.nan)))
+                continue
         if not is_3d:
             smap = stroke_map(strokes, pixels.shape[:2])
             points = np.array([c[:2] for c in clicks], np.float64).reshape(-1, 2)
@@ -362,43 +371,54 @@ def _correct_image(
     return found._replace(mask=settled)
 
 
-def _correct_thin(
-    predictor: Any,
-    orig_hw: tuple[int, int],
-    box: tuple[int, ...],
-    clicks: list[Click],
-    strokes: list[Stroke],
-) -> Corrected:
-    """A 2D object traced as a thin structure: what ``umedsam predict --thin-structures`` gives
-    for its box and strokes (its clicks join them as dots: a positive one of
-    :data:`THIN_CLICK_RADIUS` seeds the piece it lands on, a negative one of
-    :data:`THIN_CUT_RADIUS` cuts there), the trace alone
-    without a decoder call. If the strokes lie on no ridge, the model's mask of the box and
-    strokes stands.
-
-    The mask comes from the image's ridges, not from the model, so no confidence or IoU
-    estimate describes it: both are left unknown (NaN), and "next to check" shows it first.
-    """
+def _thin_stroke_map(
+    shape: tuple[int, ...], clicks: list[Click], strokes: list[Stroke]
+) -> NDArray[np.int8]:
+    """The stroke map of a thin-structure object of an image or volume of ``shape``: its strokes,
+    and its clicks as dots (a positive one of :data:`THIN_CLICK_RADIUS` on its slice seeds the
+    piece it lands on, a negative one cuts a disk of :data:`THIN_CUT_RADIUS` there, a ball of
+    that radius on a volume, so it severs a vessel that crosses the slices)."""
     import cv2
 
     from umedsam.inference.thin import REFERENCE_SIDE
 
-    h, w = orig_hw
-    dots = np.zeros((h, w), np.uint8)
-    smap = stroke_map(strokes, (h, w))
+    smap = stroke_map(strokes, shape)
     assert smap is not None
+    h, w = shape[-2:]
     cut = int(round(THIN_CUT_RADIUS * max(1.0, max(h, w) / REFERENCE_SIDE)))
-    for x, y, label in clicks:
-        dots[:] = 0
-        cv2.circle(dots, (int(x), int(y)), THIN_CLICK_RADIUS if label == 1 else cut, 1, -1)
-        smap[dots > 0] = 1 if label == 1 else -1
+    dots = np.zeros((h, w), np.uint8)
+    for click in clicks:
+        x, y, label = int(click[0]), int(click[1]), click[-1]
+        z = int(click[2]) if len(shape) == 3 else 0
+        reach = cut if label == 0 and len(shape) == 3 else 0
+        for dz in range(-reach, reach + 1):
+            if not 0 <= z + dz < (shape[0] if len(shape) == 3 else 1):
+                continue
+            dots[:] = 0
+            radius = THIN_CLICK_RADIUS if label == 1 else int(round(np.sqrt(cut**2 - dz**2)))
+            cv2.circle(dots, (x, y), radius, 1, -1)
+            plane = smap[z + dz] if len(shape) == 3 else smap
+            plane[dots > 0] = 1 if label == 1 else -1
+    return smap
+
+
+def _correct_thin(
+    predictor: Any, orig_hw: tuple[int, ...], box: tuple[int, ...], smap: NDArray
+) -> Corrected:
+    """A 2D object traced as a thin structure: what ``umedsam predict --thin-structures`` gives
+    for its box and stroke map (:func:`_thin_stroke_map`), the trace alone without a decoder
+    call. If the strokes lie on no ridge, the model's mask of the box and strokes stands.
+
+    The mask comes from the image's ridges, not from the model, so no confidence or IoU
+    estimate describes it: both are left unknown (NaN), and "next to check" shows it first.
+    """
     traced = predictor.trace_thin(smap, np.array(box, np.float64))
     if traced is not None:
         return Corrected(traced, float("nan"))
     pred = predictor.predict(
         np.array([box]), scribbles=[smap], return_logits=False, thin_strokes=False
     )
-    return _with_confidence(pred, (h, w), predictor)
+    return _with_confidence(pred, (orig_hw[0], orig_hw[1]), predictor)
 
 
 def _correct_volume(

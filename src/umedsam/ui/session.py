@@ -24,6 +24,7 @@ from umedsam.data.npz import label_dtype, validate_boxes
 from umedsam.errors import InputError
 from umedsam.inference.backends.base import Backend
 from umedsam.inference.propagation import SliceEmbeddingCache, extent_rows, propagate
+from umedsam.inference.thin_volume import VolumeTracer
 from umedsam.inference.uncertainty_config import cue_weights_of
 from umedsam.ui.corrections import ObjectKey
 from umedsam.ui.heat import object_heat, uncertainty_tools
@@ -80,6 +81,7 @@ class Session:
     last_used: float = field(default_factory=time.monotonic)
     _objects: dict[ObjectKey, ObjectResult] = field(default_factory=dict)
     _predictor: Predictor | None = None
+    _tracer: VolumeTracer | None = None  # a volume's thin-structure filter, kept across strokes
     _embeddings: SliceEmbeddingCache = field(default_factory=lambda: _session_cache(1024.0))
     lock: threading.Lock = field(default_factory=threading.Lock)
     embedded: int = 0
@@ -565,6 +567,8 @@ class Session:
             predictor = self._image_predictor(backend)
             if corrector is not backend:
                 predictor = predictor.sharing_embedding(corrector)
+        elif self._tracer is None:
+            self._tracer = VolumeTracer(self.image.pixels, self.image.meta.spacing)
         results = segment_corrected(
             corrector,
             self.image.pixels,
@@ -574,6 +578,7 @@ class Session:
             self._embeddings,
             predictor,
             extents,
+            self._tracer,
         )
         for key, new in zip(keys, results, strict=True):
             self._objects[key] = ObjectResult(

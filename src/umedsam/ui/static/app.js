@@ -399,11 +399,11 @@ function addClick(event) {
   segment();
 }
 
-// A thin-structure stroke with no object selected starts an object of its own (2D), boxed by
-// the whole image: the vessel tree it lies on is traced wherever it runs.
+// A thin-structure stroke with no object selected starts an object of its own, boxed by the
+// whole image (every slice of a volume): the vessel tree it lies on is traced wherever it runs.
 function startsThinObject(event) {
   const none = state.selected < 0 || state.selected >= state.boxes.length;
-  return state.tool === "scribble" && $("thin").checked && !state.info.is_3d && none &&
+  return state.tool === "scribble" && $("thin").checked && none &&
     event.button === 0 && !event.shiftKey;
 }
 
@@ -428,7 +428,7 @@ function onPointerDown(event) {
       radius: Number($("brush").value),
       z: state.info.is_3d ? state.z : 0,
     };
-    if (label === 1 && $("thin").checked && !state.info.is_3d) state.stroke.thin = true;
+    if (label === 1 && $("thin").checked) state.stroke.thin = true;
     if (thinStart) state.stroke.newObject = true;
     $("canvas").setPointerCapture(event.pointerId);
     event.preventDefault();
@@ -470,10 +470,12 @@ function onPointerUp(event) {
     state.stroke = null;
     if (newObject) {  // one undo step takes the object and its stroke away together
       const w = state.info.width, h = state.info.height;
-      state.boxes.push({ x0: 0, y0: 0, x1: w, y1: h, z0: 0, z1: 0, clicks: [stroke] });
+      const z1 = state.info.is_3d ? state.info.depth - 1 : 0;
+      state.boxes.push({ x0: 0, y0: 0, x1: w, y1: h, z0: 0, z1, clicks: [stroke] });
       state.selected = state.boxes.length - 1;
       record({ kind: "box" });
-      setStatus(`Object ${state.boxes.length}: the thin structure under the stroke, in the whole image.`);
+      const where = state.info.is_3d ? "the whole volume" : "the whole image";
+      setStatus(`Object ${state.boxes.length}: the thin structure under the stroke, in ${where}.`);
     } else {
       state.boxes[state.selected].clicks.push(stroke);
       record({ kind: "click", index: state.selected });
@@ -668,7 +670,6 @@ function openSession(info) {
     `${info.name} (${info.is_3d ? `${info.depth} × ` : ""}${info.height} × ${info.width}` +
     `${info.modality ? `, ${info.modality}` : ""}, ${info.source_format})`;
   $("slice-bar").hidden = !info.is_3d;
-  $("thin-row").hidden = info.is_3d;  // thin structures are traced on 2D images
   $("slice").max = String(info.depth - 1);
   $("auto").checked = !info.is_3d;
   $("use-stored").hidden = !info.stored_boxes;
@@ -904,7 +905,7 @@ async function init() {
     } else if (e.key === "b") { setTool("box"); }
     else if (e.key === "c") { setTool("click"); }
     else if (e.key === "s") { setTool("scribble"); }
-    else if (e.key === "t" && !$("thin-row").hidden) { $("thin").checked = !$("thin").checked; setTool("scribble"); }
+    else if (e.key === "t") { $("thin").checked = !$("thin").checked; setTool("scribble"); }
     else if (e.key === "n") { nextToCheck(); }
     else if (e.key === "[" || e.key === "]") {
       const brush = $("brush");
