@@ -52,14 +52,32 @@ def test_a_negative_stroke_across_the_tube_cuts_off_what_lies_beyond() -> None:
     assert not mask[:, :, 47:].any() and mask[:, :, 20:30].any()
 
 
+def test_a_brush_wider_than_the_tube_traces_the_same_tube() -> None:
+    """The stroke counts by its centre line: the app's default brush (radius 3) or a wider one
+    over a tube of radius 1.5 gives about the mask of a one-pixel stroke, not a fatter one."""
+    from umedsam.ui.corrections import stroke_from_entry, stroke_map
+
+    volume, tube = vessel_volume()
+    masks = []
+    for radius in (1, 3, 8):
+        entry = {"stroke": [[23, 32], [36, 32]], "label": 1, "radius": radius, "z": 11}
+        strokes = stroke_map([stroke_from_entry(entry, volume.shape, 0)], volume.shape)
+        assert strokes is not None
+        mask = thin_structure_volume(volume, strokes > 0)
+        assert mask is not None and _dice(mask, tube) > 0.85
+        masks.append(mask)
+    assert _dice(masks[0], masks[2]) > 0.9
+
+
 def test_a_stroke_inside_a_flat_blob_is_not_thin() -> None:
     rng = np.random.default_rng(1)
     z, y, x = np.mgrid[:20, :64, :64]
     volume = 60.0 + rng.normal(0.0, 3.0, z.shape)
     volume[(z - 10) ** 2 + (y - 32) ** 2 + (x - 32) ** 2 < 12**2] = 200.0
-    stroke = np.zeros(z.shape, bool)
-    stroke[10, 32, 24:40] = True
-    assert thin_structure_volume(volume.astype(np.uint8), stroke) is None
+    for rows, columns in ((slice(32, 33), slice(24, 40)), (slice(27, 38), slice(14, 50))):
+        stroke = np.zeros(z.shape, bool)
+        stroke[10, rows, columns] = True  # inside it; a wide one across its edges
+        assert thin_structure_volume(volume.astype(np.uint8), stroke) is None
     assert thin_structure_volume(volume.astype(np.uint8), np.zeros(z.shape, bool)) is None
 
 

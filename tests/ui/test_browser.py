@@ -384,6 +384,46 @@ def test_a_thin_structure_stroke_traces_the_vessel(browser, serve, tmp_path):
     assert errors == []
 
 
+def test_a_thin_structure_stroke_on_a_slice_traces_the_tube_through_the_volume(
+    browser, serve, tmp_path
+):
+    """On a volume too: with no object yet, T and a stroke along a tube on one slice start an
+    object over every slice, the tube traced through the slices above and below; one undo
+    takes it away."""
+    from umedsam.ui.app import UIConfig
+    from vessel_picture import vessel_volume
+
+    nib = pytest.importorskip("nibabel")
+    volume, tube = vessel_volume()
+    path = tmp_path / "tubes.nii.gz"
+    nib.save(nib.Nifti1Image(volume.transpose(2, 1, 0).copy(), np.eye(4)), path)  # (x, y, z)
+    base, app = serve(UIConfig(model="test_tiny"), ClickBackend)
+    page, errors = open_page(browser, base)
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("body[data-encoded='1']", timeout=60_000)
+    session = app.state.store.get(page.evaluate("document.body.dataset.session"))
+    page.evaluate("setSlice(11)")
+    page.keyboard.press("t")
+    assert page.locator("#thin").is_checked() and page.locator("#tool-scribble").is_checked()
+    bb = page.locator("#canvas").bounding_box()
+    sx, sy = bb["width"] / 64, bb["height"] / 64
+    columns = np.flatnonzero(tube[11, 32])
+    page.mouse.move(bb["x"] + (columns[0] + 0.5) * sx, bb["y"] + 32.5 * sy)
+    page.mouse.down()
+    page.mouse.move(bb["x"] + (columns[-1] + 0.5) * sx, bb["y"] + 32.5 * sy, steps=10)
+    page.mouse.up()
+    page.wait_for_selector("body[data-version='1']", timeout=60_000)
+    ((box, events),) = session.boxes
+    assert box == (0, 0, 0, 64, 64, 23) and events[-1].thin and events[-1].z == 11
+    traced = session.segs == 1
+    assert 2 * (traced & tube).sum() / (traced.sum() + tube.sum()) > 0.6
+    assert traced[7].any() and traced[16].any()  # slices far from the stroked one
+    assert page.locator("#result table tr").nth(1).locator("td").nth(1).inner_text() == "–"
+    page.keyboard.press("Control+z")
+    page.wait_for_function("document.querySelectorAll('#box-list li').length === 0")
+    assert errors == []
+
+
 def download_segs(page, link: str, path: Path) -> np.ndarray:
     """Click a download link of the page and read the label map of the npz it saves."""
     with page.expect_download() as download:

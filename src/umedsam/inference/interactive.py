@@ -249,6 +249,28 @@ def _volume_prompts(
     return boxes, starts.astype(np.int64), packed, has_box
 
 
+def _rule_prompts(
+    prompts: CasePrompts,
+    clicks: dict[tuple[int, int], tuple[NDArray, NDArray]],
+    has_box: NDArray[np.bool_],
+    mask_prompts: bool,
+) -> VolumePrompts:
+    """The 3D correction rule's settings (this module's switches) with a case's prompts."""
+    return VolumePrompts(
+        clicks=clicks,
+        prev_masks=prompts.prev_pred,
+        labels=prompts.labels,
+        has_box=has_box,
+        mask_prompts=mask_prompts,
+        settle_dsc=SETTLE_DSC,
+        click_boxes=CLICK_BOXES,
+        correction_reach=CORRECTION_REACH,
+        propagated_threshold=PROPAGATED_THRESHOLD if mask_prompts else 0.0,
+        cut_clicked_start=CUT_CLICKED_START,
+        mirror_slices=MIRROR_SLICES and mask_prompts,
+    )
+
+
 def segment_interactive_volume(
     backend: Backend,
     volume: NDArray,
@@ -288,19 +310,7 @@ def segment_interactive_volume(
     traced = traced_objects(volume, prompts, spacing_zyx) if thin_strokes else {}
     shape = (int(volume.shape[0]), int(volume.shape[1]), int(volume.shape[2]))
     boxes, starts, clicks, has_box = _volume_prompts(prompts, shape, click_reach=click_reach)
-    vp = VolumePrompts(
-        clicks=clicks,
-        prev_masks=prompts.prev_pred,
-        labels=prompts.labels,
-        has_box=has_box,
-        mask_prompts=mask_prompts,
-        settle_dsc=SETTLE_DSC,
-        click_boxes=CLICK_BOXES,
-        correction_reach=CORRECTION_REACH,
-        propagated_threshold=PROPAGATED_THRESHOLD if mask_prompts else 0.0,
-        cut_clicked_start=CUT_CLICKED_START,
-        mirror_slices=MIRROR_SLICES and mask_prompts,
-    )
+    vp = _rule_prompts(prompts, clicks, has_box, mask_prompts)
     extents = None
     if clip_to_box and prompts.boxes is not None and prompts.start_slices is None:
         extents = _extents(boxes, prompts)

@@ -131,8 +131,7 @@ class UmedsamWidget(QWidget):
         )
         self.thin_box = QCheckBox("Trace thin structures (vessels): scribbles paint 3")
         self.thin_box.setToolTip(
-            "a stroke along a vessel: the object becomes the thin structure it lies on "
-            "(through the slices of a volume)"
+            "a stroke along a vessel: the object becomes the thin structure it lies on"
         )
         self.thin_box.toggled.connect(self._set_thin_brush)
         self.lock_box = QCheckBox("Lock other labels")
