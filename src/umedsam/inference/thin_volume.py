@@ -54,6 +54,12 @@ RIDGE_RANK = 0.95
 """A stroke is on a ridge when its median response beats this fraction of the voxels with a
 response (synthetic phantoms: a stroke along a tube 0.99, across the inside of a ball 0.82)."""
 
+GROW_FRACTION = 0.3
+"""The mask's threshold is this fraction of the :data:`~umedsam.inference.thin.STROKE_QUANTILE`
+percentile of the response on the stroke's centre line (lower than the 2D path's fraction of
+the whole stroke's, because the centre line holds the ridge's peak; chosen on synthetic design
+volumes: docs/interactive_log.md)."""
+
 ALPHA = 0.5
 """Frangi's weight of the plate-versus-line ratio."""
 
@@ -178,7 +184,7 @@ def thin_structure_volume(
         return None
     if float(np.mean(curved < np.median(on_stroke))) < RIDGE_RANK:
         return None
-    inside = response > thin.GROW_FRACTION * np.percentile(on_stroke, thin.STROKE_QUANTILE)
+    inside = response > GROW_FRACTION * np.percentile(on_stroke, thin.STROKE_QUANTILE)
     if negative is not None:  # a negative stroke cuts: what it severs from the seeds goes too
         inside &= ~np.asarray(negative, bool)[region]
     pieces, _ = ndimage.label(inside, structure=_NEIGHBOURS)
