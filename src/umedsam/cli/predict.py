@@ -11,6 +11,14 @@ from umedsam.inference.engines import ENGINES
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``umedsam predict``."""
+    _add_input_arguments(parser)
+    _add_model_arguments(parser)
+    _add_uncertainty_arguments(parser)
+    _add_batch_arguments(parser)
+
+
+def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """Input and output: a case folder, or an image file with its prompts."""
     parser.add_argument(
         "-i",
         "--input",
@@ -42,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     files.add_argument("--window", help="CT window preset (soft_tissue, lung, bone, brain, liver)")
     files.add_argument("--level", type=float, help="CT window level (HU), with --width")
     files.add_argument("--width", type=float, help="CT window width (HU), with --level")
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model, its engine and how it runs."""
     parser.add_argument(
         "--model",
         help="registered model name (default: umedsam_newdata; litemedsam is the official "
@@ -69,6 +81,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cache-mb", type=float, default=1024.0, help="bound of the 3D slice-embedding cache"
     )
+
+
+def _add_uncertainty_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--uncertainty`` and its decoder ensemble."""
     unc = parser.add_argument_group("uncertainty (see docs/uncertainty.md)")
     unc.add_argument(
         "--uncertainty",
@@ -90,6 +106,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --uncertainty: use the ensemble-mean mask as segs (changes segs; "
         "implies --ensemble 4 if --ensemble is 0)",
     )
+
+
+def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    """Dask workers, retries and resume for case folders."""
     batch = parser.add_argument_group("batch runs (case folders; see docs/scaling.md)")
     batch.add_argument(
         "--workers",
@@ -200,8 +220,6 @@ def _tune_torch(spec) -> None:  # type: ignore[no-untyped-def]
 def run(args: argparse.Namespace) -> int:
     """Predict a case folder (or one image file); print a summary; exit 1 if any case failed."""
     from umedsam.errors import UmedsamError
-    from umedsam.inference.cases import CaseOptions, find_cases
-    from umedsam.inference.runner import Executor, LocalExecutor, run_cases
 
     try:
         uncertainty = _uncertainty_config(args)
@@ -222,31 +240,51 @@ def run(args: argparse.Namespace) -> int:
         args.model = _choose_model(args, None, prompted=args.prompts is not None)
         return _run_image_file(args, _engine_spec(args))
     try:
-        cases = find_cases(args.input)
-        args.model = _choose_model(args, cases)
-        spec = _engine_spec(args)
-        options = CaseOptions(
-            overlay_dir=args.overlay,
-            uncertainty=uncertainty,
-            cache_mb=args.cache_mb,
-            prompt_kinds=spec.card.prompts,
-            clip_to_box=spec.card.propagation == "bounded",
-            thin_strokes=args.thin_structures or None,
-        )
-        executor: Executor
-        if args.workers or args.scheduler:
-            from umedsam.inference.dask_executor import DaskExecutor
-
-            executor = DaskExecutor(
-                workers=args.workers, scheduler=args.scheduler, retries=args.retries
-            )
-        else:
-            _tune_torch(spec)
-            executor = LocalExecutor()
+        planned = _plan_folder_run(args, uncertainty)
     except (UmedsamError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    try:
+        result = _run_with_progress(args, *planned)
+    except (UmedsamError, FileNotFoundError, OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return _report(args, result)
+
+
+def _plan_folder_run(args: argparse.Namespace, uncertainty):  # type: ignore[no-untyped-def]
+    """(cases, engine spec, case options, executor) of a case-folder run."""
+    from umedsam.inference.cases import CaseOptions, find_cases
+    from umedsam.inference.runner import Executor, LocalExecutor
+
+    cases = find_cases(args.input)
+    args.model = _choose_model(args, cases)
+    spec = _engine_spec(args)
+    options = CaseOptions(
+        overlay_dir=args.overlay,
+        uncertainty=uncertainty,
+        cache_mb=args.cache_mb,
+        prompt_kinds=spec.card.prompts,
+        clip_to_box=spec.card.propagation == "bounded",
+        thin_strokes=args.thin_structures or None,
+    )
+    executor: Executor
+    if args.workers or args.scheduler:
+        from umedsam.inference.dask_executor import DaskExecutor
+
+        executor = DaskExecutor(
+            workers=args.workers, scheduler=args.scheduler, retries=args.retries
+        )
+    else:
+        _tune_torch(spec)
+        executor = LocalExecutor()
+    return cases, spec, options, executor
+
+
+def _run_with_progress(args: argparse.Namespace, cases, spec, options, executor):  # type: ignore[no-untyped-def]
+    """Run the cases with a progress bar (the engine line first, failures as they come)."""
     from umedsam.cli.progress import progress_bar
+    from umedsam.inference.runner import run_cases
 
     with progress_bar(total=len(cases), desc="predict", quiet=args.quiet) as bar:
         seen = [0]
@@ -265,19 +303,19 @@ def run(args: argparse.Namespace) -> int:
             bar.update(state.finished - seen[0])
             seen[0] = state.finished
 
-        try:
-            result = run_cases(
-                cases,
-                args.output,
-                spec,
-                options,
-                executor=executor,
-                resume=args.resume,
-                progress=on_progress,
-            )
-        except (UmedsamError, FileNotFoundError, OSError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        return run_cases(
+            cases,
+            args.output,
+            spec,
+            options,
+            executor=executor,
+            resume=args.resume,
+            progress=on_progress,
+        )
+
+
+def _report(args: argparse.Namespace, result) -> int:  # type: ignore[no-untyped-def]
+    """Print the run's summary and failures; 1 if any case failed, else 0."""
     state = result.progress
     if not args.quiet:
         for o in result.new_outcomes:

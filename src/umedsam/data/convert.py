@@ -162,6 +162,36 @@ def boxes_from_objects(objects: NDArray) -> NDArray[np.int64]:
     return boxes
 
 
+def _labelled_case(
+    imgs: NDArray,
+    labels: NDArray,
+    spatial: tuple[int, ...],
+    objects_kw: dict,
+    crop_to_labels: bool,
+) -> dict[str, NDArray]:
+    """``gts`` and ``boxes`` (and ``imgs``, cropped to the labelled slices when asked) of a
+    case with labels (see :func:`convert_case`)."""
+    label_map = as_label_map(labels)
+    if label_map.ndim == 3 and len(spatial) == 2 and label_map.shape[2] in (3, 4):
+        raise ValueError("colour label maps must be converted to ids first (read with labels=True)")
+    if tuple(label_map.shape) != spatial:
+        raise ValueError(f"labels shape {label_map.shape} does not match the image's {spatial}")
+    objects = extract_objects(label_map, **objects_kw)
+    count = int(objects.max())
+    if count == 0:
+        raise ValueError("no object left in the labels (empty, or all removed by min_size)")
+    out: dict[str, NDArray] = {}
+    if crop_to_labels and len(spatial) == 3:
+        z_any = np.flatnonzero(objects.any(axis=(1, 2)))
+        z0, z1 = int(z_any[0]), int(z_any[-1]) + 1
+        logger.info("cropping slices %d..%d of %d", z0, z1 - 1, objects.shape[0])
+        objects = objects[z0:z1]
+        out["imgs"] = np.ascontiguousarray(imgs[z0:z1])
+    out["gts"] = objects.astype(label_dtype(count))
+    out["boxes"] = boxes_from_objects(objects)
+    return out
+
+
 def convert_case(
     image: NDArray,
     meta: ImageMeta,
@@ -221,30 +251,9 @@ def convert_case(
         imgs = to_rgb(imgs)
     case: dict[str, NDArray] = {"imgs": imgs}
     if labels is not None:
-        label_map = as_label_map(labels)
-        if label_map.ndim == 3 and not is_3d and label_map.shape[2] in (3, 4):
-            raise ValueError(
-                "colour label maps must be converted to ids first (read with labels=True)"
-            )
-        if tuple(label_map.shape) != spatial:
-            raise ValueError(f"labels shape {label_map.shape} does not match the image's {spatial}")
-        objects = extract_objects(
-            label_map,
-            min_size=min_size,
-            min_size_2d=min_size_2d,
-            split_components=split_components,
-        )
-        count = int(objects.max())
-        if count == 0:
-            raise ValueError("no object left in the labels (empty, or all removed by min_size)")
-        if crop_to_labels and is_3d:
-            z_any = np.flatnonzero(objects.any(axis=(1, 2)))
-            z0, z1 = int(z_any[0]), int(z_any[-1]) + 1
-            logger.info("cropping slices %d..%d of %d", z0, z1 - 1, objects.shape[0])
-            objects = objects[z0:z1]
-            case["imgs"] = np.ascontiguousarray(imgs[z0:z1])
-        case["gts"] = objects.astype(label_dtype(count))
-        case["boxes"] = boxes_from_objects(objects)
+        sizes = {"min_size": min_size, "min_size_2d": min_size_2d}
+        objects_kw = {**sizes, "split_components": split_components}
+        case.update(_labelled_case(imgs, labels, spatial, objects_kw, crop_to_labels))
     elif boxes is not None:
         boxes = np.asarray(boxes, dtype=np.int64)
         if boxes.ndim != 2 or boxes.shape[1] != 2 * len(spatial):

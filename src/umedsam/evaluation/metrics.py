@@ -194,6 +194,44 @@ def _mean_skip_nan(values: Sequence[float]) -> float:
     return float(np.mean(finite))
 
 
+def _check_label_maps(
+    segs: NDArray, gts: NDArray, spacing_order: SpacingOrder, nsd_2d: Nsd2dMode
+) -> None:
+    """Raise TypeError/ValueError for what :func:`case_metrics` cannot score (see there)."""
+    if spacing_order not in ("official", "axis"):
+        raise ValueError(f"spacing_order must be 'official' or 'axis'; got {spacing_order!r}")
+    if nsd_2d not in ("official", "contour"):
+        raise ValueError(f"nsd_2d must be 'official' or 'contour'; got {nsd_2d!r}")
+    for name, arr in (("segs", segs), ("gts", gts)):
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"{name} must be a numpy array; got {type(arr).__name__}")
+        if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
+            raise TypeError(f"{name} must be an integer label map; got dtype {arr.dtype}")
+    if segs.shape != gts.shape:
+        raise ValueError(
+            f"segs and gts must have the same shape; got segs {segs.shape} and gts {gts.shape}"
+        )
+    if gts.ndim not in (2, 3):
+        raise ValueError(f"label maps must be 2D (H, W) or 3D (D, H, W); got shape {gts.shape}")
+    if (int(gts.max()) if gts.size else 0) < 1:
+        raise ValueError("gts has no foreground label (max label 0); there is nothing to score")
+
+
+def _scoring_spacing(
+    spacing: Sequence[float] | NDArray[np.floating] | None,
+    shape: tuple[int, ...],
+    spacing_order: SpacingOrder,
+    nsd_2d: Nsd2dMode,
+) -> tuple[float, ...]:
+    """The spacing NSD is computed with (see :func:`case_metrics`)."""
+    if len(shape) == 3:
+        if spacing is None:
+            raise ValueError(f"3D case {shape} needs a spacing (3 values); got None")
+        spacing_t = _check_spacing(spacing, 3)
+        return spacing_t[::-1] if spacing_order == "axis" else spacing_t
+    return (1.0, 1.0, 1.0) if nsd_2d == "official" else (1.0, 1.0)
+
+
 def case_metrics(
     segs: NDArray[np.integer],
     gts: NDArray[np.integer],
@@ -227,36 +265,10 @@ def case_metrics(
         ValueError: if the shapes differ (both printed), the rank is not 2 or 3, ``gts`` has no
             foreground label, a 3D case has no valid 3-value ``spacing``, or an option is unknown.
     """
-    if spacing_order not in ("official", "axis"):
-        raise ValueError(f"spacing_order must be 'official' or 'axis'; got {spacing_order!r}")
-    if nsd_2d not in ("official", "contour"):
-        raise ValueError(f"nsd_2d must be 'official' or 'contour'; got {nsd_2d!r}")
-    for name, arr in (("segs", segs), ("gts", gts)):
-        if not isinstance(arr, np.ndarray):
-            raise TypeError(f"{name} must be a numpy array; got {type(arr).__name__}")
-        if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
-            raise TypeError(f"{name} must be an integer label map; got dtype {arr.dtype}")
-    if segs.shape != gts.shape:
-        raise ValueError(
-            f"segs and gts must have the same shape; got segs {segs.shape} and gts {gts.shape}"
-        )
-    if gts.ndim not in (2, 3):
-        raise ValueError(f"label maps must be 2D (H, W) or 3D (D, H, W); got shape {gts.shape}")
-    max_label = int(gts.max()) if gts.size else 0
-    if max_label < 1:
-        raise ValueError("gts has no foreground label (max label 0); there is nothing to score")
-
+    _check_label_maps(segs, gts, spacing_order, nsd_2d)
+    max_label = int(gts.max())
     is_3d = gts.ndim == 3
-    if is_3d:
-        if spacing is None:
-            raise ValueError(f"3D case {gts.shape} needs a spacing (3 values); got None")
-        spacing_t = _check_spacing(spacing, 3)
-        if spacing_order == "axis":
-            spacing_t = spacing_t[::-1]
-    elif nsd_2d == "official":
-        spacing_t = (1.0, 1.0, 1.0)
-    else:
-        spacing_t = (1.0, 1.0)
+    spacing_t = _scoring_spacing(spacing, gts.shape, spacing_order, nsd_2d)
 
     label_metrics: list[LabelMetrics] = []
     for label in range(1, max_label + 1):

@@ -411,20 +411,29 @@ class Predictor:
             low_res, iou, keep = self._decode_prompts(
                 boxes, points, point_labels, scribbles, mask_input, (mirror_strokes, thin_strokes)
             )
+        return self._prediction(low_res, iou, keep, return_logits)
+
+    def _prediction(
+        self,
+        low_res: NDArray[np.float32],
+        iou: NDArray[np.float32],
+        keep: list[_StrokeObject],
+        return_logits: bool,
+    ) -> Prediction:
+        """The Prediction of decoded objects at the image's size, the stroke rules applied to
+        the objects in ``keep`` (full-resolution logits only when ``return_logits``)."""
+        assert self._orig_hw is not None
+        h, w = self._orig_hw
         n = low_res.shape[0]
+        iou_out = np.asarray(iou)[:, 0].astype(np.float32)
+        traced = np.zeros(n, bool)
         if not return_logits:  # masks only: interpolate just where a mask pixel is possible
             masks = self.frame.low_res_to_masks(low_res, (h, w))
-            traced = np.zeros(n, bool)
             for found in keep:
-                masks[found.object_index], traced[found.object_index] = self._stroke_mask(
-                    masks[found.object_index], found
-                )
+                i = found.object_index
+                masks[i], traced[i] = self._stroke_mask(masks[i], found)
             return Prediction(
-                masks=masks,
-                iou=np.asarray(iou)[:, 0].astype(np.float32),
-                logits=None,
-                low_res_logits=low_res,
-                thin=traced,
+                masks=masks, iou=iou_out, logits=None, low_res_logits=low_res, thin=traced
             )
         masks = np.zeros((n, h, w), dtype=bool)
         logits = np.zeros((n, h, w), dtype=np.float32)
@@ -434,18 +443,13 @@ class Predictor:
             )
             masks[start : start + chunk.shape[0]] = chunk_masks[:, 0]
             logits[start : start + chunk.shape[0]] = chunk[:, 0]
-        traced = np.zeros(n, bool)
         for found in keep:
             i = found.object_index
             masks[i], traced[i] = self._stroke_mask(masks[i], found)
             logits[i][~masks[i] & (logits[i] > 0)] = 0.0  # dropped pieces: logits agree with masks
             logits[i][masks[i] & (logits[i] <= 0)] = STROKE_MASK_LOGIT  # added thin pixels
         return Prediction(
-            masks=masks,
-            iou=np.asarray(iou)[:, 0].astype(np.float32),
-            logits=logits,
-            low_res_logits=low_res,
-            thin=traced,
+            masks=masks, iou=iou_out, logits=logits, low_res_logits=low_res, thin=traced
         )
 
 

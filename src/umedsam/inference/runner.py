@@ -160,6 +160,13 @@ def write_confidence_csv(path: Path, outcomes: Sequence[CaseOutcome]) -> None:
     write_text_atomic(path, buf.getvalue())
 
 
+def _plan_of(engine: EngineSpec | EnginePlan | Engine) -> EnginePlan:
+    """The plan of what :func:`run_cases` runs: an open engine's, a given plan, or a spec's."""
+    if isinstance(engine, Engine):
+        return engine.plan
+    return engine if isinstance(engine, EnginePlan) else plan_engine(engine)
+
+
 def run_cases(
     cases: Sequence[Path],
     output_dir: str | Path,
@@ -197,10 +204,7 @@ def run_cases(
     if options.overlay_dir is not None:
         ensure_writable(options.overlay_dir)
     start = time.perf_counter()
-    if isinstance(engine, Engine):
-        plan = engine.plan
-    else:
-        plan = engine if isinstance(engine, EnginePlan) else plan_engine(engine)
+    plan = _plan_of(engine)
     manifest, resume_plan = start_run(
         [Path(c) for c in cases],
         out,

@@ -16,18 +16,18 @@ slice masks cannot outline. The image answers at full resolution:
    when its median response beats :data:`RIDGE_RANK` of the region's voxels that curve the
    stroke's way (a response above zero): in a volume most voxels have no response at all, so
    the 2D test over every pixel would pass the inside of a ball.
-3. **Mask.** The voxels above the 2D path's threshold
-   (:data:`~umedsam.inference.thin.GROW_FRACTION` of the
-   :data:`~umedsam.inference.thin.STROKE_QUANTILE` percentile of the stroke's response), less
-   those a negative stroke covers, keeping the 26-connected pieces the stroke's centre line
-   comes within two pixels of.
+3. **Mask.** The voxels above :data:`GROW_FRACTION` of the
+   :data:`~umedsam.inference.thin.STROKE_QUANTILE` percentile of the centre line's response,
+   less those a negative stroke covers, keeping the 26-connected pieces the centre line comes
+   within two pixels of.
 
 No 3D vessel annotations are in the project's data, so nothing was tuned on real volumes: the
-scales (in voxels) and the threshold are the 2D path's, which were chosen on DRIVE, the ridge
-test and the centre line were set on the unit tests' phantoms, and the check is a synthetic one
-(``benchmarks/thin_volume.py``, docs/interactive.md). The path runs only when asked for (a thin
-stroke in the web app or napari, ``umedsam predict --thin-structures``); an automatic rule like
-the 2D one would need 3D data to be chosen on.
+scales (in voxels) are the 2D path's, which were chosen on DRIVE; the ridge test and the centre
+line were set on the unit tests' phantoms and the threshold's fraction on synthetic design
+volumes; the check is a synthetic one on other seeds (``benchmarks/thin_volume.py``,
+docs/interactive.md). The path runs only when asked for (a thin stroke in the web app or napari,
+``umedsam predict --thin-structures``); an automatic rule like the 2D one would need 3D data to
+be chosen on.
 """
 
 from __future__ import annotations
