@@ -521,17 +521,8 @@ def accuracy(
 # --------------------------------------------------------------------------- main
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse flags and run the benchmark (or the worker)."""
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "_worker":
-        p = argparse.ArgumentParser()
-        p.add_argument("engine")
-        p.add_argument("case", type=Path)
-        p.add_argument("out", type=Path)
-        p.add_argument("--threads", type=int)
-        a = p.parse_args(argv[1:])
-        return worker(a.engine, a.case, a.out, a.threads)
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """The benchmark's flags."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dev", type=Path, default=DEFAULT_SHARED / "data" / "dev")
     parser.add_argument(
@@ -580,7 +571,93 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--work", type=Path, help="keep generated cases and outputs here (default: temp, deleted)"
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def _warm_caches(engines: list[str], args: argparse.Namespace) -> None:
+    """Open each exported engine once, so that timed runs measure a normal (cached) start."""
+    for engine in engines:
+        if engine.rpartition(":")[2] != "torch":
+            wall, _, _, _ = run_process(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; sys.path.insert(0, sys.argv[1]); "
+                    "from infer_speed import engine_spec; "
+                    "from umedsam.inference.engines import open_engine; "
+                    f"open_engine(engine_spec({engine!r}, {args.threads}))",
+                    str(Path(__file__).resolve().parent),
+                ],
+                args.timeout,
+            )
+            print(f"# {engine}: cache ready ({wall:.1f} s incl. any first-use export)", flush=True)
+
+
+def _chosen_cases(
+    args: argparse.Namespace, work: Path
+) -> list[tuple[str, Path, Path | None, bool, bool]]:
+    """(name, path, gts, is 3D, is synthetic) of the dev cases asked for and the synthetic ones
+    (generated here)."""
+    cases: list[tuple[str, Path, Path | None, bool, bool]] = []
+    all_dev = sorted((args.dev / "imgs").glob("*.npz"))
+    if args.dev_cases == "all":
+        chosen = all_dev
+    elif args.dev_cases.isdigit():
+        by_kind: dict[str, Path] = {}
+        for p in all_dev:
+            by_kind.setdefault("_".join(p.stem.split("_")[:2]), p)
+        chosen = list(by_kind.values())[: int(args.dev_cases)]
+    else:
+        chosen = [args.dev / "imgs" / n for n in args.dev_cases.split(",") if n]
+    for p in chosen:
+        cases.append((p.name, p, args.dev / "gts" / p.name, p.name.startswith("3D"), False))
+    synth = (
+        SYNTHETIC
+        if args.synthetic == "all"
+        else tuple(s for s in args.synthetic.split(",") if s and s != "none")
+    )
+    for s in synth:
+        t0 = time.perf_counter()
+        path = make_synthetic(s, work / "synthetic")
+        print(f"# generated {path.name} in {time.perf_counter() - t0:.1f} s", flush=True)
+        cases.append(
+            (path.name, path, work / "synthetic" / "gts" / path.name, s.endswith("3d"), True)
+        )
+    return cases
+
+
+def _time_case(case: tuple, engines: list[str], work: Path, args: argparse.Namespace) -> None:
+    """Time the official re-creation and the engines on one case; print its report."""
+    name, path, gts, big, synthetic = case
+    big_engines = [e for e in args.big_engines.split(",") if e]
+    rows: dict[str, Runs] = {}
+    k = args.official_max_slices if big and synthetic and args.official_max_slices else None
+    print(f"# {name}: official (load {load_avg()})", flush=True)
+    off_runs = args.big_runs if big or synthetic else args.official_runs
+    rows["official"] = time_official(
+        path, work, off_runs, args.threads, args.timeout, k, args.official_overlay
+    )
+    heavy = big or synthetic  # large cases: fewer engines and runs (see --big-*)
+    for engine in big_engines if heavy else engines:
+        print(f"# {name}: {engine} (load {load_avg()})", flush=True)
+        rows[engine] = time_engine(
+            engine, path, work, args.big_runs if heavy else args.runs, args.threads, args.timeout
+        )
+    print(report_case(name, gts, rows) + "\n", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags and run the benchmark (or the worker)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_worker":
+        p = argparse.ArgumentParser()
+        p.add_argument("engine")
+        p.add_argument("case", type=Path)
+        p.add_argument("out", type=Path)
+        p.add_argument("--threads", type=int)
+        a = p.parse_args(argv[1:])
+        return worker(a.engine, a.case, a.out, a.threads)
+    args = _parse(argv)
     engines = [e for e in args.engines.split(",") if e]
     print(
         f"# machine: {os.cpu_count()} CPUs, load average {load_avg()}, threads {args.threads}",
@@ -595,70 +672,9 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="umedsam-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        # Warm the export caches first so timed runs measure a normal (cached) start.
-        for engine in engines:
-            if engine.rpartition(":")[2] != "torch":
-                wall, _, _, _ = run_process(
-                    [
-                        sys.executable,
-                        "-c",
-                        "import sys; sys.path.insert(0, sys.argv[1]); "
-                        "from infer_speed import engine_spec; "
-                        "from umedsam.inference.engines import open_engine; "
-                        f"open_engine(engine_spec({engine!r}, {args.threads}))",
-                        str(Path(__file__).resolve().parent),
-                    ],
-                    args.timeout,
-                )
-                print(
-                    f"# {engine}: cache ready ({wall:.1f} s incl. any first-use export)", flush=True
-                )
-        cases: list[tuple[str, Path, Path | None, bool, bool]] = []
-        all_dev = sorted((args.dev / "imgs").glob("*.npz"))
-        if args.dev_cases == "all":
-            chosen = all_dev
-        elif args.dev_cases.isdigit():
-            by_kind: dict[str, Path] = {}
-            for p in all_dev:
-                by_kind.setdefault("_".join(p.stem.split("_")[:2]), p)
-            chosen = list(by_kind.values())[: int(args.dev_cases)]
-        else:
-            chosen = [args.dev / "imgs" / n for n in args.dev_cases.split(",") if n]
-        for p in chosen:
-            cases.append((p.name, p, args.dev / "gts" / p.name, p.name.startswith("3D"), False))
-        synth = (
-            SYNTHETIC
-            if args.synthetic == "all"
-            else tuple(s for s in args.synthetic.split(",") if s and s != "none")
-        )
-        for s in synth:
-            t0 = time.perf_counter()
-            path = make_synthetic(s, work / "synthetic")
-            print(f"# generated {path.name} in {time.perf_counter() - t0:.1f} s", flush=True)
-            cases.append(
-                (path.name, path, work / "synthetic" / "gts" / path.name, s.endswith("3d"), True)
-            )
-        big_engines = [e for e in args.big_engines.split(",") if e]
-        for name, path, gts, big, synthetic in cases:
-            rows: dict[str, Runs] = {}
-            k = args.official_max_slices if big and synthetic and args.official_max_slices else None
-            print(f"# {name}: official (load {load_avg()})", flush=True)
-            off_runs = args.big_runs if big or synthetic else args.official_runs
-            rows["official"] = time_official(
-                path, work, off_runs, args.threads, args.timeout, k, args.official_overlay
-            )
-            heavy = big or synthetic  # large cases: fewer engines and runs (see --big-*)
-            for engine in big_engines if heavy else engines:
-                print(f"# {name}: {engine} (load {load_avg()})", flush=True)
-                rows[engine] = time_engine(
-                    engine,
-                    path,
-                    work,
-                    args.big_runs if heavy else args.runs,
-                    args.threads,
-                    args.timeout,
-                )
-            print(report_case(name, gts, rows) + "\n", flush=True)
+        _warm_caches(engines, args)
+        for case in _chosen_cases(args, work):
+            _time_case(case, engines, work, args)
         print(f"# done; load average {load_avg()}")
     finally:
         if args.work is None:

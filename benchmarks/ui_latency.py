@@ -171,8 +171,8 @@ def gemm_context(slices: int, threads: int = 2) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the measurements and print a markdown table."""
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The benchmark's flags."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=DEFAULT_MODEL, help="default: the app's default")
     parser.add_argument("--engine", default="auto")
@@ -186,7 +186,179 @@ def main(argv: list[str] | None = None) -> int:
         help="NRRD stem (STEM_image.nrrd, STEM_label.nrrd) resampled to --slices slices",
     )
     parser.add_argument("--screenshots", type=Path, help="save a screenshot per measurement here")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+class _Rows:
+    """Seconds per measured action (browser-side) and the server's share of each."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, list[float]] = {}
+        self.server: dict[str, list[float | None]] = {}  # from the status line
+
+    def add(self, name: str, seconds: float, server: float | None) -> None:
+        self.seconds.setdefault(name, []).append(seconds)
+        self.server.setdefault(name, []).append(server)
+
+
+def _open_example_twice(page, rows: _Rows) -> None:  # type: ignore[no-untyped-def]
+    """Open the bundled ultrasound example twice: with the engine's start, then running."""
+    for label in ("first", "next"):
+        previous = page.evaluate("document.body.dataset.session || ''")
+        start = time.perf_counter()
+        page.click("button[data-example='2DBox_US_HC18_002']")
+        page.wait_for_function(
+            f"document.body.dataset.session !== '{previous}' && "
+            "document.body.dataset.encoded !== undefined && document.body.dataset.encoded !== '0'",
+            polling=OPEN_POLL_MS,
+            timeout=600_000,
+        )
+        _check_encoded(page)
+        name = "open 2D image to ready embedding"
+        row = (
+            f"{name} ({label} image: engine start included)"
+            if label == "first"
+            else f"{name} (engine running)"
+        )
+        rows.add(row, time.perf_counter() - start, _encode_seconds(page))
+
+
+def _canvas_scale(page):  # type: ignore[no-untyped-def]
+    """(canvas bounding box, x scale, y scale) from image pixels to the page."""
+    canvas = page.locator("#canvas").bounding_box()
+    w = int(page.evaluate("state.info.width"))
+    h = int(page.evaluate("state.info.height"))
+    return canvas, canvas["width"] / w, canvas["height"] / h
+
+
+def _measure_2d(page, args: argparse.Namespace, rows: _Rows) -> bool:  # type: ignore[no-untyped-def]
+    """2D rows: open, boxes (each undone), clicks; whether the model takes clicks."""
+    _open_example_twice(page, rows)
+    canvas, sx, sy = _canvas_scale(page)
+    version = 0
+    rows.seconds["2D box"] = []
+    for k in range(args.repeats + 1):
+        x0, y0, x1, y1 = 300 + k, 180 + k, 520 + k, 380 + k
+        page.mouse.move(canvas["x"] + x0 * sx, canvas["y"] + y0 * sy)
+        page.mouse.down()
+        page.mouse.move(canvas["x"] + x1 * sx, canvas["y"] + y1 * sy, steps=4)
+        version += 1
+        t = _timed(page, page.mouse.up, version)
+        if k:
+            rows.add("2D box", t, _server_seconds(page))
+        else:
+            rows.seconds["2D box, the first after opening"] = [t]
+        page.keyboard.press("Control+z")
+        version += 1
+        page.wait_for_selector(f"body[data-version='{version}']")
+    page.mouse.move(canvas["x"] + 300 * sx, canvas["y"] + 180 * sy)
+    page.mouse.down()
+    page.mouse.move(canvas["x"] + 520 * sx, canvas["y"] + 380 * sy, steps=4)
+    version += 1
+    _timed(page, page.mouse.up, version)
+    clicks = bool(page.evaluate("state.clicksAllowed"))  # box-only models have no click tool
+    page.keyboard.press("c")
+    rows.seconds["2D click"] = []
+    for k in range(args.repeats + 1 if clicks else 0):
+        x, y = 410 + 3 * k, 280
+        version += 1
+        t = _timed(
+            page,
+            lambda x=x, y=y: page.mouse.click(canvas["x"] + x * sx, canvas["y"] + y * sy),
+            version,
+        )
+        if k:
+            rows.add("2D click", t, _server_seconds(page))
+    if args.screenshots:
+        args.screenshots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(args.screenshots / "latency-2d.png"))
+    return clicks
+
+
+def _open_volume(page, args: argparse.Namespace, work: Path, rows: _Rows) -> Path:  # type: ignore[no-untyped-def]
+    """Upload the resampled MR volume ``--repeats`` times (each a new session); its path."""
+    volume = make_volume(args.volume, args.slices, work / f"3DBox_MR_{args.slices}.npz")
+    page.keyboard.press("b")
+    row = f"open {args.slices}-slice volume to ready embeddings"
+    rows.seconds[row], rows.server[row] = [], []
+    for _ in range(args.repeats):  # each upload opens a new session that encodes afresh
+        previous = page.evaluate("document.body.dataset.session")
+        start = time.perf_counter()
+        page.set_input_files("#file", str(volume))
+        page.wait_for_function(
+            f"document.body.dataset.session !== '{previous}' && "
+            "document.body.dataset.encoded !== undefined "
+            "&& document.body.dataset.encoded !== '0'",
+            polling=OPEN_POLL_MS,
+            timeout=600_000,
+        )
+        _check_encoded(page)
+        rows.add(row, time.perf_counter() - start, _encode_seconds(page))
+    return volume
+
+
+def _measure_3d(page, args: argparse.Namespace, work: Path, rows: _Rows, clicks: bool) -> None:  # type: ignore[no-untyped-def]
+    """3D rows: open the volume, boxes over its middle slices, clicks on another slice."""
+    volume = _open_volume(page, args, work, rows)
+    depth = int(page.evaluate("state.info.depth"))
+    canvas, sx, sy = _canvas_scale(page)
+    box = np.load(volume)["boxes"][0]
+    z_lo = max(0, depth // 2 - args.slices // 2)
+    z_hi = min(depth - 1, z_lo + args.slices - 1)
+    version = 0
+    name = f"3D box, {z_hi - z_lo + 1} slices"
+    rows.seconds[name] = []
+    for k in range(args.repeats + 1):
+        page.evaluate(
+            f"state.boxes = [{{x0: {box[0] + k}, y0: {box[1]}, x1: {box[3] + k}, y1: {box[4]}, "
+            f"z0: {z_lo}, z1: {z_hi}, clicks: []}}]; state.selected = 0; "
+            "state.history = [{kind: 'box'}]; renderBoxList();"
+        )
+        version += 1
+        t = _timed(page, lambda: page.click("#segment"), version)
+        if k:
+            rows.add(name, t, _server_seconds(page))
+        else:
+            rows.seconds[f"{name}, the first after opening"] = [t]
+    page.evaluate(f"setSlice({(z_lo + z_hi) // 2 + 3})")
+    page.keyboard.press("c")
+    cx, cy = (box[0] + box[3]) / 2 + args.repeats, (box[1] + box[4]) / 2
+    name = "3D correction (click on another slice)"
+    rows.seconds[name] = []
+    for k in range(args.repeats + 1 if clicks else 0):
+        version += 1
+        t = _timed(
+            page,
+            lambda k=k: page.mouse.click(canvas["x"] + (cx + k) * sx, canvas["y"] + cy * sy),
+            version,
+        )
+        if k:
+            rows.add(name, t, _server_seconds(page))
+    if args.screenshots:
+        page.screenshot(path=str(args.screenshots / "latency-3d.png"))
+
+
+def _print_table(args: argparse.Namespace, engine: str, rows: _Rows) -> None:
+    """The markdown table of medians, spreads and the server's share."""
+    print(gemm_context(args.slices, args.threads or 2))
+    print(
+        f"| action ({args.model}, engine {engine}) | median s | min-max s | runs "
+        "| of which server s |"
+    )
+    print("|---|---|---|---|---|")
+    for name, values in rows.seconds.items():
+        if values:  # (no click rows for a box-only model)
+            shares = [v for v in rows.server.get(name, []) if v is not None]
+            share = f"{statistics.median(shares):.3f}" if shares else ""
+            spread = f"{min(values):.3f}-{max(values):.3f}"
+            print(
+                f"| {name} | {statistics.median(values):.3f} | {spread} | {len(values)} | {share} |"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the measurements and print a markdown table."""
+    args = _parse(argv)
     import shutil
 
     from playwright.sync_api import sync_playwright
@@ -198,8 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model, engine=args.engine, threads=args.threads, workdir=str(work), port=0
     )
     base, server = _serve(config)
-    rows: dict[str, list[float]] = {}
-    server_s: dict[str, list[float | None]] = {}  # the server's share, from the status line
+    rows = _Rows()
     with sync_playwright() as pw:
         chromium = shutil.which("chromium") or "/usr/bin/chromium"
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
@@ -207,150 +378,13 @@ def main(argv: list[str] | None = None) -> int:
         page.add_init_script(LATENCY_PROBE)
         page.goto(base)
         page.wait_for_selector("body[data-ready='1']")
-        # ---- 2D: the bundled ultrasound example, opened first (engine start) and again
-        for label in ("first", "next"):
-            previous = page.evaluate("document.body.dataset.session || ''")
-            start = time.perf_counter()
-            page.click("button[data-example='2DBox_US_HC18_002']")
-            page.wait_for_function(
-                f"document.body.dataset.session !== '{previous}' && "
-                "document.body.dataset.encoded !== undefined && document.body.dataset.encoded !== '0'",
-                polling=OPEN_POLL_MS,
-                timeout=600_000,
-            )
-            _check_encoded(page)
-            name = "open 2D image to ready embedding"
-            row = (
-                f"{name} ({label} image: engine start included)"
-                if label == "first"
-                else f"{name} (engine running)"
-            )
-            rows[row] = [time.perf_counter() - start]
-            server_s[row] = [_encode_seconds(page)]
-        canvas = page.locator("#canvas").bounding_box()
-        info = page.evaluate("[document.body.dataset.session]")
-        assert info
-        w = int(page.evaluate("state.info.width"))
-        h = int(page.evaluate("state.info.height"))
-        sx, sy = canvas["width"] / w, canvas["height"] / h
-        version = 0
-        rows["2D box"] = []
-        for k in range(args.repeats + 1):
-            x0, y0, x1, y1 = 300 + k, 180 + k, 520 + k, 380 + k
-            page.mouse.move(canvas["x"] + x0 * sx, canvas["y"] + y0 * sy)
-            page.mouse.down()
-            page.mouse.move(canvas["x"] + x1 * sx, canvas["y"] + y1 * sy, steps=4)
-            version += 1
-            t = _timed(page, page.mouse.up, version)
-            if k:
-                rows["2D box"].append(t)
-                server_s.setdefault("2D box", []).append(_server_seconds(page))
-            else:
-                rows["2D box, the first after opening"] = [t]
-            page.keyboard.press("Control+z")
-            version += 1
-            page.wait_for_selector(f"body[data-version='{version}']")
-        page.mouse.move(canvas["x"] + 300 * sx, canvas["y"] + 180 * sy)
-        page.mouse.down()
-        page.mouse.move(canvas["x"] + 520 * sx, canvas["y"] + 380 * sy, steps=4)
-        version += 1
-        _timed(page, page.mouse.up, version)
-        clicks = bool(page.evaluate("state.clicksAllowed"))  # box-only models have no click tool
-        page.keyboard.press("c")
-        rows["2D click"] = []
-        for k in range(args.repeats + 1 if clicks else 0):
-            x, y = 410 + 3 * k, 280
-            version += 1
-            t = _timed(
-                page,
-                lambda x=x, y=y: page.mouse.click(canvas["x"] + x * sx, canvas["y"] + y * sy),
-                version,
-            )
-            if k:
-                rows["2D click"].append(t)
-                server_s.setdefault("2D click", []).append(_server_seconds(page))
-        if args.screenshots:
-            args.screenshots.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(args.screenshots / "latency-2d.png"))
-        # ---- 3D: a real MR volume resampled to --slices slices, uploaded as a challenge case
-        volume = make_volume(args.volume, args.slices, work / f"3DBox_MR_{args.slices}.npz")
-        page.keyboard.press("b")
-        row = f"open {args.slices}-slice volume to ready embeddings"
-        rows[row], server_s[row] = [], []
-        for _ in range(args.repeats):  # each upload opens a new session that encodes afresh
-            previous = page.evaluate("document.body.dataset.session")
-            start = time.perf_counter()
-            page.set_input_files("#file", str(volume))
-            page.wait_for_function(
-                f"document.body.dataset.session !== '{previous}' && "
-                "document.body.dataset.encoded !== undefined "
-                "&& document.body.dataset.encoded !== '0'",
-                polling=OPEN_POLL_MS,
-                timeout=600_000,
-            )
-            _check_encoded(page)
-            rows[row].append(time.perf_counter() - start)
-            server_s[row].append(_encode_seconds(page))
-        depth = int(page.evaluate("state.info.depth"))
-        canvas = page.locator("#canvas").bounding_box()
-        w = int(page.evaluate("state.info.width"))
-        h = int(page.evaluate("state.info.height"))
-        sx, sy = canvas["width"] / w, canvas["height"] / h
-        box = np.load(volume)["boxes"][0]
-        z_lo = max(0, depth // 2 - args.slices // 2)
-        z_hi = min(depth - 1, z_lo + args.slices - 1)
-        version = 0
-        slices = z_hi - z_lo + 1
-        rows[f"3D box, {slices} slices"] = []
-        for k in range(args.repeats + 1):
-            page.evaluate(
-                f"state.boxes = [{{x0: {box[0] + k}, y0: {box[1]}, x1: {box[3] + k}, y1: {box[4]}, "
-                f"z0: {z_lo}, z1: {z_hi}, clicks: []}}]; state.selected = 0; "
-                "state.history = [{kind: 'box'}]; renderBoxList();"
-            )
-            version += 1
-            t = _timed(page, lambda: page.click("#segment"), version)
-            if k:
-                rows[f"3D box, {slices} slices"].append(t)
-                server_s.setdefault(f"3D box, {slices} slices", []).append(_server_seconds(page))
-            else:
-                rows[f"3D box, {slices} slices, the first after opening"] = [t]
-        page.evaluate(f"setSlice({(z_lo + z_hi) // 2 + 3})")
-        page.keyboard.press("c")
-        cx, cy = (box[0] + box[3]) / 2 + args.repeats, (box[1] + box[4]) / 2
-        rows["3D correction (click on another slice)"] = []
-        for k in range(args.repeats + 1 if clicks else 0):
-            version += 1
-            t = _timed(
-                page,
-                lambda k=k: page.mouse.click(canvas["x"] + (cx + k) * sx, canvas["y"] + cy * sy),
-                version,
-            )
-            if k:
-                rows["3D correction (click on another slice)"].append(t)
-                server_s.setdefault("3D correction (click on another slice)", []).append(
-                    _server_seconds(page)
-                )
-        if args.screenshots:
-            page.screenshot(path=str(args.screenshots / "latency-3d.png"))
+        clicks = _measure_2d(page, args, rows)
+        _measure_3d(page, args, work, rows, clicks)
         running = page.evaluate("fetch('/api/config').then(r => r.json())")["engine_running"]
         browser.close()
     server.should_exit = True
     engine = config.engine if running in (None, config.engine) else f"{config.engine}: {running}"
-    print(gemm_context(args.slices, args.threads or 2))
-    print(
-        f"| action ({args.model}, engine {engine}) | median s | min-max s | runs "
-        "| of which server s |"
-    )
-    print("|---|---|---|---|---|")
-    for name, values in rows.items():
-        if values:  # (no click rows for a box-only model)
-            shares = [v for v in server_s.get(name, []) if v is not None]
-            share = f"{statistics.median(shares):.3f}" if shares else ""
-            spread = f"{min(values):.3f}-{max(values):.3f}"
-            print(
-                f"| {name} | {statistics.median(values):.3f} | {spread} | {len(values)} | {share} |"
-            )
+    _print_table(args, engine, rows)
     return 0
 
 
