@@ -107,90 +107,96 @@ def _box_prompts(case: Any) -> Any:
 
 def click_protocol(args: argparse.Namespace) -> dict[str, Any]:
     """Run the CVPR 2025 protocol on every dev case; per-case rows and a summary."""
+    from umedsam.models.cards import bounded_propagation
+
+    engine = _engine(args)
+    clip = bounded_propagation(args.model, args.checkpoint)
+    cases = sorted((args.dev / "imgs").glob(f"{args.prefix}*.npz"))[args.offset :: args.every]
+    tmp = Path(tempfile.mkdtemp(prefix="umedsam-interactive-"))
+    rows = []
+    for path in cases:
+        rows.append(_click_case(path, args, engine.backend, clip, tmp))
+        if not args.quiet:
+            print(
+                f"{path.name:60s} DSC " + " ".join(f"{d:.3f}" for d in rows[-1]["dsc"]),
+                file=sys.stderr,
+                flush=True,
+            )
+    return {"rows": rows, "summary": summarize_clicks(rows)}
+
+
+def _click_case(  # type: ignore[no-untyped-def]
+    path: Path, args: argparse.Namespace, backend, clip: bool, tmp: Path
+) -> dict[str, Any]:
+    """One case's row of the click protocol: the box, then five clicks on the largest error
+    region of each object, each step written as the challenge writes it and predicted."""
     from umedsam.data.interaction import challenge_click
     from umedsam.data.naming import modality_from_name
     from umedsam.data.npz import load_case
     from umedsam.inference.interactive import segment_interactive_case
     from umedsam.inference.propagation import SliceEmbeddingCache
     from umedsam.inference.segment import segment_case
-    from umedsam.models.cards import bounded_propagation
 
-    engine = _engine(args)
-    mask_prompts = not args.no_mask_prompt
-    clip = bounded_propagation(args.model, args.checkpoint)
-    rows = []
-    cases = sorted((args.dev / "imgs").glob(f"{args.prefix}*.npz"))[args.offset :: args.every]
-    tmp = Path(tempfile.mkdtemp(prefix="umedsam-interactive-"))
-    for path in cases:
-        base = load_case(path)
-        with np.load(args.dev / "gts" / path.name) as g:
-            gts = g["gts"]
-            spacing = g["spacing"] if "spacing" in g.files else None
-        n = base.num_objects
-        clicks: list[dict[str, list[list[int]]]] = [{"fg": [], "bg": []} for _ in range(n)]
-        order: list[list[str]] = [[] for _ in range(n)]
-        cache = SliceEmbeddingCache(4096.0) if base.is_3d else None
-        prev = None
-        dscs, nsds, seconds = [], [], []
-        for step in range(6):
-            extra: dict[str, Any] = {}
-            if step > 0:
-                for i in range(n):
-                    click = challenge_click(prev == i + 1, gts == i + 1)
-                    if click is not None:
-                        kind = "fg" if click.positive else "bg"
-                        clicks[i][kind].append(list(click.index))
-                        order[i].append(kind)
-                extra = {
-                    "clicks": np.array(clicks, dtype=object),
-                    "clicks_order": np.array(order, dtype=object),
-                    "prev_pred": prev,
-                }
-            step_file = tmp / path.name
-            arrays = {
-                "imgs": base.imgs,
-                "boxes": _boxes_entry(base.boxes, base.is_3d, args.box_format, gts),
+    base = load_case(path)
+    with np.load(args.dev / "gts" / path.name) as g:
+        gts = g["gts"]
+        spacing = g["spacing"] if "spacing" in g.files else None
+    n = base.num_objects
+    clicks: list[dict[str, list[list[int]]]] = [{"fg": [], "bg": []} for _ in range(n)]
+    order: list[list[str]] = [[] for _ in range(n)]
+    cache = SliceEmbeddingCache(4096.0) if base.is_3d else None
+    prev = None
+    dscs, nsds, seconds = [], [], []
+    for step in range(6):
+        extra: dict[str, Any] = {}
+        if step > 0:
+            for i in range(n):
+                click = challenge_click(prev == i + 1, gts == i + 1)
+                if click is not None:
+                    kind = "fg" if click.positive else "bg"
+                    clicks[i][kind].append(list(click.index))
+                    order[i].append(kind)
+            extra = {
+                "clicks": np.array(clicks, dtype=object),
+                "clicks_order": np.array(order, dtype=object),
+                "prev_pred": prev,
             }
-            if base.spacing is not None:
-                arrays["spacing"] = base.spacing
-            np.savez(step_file, **arrays, **extra)
-            start = time.perf_counter()
-            case = load_case(step_file)
-            if case.prompts is None and case.is_3d:  # step 1, array boxes: keep the embeddings
-                case = dataclasses.replace(case, prompts=_box_prompts(case))
-            if case.prompts is None:  # a 2D step 1: boxes only, the official path
-                segs = segment_case(engine.backend, case).segs
-            else:
-                segs, _ = segment_interactive_case(
-                    engine.backend,
-                    case,
-                    mask_prompts=mask_prompts,
-                    embeddings=cache,
-                    clip_to_box=clip,
-                )
-            seconds.append(time.perf_counter() - start)
-            dsc, nsd = _case_metrics(segs, gts, spacing)
-            dscs.append(dsc)
-            nsds.append(nsd)
-            prev = segs
-        rows.append(
-            {
-                "case": path.name,
-                "modality": modality_from_name(path.name),
-                "dsc": dscs,
-                "nsd": nsds,
-                "seconds": seconds,
-                "dsc_auc": float(np.trapezoid(dscs[1:], dx=1.0)),
-                "nsd_auc": float(np.trapezoid(nsds[1:], dx=1.0)),
-            }
-        )
-        if not args.quiet:
-            print(
-                f"{path.name:60s} DSC " + " ".join(f"{d:.3f}" for d in dscs),
-                file=sys.stderr,
-                flush=True,
+        step_file = tmp / path.name
+        arrays = {
+            "imgs": base.imgs,
+            "boxes": _boxes_entry(base.boxes, base.is_3d, args.box_format, gts),
+        }
+        if base.spacing is not None:
+            arrays["spacing"] = base.spacing
+        np.savez(step_file, **arrays, **extra)
+        start = time.perf_counter()
+        case = load_case(step_file)
+        if case.prompts is None and case.is_3d:  # step 1, array boxes: keep the embeddings
+            case = dataclasses.replace(case, prompts=_box_prompts(case))
+        if case.prompts is None:  # a 2D step 1: boxes only, the official path
+            segs = segment_case(backend, case).segs
+        else:
+            segs, _ = segment_interactive_case(
+                backend,
+                case,
+                mask_prompts=not args.no_mask_prompt,
+                embeddings=cache,
+                clip_to_box=clip,
             )
-    return {"rows": rows, "summary": summarize_clicks(rows)}
+        seconds.append(time.perf_counter() - start)
+        dsc, nsd = _case_metrics(segs, gts, spacing)
+        dscs.append(dsc)
+        nsds.append(nsd)
+        prev = segs
+    return {
+        "case": path.name,
+        "modality": modality_from_name(path.name),
+        "dsc": dscs,
+        "nsd": nsds,
+        "seconds": seconds,
+        "dsc_auc": float(np.trapezoid(dscs[1:], dx=1.0)),
+        "nsd_auc": float(np.trapezoid(nsds[1:], dx=1.0)),
+    }
 
 
 def summarize_clicks(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -521,8 +527,8 @@ def apply_switches(args: argparse.Namespace) -> None:
         strokes.BACKGROUND_STROKES = args.background_strokes
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse flags, run the protocol, print the summary and optionally write JSON."""
+def _parser() -> argparse.ArgumentParser:
+    """The benchmark's flags."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--protocol", choices=["clicks", "scribbles", "latency"], default="clicks")
     parser.add_argument("--dev", type=Path, default=DEFAULT_DEV)
@@ -549,6 +555,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--plot-out", type=Path, default=Path("interactive_clicks.png"))
     parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=SCRIBBLE_VARIANTS,
+        default=list(SCRIBBLE_VARIANTS),
+        help="scribble protocol: the variants to run (default: all)",
+    )
+    parser.add_argument(
+        "--box-format",
+        choices=["cvpr25", "dicts", "array"],
+        default="cvpr25",
+        help="3D boxes: the challenge's own (cvpr25, default: made from the ground truth as its "
+        "get_boxes.py makes them), the dev boxes as z_mid dicts (dicts: the middle slice, the "
+        "extent's x/y range as its box), or the dev boxes as (N, 6) extents (array)",
+    )
+    _add_rule_flags(parser)
+    add_switches(parser)
+    parser.add_argument("-q", "--quiet", action="store_true")
+    return parser
+
+
+def _add_rule_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags that set the 3D correction rule's constants for one run."""
+    parser.add_argument(
         "--click-reach",
         type=int,
         help="slices on each side a 3D click reaches (default: the package's CLICK_REACH)",
@@ -571,25 +600,10 @@ def main(argv: list[str] | None = None) -> int:
         help="3D: logit threshold of the masks on slices other than an object's start slice "
         "(default: the package's PROPAGATED_THRESHOLD)",
     )
-    parser.add_argument(
-        "--variants",
-        nargs="+",
-        choices=SCRIBBLE_VARIANTS,
-        default=list(SCRIBBLE_VARIANTS),
-        help="scribble protocol: the variants to run (default: all)",
-    )
-    parser.add_argument(
-        "--box-format",
-        choices=["cvpr25", "dicts", "array"],
-        default="cvpr25",
-        help="3D boxes: the challenge's own (cvpr25, default: made from the ground truth as its "
-        "get_boxes.py makes them), the dev boxes as z_mid dicts (dicts: the middle slice, the "
-        "extent's x/y range as its box), or the dev boxes as (N, 6) extents (array)",
-    )
-    add_switches(parser)
-    parser.add_argument("-q", "--quiet", action="store_true")
-    args = parser.parse_args(argv)
-    apply_switches(args)
+
+
+def _set_rule(args: argparse.Namespace) -> None:
+    """Set the 3D correction rule's constants the flags name."""
     import umedsam.inference.interactive as interactive
 
     if args.click_reach is not None:
@@ -600,6 +614,14 @@ def main(argv: list[str] | None = None) -> int:
         interactive.CORRECTION_REACH = args.correction_reach if args.correction_reach >= 0 else None
     if args.propagated_threshold is not None:
         interactive.PROPAGATED_THRESHOLD = args.propagated_threshold
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, run the protocol, print the summary and optionally write JSON."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    apply_switches(args)
+    _set_rule(args)
     if args.plot:
         plot_clicks(args.plot, args.plot_out)
         for path in args.plot:
