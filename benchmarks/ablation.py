@@ -421,8 +421,8 @@ def _plot_curves(
     fig.savefig(args.work / "training_curves.png", dpi=110)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the selected arms; see the module docstring."""
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The benchmark's flags."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=Path, required=True, help="challenge train folder")
     parser.add_argument("--dev", type=Path, required=True, help="challenge dev folder")
@@ -478,6 +478,12 @@ def main(argv: list[str] | None = None) -> int:
     args.modality_weights = {
         k: float(v) for k, v in (item.split("=", 1) for item in args.modality_weights)
     }
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected arms; see the module docstring."""
+    args = _parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     from umedsam.inference.backends.torch import tune_allocator
@@ -516,6 +522,11 @@ def main(argv: list[str] | None = None) -> int:
             items,
             args.grad_evals,
         )
+    return _run_arms(args, results, results_path)
+
+
+def _run_arms(args: argparse.Namespace, results: dict[str, Any], results_path: Path) -> int:
+    """Train and score the planned (arm, seed) runs not done yet; write the report."""
     memo: dict[str, np.ndarray] = {}
     plan = [
         (arm, seed)
