@@ -149,15 +149,7 @@ def model_mask(backend, volume: np.ndarray, strokes: np.ndarray) -> tuple[np.nda
     """The interactive model's mask of a stroke given as a 3D scribble, and its seconds."""
     from umedsam.inference.interactive import segment_interactive_volume
 
-    prompts = CasePrompts(
-        labels=np.array([1]),
-        boxes=None,
-        start_slices=None,
-        clicks=(np.zeros((0, 3), np.int64),),
-        click_labels=(np.zeros(0, np.int64),),
-        prev_pred=None,
-        scribbles=strokes.astype(np.int16),
-    )
+    prompts = CasePrompts.of_strokes(strokes.astype(np.int16))
     start = time.perf_counter()
     segs, _ = segment_interactive_volume(backend, volume, prompts)
     return segs == 1, time.perf_counter() - start

@@ -134,15 +134,7 @@ def scribble_case():
     volume, tube = vessel_volume()
     scribbles = np.zeros(volume.shape, np.int16)
     scribbles[_stroke_on_slice(tube, 11)] = 1
-    prompts = CasePrompts(
-        labels=np.array([1]),
-        boxes=None,
-        start_slices=None,
-        clicks=(np.zeros((0, 3), np.int64),),
-        click_labels=(np.zeros(0, np.int64),),
-        prev_pred=None,
-        scribbles=scribbles,
-    )
+    prompts = CasePrompts.of_strokes(scribbles)
     return volume, tube, prompts
 
 

@@ -97,6 +97,20 @@ class CasePrompts:
     scribbles: NDArray | None = None
     prev_pred: NDArray | None = None
 
+    @classmethod
+    def of_strokes(cls, scribbles: NDArray) -> CasePrompts:
+        """The prompts of one object (label 1) drawn with strokes alone: ``scribbles`` is its
+        CVPR 2024 map (1 on its strokes, :data:`SCRIBBLE_BACKGROUND` on background strokes)."""
+        empty = np.zeros((0, np.asarray(scribbles).ndim), np.int64)
+        return cls(
+            labels=np.array([1]),
+            boxes=None,
+            start_slices=None,
+            clicks=(empty,),
+            click_labels=(np.zeros(0, np.int64),),
+            scribbles=np.asarray(scribbles),
+        )
+
     def scribble_map(self, i: int) -> NDArray[np.int8] | None:
         """Object i's scribble as a stroke map: 1 its strokes, -1 the background strokes it
         takes (those nearest to it: :mod:`umedsam.data.strokes`), else 0."""

@@ -71,6 +71,16 @@ HEAT_PALETTE = _heat_palette()
 """Inferno colours with alpha = uncertainty (0 certain and transparent, 255 one bit)."""
 
 
+def picture_png(image: NDArray) -> bytes:
+    """PNG of a grey or BGR picture (fast compression: the app sends one per slice shown)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ValueError(f"cannot encode an array of shape {image.shape} as PNG")
+    return buf.tobytes()
+
+
 def mask_png(labels: NDArray) -> bytes:
     """PNG of an (H, W) label map: each label in its colour, background transparent."""
     labels = np.asarray(labels)

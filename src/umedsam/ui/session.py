@@ -30,7 +30,7 @@ from umedsam.ui.corrections import ObjectKey
 from umedsam.ui.heat import object_heat, uncertainty_tools
 from umedsam.ui.images import LoadedImage
 from umedsam.ui.objects import ObjectResult, object_rows, reference_dsc, rounded
-from umedsam.ui.png import heat_png, mask_png
+from umedsam.ui.png import heat_png, mask_png, picture_png
 
 if TYPE_CHECKING:
     from umedsam.inference.predictor import Predictor
@@ -49,13 +49,6 @@ def _session_cache(max_mb: float) -> SliceEmbeddingCache:
     """A volume's slice embeddings, kept as float16: half the memory of float32, and on all 3D
     dev cases the masks were identical to float32 ones (``benchmarks/slice_cache_dtype.py``)."""
     return SliceEmbeddingCache(max_mb, np.float16)
-
-
-def _encode_png(image: NDArray) -> bytes:
-    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise ValueError(f"cannot encode an array of shape {image.shape} as PNG")
-    return buf.tobytes()
 
 
 @dataclass
@@ -290,8 +283,8 @@ class Session:
         """PNG of slice ``z`` (grey for volumes, RGB for 2D images)."""
         self._check_slice(z)
         if self.image.is_3d:
-            return _encode_png(self.image.pixels[z])
-        return _encode_png(cv2.cvtColor(self.image.pixels, cv2.COLOR_RGB2BGR))
+            return picture_png(self.image.pixels[z])
+        return picture_png(cv2.cvtColor(self.image.pixels, cv2.COLOR_RGB2BGR))
 
     def mask_png(self, z: int) -> bytes:
         """PNG of the labels on slice ``z``: label colours, transparent background."""
